@@ -1,0 +1,300 @@
+"""The progressive generator and discriminator of PGGAN (official `G_paper` / `D_paper`), in Flax NNX.
+
+Both networks own the blocks of every resolution from 4x4 up to `ModelSpec.resolution` from
+construction on, so their parameter trees never change shape and a checkpoint restores at any stage.
+A forward pass takes the active resolution (a static Python int; one compile per resolution) and the
+fade-in weight `alpha` (a traced scalar in [0, 1]; 1 means the newest resolution is fully in) and
+computes at the active resolution only.
+
+Block `i` serves resolution `4 * 2**i`. Channel widths follow `ModelSpec.channels(stage)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from pggan import layers
+
+D_DOWNSAMPLE_ORDERS = ("conv_pool_act", "conv_act_pool")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Architecture hyper-parameters shared by G and D (official names where they exist).
+
+    resolution: final resolution, a power of two in [8, 1024].
+    num_channels: image channels (3 for RGB, 1 for grayscale).
+    latent_size: length of the latent vector z.
+    label_size: number of classes for conditioning (0 = unconditional). G concatenates one-hot labels
+      to the latent; D outputs 1 + label_size values.
+    fmap_base, fmap_decay, fmap_max: channel widths, see `channels`.
+    normalize_latents: PixelNorm on G's input.
+    use_pixelnorm: PixelNorm after every convolution in G.
+    use_wscale: equalized learning rate.
+    pixelnorm_epsilon: epsilon of PixelNorm.
+    mbstd_group_size: minibatch-stddev group size (0 or 1 disables the layer).
+    d_downsample_order: 'conv_pool_act' is the official TF default (`fused_scale=True`): D's second
+      convolution of a block is followed by the 2x2 average pool, then bias and leaky ReLU.
+      'conv_act_pool' is the paper's/Theano order: conv, bias, leaky ReLU, then the pool.
+    compute_dtype: 'float32' or 'bfloat16' activations; parameters always stay float32.
+    """
+
+    resolution: int = 1024
+    num_channels: int = 3
+    latent_size: int = 512
+    label_size: int = 0
+    fmap_base: int = 8192
+    fmap_decay: float = 1.0
+    fmap_max: int = 512
+    normalize_latents: bool = True
+    use_pixelnorm: bool = True
+    use_wscale: bool = True
+    pixelnorm_epsilon: float = 1e-8
+    mbstd_group_size: int = 4
+    d_downsample_order: str = "conv_pool_act"
+    compute_dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.resolution < 8 or self.resolution > 1024 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"model.resolution must be a power of two in [8, 1024], got {self.resolution}")
+        if self.d_downsample_order not in D_DOWNSAMPLE_ORDERS:
+            raise ValueError(f"model.d_downsample_order must be one of {D_DOWNSAMPLE_ORDERS}, "
+                             f"got {self.d_downsample_order!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"model.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, "
+                             f"got {self.compute_dtype!r}")
+        for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.label_size < 0:
+            raise ValueError(f"model.label_size must be >= 0, got {self.label_size}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ModelSpec":
+        """Builds a spec from a mapping (e.g. an ml_collections `config.model`); unknown keys are errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ValueError(f"unknown model config field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**dict(config))
+
+    @property
+    def num_levels(self) -> int:
+        """Number of resolutions 4, 8, ..., resolution."""
+        return int(math.log2(self.resolution)) - 1
+
+    @property
+    def dtype(self):
+        return COMPUTE_DTYPES[self.compute_dtype]
+
+    def channels(self, stage: int) -> int:
+        """Official `nf(stage) = min(fmap_base / 2**(stage * fmap_decay), fmap_max)`.
+
+        Resolution 2**k uses nf(k - 1) channels (512 at 4..32 px in the full model, 16 at 1024 px).
+        """
+        return min(int(self.fmap_base / (2.0 ** (stage * self.fmap_decay))), self.fmap_max)
+
+
+def level_of(resolution: int, spec: ModelSpec) -> int:
+    """Block index of an active resolution (4 -> 0, 8 -> 1, ...); errors on impossible values."""
+    level = int(math.log2(resolution)) - 2 if resolution >= 4 else -1
+    if resolution & (resolution - 1) or not 0 <= level < spec.num_levels:
+        raise ValueError(f"active resolution must be a power of two in [4, {spec.resolution}], got {resolution}")
+    return level
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator
+
+
+class GeneratorInitialBlock(nnx.Module):
+    """4x4 block: (PixelNorm of z) -> dense to 4*4*C (gain sqrt(2)/4) -> lrelu -> PN -> conv3x3 -> lrelu -> PN."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        c = spec.channels(1)
+        self.spec = spec
+        self.dense = layers.EqualizedDense(spec.latent_size + spec.label_size, 16 * c, gain=math.sqrt(2) / 4,
+                                           use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.conv = layers.EqualizedConv(c, c, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        """z: [N, latent_size + label_size] -> features [N, 4, 4, nf(1)]."""
+        spec = self.spec
+        if spec.normalize_latents:
+            z = layers.pixel_norm(z, spec.pixelnorm_epsilon)
+        x = self.dense(z).reshape(z.shape[0], 4, 4, -1)
+        x = _g_activate(x, spec)
+        return _g_activate(self.conv(x), spec)
+
+
+class GeneratorBlock(nnx.Module):
+    """Resolution-doubling block: upsample -> conv3x3 -> lrelu -> PN -> conv3x3 -> lrelu -> PN."""
+
+    def __init__(self, spec: ModelSpec, level: int, *, rngs: nnx.Rngs):
+        k = level + 2
+        cin, cout = spec.channels(k - 2), spec.channels(k - 1)
+        self.spec = spec
+        self.conv0 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.conv1 = layers.EqualizedConv(cout, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[N, r/2, r/2, nf(k-2)] -> [N, r, r, nf(k-1)] for r = 2**k."""
+        x = _g_activate(self.conv0.upsample_conv(x), self.spec)
+        return _g_activate(self.conv1(x), self.spec)
+
+
+def _g_activate(x: jax.Array, spec: ModelSpec) -> jax.Array:
+    x = layers.leaky_relu(x)
+    return layers.pixel_norm(x, spec.pixelnorm_epsilon) if spec.use_pixelnorm else x
+
+
+class Generator(nnx.Module):
+    """Progressive generator. `blocks[i]` and `to_rgb[i]` serve resolution 4 * 2**i."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        self.spec = spec
+        self.blocks = nnx.List(
+            [GeneratorInitialBlock(spec, rngs=rngs)]
+            + [GeneratorBlock(spec, level, rngs=rngs) for level in range(1, spec.num_levels)])
+        self.to_rgb = nnx.List([
+            layers.EqualizedConv(spec.channels(level + 1), spec.num_channels, 1, gain=1.0,
+                                 use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+            for level in range(spec.num_levels)])
+
+    def __call__(self, latents: jax.Array, labels: jax.Array | None = None, *, resolution: int,
+                 alpha: jax.Array | float = 1.0) -> jax.Array:
+        """Generates images at the active resolution.
+
+        Args:
+          latents: float [N, latent_size], usually N(0, 1).
+          labels: float [N, label_size] one-hot class labels, required iff label_size > 0.
+          resolution: active resolution (static), a power of two in [4, spec.resolution].
+          alpha: fade-in weight of the active resolution in [0, 1] (traced); ignored at 4x4.
+
+        Returns:
+          float32 [N, resolution, resolution, num_channels], linear output (trained toward [-1, 1]).
+        """
+        level = level_of(resolution, self.spec)
+        x = _concat_labels(latents, labels, self.spec)
+        x = self.blocks[0](x)
+        previous = x
+        for i in range(1, level + 1):
+            previous, x = x, self.blocks[i](x)
+        images = self.to_rgb[level](x)
+        if level > 0:
+            images = layers.fade(images, layers.upsample2x(self.to_rgb[level - 1](previous)), alpha)
+        return images.astype(jnp.float32)
+
+
+def _concat_labels(latents: jax.Array, labels: jax.Array | None, spec: ModelSpec) -> jax.Array:
+    if spec.label_size == 0:
+        if labels is not None:
+            raise ValueError("labels given to an unconditional generator (model.label_size = 0)")
+        return latents
+    if labels is None or labels.shape[-1] != spec.label_size:
+        raise ValueError(f"a conditional generator needs one-hot labels [N, {spec.label_size}]")
+    return jnp.concatenate([latents, labels.astype(latents.dtype)], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator
+
+
+class DiscriminatorFinalBlock(nnx.Module):
+    """4x4 block: minibatch stddev -> conv3x3 -> lrelu -> dense nf(0) -> lrelu -> dense 1 + labels (gain 1)."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        c = spec.channels(1)
+        extra = 1 if spec.mbstd_group_size > 1 else 0
+        self.spec = spec
+        self.conv = layers.EqualizedConv(c + extra, c, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.dense0 = layers.EqualizedDense(16 * c, spec.channels(0), use_wscale=spec.use_wscale,
+                                            dtype=spec.dtype, rngs=rngs)
+        self.dense1 = layers.EqualizedDense(spec.channels(0), 1 + spec.label_size, gain=1.0,
+                                            use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[N, 4, 4, nf(1)] -> [N, 1 + label_size]."""
+        if self.spec.mbstd_group_size > 1:
+            x = layers.minibatch_stddev(x, self.spec.mbstd_group_size)
+        x = layers.leaky_relu(self.conv(x))
+        x = layers.leaky_relu(self.dense0(x))
+        return self.dense1(x)
+
+
+class DiscriminatorBlock(nnx.Module):
+    """Resolution-halving block: conv3x3 -> lrelu -> conv3x3 + 2x2 avg pool (order per spec) -> lrelu."""
+
+    def __init__(self, spec: ModelSpec, level: int, *, rngs: nnx.Rngs):
+        k = level + 2
+        cin, cout = spec.channels(k - 1), spec.channels(k - 2)
+        self.spec = spec
+        self.conv0 = layers.EqualizedConv(cin, cin, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.conv1 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[N, r, r, nf(k-1)] -> [N, r/2, r/2, nf(k-2)] for r = 2**k."""
+        x = layers.leaky_relu(self.conv0(x))
+        if self.spec.d_downsample_order == "conv_pool_act":
+            return layers.leaky_relu(self.conv1.conv_downsample(x))
+        return layers.downsample2x(layers.leaky_relu(self.conv1(x)))
+
+
+class Discriminator(nnx.Module):
+    """Progressive discriminator (critic). `blocks[i]` and `from_rgb[i]` serve resolution 4 * 2**i."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        self.spec = spec
+        self.blocks = nnx.List(
+            [DiscriminatorFinalBlock(spec, rngs=rngs)]
+            + [DiscriminatorBlock(spec, level, rngs=rngs) for level in range(1, spec.num_levels)])
+        self.from_rgb = nnx.List([
+            layers.EqualizedConv(spec.num_channels, spec.channels(level + 1), 1, use_wscale=spec.use_wscale,
+                                 dtype=spec.dtype, rngs=rngs)
+            for level in range(spec.num_levels)])
+
+    def _from_rgb(self, level: int, images: jax.Array) -> jax.Array:
+        return layers.leaky_relu(self.from_rgb[level](images))
+
+    def __call__(self, images: jax.Array, *, resolution: int, alpha: jax.Array | float = 1.0) -> jax.Array:
+        """Scores images at the active resolution.
+
+        Args:
+          images: float [N, resolution, resolution, num_channels] in about [-1, 1]. N must be divisible
+            by min(mbstd_group_size, N).
+          resolution: active resolution (static), a power of two in [4, spec.resolution].
+          alpha: fade-in weight of the active resolution in [0, 1] (traced); ignored at 4x4.
+
+        Returns:
+          float32 [N, 1 + label_size]: column 0 is the critic score, the rest are class logits.
+        """
+        level = level_of(resolution, self.spec)
+        if images.shape[1:] != (resolution, resolution, self.spec.num_channels):
+            raise ValueError(f"discriminator expects images [N, {resolution}, {resolution}, "
+                             f"{self.spec.num_channels}], got {images.shape}")
+        x = self.blocks[level](self._from_rgb(level, images))
+        if level > 0:
+            x = layers.fade(x, self._from_rgb(level - 1, layers.downsample2x(images)), alpha)
+            for i in range(level - 1, 0, -1):
+                x = self.blocks[i](x)
+            x = self.blocks[0](x)
+        return x.astype(jnp.float32)
+
+
+def build_networks(spec: ModelSpec, seed: int) -> tuple[Generator, Discriminator]:
+    """Creates G and D with parameters drawn from `seed` (G and D get independent streams)."""
+    generator = Generator(spec, rngs=nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), 0)))
+    discriminator = Discriminator(spec, rngs=nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), 1)))
+    return generator, discriminator
+
+
+def count_parameters(module: nnx.Module) -> int:
+    """Total number of scalar parameters of a module."""
+    return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
