@@ -73,6 +73,9 @@ class ModelSpec:
         for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.channels(self.num_levels) < 1:
+            raise ValueError(f"model.fmap_base={self.fmap_base} is too small: the {self.resolution}x"
+                             f"{self.resolution} blocks would have 0 channels; raise fmap_base or lower fmap_decay")
         if self.label_size < 0:
             raise ValueError(f"model.label_size must be >= 0, got {self.label_size}")
 
