@@ -298,6 +298,26 @@ def build_networks(spec: ModelSpec, seed: int) -> tuple[Generator, Discriminator
     return generator, discriminator
 
 
+def abstract_generator(spec: ModelSpec) -> Generator:
+    """A Generator whose parameters are ShapeDtypeStructs (no memory, no compute)."""
+    return nnx.eval_shape(lambda: Generator(spec, rngs=nnx.Rngs(0)))
+
+
+def abstract_discriminator(spec: ModelSpec) -> Discriminator:
+    """A Discriminator whose parameters are ShapeDtypeStructs (no memory, no compute)."""
+    return nnx.eval_shape(lambda: Discriminator(spec, rngs=nnx.Rngs(0)))
+
+
+def parameters(module: nnx.Module) -> dict:
+    """The module's parameters as a pure nested dict (list indices as int keys), the checkpoint format."""
+    return nnx.to_pure_dict(nnx.state(module, nnx.Param))
+
+
+def merge_parameters(module: nnx.Module, params: dict) -> nnx.Module:
+    """A module of `module`'s structure (may be abstract) holding `params` (a pure nested dict)."""
+    return nnx.merge(nnx.graphdef(module), params)
+
+
 def count_parameters(module: nnx.Module) -> int:
     """Total number of scalar parameters of a module."""
     return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))

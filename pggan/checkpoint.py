@@ -1,0 +1,155 @@
+"""Orbax checkpoints of a training run: save, keep policy, restore on any device count, load G for tools.
+
+Layout: `WORKDIR/checkpoints/<nimg>/` (the step number is the number of real images shown), with
+items
+  generator, discriminator, generator_ema: parameter trees (pure nested dicts, float32),
+  optimizers: {'g', 'd'} Adam states,   counters: int32 scalars,
+  meta: JSON {'nimg', 'round', 'lod', 'resolution', 'stage_final', 'config', ...}.
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
+mid-write never leaves a checkpoint that loads. The newest few checkpoints are kept, plus, for good,
+the last checkpoint of every resolution stage (marked `stage_final` in its step metadata).
+No pickle is involved anywhere: arrays are stored by tensorstore, metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from pggan import networks
+
+STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "counters")
+NETWORK_ITEMS = {"ema": "generator_ema", "raw": "generator"}
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or unusable; the message says what to do."""
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+
+
+@dataclasses.dataclass
+class _KeepStageFinal:
+    """Preservation policy: keep every checkpoint whose step is in the (growing) set of stage ends."""
+
+    steps: set[int]
+
+    def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
+        del context
+        return [c.step in self.steps for c in checkpoints]
+
+
+class CheckpointStore:
+    """The training run's checkpoint manager (async saves, keep policy)."""
+
+    def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+        self.directory = checkpoint_dir(workdir)
+        self._stage_final = _KeepStageFinal(set())
+        policy = checkpoint_managers.AnyPreservationPolicy([checkpoint_managers.LatestN(keep), self._stage_final])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy, create=True, enable_async_checkpointing=async_save)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        for step in self.manager.all_steps():
+            if self.manager.metadata(step).custom_metadata.get("stage_final"):
+                self._stage_final.steps.add(step)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def stage_final_steps(self) -> list[int]:
+        return sorted(self._stage_final.steps & set(self.manager.all_steps()))
+
+    def save(self, step: int, state: dict, meta: dict, *, stage_final: bool = False) -> None:
+        """Starts an (async) save of `state` and JSON `meta` at `step`; a stage-final one is kept for good."""
+        if stage_final:
+            self._stage_final.steps.add(step)
+        items = {name: ocp.args.StandardSave(state[name]) for name in STATE_ITEMS}
+        items["meta"] = ocp.args.JsonSave({**meta, "stage_final": stage_final})
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True,
+                          custom_metadata={"stage_final": stage_final, "resolution": meta.get("resolution")})
+
+    def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
+        """Restores (state, meta) at `step` onto the shardings of `abstract_state` (any device count)."""
+        items = {name: ocp.args.StandardRestore(abstract_state[name]) for name in STATE_ITEMS}
+        items["meta"] = ocp.args.JsonRestore()
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return {name: restored[name] for name in STATE_ITEMS}, dict(restored["meta"])
+
+    def wait(self) -> None:
+        """Blocks until any save in flight is committed."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def read_meta(workdir: str, step: int) -> dict:
+    """The JSON metadata of one checkpoint."""
+    with ocp.CheckpointManager(checkpoint_dir(workdir)) as manager:
+        return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
+
+def select_step(workdir: str, *, step: int | None = None, resolution: int | None = None) -> int:
+    """Chooses a checkpoint: an exact step, the last one of a resolution stage, or the latest.
+
+    Raises CheckpointError with a one-line message naming what exists when the choice is impossible.
+    """
+    directory = checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
+                              f"--config=... --workdir={workdir}) or pass the right --workdir")
+    with ocp.CheckpointManager(directory) as manager:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise CheckpointError(f"no complete checkpoint in {directory!r}")
+        if step is not None:
+            if step not in steps:
+                raise CheckpointError(f"no checkpoint at step {step} in {workdir!r}; available steps: {steps}")
+            return step
+        if resolution is None:
+            return steps[-1]
+        at_resolution = [s for s in steps if manager.metadata(s).custom_metadata.get("resolution") == resolution]
+        if not at_resolution:
+            available = sorted({manager.metadata(s).custom_metadata.get("resolution") for s in steps} - {None})
+            raise CheckpointError(f"no checkpoint at resolution {resolution} in {workdir!r}; "
+                                  f"resolutions with checkpoints: {available}")
+        return at_resolution[-1]
+
+
+def load_generator(workdir: str, *, step: int | None = None, resolution: int | None = None,
+                   network: str = "ema") -> tuple[networks.Generator, dict]:
+    """Loads a generator for sampling from a run's workdir.
+
+    Args:
+      workdir: the training run's directory.
+      step: exact checkpoint step (images shown); default the latest.
+      resolution: take the last checkpoint trained at this resolution instead.
+      network: 'ema' (the smoothed generator, best samples) or 'raw' (the trained G).
+
+    Returns:
+      (Generator on the default device, meta dict with 'resolution', 'lod', 'nimg', 'config', ...).
+      Sample with `G(z, labels, resolution=meta['resolution'], alpha=meta['alpha'])`.
+    """
+    if network not in NETWORK_ITEMS:
+        raise CheckpointError(f"--network must be one of {sorted(NETWORK_ITEMS)}, got {network!r}")
+    chosen = select_step(workdir, step=step, resolution=resolution)
+    meta = read_meta(workdir, chosen)
+    spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
+    abstract = networks.abstract_generator(spec)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), networks.parameters(abstract))
+    item = NETWORK_ITEMS[network]
+    with ocp.CheckpointManager(checkpoint_dir(workdir)) as manager:
+        params = manager.restore(chosen, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
+    return networks.merge_parameters(abstract, params), {**meta, "step": chosen}

@@ -1,0 +1,242 @@
+"""The compiled training computation: state initialisation, optimizer resets and one schedule round.
+
+A *round* is what the official loop runs between two schedule evaluations: `minibatch_repeats`
+times { `d_repeats` x (D step + EMA update), then one G step }, all at one lod (alpha and learning
+rates are traced scalars, the resolution is static: one compile per resolution). The round is a
+single jitted `shard_map` over the 1-D 'data' mesh; parameters and optimizer state are replicated,
+reals are split over devices in the strided layout of `pggan.parallel`, and gradients are those of
+the all-device mean loss (pmap's `pmean` of per-device gradients).
+
+Randomness is a pure function of (seed, round index, step within the round, global sample id), so
+results do not depend on the device count and a resumed run repeats an uninterrupted one exactly.
+
+TrainState (a dict pytree, the checkpoint's array content):
+  generator, discriminator, generator_ema: parameters as pure nested dicts (float32),
+  optimizers: {'g': Adam state, 'd': Adam state},
+  counters: {'consecutive_nonfinite': int32 [], 'skipped_d': int32 [], 'skipped_g': int32 []}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from pggan import layers, losses, networks, parallel
+
+# Streams of per-sample randomness within one step.
+_LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G = range(5)
+
+METRIC_NAMES = ("d_loss", "g_loss", "real_score", "fake_score", "gradient_penalty", "grad_norm",
+                "skipped_d", "skipped_g")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static settings of the compiled step.
+
+    beta1, beta2, eps: Adam (official: 0, 0.99, 1e-8). ema_beta: generator EMA decay (0.999).
+    mirror_augment: random horizontal flips of reals. minibatch_repeats, d_repeats: round structure.
+    label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
+    """
+
+    beta1: float = 0.0
+    beta2: float = 0.99
+    eps: float = 1e-8
+    ema_beta: float = 0.999
+    mirror_augment: bool = False
+    minibatch_repeats: int = 4
+    d_repeats: int = 1
+    label_probs: tuple[float, ...] | None = None
+
+
+def uint8_to_float(images: jax.Array) -> jax.Array:
+    """uint8 [..., H, W, C] in [0, 255] -> float32 in [-1, 1] (official adjust_dynamic_range)."""
+    return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def _per_sample(key: jax.Array, sample_ids: jax.Array, fn):
+    """Applies fn(key_n) for every sample with key_n = fold_in(key, global sample id n)."""
+    return jax.vmap(lambda i: fn(jax.random.fold_in(key, i)))(sample_ids)
+
+
+class TrainStep:
+    """Builds the jitted functions of one training run for a model, loss and mesh."""
+
+    def __init__(self, spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig,
+                 mesh: jax.sharding.Mesh):
+        self.spec, self.loss, self.config, self.mesh = spec, loss, config, mesh
+        self.g_def = nnx.graphdef(networks.abstract_generator(spec))
+        self.d_def = nnx.graphdef(networks.abstract_discriminator(spec))
+        self.adam = optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps)
+        self._rounds: dict[tuple[int, int], Any] = {}
+        self._reset = jax.jit(self._reset_optimizers, donate_argnums=0)
+
+    # ---------------------------------------------------------------------------------------- state
+
+    def _initial_state(self, seed: int) -> dict:
+        g, d = networks.build_networks(self.spec, seed)
+        g_params, d_params = networks.parameters(g), networks.parameters(d)
+        return {
+            "generator": g_params, "discriminator": d_params,
+            "generator_ema": jax.tree.map(jnp.copy, g_params),
+            "optimizers": {"g": self.adam.init(g_params), "d": self.adam.init(d_params)},
+            "counters": {k: jnp.zeros((), jnp.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
+        }
+
+    def init_state(self, seed: int) -> dict:
+        """Fresh state from `seed`, created directly on the devices, replicated."""
+        return jax.jit(functools.partial(self._initial_state, seed), out_shardings=parallel.replicated(self.mesh))()
+
+    def abstract_state(self) -> dict:
+        """ShapeDtypeStructs of the state with replicated shardings on this mesh (restore target)."""
+        sharding = parallel.replicated(self.mesh)
+        shapes = jax.eval_shape(functools.partial(self._initial_state, 0))
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+    def _reset_optimizers(self, state: dict) -> dict:
+        optimizers = {"g": self.adam.init(state["generator"]), "d": self.adam.init(state["discriminator"])}
+        return {**state, "optimizers": optimizers}
+
+    def reset_optimizers(self, state: dict) -> dict:
+        """Zeroes both Adam states (official reset at every lod boundary). Donates `state`."""
+        return self._reset(state)
+
+    # ---------------------------------------------------------------------------------------- round
+
+    def round_fn(self, resolution: int, minibatch: int):
+        """The compiled round for a resolution and global minibatch (cached).
+
+        Returns f(state, images, labels, alpha, g_lr, d_lr, key) -> (state, metric_sums) where
+          images: uint8 [S, minibatch, r, r, C] with S = minibatch_repeats * d_repeats, split over
+            devices along axis 1 in the strided layout (`parallel.device_major_order`);
+          labels: int32 [S, minibatch] (ignored when unconditional), same layout;
+          alpha, g_lr, d_lr: float32 scalars; key: the round's PRNG key.
+          metric_sums: float32 dict of sums over the round's steps (see METRIC_NAMES).
+        `state` is donated.
+        """
+        cache_key = (resolution, minibatch)
+        if cache_key not in self._rounds:
+            networks.level_of(resolution, self.spec)  # validates before any tracing
+            per_device = functools.partial(self._round_per_device, resolution)
+            batch = P(None, parallel.DATA_AXIS)
+            sharded = jax.shard_map(per_device, mesh=self.mesh,
+                                    in_specs=(P(), batch, batch, P(), P(), P(), P()), out_specs=(P(), P()))
+            self._rounds[cache_key] = jax.jit(sharded, donate_argnums=0)
+        return self._rounds[cache_key]
+
+    def _generator(self, params):
+        return nnx.merge(self.g_def, params)
+
+    def _critic(self, params, resolution, alpha):
+        d = nnx.merge(self.d_def, params)
+        return lambda images: d(images, resolution=resolution, alpha=alpha)
+
+    def _adam_if_finite(self, params, opt_state, grads, lr):
+        """Adam step, skipped entirely (params and moments kept) if any gradient is non-finite."""
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        updates, new_opt = self.adam.update(grads, opt_state, params)
+        new_params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), ~finite
+
+    def _labels_onehot(self, labels):
+        if self.spec.label_size == 0:
+            return None
+        return jax.nn.one_hot(labels, self.spec.label_size, dtype=jnp.float32)
+
+    def _d_step(self, state, images, labels, alpha, d_lr, key, resolution):
+        cfg, spec = self.config, self.spec
+        sample_ids = parallel.local_sample_ids(images.shape[0])
+        reals = uint8_to_float(images)
+        if cfg.mirror_augment:
+            flip = _per_sample(jax.random.fold_in(key, _FLIP), sample_ids, lambda k: jax.random.bernoulli(k))
+            reals = jnp.where(flip[:, None, None, None], reals[:, :, ::-1, :], reals)
+        reals = layers.fade_images(reals, alpha)
+        latents = _per_sample(jax.random.fold_in(key, _LATENT_D), sample_ids,
+                              lambda k: jax.random.normal(k, (spec.latent_size,)))
+        mix = _per_sample(jax.random.fold_in(key, _MIX), sample_ids, lambda k: jax.random.uniform(k))
+        onehot = self._labels_onehot(labels)
+        fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
+        fakes = jax.lax.stop_gradient(fakes)
+
+        def loss_fn(d_params):
+            loss, aux = losses.discriminator_loss(self.loss, self._critic(d_params, resolution, alpha),
+                                                  reals, fakes, mix, onehot)
+            return jax.lax.pmean((loss, aux), parallel.DATA_AXIS)
+
+        # The parameters are replicated (device-invariant), so differentiating the all-device mean
+        # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+        d_params, d_opt, skipped = self._adam_if_finite(state["discriminator"], state["optimizers"]["d"], grads, d_lr)
+        beta = jnp.float32(cfg.ema_beta)
+        ema = jax.tree.map(lambda g, e: g + (e - g) * beta, state["generator"], state["generator_ema"])
+        state = {**state, "discriminator": d_params, "generator_ema": ema,
+                 "optimizers": {**state["optimizers"], "d": d_opt}}
+        metrics = {"d_loss": loss, "real_score": aux["real_score"], "fake_score": aux["fake_score"],
+                   "gradient_penalty": aux.get("gradient_penalty", jnp.float32(0)),
+                   "grad_norm": aux.get("grad_norm", jnp.float32(0))}
+        return state, metrics, skipped
+
+    def _g_step(self, state, local_batch, alpha, g_lr, key, resolution):
+        spec = self.spec
+        sample_ids = parallel.local_sample_ids(local_batch)
+        latents = _per_sample(jax.random.fold_in(key, _LATENT_G), sample_ids,
+                              lambda k: jax.random.normal(k, (spec.latent_size,)))
+        onehot = None
+        if spec.label_size:
+            log_probs = jnp.log(jnp.asarray(self.config.label_probs, jnp.float32))
+            labels = _per_sample(jax.random.fold_in(key, _LABEL_G), sample_ids,
+                                 lambda k: jax.random.categorical(k, log_probs))
+            onehot = self._labels_onehot(labels)
+        critic = self._critic(state["discriminator"], resolution, alpha)
+
+        def loss_fn(g_params):
+            fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
+            return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state["generator"])
+        g_params, g_opt, skipped = self._adam_if_finite(state["generator"], state["optimizers"]["g"], grads, g_lr)
+        state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
+        return state, loss, skipped
+
+    def _round_per_device(self, resolution, state, images, labels, alpha, g_lr, d_lr, key):
+        cfg = self.config
+        repeats, d_repeats = cfg.minibatch_repeats, cfg.d_repeats
+        images = images.reshape(repeats, d_repeats, *images.shape[1:])
+        labels = labels.reshape(repeats, d_repeats, *labels.shape[1:])
+
+        def one_repeat(carry, xs):
+            state, sums = carry
+            repeat_images, repeat_labels, repeat_index = xs
+            step_key = jax.random.fold_in(key, repeat_index)
+            d_skipped = jnp.int32(0)
+            for j in range(d_repeats):
+                state, d_metrics, skipped = self._d_step(state, repeat_images[j], repeat_labels[j], alpha, d_lr,
+                                                         jax.random.fold_in(step_key, j), resolution)
+                sums = {**sums, **{k: sums[k] + v for k, v in d_metrics.items()}}
+                d_skipped += skipped.astype(jnp.int32)
+            state, g_loss, g_skipped = self._g_step(state, repeat_images.shape[1], alpha, g_lr,
+                                                    jax.random.fold_in(step_key, d_repeats), resolution)
+            g_skipped = g_skipped.astype(jnp.int32)
+            counters = state["counters"]
+            counters = {
+                "consecutive_nonfinite": jnp.where(d_skipped + g_skipped > 0, counters["consecutive_nonfinite"] + 1, 0),
+                "skipped_d": counters["skipped_d"] + d_skipped,
+                "skipped_g": counters["skipped_g"] + g_skipped,
+            }
+            sums = {**sums, "g_loss": sums["g_loss"] + g_loss,
+                    "skipped_d": sums["skipped_d"] + d_skipped, "skipped_g": sums["skipped_g"] + g_skipped}
+            return ({**state, "counters": counters}, sums), None
+
+        zero_sums = {name: jnp.float32(0) for name in METRIC_NAMES}
+        xs = (images, labels, jnp.arange(repeats))
+        (state, sums), _ = jax.lax.scan(one_repeat, (state, zero_sums), xs)
+        return state, sums
+
