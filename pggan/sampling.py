@@ -112,6 +112,8 @@ def truncate(latents: np.ndarray, labels: np.ndarray | None, psi: float,
     z = np.asarray(latents, np.float64)
     if z.ndim != 2 or z.shape[1] != spec.latent_size:
         raise SamplingError(f"latents must be [N, {spec.latent_size}], got shape {z.shape}")
+    if spec.label_size == 0 and labels is not None:
+        raise SamplingError("labels were given but the model is unconditional (label_size = 0)")
     y = np.zeros((len(z), 0)) if labels is None else np.asarray(labels, np.float64)
     if y.shape != (len(z), spec.label_size):
         raise SamplingError(f"labels must be [{len(z)}, {spec.label_size}], got shape {y.shape}")

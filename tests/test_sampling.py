@@ -94,6 +94,8 @@ def test_truncation_rejects_wrong_shapes():
     spec = ModelSpec(resolution=8, latent_size=4, label_size=2)
     with pytest.raises(sampling.SamplingError, match=r"labels must be \[1, 2\]"):
         sampling.truncate(np.ones((1, 4), np.float32), None, 0.5, spec)
+    with pytest.raises(sampling.SamplingError, match="unconditional"):
+        sampling.truncate(np.ones((1, 4), np.float32), np.ones((1, 2)), 0.5, ModelSpec(resolution=8, latent_size=4))
     with pytest.raises(sampling.SamplingError, match=r"latents must be \[N, 4\]"):
         sampling.truncate(np.ones((1, 5), np.float32), np.ones((1, 2)), 0.5, spec)
 
