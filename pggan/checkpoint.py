@@ -4,7 +4,8 @@ Layout: `WORKDIR/checkpoints/<nimg>/` (the step number is the number of real ima
 items
   generator, discriminator, generator_ema: parameter trees (pure nested dicts, float32),
   optimizers: {'g', 'd'} Adam states,   counters: int32 scalars,
-  meta: JSON {'nimg', 'round', 'lod', 'resolution', 'stage_final', 'config', ...}.
+  meta: JSON {'nimg', 'round', 'phase' (the last round's schedule values), 'resolution', 'alpha',
+    'stage_final', 'config' (the run's config as JSON), 'data_position', ...}.
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
 mid-write never leaves a checkpoint that loads. The newest few checkpoints are kept, plus, for good,
 the last checkpoint of every resolution stage (marked `stage_final` in its step metadata).
@@ -140,7 +141,8 @@ def load_generator(workdir: str, *, step: int | None = None, resolution: int | N
 
     Returns:
       (Generator on the default device, meta dict with 'resolution', 'lod', 'nimg', 'config', ...).
-      Sample with `G(z, labels, resolution=meta['resolution'], alpha=meta['alpha'])`.
+      Sample with `G(z, labels, resolution=meta['resolution'], alpha=meta['alpha'])` (the active
+      resolution and fade-in of the last training round before the checkpoint).
     """
     if network not in NETWORK_ITEMS:
         raise CheckpointError(f"--network must be one of {sorted(NETWORK_ITEMS)}, got {network!r}")

@@ -1,0 +1,36 @@
+"""Quickstart: handwritten digits (embedded in scikit-learn, no download), 4x4 -> 32x32 on a laptop CPU.
+
+    python -m pggan.main --config=configs/quickstart.py --workdir=runs/quickstart
+
+The 1,797 8x8 digits are upscaled to 32x32 RGB and prepared automatically on first use. Narrow
+networks and short phases train the four stages 4, 8, 16, 32 in under 10 minutes on 2 CPU cores and
+give recognisable digits; everything else (losses, fade-in, EMA, Adam resets) is the official recipe.
+"""
+
+from pggan.defaults import default_config
+
+
+def get_config():
+    config = default_config()
+    config.model.resolution = 32
+    config.model.latent_size = 64
+    config.model.fmap_base = 256
+    config.model.fmap_max = 64
+
+    config.dataset.name = "digits"
+    config.dataset.source = "digits"
+
+    schedule = config.schedule
+    schedule.stabilize_kimg = 20
+    schedule.transition_kimg = 20
+    schedule.total_kimg = 170
+    schedule.minibatch_base = 64
+    schedule.g_lr_base = 0.002
+    schedule.d_lr_base = 0.002
+    schedule.tick_kimg_base = 10
+    schedule.tick_kimg = {}
+
+    config.checkpoint.every_ticks = 5
+    config.samples.grid = "8x16"
+    config.samples.every_ticks = 2
+    return config

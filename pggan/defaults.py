@@ -1,0 +1,80 @@
+"""The default training config: the official PGGAN v2 settings (config.py / train.py of the official code).
+
+Recipes in `configs/` start from `default_config()` and override what they need. Every field can be
+overridden on the command line: `--config.schedule.total_kimg=100`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from pggan import losses, networks
+from pggan.data import config as data_config
+
+# Official tick lengths (kimg) per resolution.
+TICK_KIMG = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
+
+# Official v2 presets (config.py): {devices: (minibatch_base, minibatch table, learning-rate table)}.
+V2_PRESETS = {
+    1: (4, {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4}, {1024: 0.0015}),
+    2: (8, {4: 256, 8: 256, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8}, {512: 0.0015, 1024: 0.002}),
+    4: (16, {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 16}, {256: 0.0015, 512: 0.002, 1024: 0.003}),
+    8: (32, {4: 512, 8: 256, 16: 128, 32: 64, 64: 32}, {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}),
+}
+
+
+def v2_schedule_presets() -> dict:
+    """`schedule.by_device_count` entries reproducing the official v2 1/2/4/8-GPU presets."""
+    return {devices: {"minibatch_base": base, "minibatch": dict(table), "g_lr": dict(lrs), "d_lr": dict(lrs)}
+            for devices, (base, table, lrs) in V2_PRESETS.items()}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Official defaults. Sections: model, dataset, schedule, loss, optimizer, checkpoint, samples."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.model = dataclasses.asdict(networks.ModelSpec())
+    config.dataset = data_config.get_config()
+
+    config.schedule = ml_collections.ConfigDict()
+    config.schedule.initial_resolution = 4
+    config.schedule.stabilize_kimg = 600.0  # lod_training_kimg
+    config.schedule.transition_kimg = 600.0  # lod_transition_kimg
+    config.schedule.total_kimg = 12000.0
+    config.schedule.minibatch_base = 16
+    config.schedule.minibatch = {}
+    config.schedule.max_minibatch_per_device = {}
+    config.schedule.g_lr_base = 0.001
+    config.schedule.g_lr = {}
+    config.schedule.d_lr_base = 0.001
+    config.schedule.d_lr = {}
+    config.schedule.tick_kimg_base = 160.0
+    config.schedule.tick_kimg = dict(TICK_KIMG)
+    config.schedule.minibatch_repeats = 4
+    config.schedule.d_repeats = 1
+    # Optional per-device-count overrides of the fields above: {1: {...}, 8: {...}}; the entry with the
+    # largest count <= the number of devices applies.
+    config.schedule.by_device_count = {}
+
+    config.loss = dataclasses.asdict(losses.LossConfig())
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.beta1 = 0.0
+    config.optimizer.beta2 = 0.99
+    config.optimizer.eps = 1e-8
+
+    config.ema_beta = 0.999  # G_smoothing
+    config.max_consecutive_nonfinite = 100  # stop after this many skipped steps in a row (0 = never)
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_ticks = 10  # network_snapshot_ticks
+    config.checkpoint.keep = 3  # newest checkpoints kept (plus the last of every resolution stage)
+    config.checkpoint.async_save = True
+
+    config.samples = ml_collections.ConfigDict()
+    config.samples.every_ticks = 1  # image_snapshot_ticks
+    config.samples.grid = ""  # 'ROWSxCOLS'; '' = the official 1080p grid for the final resolution
+    config.samples.batch_size = 64
+    return config

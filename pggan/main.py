@@ -1,0 +1,58 @@
+"""Trains a progressive GAN: `python -m pggan.main --config=configs/quickstart.py --workdir=runs/quickstart`.
+
+Running the same command again resumes from the workdir's latest checkpoint. Any config field can
+be overridden on the command line, e.g. `--config.schedule.total_kimg=100 --config.seed=1`.
+On a multi-host TPU VM or GPU cluster, add `--multihost` and start the same command on every host.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None,
+    "Path to a recipe file in configs/ (a Python file with get_config()). Override any field with "
+    "--config.<field>=<value>, e.g. --config.schedule.total_kimg=100.", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None,
+    "Directory of the run: checkpoints, samples, TensorBoard logs. If it holds checkpoints, training "
+    "resumes from the latest one.")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False,
+    "Call jax.distributed.initialize() first (TPU VM pods, multi-node GPU): the coordinator address, "
+    "process count and id come from the environment (TPU metadata, SLURM, or JAX_COORDINATOR_ADDRESS, "
+    "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _MULTIHOST.value:
+        import jax
+
+        jax.distributed.initialize()
+    # Imported after jax.distributed.initialize: the trainer touches the devices.
+    from pggan import train
+    from pggan.checkpoint import CheckpointError
+    from pggan.data.errors import DataError
+    from pggan.validation import ConfigError
+
+    try:
+        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, DataError, CheckpointError, train.TrainingError) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

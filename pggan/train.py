@@ -1,0 +1,269 @@
+"""The training loop: schedule -> input pipeline -> compiled rounds -> ticks (logs, samples, checkpoints).
+
+`train_and_evaluate(config, workdir)` trains from scratch or resumes from the workdir's latest
+checkpoint. The loop mirrors the official `train_progressive_gan`: the schedule is evaluated once per
+round of `minibatch_repeats` minibatches, Adam is reset whenever floor(lod) or ceil(lod) changes, and
+progress is reported every tick. Everything that decides what the run computes (parameters, data
+order, randomness) is a function of the seed and the number of images shown, so a resumed run
+continues exactly where the checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from pggan import checkpoint, generation, media, networks, parallel, sampling, train_step
+from pggan.data import config as data_config
+from pggan.schedule import Schedule
+from pggan.validation import validate_training_config
+from pggan.writers import RunWriter
+
+
+class TrainingError(Exception):
+    """The run cannot continue; the message says why and what to do."""
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each round (preemption, Ctrl-C)."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signal_name = signal.Signals(signum).name
+        logging.warning("%s received: finishing the current round, then saving a checkpoint.", self.signal_name)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """One training run in one workdir."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config = config
+        self.workdir = os.path.abspath(os.path.expanduser(workdir))
+        self.mesh = parallel.make_mesh()
+        self.num_devices = self.mesh.size
+        self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
+        self.dataset = data_config.open_from_config(config.dataset, resolution=self.spec.resolution,
+                                                    channels=self.spec.num_channels, label_size=self.spec.label_size)
+        step_config = train_step.StepConfig(
+            beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
+            ema_beta=config.ema_beta, mirror_augment=config.dataset.mirror_augment,
+            minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
+            label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None)
+        self.step = train_step.TrainStep(self.spec, self.loss_config, step_config, self.mesh)
+        self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
+                                                async_save=config.checkpoint.async_save)
+        self.writer = RunWriter(self.workdir, enabled=jax.process_index() == 0)
+        rows, cols = self._grid_shape()
+        self.grid_rows, self.grid_cols = rows, cols
+        self.grid_latents = sampling.grid_latents(config.seed, rows * cols, self.spec.latent_size)
+        self.grid_labels = None
+        if self.spec.label_size:
+            classes = np.arange(rows * cols) % self.spec.label_size
+            self.grid_labels = sampling.one_hot_labels(classes, self.spec.label_size)
+        self.abstract_generator = networks.abstract_generator(self.spec)
+        self._stack = jax.jit(lambda xs: jnp.stack(xs), out_shardings=parallel.batch_sharded(self.mesh, 1))
+
+    def _grid_shape(self) -> tuple[int, int]:
+        if self.config.samples.grid:
+            return media.parse_grid_spec(self.config.samples.grid)
+        return media.snapshot_grid_size(self.spec.resolution)
+
+    # ------------------------------------------------------------------------------------ state I/O
+
+    def _restore_or_init(self) -> tuple[dict, dict]:
+        """(state, progress). progress: host-side counters; 'phase' is the last round's Phase as a dict."""
+        latest = self.store.latest_step()
+        if latest is None:
+            logging.info("Starting a new run in %s (%d devices, %d processes).", self.workdir, self.num_devices,
+                         jax.process_count())
+            self.writer.write_config(self.config)
+            progress = {"nimg": 0, "round": 0, "tick": 0, "tick_start_nimg": 0, "elapsed_sec": 0.0, "phase": None}
+            return self.step.init_state(self.config.seed), {**progress, "last_saved_nimg": None}
+        state, meta = self.store.restore(latest, self.step.abstract_state())
+        self._check_resumable(meta)
+        logging.info("Resuming from the checkpoint at %.1f kimg (resolution %d) in %s.", meta["nimg"] / 1000,
+                     meta["phase"]["resolution"], self.workdir)
+        progress = {k: meta[k] for k in ("nimg", "round", "tick", "tick_start_nimg", "elapsed_sec", "phase")}
+        return state, {**progress, "last_saved_nimg": meta["nimg"]}
+
+    def _check_resumable(self, meta: dict) -> None:
+        saved = json.loads(meta["config"])
+        for section, now in (("model", self.config.model.to_dict()), ("seed", self.config.seed)):
+            if saved[section] != now:
+                raise TrainingError(f"{self.workdir} holds a run with a different config.{section} "
+                                    f"({saved[section]} vs {now}); use a new --workdir or the original config")
+
+    def _save(self, state: dict, progress: dict, *, stage_final: bool = False) -> None:
+        """Checkpoints the state after the last round (no-op if nothing changed since the last save)."""
+        if progress["last_saved_nimg"] == progress["nimg"] or progress["phase"] is None:
+            return
+        meta = {k: v for k, v in progress.items() if k != "last_saved_nimg"}
+        meta.update(config=self.config.to_json(), data_position=progress["nimg"],
+                    resolution=progress["phase"]["resolution"], alpha=progress["phase"]["alpha"])
+        self.store.save(progress["nimg"], state, meta, stage_final=stage_final)
+        progress["last_saved_nimg"] = progress["nimg"]
+        resolution = progress["phase"]["resolution"]
+        logging.info("Checkpoint at %.1f kimg%s.", progress["nimg"] / 1000,
+                     f" (last of the {resolution}x{resolution} stage, kept)" if stage_final else "")
+
+    # ------------------------------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        state, progress = self._restore_or_init()
+        total_nimg = int(round(self.schedule.total_kimg * 1000))
+        inputs, sums, tick_rounds = None, None, 0
+        tick_start_time = run_start = time.time()
+        elapsed_at_start = progress["elapsed_sec"]
+        with _StopRequest() as stop:
+            while progress["nimg"] < total_nimg and not stop.signal_name:
+                phase = self.schedule.at(progress["nimg"])
+                last = progress["phase"]
+                if last is not None and phase.resolution != last["resolution"]:
+                    self._save(state, progress, stage_final=True)
+                if inputs is None or (inputs.resolution, inputs.batch_size) != (phase.resolution, phase.minibatch):
+                    inputs = self._start_inputs(phase, progress["nimg"])
+                if Schedule.crosses_lod_boundary(None if last is None else last["lod"], phase.lod):
+                    state = self.step.reset_optimizers(state)
+                state, round_sums = self._run_round(state, inputs, phase, progress["round"])
+                sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
+                tick_rounds += 1
+                progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
+                                round=progress["round"] + 1, phase=dataclasses.asdict(phase))
+                done = progress["nimg"] >= total_nimg
+                if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.signal_name:
+                    progress["elapsed_sec"] = elapsed_at_start + time.time() - run_start
+                    self._tick(state, progress, phase, sums, tick_rounds, time.time() - tick_start_time, total_nimg)
+                    sums, tick_rounds, tick_start_time = None, 0, time.time()
+        self._save(state, progress, stage_final=not stop.signal_name)
+        self.store.close()
+        self.writer.close()
+        if stop.signal_name:
+            logging.info("Stopped by %s at %.1f kimg; checkpoint saved. Run the same command again to resume.",
+                         stop.signal_name, progress["nimg"] / 1000)
+        else:
+            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
+                         _format_duration(progress["elapsed_sec"]), self.store.directory)
+
+    def _start_inputs(self, phase, position: int):
+        logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg.", phase.resolution,
+                     phase.resolution, phase.minibatch, phase.minibatch // self.num_devices, position / 1000)
+        inputs = data_config.iterator_from_config(
+            self.config.dataset, self.dataset, resolution=phase.resolution, batch_size=phase.minibatch,
+            mesh=self.mesh, seed=self.config.seed, position=position,
+            row_order=parallel.device_major_order(phase.minibatch, self.num_devices))
+        self._write_reals_grid(phase.resolution)
+        return inputs
+
+    def _run_round(self, state: dict, inputs, phase, round_index: int):
+        batches = [next(inputs) for _ in range(self.schedule.d_steps_per_round)]
+        images = self._stack([b["images"] for b in batches])
+        labels = self._stack([b["labels"] for b in batches])
+        key = jax.random.fold_in(jax.random.key(self.config.seed), round_index)
+        round_fn = self.step.round_fn(phase.resolution, phase.minibatch)
+        return round_fn(state, images, labels, jnp.float32(phase.alpha), jnp.float32(phase.g_lr),
+                        jnp.float32(phase.d_lr), key)
+
+    # ------------------------------------------------------------------------------------ reporting
+
+    def _tick(self, state, progress, phase, sums, rounds, tick_seconds, total_nimg) -> None:
+        progress["tick"] += 1
+        tick_nimg = progress["nimg"] - progress["tick_start_nimg"]
+        progress["tick_start_nimg"] = progress["nimg"]
+        sums = jax.device_get(sums)
+        d_steps = rounds * self.schedule.d_steps_per_round
+        g_steps = rounds * self.schedule.minibatch_repeats
+        means = {k: float(v) / (g_steps if k in ("g_loss", "skipped_g") else d_steps)
+                 for k, v in sums.items() if not k.startswith("skipped")}
+        skipped = {k: int(v) for k, v in sums.items() if k.startswith("skipped")}
+        sec_per_kimg = tick_seconds / max(tick_nimg / 1000, 1e-9)
+        remaining_kimg = (total_nimg - progress["nimg"]) / 1000
+        scalars = {**means, **skipped, "kimg": progress["nimg"] / 1000, "resolution": phase.resolution,
+                   "alpha": phase.alpha, "lod": phase.lod, "img_per_sec": tick_nimg / max(tick_seconds, 1e-9),
+                   "sec_per_kimg": sec_per_kimg, "g_lr": phase.g_lr, "d_lr": phase.d_lr, "minibatch": phase.minibatch}
+        logging.info(
+            "tick %-4d kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  img/s %8.1f  sec/kimg %7.2f  "
+            "skipped %d/%d  ETA %s", progress["tick"], scalars["kimg"], phase.resolution, phase.alpha,
+            means["d_loss"], means["g_loss"], means["gradient_penalty"], scalars["img_per_sec"], sec_per_kimg,
+            skipped["skipped_d"], skipped["skipped_g"], _format_duration(remaining_kimg * sec_per_kimg))
+        self.writer.scalars(progress["nimg"], scalars)
+        self._check_nonfinite(state)
+        if progress["tick"] % self.config.samples.every_ticks == 0 or progress["nimg"] >= total_nimg:
+            self._write_fakes_grid(state, progress["nimg"], phase)
+        if progress["tick"] % self.config.checkpoint.every_ticks == 0:
+            self._save(state, progress)
+
+    def _check_nonfinite(self, state) -> None:
+        consecutive = int(jax.device_get(state["counters"]["consecutive_nonfinite"]))
+        limit = self.config.max_consecutive_nonfinite
+        if limit and consecutive >= limit:
+            self.store.close()
+            raise TrainingError(
+                f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
+                f"(limit config.max_consecutive_nonfinite={limit}); the last good checkpoint is kept in "
+                f"{self.store.directory}. Lower the learning rate or check the data, then resume.")
+
+    def _upscaled_grid(self, images: np.ndarray) -> np.ndarray:
+        factor = self.spec.resolution // images.shape[1]
+        images = images.repeat(factor, axis=1).repeat(factor, axis=2)
+        return media.make_grid(images, self.grid_rows, self.grid_cols)
+
+    def _write_fakes_grid(self, state, nimg: int, phase) -> None:
+        generator = networks.merge_parameters(self.abstract_generator, state["generator_ema"])
+        images = generation.generate_images(generator, self.grid_latents, self.grid_labels,
+                                            resolution=phase.resolution, alpha=phase.alpha,
+                                            batch_size=self.config.samples.batch_size, mesh=self.mesh)
+        self.writer.image(nimg, "fakes", self._upscaled_grid(images),
+                          os.path.join("samples", media.sample_grid_filename(nimg / 1000)))
+
+    def _write_reals_grid(self, resolution: int) -> None:
+        count = self.grid_rows * self.grid_cols
+        images, _ = self.dataset.level(resolution).read(np.arange(count) % self.dataset.num_examples)
+        self.writer.image(0, f"reals/{resolution}", self._upscaled_grid(images),
+                          os.path.join("samples", f"reals_res{resolution:04d}.png"))
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m"
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Trains (or resumes) the run of `config` in `workdir`.
+
+    Raises pggan.validation.ConfigError, TrainingError or pggan.data errors with one-line messages.
+    """
+    Trainer(config, workdir).run()
+

@@ -1,0 +1,110 @@
+"""Checks a training config and workdir before anything is compiled: one-line errors naming the field.
+
+Every check here runs in milliseconds on the host; a config that passes compiles and runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import ml_collections
+
+from pggan import losses, networks
+from pggan.schedule import Schedule
+
+ON_DEVICE_MODES = ("auto", "always", "never")
+
+
+class ConfigError(ValueError):
+    """An impossible or inconsistent setting; the message names the field and the fix."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _is_power_of_two(x) -> bool:
+    return isinstance(x, int) and x > 0 and x & (x - 1) == 0
+
+
+def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
+                             ) -> tuple[networks.ModelSpec, losses.LossConfig, Schedule]:
+    """Validates `config` for `num_devices` devices; returns the parsed model, loss and schedule."""
+    try:
+        spec = networks.ModelSpec.from_config(config.model)
+        loss = losses.LossConfig.from_config(config.loss)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    schedule = _validate_schedule(config.schedule, spec, num_devices)
+    _require(0.0 <= config.ema_beta < 1.0, f"config.ema_beta must be in [0, 1), got {config.ema_beta}")
+    _require(0.0 <= config.optimizer.beta1 < 1.0 and 0.0 <= config.optimizer.beta2 < 1.0,
+             "config.optimizer.beta1 and beta2 must be in [0, 1)")
+    _require(config.optimizer.eps > 0, f"config.optimizer.eps must be > 0, got {config.optimizer.eps}")
+    _require(config.checkpoint.keep >= 1, f"config.checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
+    _require(config.checkpoint.every_ticks >= 1,
+             f"config.checkpoint.every_ticks must be >= 1, got {config.checkpoint.every_ticks}")
+    _require(config.samples.every_ticks >= 1,
+             f"config.samples.every_ticks must be >= 1, got {config.samples.every_ticks}")
+    _require(config.samples.batch_size >= 1, f"config.samples.batch_size must be >= 1, got {config.samples.batch_size}")
+    _require(config.max_consecutive_nonfinite >= 0,
+             f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {config.max_consecutive_nonfinite}")
+    _require(config.dataset.on_device in ON_DEVICE_MODES,
+             f"config.dataset.on_device must be one of {ON_DEVICE_MODES}, got {config.dataset.on_device!r}")
+    return spec, loss, schedule
+
+
+def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSpec, num_devices: int) -> Schedule:
+    initial = config.initial_resolution
+    _require(_is_power_of_two(initial) and 4 <= initial <= spec.resolution,
+             f"config.schedule.initial_resolution must be a power of two in [4, model.resolution="
+             f"{spec.resolution}], got {initial}")
+    _require(config.stabilize_kimg >= 0 and config.transition_kimg >= 0,
+             "config.schedule.stabilize_kimg and transition_kimg must be >= 0")
+    _require(config.total_kimg > 0, f"config.schedule.total_kimg must be > 0, got {config.total_kimg}")
+    _require(config.minibatch_repeats >= 1 and config.d_repeats >= 1,
+             "config.schedule.minibatch_repeats and d_repeats must be >= 1")
+    schedule = Schedule(config, spec.resolution, num_devices)
+    tables = {"minibatch": schedule.minibatch_table, "g_lr": schedule.g_lr_table, "d_lr": schedule.d_lr_table,
+              "tick_kimg": schedule.tick_kimg_table, "max_minibatch_per_device": schedule.max_minibatch_per_device}
+    for table, values in tables.items():
+        for key in values:
+            _require(_is_power_of_two(key) and key >= 4,
+                     f"config.schedule.{table} has key {key!r}; keys must be resolutions 4, 8, 16, ...")
+    group = spec.mbstd_group_size
+    for resolution in schedule.resolutions():
+        batch = schedule.minibatch_for(resolution)
+        _require(batch >= num_devices,
+                 f"the minibatch at {resolution}x{resolution} is {batch} after rounding down to a multiple of the "
+                 f"{num_devices} devices; raise config.schedule.minibatch[{resolution}] (or minibatch_base) "
+                 f"to at least {num_devices}")
+        per_device = batch // num_devices
+        if group > 1:
+            g = min(group, per_device)
+            _require(per_device % g == 0,
+                     f"the minibatch at {resolution}x{resolution} gives {per_device} images per device, not "
+                     f"divisible by the minibatch-stddev group size {g}; make config.schedule.minibatch"
+                     f"[{resolution}] a multiple of {g * num_devices} or change model.mbstd_group_size")
+        for name, rate in (("g_lr", schedule.g_lr_table.get(resolution, schedule.g_lr_base)),
+                           ("d_lr", schedule.d_lr_table.get(resolution, schedule.d_lr_base))):
+            _require(rate > 0 and math.isfinite(rate),
+                     f"config.schedule.{name} at {resolution}x{resolution} must be a positive number, got {rate}")
+    return schedule
+
+
+def check_workdir(workdir: str, required_bytes: int) -> None:
+    """Creates the workdir if needed and checks it is writable with `required_bytes` free."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"--workdir {workdir!r} is not writable ({e.strerror}); choose another directory") from None
+    free = shutil.disk_usage(workdir).free
+    _require(free >= required_bytes,
+             f"--workdir {workdir!r} has {free / 2**30:.2f} GiB free but a checkpoint needs about "
+             f"{required_bytes / 2**30:.2f} GiB; free disk space or choose another directory")
