@@ -52,7 +52,7 @@ def test_pyramid_matches_exact_binomial_pyramid():
 def test_descriptors_are_patches_in_channel_row_column_order():
     images = _images(3, 32, 1)
     rng = np.random.default_rng(2)
-    centres = tuple(sample_patch_centres(rng, 3, s) for s in (32, 16))
+    centres = sample_patch_centres(rng, 3, (32, 16))
     assert all(c.min() >= 3 and c.max() < s - 3 for c, s in zip(centres, (32, 16)))
     collector = SWDDescriptors(32, rng)
     collector.add(images, centres)
@@ -89,12 +89,12 @@ def test_sliced_wasserstein_matches_numpy():
 
 def test_swd_of_a_set_with_itself_is_zero_and_streaming_matches_one_batch():
     images = _images(6, 32, 5)
-    centres = tuple(sample_patch_centres(np.random.default_rng(6), 6, s) for s in (32, 16))
+    centres = sample_patch_centres(np.random.default_rng(6), 6, (32, 16))
     one = SWDDescriptors(32, np.random.default_rng(6))
     one.add(images, centres)
     streamed = SWDDescriptors(32, np.random.default_rng(6))
-    streamed.add(images[:2], tuple(c[:2] for c in centres))
-    streamed.add(images[2:], tuple(c[2:] for c in centres))  # 4 images, padded to 8 devices
+    streamed.add(images[:2])
+    streamed.add(images[2:])  # 4 images, padded to 8 devices; same rng: the same centres
     first, second = one.finalize(), streamed.finalize()
     assert sorted(first) == [16, 32] and first[32].shape == (6 * 128, 147)
     for res in first:

@@ -113,11 +113,17 @@ def _pyramid_descriptors(images: jax.Array, centres: tuple[jax.Array, ...]) -> t
     return tuple(extract_descriptors(level, c) for level, c in zip(levels, centres))
 
 
-def sample_patch_centres(rng: np.random.Generator, num_images: int, size: int,
-                         count: int = PATCHES_PER_IMAGE) -> np.ndarray:
-    """Uniform patch centres: int32 [num_images, count, 2] (row, column), each in [3, size - 3)."""
+def sample_patch_centres(rng: np.random.Generator, num_images: int, sizes: tuple[int, ...],
+                         count: int = PATCHES_PER_IMAGE) -> tuple[np.ndarray, ...]:
+    """Uniform patch centres for each pyramid level: per level int32 [num_images, count, 2].
+
+    (row, column) centres in [3, size - 3). Drawn as one float block [num_images, levels, count, 2]
+    so that the draws do not depend on how a stream of images is cut into batches.
+    """
     half = PATCH_SIZE // 2
-    return rng.integers(half, size - half, size=(num_images, count, 2)).astype(np.int32)
+    uniform = rng.random((num_images, len(sizes), count, 2))
+    return tuple((half + np.floor(uniform[:, i] * (size - 2 * half))).astype(np.int32)
+                 for i, size in enumerate(sizes))
 
 
 def normalize_descriptors(descriptors: np.ndarray) -> np.ndarray:
@@ -184,7 +190,7 @@ class SWDDescriptors:
                                    f"got {images.shape[1]}x{images.shape[2]}")
         n = images.shape[0]
         if centres is None:
-            centres = tuple(sample_patch_centres(self._rng, n, s) for s in self.resolutions)
+            centres = sample_patch_centres(self._rng, n, self.resolutions)
         sharded_images, _ = shard_batch(images)
         sharded_centres = tuple(shard_batch(np.asarray(c, np.int32))[0] for c in centres)
         for chunks, desc in zip(self._chunks, _pyramid_descriptors(sharded_images, sharded_centres)):
