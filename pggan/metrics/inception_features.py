@@ -26,6 +26,9 @@ class InceptionFeatureExtractor:
 
     Build it with `InceptionFeatureExtractor.from_weights_file(path)` (reads and caches the .pth;
     path None uses `$PGGAN_INCEPTION_WEIGHTS`) or from already converted parameters.
+    One compile per distinct (padded) batch shape: keep batches the same size, a multiple of the
+    device count. Convolutions use float32 at Precision.HIGHEST (no TF32), as metrics must not
+    depend on the accelerator's default matmul precision.
     """
 
     def __init__(self, params: dict[str, np.ndarray]):

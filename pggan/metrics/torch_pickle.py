@@ -162,5 +162,5 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     except WeightsFileError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, struct.error, zipfile.BadZipFile) as e:
+            AttributeError, MemoryError, struct.error, zipfile.BadZipFile) as e:
         raise WeightsFileError(f"{path}: unreadable PyTorch weights file ({type(e).__name__}: {e})") from None
