@@ -11,7 +11,6 @@ import dataclasses
 import ml_collections
 
 from pggan import losses, networks
-from pggan.data import config as data_config
 
 # Official tick lengths (kimg) per resolution.
 TICK_KIMG = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
@@ -31,12 +30,42 @@ def v2_schedule_presets() -> dict:
             for devices, (base, table, lrs) in V2_PRESETS.items()}
 
 
+def dataset_defaults() -> ml_collections.ConfigDict:
+    """The `dataset` section (the quickstart digits, auto-prepared on first use).
+
+    name: prepared dataset name inside data_dir.
+    data_dir: '' means $TFDS_DATA_DIR or ~/tensorflow_datasets.
+    source: what to prepare the dataset from when it is missing ('' = never prepare automatically):
+      'digits', 'synthetic', 'folder:<path>', 'tfds:<name>' (see tools/prepare_dataset.py).
+    num_examples: how many images a 'synthetic' source generates.
+    prepare_workers: processes used by that automatic preparation.
+    mirror_augment: random left-right flips of real images (per sample, on the device).
+    on_device: 'auto' holds a level on the devices when it fits in on_device_memory_fraction of the
+      device memory, 'always', or 'never' (host pipeline).
+    num_threads, prefetch_batches, device_prefetch: host pipeline reader threads, read-ahead batches,
+      batches whose transfer to the devices is started ahead.
+    """
+    config = ml_collections.ConfigDict()
+    config.name = "digits"
+    config.data_dir = ""
+    config.source = "digits"
+    config.num_examples = 1000
+    config.prepare_workers = 1
+    config.mirror_augment = False
+    config.on_device = "auto"
+    config.on_device_memory_fraction = 0.5
+    config.num_threads = 2
+    config.prefetch_batches = 4
+    config.device_prefetch = 2
+    return config
+
+
 def default_config() -> ml_collections.ConfigDict:
     """Official defaults. Sections: model, dataset, schedule, loss, optimizer, checkpoint, samples."""
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.model = dataclasses.asdict(networks.ModelSpec())
-    config.dataset = data_config.get_config()
+    config.dataset = dataset_defaults()
 
     config.schedule = ml_collections.ConfigDict()
     config.schedule.initial_resolution = 4
