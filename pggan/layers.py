@@ -18,6 +18,13 @@ from flax import nnx
 
 DEFAULT_GAIN = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
+# Equivalent computations of "nearest 2x upsample, then 3x3 conv" and of "3x3 conv, then 2x2 average
+# pool"; the choice is a speed setting (see tools/benchmark.py), never a semantic one.
+UPSAMPLE_CONV_IMPLS = ("naive", "transposed", "subpixel")
+CONV_DOWNSAMPLE_IMPLS = ("naive", "strided")
+# Sub-pixel taps: output row 2i + a reads input rows (i - 1 + a + r) for r = 0, 1, each tap summing
+# these rows of the 3x3 kernel.
+_SUBPIXEL_TAPS = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}
 
 
 def leaky_relu(x: jax.Array, slope: float = LRELU_SLOPE) -> jax.Array:
@@ -126,7 +133,10 @@ class EqualizedConv(nnx.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, gain: float = DEFAULT_GAIN,
-                 use_wscale: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+                 use_wscale: bool = True, dtype=jnp.float32, upsample_impl: str = "naive",
+                 downsample_impl: str = "naive", rngs: nnx.Rngs):
+        if upsample_impl not in UPSAMPLE_CONV_IMPLS or downsample_impl not in CONV_DOWNSAMPLE_IMPLS:
+            raise ValueError(f"unknown resampling convolution form {upsample_impl!r}/{downsample_impl!r}")
         fan_in = kernel_size * kernel_size * in_channels
         std = gain / math.sqrt(fan_in)
         init_std = 1.0 if use_wscale else std
@@ -135,14 +145,16 @@ class EqualizedConv(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
         self.runtime_scale = std if use_wscale else 1.0
         self.dtype = dtype
+        self.upsample_impl = upsample_impl
+        self.downsample_impl = downsample_impl
 
     def scaled_kernel(self) -> jax.Array:
         """The effective kernel `kernel * gain / sqrt(fan_in)` in the compute dtype, HWIO."""
         return (self.kernel[...] * self.runtime_scale).astype(self.dtype)
 
-    def _conv(self, x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="SAME") -> jax.Array:
+    def _conv(self, x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="SAME", lhs_dilation=None) -> jax.Array:
         return jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel, window_strides=strides, padding=padding,
+            x.astype(self.dtype), kernel, window_strides=strides, padding=padding, lhs_dilation=lhs_dilation,
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     def _add_bias(self, y: jax.Array) -> jax.Array:
@@ -152,12 +164,44 @@ class EqualizedConv(nnx.Module):
         return self._add_bias(self._conv(x, self.scaled_kernel()))
 
     def upsample_conv(self, x: jax.Array) -> jax.Array:
-        """Nearest 2x upsampling followed by this convolution: [N, H, W, in] -> [N, 2H, 2W, out]."""
-        return self(upsample2x(x.astype(self.dtype)))
+        """Nearest 2x upsampling followed by this 3x3 convolution: [N, H, W, in] -> [N, 2H, 2W, out].
+
+        Forms (same function): 'naive' upsamples then convolves (9 taps per output pixel);
+        'transposed' is the official fused 4x4 stride-2 transposed convolution; 'subpixel' runs four
+        2x2 convolutions on the low-resolution input, one per output pixel parity (4 taps per output
+        pixel), and interleaves them.
+        """
+        w = self.scaled_kernel()
+        if self.upsample_impl == "naive":
+            return self._add_bias(self._conv(upsample2x(x.astype(self.dtype)), w))
+        if self.upsample_impl == "transposed":
+            return self._add_bias(self._conv(x, _box_summed_kernel(w), padding=((2, 2), (2, 2)), lhs_dilation=(2, 2)))
+        n, h, wd, _ = x.shape
+        parities = []
+        for a in (0, 1):
+            row = []
+            for b in (0, 1):
+                kernel = jnp.stack([jnp.stack([sum(w[i, j] for i in rows for j in cols)
+                                               for cols in _SUBPIXEL_TAPS[b]]) for rows in _SUBPIXEL_TAPS[a]])
+                row.append(self._conv(x, kernel, padding=((1 - a, a), (1 - b, b))))
+            parities.append(jnp.stack(row, axis=3))  # [N, H, W, 2 (b), out]
+        y = jnp.stack(parities, axis=2)  # [N, H, 2 (a), W, 2 (b), out]
+        return self._add_bias(y.reshape(n, 2 * h, 2 * wd, -1))
 
     def conv_downsample(self, x: jax.Array) -> jax.Array:
-        """This convolution followed by 2x2 average pooling, then the bias (the official TF order).
+        """This 3x3 convolution followed by 2x2 average pooling, then the bias (the official TF order).
 
-        [N, H, W, in] -> [N, H/2, W/2, out]. Bias and pooling commute, so this is conv -> pool -> bias.
+        [N, H, W, in] -> [N, H/2, W/2, out]. Bias and pooling commute. Forms (same function): 'naive'
+        convolves at full resolution then pools; 'strided' is the official fused 4x4 stride-2
+        convolution with the box-summed kernel / 4.
         """
-        return self._add_bias(downsample2x(self._conv(x, self.scaled_kernel())))
+        w = self.scaled_kernel()
+        if self.downsample_impl == "naive":
+            return self._add_bias(downsample2x(self._conv(x, w)))
+        return self._add_bias(self._conv(x, _box_summed_kernel(w) * 0.25, strides=(2, 2), padding=((1, 1), (1, 1))))
+
+
+def _box_summed_kernel(w: jax.Array) -> jax.Array:
+    """[3, 3, I, O] -> [4, 4, I, O]: the 3x3 kernel convolved with a 2x2 box (official fused kernels)."""
+    p = jnp.pad(w, ((1, 1), (1, 1), (0, 0), (0, 0)))
+    return p[1:, 1:] + p[:-1, 1:] + p[1:, :-1] + p[:-1, :-1]

@@ -44,6 +44,9 @@ class ModelSpec:
       convolution of a block is followed by the 2x2 average pool, then bias and leaky ReLU.
       'conv_act_pool' is the paper's/Theano order: conv, bias, leaky ReLU, then the pool.
     compute_dtype: 'float32' or 'bfloat16' activations; parameters always stay float32.
+    upsample_impl, downsample_impl: how G's upsample+conv and D's conv+pool are computed (see
+      `layers.UPSAMPLE_CONV_IMPLS`, `layers.CONV_DOWNSAMPLE_IMPLS`); the same function either way.
+    The last three are compute settings, not architecture: a run may change them when it resumes.
     """
 
     resolution: int = 1024
@@ -60,6 +63,10 @@ class ModelSpec:
     mbstd_group_size: int = 4
     d_downsample_order: str = "conv_pool_act"
     compute_dtype: str = "float32"
+    upsample_impl: str = "naive"
+    downsample_impl: str = "naive"
+
+    COMPUTE_FIELDS = ("compute_dtype", "upsample_impl", "downsample_impl")
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution > 1024 or self.resolution & (self.resolution - 1):
@@ -70,6 +77,12 @@ class ModelSpec:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"model.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, "
                              f"got {self.compute_dtype!r}")
+        if self.upsample_impl not in layers.UPSAMPLE_CONV_IMPLS:
+            raise ValueError(f"model.upsample_impl must be one of {layers.UPSAMPLE_CONV_IMPLS}, "
+                             f"got {self.upsample_impl!r}")
+        if self.downsample_impl not in layers.CONV_DOWNSAMPLE_IMPLS:
+            raise ValueError(f"model.downsample_impl must be one of {layers.CONV_DOWNSAMPLE_IMPLS}, "
+                             f"got {self.downsample_impl!r}")
         for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
@@ -87,6 +100,10 @@ class ModelSpec:
         if unknown:
             raise ValueError(f"unknown model config field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**dict(config))
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that define the parameters and the function (everything but compute settings)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.COMPUTE_FIELDS}
 
     @property
     def num_levels(self) -> int:
@@ -144,7 +161,8 @@ class GeneratorBlock(nnx.Module):
         k = level + 2
         cin, cout = spec.channels(k - 2), spec.channels(k - 1)
         self.spec = spec
-        self.conv0 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.conv0 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype,
+                                          upsample_impl=spec.upsample_impl, rngs=rngs)
         self.conv1 = layers.EqualizedConv(cout, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -240,7 +258,8 @@ class DiscriminatorBlock(nnx.Module):
         cin, cout = spec.channels(k - 1), spec.channels(k - 2)
         self.spec = spec
         self.conv0 = layers.EqualizedConv(cin, cin, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
-        self.conv1 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.conv1 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype,
+                                          downsample_impl=spec.downsample_impl, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[N, r, r, nf(k-1)] -> [N, r/2, r/2, nf(k-2)] for r = 2**k."""

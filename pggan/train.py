@@ -114,10 +114,12 @@ class Trainer:
 
     def _check_resumable(self, meta: dict) -> None:
         saved = json.loads(meta["config"])
-        for section, now in (("model", self.config.model.to_dict()), ("seed", self.config.seed)):
-            if saved[section] != now:
-                raise TrainingError(f"{self.workdir} holds a run with a different config.{section} "
-                                    f"({saved[section]} vs {now}); use a new --workdir or the original config")
+        saved_architecture = networks.ModelSpec.from_config(saved["model"]).architecture()
+        for field, before, now in (("model", saved_architecture, self.spec.architecture()),
+                                   ("seed", saved["seed"], self.config.seed)):
+            if before != now:
+                raise TrainingError(f"{self.workdir} holds a run with a different config.{field} "
+                                    f"({before} vs {now}); use a new --workdir or the original config")
 
     def _save(self, state: dict, progress: dict, *, stage_final: bool = False) -> None:
         """Checkpoints the state after the last round (no-op if nothing changed since the last save)."""

@@ -57,6 +57,28 @@ def test_equalized_conv_forms_match_numpy():
                                ref.downsample(ref.conv2d_same(x, w)) + p["bias"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", layers.UPSAMPLE_CONV_IMPLS)
+def test_upsample_conv_forms_are_the_same_function(impl):
+    layer = layers.EqualizedConv(5, 6, 3, upsample_impl=impl, rngs=nnx.Rngs(3))
+    layer.bias[...] = jnp.asarray(_random((6,), 4))
+    p = _params(layer)
+    x = _random((2, 5, 7, 5), 6)
+    w = p["kernel"] * math.sqrt(2) / math.sqrt(45)
+    np.testing.assert_allclose(np.asarray(layer.upsample_conv(x)),
+                               ref.conv2d_same(ref.upsample(x), w) + p["bias"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", layers.CONV_DOWNSAMPLE_IMPLS)
+def test_conv_downsample_forms_are_the_same_function(impl):
+    layer = layers.EqualizedConv(5, 6, 3, downsample_impl=impl, rngs=nnx.Rngs(3))
+    layer.bias[...] = jnp.asarray(_random((6,), 4))
+    p = _params(layer)
+    x = _random((2, 8, 6, 5), 7)
+    w = p["kernel"] * math.sqrt(2) / math.sqrt(45)
+    np.testing.assert_allclose(np.asarray(layer.conv_downsample(x)),
+                               ref.downsample(ref.conv2d_same(x, w)) + p["bias"], rtol=1e-4, atol=1e-4)
+
+
 def test_one_by_one_conv_with_gain_one():
     layer = layers.EqualizedConv(4, 3, 1, gain=1.0, rngs=nnx.Rngs(0))
     p = _params(layer)
