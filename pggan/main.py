@@ -22,19 +22,31 @@ _WORKDIR = flags.DEFINE_string(
     "resumes from the latest one.")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False,
-    "Call jax.distributed.initialize() first (TPU VM pods, multi-node GPU): the coordinator address, "
-    "process count and id come from the environment (TPU metadata, SLURM, or JAX_COORDINATOR_ADDRESS, "
-    "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
+    "Start JAX's multi-process runtime first (TPU VM pods, several GPU hosts): every host runs the same "
+    "command. On TPU VMs and under SLURM the coordinator and process ids are detected; elsewhere give "
+    "--coordinator_address, --num_processes and --process_id.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 for --multihost (default: detected, or "
+                                   "$JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes for --multihost.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _start_multihost() -> None:
+    import jax
+
+    # CPU-only clusters (and tests) need a collectives backend; GPUs and TPUs ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _MULTIHOST.value:
-        import jax
-
-        jax.distributed.initialize()
+        _start_multihost()
     # Imported after jax.distributed.initialize: the trainer touches the devices.
     from pggan import train
     from pggan.checkpoint import CheckpointError

@@ -75,7 +75,7 @@ class Trainer:
             ema_beta=config.ema_beta, mirror_augment=config.dataset.mirror_augment,
             minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
             label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None)
-        self.step = train_step.TrainStep(self.spec, self.loss_config, step_config, self.mesh)
+        self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)
         self.writer = RunWriter(self.workdir, enabled=jax.process_index() == 0)

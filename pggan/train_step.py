@@ -67,7 +67,17 @@ def _per_sample(key: jax.Array, sample_ids: jax.Array, fn):
 
 
 class TrainStep:
-    """Builds the jitted functions of one training run for a model, loss and mesh."""
+    """Builds the jitted functions of one training run for a model, loss and mesh.
+
+    Use `TrainStep.create(...)`: instances are shared per (spec, loss, config, mesh), so runs in one
+    process (resumes, tests, notebooks) reuse the compiled rounds.
+    """
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def create(spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig,
+               mesh: jax.sharding.Mesh) -> "TrainStep":
+        return TrainStep(spec, loss, config, mesh)
 
     def __init__(self, spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig,
                  mesh: jax.sharding.Mesh):

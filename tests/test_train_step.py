@@ -1,7 +1,5 @@
 """The compiled training round: device-count invariance, EMA order, non-finite skips, Adam resets."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,12 +11,10 @@ SPEC = networks.ModelSpec(resolution=16, latent_size=16, fmap_base=64, fmap_max=
 RESOLUTION = 8
 
 
-@functools.lru_cache(maxsize=None)
 def _make(num_devices, **step_overrides):
-    """One TrainStep per setting for the whole module, so tests share compiled rounds."""
     mesh = parallel.make_mesh(jax.devices()[:num_devices])
     config = train_step.StepConfig(**{"minibatch_repeats": 2, **step_overrides})
-    return train_step.TrainStep(SPEC, losses.LossConfig(), config, mesh)
+    return train_step.TrainStep.create(SPEC, losses.LossConfig(), config, mesh)
 
 
 def _batch(step, batch_size, seed=0):
