@@ -33,6 +33,17 @@ class CheckpointError(Exception):
     """A checkpoint is missing or unusable; the message says what to do."""
 
 
+def _item_handlers() -> dict:
+    """A handler for every item, so that reading a step's metadata does not log a warning per item."""
+    handlers = {name: ocp.StandardCheckpointHandler() for name in STATE_ITEMS}
+    handlers["meta"] = ocp.JsonCheckpointHandler()
+    return handlers
+
+
+def _manager(directory: str, options: ocp.CheckpointManagerOptions | None = None) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(directory, options=options, item_handlers=_item_handlers())
+
+
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
 
@@ -57,7 +68,7 @@ class CheckpointStore:
         policy = checkpoint_managers.AnyPreservationPolicy([checkpoint_managers.LatestN(keep), self._stage_final])
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy, create=True, enable_async_checkpointing=async_save)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = _manager(self.directory, options)
         for step in self.manager.all_steps():
             if self.manager.metadata(step).custom_metadata.get("stage_final"):
                 self._stage_final.steps.add(step)
@@ -98,7 +109,7 @@ class CheckpointStore:
 
 def read_meta(workdir: str, step: int) -> dict:
     """The JSON metadata of one checkpoint."""
-    with ocp.CheckpointManager(checkpoint_dir(workdir)) as manager:
+    with _manager(checkpoint_dir(workdir)) as manager:
         return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
 
@@ -111,7 +122,7 @@ def select_step(workdir: str, *, step: int | None = None, resolution: int | None
     if not os.path.isdir(directory):
         raise CheckpointError(f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
                               f"--config=... --workdir={workdir}) or pass the right --workdir")
-    with ocp.CheckpointManager(directory) as manager:
+    with _manager(directory) as manager:
         steps = sorted(manager.all_steps())
         if not steps:
             raise CheckpointError(f"no complete checkpoint in {directory!r}")
@@ -127,6 +138,16 @@ def select_step(workdir: str, *, step: int | None = None, resolution: int | None
             raise CheckpointError(f"no checkpoint at resolution {resolution} in {workdir!r}; "
                                   f"resolutions with checkpoints: {available}")
         return at_resolution[-1]
+
+
+def stage_final_steps(workdir: str) -> list[int]:
+    """Steps of the checkpoints kept as the last of their resolution stage, oldest first; [] if none.
+
+    Reads only (unlike opening a CheckpointStore); call select_step first for a clear error when
+    the workdir holds no checkpoints.
+    """
+    with _manager(checkpoint_dir(workdir)) as manager:
+        return sorted(s for s in manager.all_steps() if manager.metadata(s).custom_metadata.get("stage_final"))
 
 
 def load_generator(workdir: str, *, step: int | None = None, resolution: int | None = None,
@@ -152,33 +173,36 @@ def load_generator(workdir: str, *, step: int | None = None, resolution: int | N
     abstract = networks.abstract_generator(spec)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), networks.parameters(abstract))
     item = NETWORK_ITEMS[network]
-    with ocp.CheckpointManager(checkpoint_dir(workdir)) as manager:
+    with _manager(checkpoint_dir(workdir)) as manager:
         params = manager.restore(chosen, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
     return networks.merge_parameters(abstract, params), {**meta, "step": chosen}
 
 
 def save_networks(workdir: str, config, generator: dict, discriminator: dict, generator_ema: dict, *,
-                  nimg: int = 0) -> int:
+                  nimg: int = 0, resolution: int | None = None, alpha: float = 1.0) -> int:
     """Writes a complete checkpoint from parameter trees alone (fresh Adam state, zero counters).
 
     Used to import networks trained elsewhere and to build fixtures: the result loads in every tool
     and resumes training like any checkpoint. The networks are taken as fully grown (final
-    resolution, alpha = 1). `config` is an ml_collections training config whose `model` section
-    matches the parameters. Returns the step written (= nimg).
+    resolution, alpha = 1) unless `resolution` and `alpha` name the stage they were at; the
+    checkpoint is kept as the last one of that stage. `config` is an ml_collections training config
+    whose `model` section matches the parameters. Returns the step written (= nimg).
     """
     import optax  # local: only this helper builds optimizer state outside the trainer
 
     spec = networks.ModelSpec.from_config(config.model)
+    resolution = resolution or spec.resolution
+    lod = spec.num_levels - 1 - networks.level_of(resolution, spec) + (1.0 - alpha)  # schedule.py's lod
     adam = optax.scale_by_adam(b1=config.optimizer.beta1, b2=config.optimizer.beta2, eps=config.optimizer.eps)
     state = {
         "generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
         "optimizers": {"g": adam.init(generator), "d": adam.init(discriminator)},
         "counters": {k: jax.numpy.zeros((), jax.numpy.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
     }
-    phase = {"kimg": nimg / 1000, "lod": 0.0, "resolution": spec.resolution, "alpha": 1.0, "minibatch": 0,
+    phase = {"kimg": nimg / 1000, "lod": lod, "resolution": resolution, "alpha": alpha, "minibatch": 0,
              "g_lr": 0.0, "d_lr": 0.0, "tick_kimg": 0.0}
     meta = {"nimg": nimg, "round": 0, "tick": 0, "tick_start_nimg": nimg, "elapsed_sec": 0.0, "phase": phase,
-            "config": config.to_json(), "data_position": nimg, "resolution": spec.resolution, "alpha": 1.0}
+            "config": config.to_json(), "data_position": nimg, "resolution": resolution, "alpha": alpha}
     store = CheckpointStore(workdir, async_save=False)
     store.save(nimg, state, meta, stage_final=True)
     store.close()

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
+MIN_VIDEO_SIDE = 256  # automatic video zoom: the shorter side of a frame gets at least this many pixels
 SAMPLE_GRID_PATTERN = re.compile(r"^fakes_kimg(\d+\.\d)\.png$")
 
 
@@ -88,6 +89,17 @@ def parse_grid_spec(spec: str) -> tuple[int, int]:
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
         raise MediaError(f"grid must look like ROWSxCOLS with positive numbers, e.g. '8x8', got {spec!r}")
     return int(match[1]), int(match[2])
+
+
+def video_zoom(height: int, width: int, zoom: int = 0) -> int:
+    """Integer upscaling factor for video frames of height x width pixels.
+
+    zoom > 0 is returned as is; zoom = 0 picks the smallest factor that makes the shorter side at
+    least MIN_VIDEO_SIDE pixels (H.264 halves colour resolution, and players show tiny videos badly).
+    """
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, np.integer)) or zoom < 0:
+        raise MediaError(f"zoom must be a non-negative integer (0 = automatic), got {zoom!r}")
+    return int(zoom) if zoom else max(1, -(-MIN_VIDEO_SIDE // min(height, width)))
 
 
 def fit_to_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -222,7 +234,8 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
                     size = frame.shape[:2]
                     even = _even_rgb(frame)
                     writer = imageio_ffmpeg.write_frames(tmp, (even.shape[1], even.shape[0]), fps=float(fps),
-                                                         quality=None, macro_block_size=1, **options)
+                                                         quality=None, macro_block_size=1,
+                                                         ffmpeg_log_level="error", **options)
                     with _spawning_ffmpeg():
                         writer.send(None)
                 elif frame.shape[:2] != size:

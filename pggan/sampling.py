@@ -8,6 +8,8 @@ Random streams (stable; changing them changes every user's seeds):
   - `latents_for_seeds`: image i uses `np.random.default_rng(seeds[i])`.
   - `grid_latents`: one `np.random.default_rng(seed)` draws all rows in order, so a smaller grid of
     the same seed is a prefix of a larger one, and row 0 equals `latents_for_seeds([seed])[0]`.
+  - `keyframe_walk`: keyframe k of a grid of walks is `grid_latents(seeds[k], num_walks)`, so the
+    keyframes of a video are the sample grids of its seeds.
   - `smooth_random_walk`: walk w uses `np.random.default_rng([seed, w])`, so a walk does not depend
     on how many walks share the video.
 """
@@ -212,6 +214,21 @@ def keyframe_path(keyframes: np.ndarray, num_frames: int, loop: bool = True) -> 
     t = (frames - bounds[segment]) / (bounds[segment + 1] - bounds[segment])
     t = t.reshape((num_frames,) + (1,) * (keyframes.ndim - 2))
     return slerp(keyframes[segment], keyframes[(segment + 1) % num_keyframes], t)
+
+
+def keyframe_walk(seeds: Sequence[int], num_frames: int, latent_size: int, *, num_walks: int = 1,
+                  loop: bool = True) -> np.ndarray:
+    """Latents that slerp through the sample grids of the given seeds (keyframe interpolation videos).
+
+    Keyframe k of walk w is `grid_latents(seeds[k], num_walks, latent_size)[w]`: the keyframes of a
+    grid of walks are the sample grids of those seeds, and a single walk passes through
+    `latents_for_seeds(seeds)`. Keyframe k sits at frame `keyframe_indices(len(seeds), num_frames, loop)[k]`.
+
+    Returns:
+      float32 [num_frames, num_walks, latent_size].
+    """
+    keyframes = [grid_latents(seed, num_walks, latent_size) for seed in seeds]
+    return keyframe_path(np.reshape(keyframes, (len(keyframes), num_walks, latent_size)), num_frames, loop)
 
 
 # ----------------------------------------------------------------------------------------------

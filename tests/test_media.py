@@ -144,6 +144,16 @@ def test_fit_to_frame_scales_and_centres():
     np.testing.assert_array_equal(gray, np.repeat(np.repeat(image[..., :1], 2, 0), 2, 1))
 
 
+def test_video_zoom_makes_small_frames_at_least_the_minimum_size():
+    assert media.MIN_VIDEO_SIDE == 256
+    assert media.video_zoom(16, 32) == 16  # the shorter side 16 -> 256
+    assert media.video_zoom(100, 300) == 3  # 300 x 900
+    assert media.video_zoom(1080, 1920) == 1
+    assert media.video_zoom(16, 16, zoom=2) == 2
+    with pytest.raises(media.MediaError, match="non-negative integer"):
+        media.video_zoom(16, 16, zoom=-1)
+
+
 def test_training_progress_video_from_sample_grids(tmp_path):
     samples = tmp_path / "samples"
     kimgs = [1200.0, 0.0, 140.5]

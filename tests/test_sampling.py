@@ -143,6 +143,17 @@ def test_keyframe_path_of_a_grid_interpolates_each_cell_and_checks_frame_counts(
         sampling.keyframe_path(keys[:1], 5, loop=False)
 
 
+def test_keyframe_walk_passes_through_the_sample_grids_of_its_seeds():
+    walk = sampling.keyframe_walk([5, 1, 9], 12, 8, num_walks=4, loop=True)
+    assert walk.shape == (12, 4, 8) and walk.dtype == np.float32
+    for k, frame in enumerate(sampling.keyframe_indices(3, 12, loop=True)):
+        np.testing.assert_array_equal(walk[frame], sampling.grid_latents([5, 1, 9][k], 4, 8))
+    single = sampling.keyframe_walk([5, 1], 7, 8, loop=False)
+    np.testing.assert_array_equal(single[[0, -1], 0], sampling.latents_for_seeds([5, 1], 8))
+    with pytest.raises(sampling.SamplingError, match="at least 1 keyframes"):
+        sampling.keyframe_walk([], 7, 8)
+
+
 # ----------------------------------------------------------------------------------------------
 # Random walk
 

@@ -1,0 +1,73 @@
+"""Pieces shared by the programs in tools/: the flags that choose a run's checkpoint, one-line errors.
+
+The flags live here, defined once, so that several tools can be imported into one process (tests
+do that; absl refuses a flag name defined by two modules):
+  --workdir     the training run's directory
+  --step        an exact checkpoint (number of real images shown)
+  --resolution  the last checkpoint of that resolution stage
+  --network     'ema' (smoothed generator, the default) or 'raw'
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import flags, logging
+
+from pggan import checkpoint, generation, media, sampling
+
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory of the training run (the --workdir given to pggan.main): its checkpoints/ and "
+    "samples/ folders are read.")
+STEP = flags.DEFINE_integer(
+    "step", None, "Use the checkpoint at this step (number of real images shown, the folder name in "
+    "WORKDIR/checkpoints/). Default: the latest checkpoint.", lower_bound=0)
+RESOLUTION = flags.DEFINE_integer(
+    "resolution", None, "Use the last checkpoint of this resolution stage (e.g. 64) instead of the latest "
+    "checkpoint.", lower_bound=4)
+NETWORK = flags.DEFINE_enum(
+    "network", "ema", list(checkpoint.NETWORK_ITEMS),
+    "Which generator: 'ema' (the exponential moving average of the weights, the best samples) or 'raw' "
+    "(the trained weights).")
+
+
+class UsageError(ValueError):
+    """Flags that are missing, contradict each other or do not apply; the message names the flags."""
+
+
+# Errors whose message is the whole story for the user: printed as one line, no traceback.
+USER_ERRORS = (UsageError, checkpoint.CheckpointError, generation.GenerationError, media.MediaError,
+               sampling.SamplingError)
+
+
+def workdir() -> str:
+    """The --workdir flag; UsageError if it is missing."""
+    if not WORKDIR.value:
+        raise UsageError("--workdir is required: the directory of the training run")
+    return WORKDIR.value
+
+
+def checkpoint_choice() -> dict:
+    """The checkpoint chosen by the flags, as keyword arguments of `checkpoint.load_generator`
+    (workdir, step, resolution, network); UsageError if --step and --resolution are both given."""
+    if STEP.value is not None and RESOLUTION.value is not None:
+        raise UsageError("--step and --resolution both choose a checkpoint: give one of them")
+    return dict(workdir=workdir(), step=STEP.value, resolution=RESOLUTION.value, network=NETWORK.value)
+
+
+def run_tool(run: Callable[[], None], extra_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Calls a tool's run() the way every tool behaves: quiet logs and one-line errors.
+
+    Library INFO logs (Orbax logs every step of a restore) are hidden unless --verbosity is given.
+    A user error (USER_ERRORS or extra_errors) becomes 'error: <message>' on stderr.
+    Returns the exit status: 0 on success, 1 after a user error. Other exceptions propagate.
+    """
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    try:
+        run()
+    except USER_ERRORS + tuple(extra_errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
