@@ -158,13 +158,14 @@ def load_generator(workdir: str, *, step: int | None = None, resolution: int | N
 
 
 def save_networks(workdir: str, config, generator: dict, discriminator: dict, generator_ema: dict, *,
-                  nimg: int = 0) -> int:
+                  nimg: int = 0, resolution: int | None = None, alpha: float = 1.0) -> int:
     """Writes a complete checkpoint from parameter trees alone (fresh Adam state, zero counters).
 
     Used to import networks trained elsewhere and to build fixtures: the result loads in every tool
-    and resumes training like any checkpoint. The networks are taken as fully grown (final
-    resolution, alpha = 1). `config` is an ml_collections training config whose `model` section
-    matches the parameters. Returns the step written (= nimg).
+    and resumes training like any checkpoint. `resolution` and `alpha` are the active resolution and
+    fade-in the networks are used at (default: fully grown, the final resolution with alpha = 1).
+    `config` is an ml_collections training config whose `model` section matches the parameters.
+    Returns the step written (= nimg).
     """
     import optax  # local: only this helper builds optimizer state outside the trainer
 
@@ -175,10 +176,12 @@ def save_networks(workdir: str, config, generator: dict, discriminator: dict, ge
         "optimizers": {"g": adam.init(generator), "d": adam.init(discriminator)},
         "counters": {k: jax.numpy.zeros((), jax.numpy.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
     }
-    phase = {"kimg": nimg / 1000, "lod": 0.0, "resolution": spec.resolution, "alpha": 1.0, "minibatch": 0,
+    resolution = spec.resolution if resolution is None else resolution
+    lod = spec.num_levels - 1 - networks.level_of(resolution, spec) + (1.0 - alpha)
+    phase = {"kimg": nimg / 1000, "lod": lod, "resolution": resolution, "alpha": alpha, "minibatch": 0,
              "g_lr": 0.0, "d_lr": 0.0, "tick_kimg": 0.0}
     meta = {"nimg": nimg, "round": 0, "tick": 0, "tick_start_nimg": nimg, "elapsed_sec": 0.0, "phase": phase,
-            "config": config.to_json(), "data_position": nimg, "resolution": spec.resolution, "alpha": 1.0}
+            "config": config.to_json(), "data_position": nimg, "resolution": resolution, "alpha": alpha}
     store = CheckpointStore(workdir, async_save=False)
     store.save(nimg, state, meta, stage_final=True)
     store.close()
