@@ -122,3 +122,17 @@ def test_a_pickle_that_is_not_g_d_gs_is_refused(tmp_path):
     for obj in (g, (g, g), {"G": g}):
         with pytest.raises(SnapshotError, match=r"not the tuple \(G, D, Gs\)"):
             snapshot.load_snapshot(_write(tmp_path, obj))
+
+
+def test_float16_networks_are_imported_as_float32(tmp_path):
+    g, d, gs = _snapshot()
+    for net in (g, d, gs):
+        net.static_kwargs["dtype"] = "float16"
+        net.vars = {name: np.asarray(value).astype(np.float16) if name != "lod" else value
+                    for name, value in net.vars.items()}
+    path = _write(tmp_path, (g, d, gs))
+    spec = _interpret(path)
+    params = convert.generator_parameters(snapshot.load_snapshot(path).generator_ema, spec)
+    kernel = params["blocks"][1]["conv1"]["kernel"]
+    assert kernel.dtype == np.float32 and spec.compute_dtype == "float32"
+    np.testing.assert_array_equal(kernel, gs.vars["8x8/Conv1/weight"].astype(np.float32))

@@ -101,3 +101,10 @@ def test_truncated_missing_and_non_pickle_files_give_one_line_errors(tmp_path):
         with pytest.raises(SnapshotError, match=pattern) as error:
             unpickler.read_network_pickle(str(path))
         assert "\n" not in str(error.value)
+
+
+def test_theano_era_pickle_gets_advice(tmp_path):
+    path = tmp_path / "network-final.pkl"
+    path.write_bytes(b"\x80\x02cnetwork\nNetwork\n)\x81}b.")  # the Theano code's class path, protocol 2
+    with pytest.raises(SnapshotError, match="original Theano version"):
+        unpickler.read_network_pickle(str(path))

@@ -21,7 +21,7 @@ import numpy as np
 
 from pggan import networks
 from pggan.official import unpickler
-from pggan.official.errors import SnapshotError
+from pggan.official.errors import THEANO_PICKLE_MESSAGE, SnapshotError
 
 BUILD_FUNCTIONS = {"generator": "G_paper", "discriminator": "D_paper"}
 ROLES = ("generator", "discriminator", "generator_ema")  # the order of the official (G, D, Gs) tuple
@@ -76,9 +76,7 @@ def _describe(obj: Any) -> str:
 def parse_network(state: Any, role: str) -> OfficialNetwork:
     """Validates one `tfutil.Network` state dict and resolves its settings. Raises SnapshotError."""
     if isinstance(state, dict) and "version" not in state and "build_func_spec" in state:
-        raise SnapshotError("this pickle comes from the original Theano version of PGGAN; re-save it in the "
-                            "TensorFlow format with the official misc.load_pkl + misc.save_pkl, or use the "
-                            "TensorFlow-version files (networks/tensorflow-version on the official Google Drive)")
+        raise SnapshotError(THEANO_PICKLE_MESSAGE)
     required = ("version", "name", "static_kwargs", "build_module_src", "build_func_name", "variables")
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise SnapshotError(f"the {role} is not an official tfutil.Network state (expected the keys {required})")

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from pggan.official.errors import SnapshotError, UnsafePickleError
+from pggan.official.errors import THEANO_PICKLE_MESSAGE, SnapshotError, UnsafePickleError
 
 NETWORK_CLASS_PATH = ("tfutil", "Network")
+THEANO_NETWORK_CLASS_PATH = ("network", "Network")  # the original Theano code's class: refused with advice
 
 
 class NetworkState:
@@ -64,6 +65,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     """`pickle.Unpickler` that resolves only `ADMITTED_GLOBALS`; anything else is refused unimported."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == THEANO_NETWORK_CLASS_PATH:
+            raise SnapshotError(THEANO_PICKLE_MESSAGE)
         try:
             return ADMITTED_GLOBALS[(module, name)]
         except KeyError:
