@@ -9,27 +9,22 @@ works with tools/generate.py and tools/evaluate.py like any training run (EMA ge
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 from tqdm import tqdm
 
+from pggan import cli
 from pggan.official import importer
 from pggan.official.errors import SnapshotError
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("pkl", None, "Official network pickle: karras2018iclr-*.pkl or network-snapshot-*.pkl "
-                    "holding (G, D, Gs).")
-flags.DEFINE_string("workdir", None, "New pggan run directory to write the checkpoint to (must hold no checkpoints).")
-flags.DEFINE_float("kimg", None, "Training progress to record in the checkpoint, in thousands of images "
-                   "(default: from a network-snapshot-<kimg>.pkl file name, else 0).")
-flags.mark_flags_as_required(["pkl", "workdir"])
+_PKL = flags.DEFINE_string("pkl", None, "Official network pickle: karras2018iclr-*.pkl or network-snapshot-*.pkl "
+                           "holding (G, D, Gs).")
+_KIMG = flags.DEFINE_float("kimg", None, "Training progress to record in the checkpoint, in thousands of images "
+                           "(default: from a network-snapshot-<kimg>.pkl file name, else 0).")
+flags.mark_flags_as_required(["pkl"])
 
 
-def main(argv):
-    del argv
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO
+def run() -> None:
+    workdir = cli.workdir()  # a new pggan run directory (it must hold no checkpoints)
     with tqdm(total=3, unit="stage", leave=False) as bar:
         started: list[str] = []
 
@@ -39,21 +34,21 @@ def main(argv):
             started.append(stage)
             bar.set_description(stage)
 
-        try:
-            summary = importer.import_snapshot(FLAGS.pkl, FLAGS.workdir, kimg=FLAGS.kimg, progress=progress)
-        except SnapshotError as error:
-            bar.close()  # erases the bar
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        summary = importer.import_snapshot(_PKL.value, workdir, kimg=_KIMG.value, progress=progress)
         bar.update(1)
     spec = summary.spec
     labels = f"{spec.label_size} classes" if spec.label_size else "unconditional"
-    print(f"Imported {FLAGS.pkl}: {spec.resolution}x{spec.resolution}x{spec.num_channels}, latent {spec.latent_size}, "
+    print(f"Imported {_PKL.value}: {spec.resolution}x{spec.resolution}x{spec.num_channels}, latent {spec.latent_size}, "
           f"{labels}, D order {spec.d_downsample_order}; lod {summary.lod:g} -> sampled at "
           f"{summary.resolution}x{summary.resolution}, alpha {summary.alpha:g}.")
-    print(f"Checkpoint step {summary.step} written to {FLAGS.workdir} (G -> raw, Gs -> ema, D -> discriminator).")
-    print(f"Next: python tools/generate.py --workdir={FLAGS.workdir} --grid=4x4 --seed=0 --out=grid.png")
-    return 0
+    print(f"Checkpoint step {summary.step} written to {workdir} (G -> raw, Gs -> ema, D -> discriminator).")
+    print(f"Next: python tools/generate.py --workdir={workdir} --grid=4x4 --seed=0 --out=grid.png")
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    return cli.run_tool(run, extra_errors=(SnapshotError,))
 
 
 if __name__ == "__main__":
