@@ -52,6 +52,7 @@ WRITER_OPTIONS = "group_size:1,uncompressed"
 PREPARE_SHUFFLE_SEED = 2018  # fixed: the stored example order never depends on the machine
 SHARD_BYTES = 1 << 30  # top-level bytes per shard (lower levels add a third)
 MAX_REPORTED_SKIPS = 20
+SMALL_SOURCE_BYTES = 64 << 20  # top-level bytes below which worker processes cost more than they save
 _REQUEST_FILE = "preparation.json"
 
 
@@ -142,9 +143,8 @@ def _write_shard(source: Source, items: list, shard: int, num_shards: int, work_
     return marker
 
 
-def _plan(source: Source, max_examples: int | None, num_workers: int):
-    """The shuffled item list, cut into contiguous shards: (items, examples_per_shard)."""
-    items = source.list_items()
+def _plan(items: list, source: Source, max_examples: int | None, num_workers: int):
+    """The shuffled item list and the shard size: (items, examples_per_shard)."""
     order = np.random.default_rng(PREPARE_SHUFFLE_SEED).permutation(len(items))
     items = [items[i] for i in order[:max_examples]]
     image_bytes = source.resolution**2 * source.channels
@@ -230,11 +230,18 @@ def _finalize(source: Source, name: str, work_dir: str, shards: list, markers: d
                               resolution=source.resolution)
 
 
-def prepare_dataset(source: Source, data_dir: str, name: str | None = None, *, num_workers: int = 1,
+def _auto_workers(num_items: int, source: Source) -> int:
+    if num_items * source.resolution**2 * source.channels < SMALL_SOURCE_BYTES:
+        return 1
+    return os.cpu_count() or 1
+
+
+def prepare_dataset(source: Source, data_dir: str, name: str | None = None, *, num_workers: int | None = None,
                     max_examples: int | None = None, progress: bool = True) -> PreparationSummary:
     """Prepares `source` as dataset `name` (default: source.default_name()) under `data_dir`.
 
-    num_workers: processes writing shards in parallel (1: in this process).
+    num_workers: processes writing shards in parallel (1: in this process; None: one per CPU core,
+      or 1 for sources under SMALL_SOURCE_BYTES).
     max_examples: keep only this many (randomly chosen, deterministic) items.
     Raises PreparationConflictError if the dataset exists already or an interrupted preparation with
     other settings is in the way, SourceError if the source is empty or nothing could be read.
@@ -246,7 +253,9 @@ def prepare_dataset(source: Source, data_dir: str, name: str | None = None, *, n
     if os.path.exists(final_dir):
         raise PreparationConflictError(f"dataset {name} is already prepared in {final_dir}; "
                                        f"delete that directory to prepare it again")
-    items, per_shard = _plan(source, max_examples, num_workers)
+    items = source.list_items()
+    num_workers = num_workers or _auto_workers(min(len(items), max_examples or len(items)), source)
+    items, per_shard = _plan(items, source, max_examples, num_workers)
     _claim_work_dir(work_dir, _request(source, name, items, per_shard, max_examples))
     shards = [items[start:start + per_shard] for start in range(0, len(items), per_shard)]
     markers = _run_shards(source, shards, work_dir, name, num_workers, progress)

@@ -12,8 +12,11 @@ by tfds's own decoder (one decode per distinct label, checked against the payloa
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import os
+import platform
 import threading
 
 import numpy as np
@@ -28,6 +31,9 @@ from pggan.data.sources import Source
 READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"  # tuned for random access
 _IMAGE_KEY = b"\n\x0bimage/value"  # a Features map entry's key field: tag 1, length 11, "image/value"
 _HEADER_WINDOW = 256  # the image entry starts within the first bytes (the other entries are tiny)
+_READ_CHUNK_BYTES = 4 << 20  # records fetched per reader call: few big records stay in reused memory
+_LARGE_RECORD_BYTES = 256 << 10  # from 256px RGB: worth tuning malloc for (keep_large_buffers_in_heap)
+_ALIGNMENT = 64  # batch arrays aligned like XLA buffers: the CPU backend then adopts them without a copy
 
 
 def _varint(value: int) -> bytes:
@@ -52,6 +58,32 @@ def default_data_dir() -> str:
     return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
+@functools.cache
+def keep_large_buffers_in_heap() -> None:
+    """Tunes glibc malloc so multi-megabyte record buffers are recycled instead of mmap'ed afresh.
+
+    By default glibc serves every large allocation with a new mmap and returns it on free, so each
+    1024px record (3 MiB, copied several times inside the array_record reader) pays page faults:
+    reading was 4x slower (measured ~130 vs ~550 records/s). Raising M_MMAP_THRESHOLD to 32 MiB and
+    M_TRIM_THRESHOLD to 1 GiB keeps such buffers in the heap for reuse; the process keeps up to
+    1 GiB of freed memory. Process-wide, applied once, only on glibc.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
+    offset = -raw.ctypes.data % _ALIGNMENT
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
 class LevelReader:
     """Random access to one level of a prepared dataset. Thread-safe (one reader per thread).
 
@@ -67,6 +99,8 @@ class LevelReader:
         self._image_bytes = resolution * resolution * channels
         self._features = features
         self._payload_offset = _payload_offset(self._image_bytes)
+        if self._image_bytes >= _LARGE_RECORD_BYTES:
+            keep_large_buffers_in_heap()
         self._labels_by_rest: dict[bytes, int] = {}
         self._local = threading.local()
 
@@ -112,14 +146,17 @@ class LevelReader:
         indices = np.asarray(indices, np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
             raise IndexError(f"indices must be in [0, {self.num_examples})")
-        images = np.empty((indices.size, *self.shape), np.uint8)
-        labels = np.empty(indices.size, np.int32)
+        images = aligned_empty((indices.size, *self.shape))
+        labels = aligned_empty((indices.size,), np.int32)
         shards = np.searchsorted(self.offsets, indices, side="right") - 1
         readers = self._readers()
+        chunk = max(1, _READ_CHUNK_BYTES // self._image_bytes)
         for shard in np.unique(shards):
             rows = np.flatnonzero(shards == shard)
-            records = readers[shard].read((indices[rows] - self.offsets[shard]).tolist())
-            self._decode(records, images, labels, rows)
+            for start in range(0, rows.size, chunk):
+                part = rows[start:start + chunk]
+                records = readers[shard].read((indices[part] - self.offsets[shard]).tolist())
+                self._decode(records, images, labels, part)
         return images, labels
 
     def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +228,7 @@ class PreparedDataset:
 
 
 def open_dataset(name: str, data_dir: str | None = None, *, prepare_if_missing_from: Source | None = None,
-                 num_workers: int = 1) -> PreparedDataset:
+                 num_workers: int | None = None) -> PreparedDataset:
     """Opens prepared dataset `name` in `data_dir` (default: default_data_dir()).
 
     prepare_if_missing_from: a source to prepare the dataset from when it does not exist yet (the

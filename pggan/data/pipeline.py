@@ -64,6 +64,7 @@ class InputIterator(grain.DatasetIterator):
     def __init__(self, dataset: PreparedDataset, *, resolution: int, batch_size: int, mesh: Mesh, seed: int,
                  position: int = 0, num_threads: int = 2, prefetch_batches: int = 4, device_prefetch: int = 2):
         super().__init__()
+        self._host_iterator = None
         self._level = dataset.level(resolution)
         self._sharding = batch_sharding(mesh)
         self._rows = np.arange(*process_rows(self._sharding, batch_size), dtype=np.int64)
@@ -72,7 +73,6 @@ class InputIterator(grain.DatasetIterator):
         self.seed = seed
         self._read_options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_batches)
         self._device_prefetch = max(1, device_prefetch)
-        self._host_iterator = None
         self._restart(position)
 
     @property

@@ -238,8 +238,9 @@ def make_source(spec: str, *, resolution: int | None = None, num_examples: int |
                 tfds_data_dir: str | None = None, manual_dir: str | None = None) -> Source:
     """Builds the source named by `spec` (see the module docstring). Cheap: nothing is scanned yet.
 
-    resolution: target power-of-two resolution; required for folders and synthetic, optional for
-      catalog datasets (default: the catalog's natural resolution, see catalog.py), fixed for digits.
+    resolution: target power-of-two resolution; required for folders, optional for catalog datasets
+      (default: the catalog's natural resolution, see catalog.py) and synthetic (default 32); digits
+      are always 32x32 (a lower resolution is accepted: it is one of the prepared levels).
     num_examples: number of synthetic images (default 1000).
     tfds_data_dir / manual_dir: where tfds keeps catalog datasets / manually downloaded archives.
     Raises SourceError with a one-line explanation for bad specs.
@@ -252,8 +253,9 @@ def make_source(spec: str, *, resolution: int | None = None, num_examples: int |
         return FolderSource(spec[len("folder:"):], resolution, crop=crop, channels=channels,
                             labels_from_subfolders=labels_from_subfolders)
     if spec == "digits":
-        if resolution not in (None, DIGITS_RESOLUTION):
-            raise SourceError(f"digits are prepared at {DIGITS_RESOLUTION}x{DIGITS_RESOLUTION} only, got {resolution}")
+        if resolution is not None and resolution > DIGITS_RESOLUTION:
+            raise SourceError(f"digits are {DIGITS_RESOLUTION}x{DIGITS_RESOLUTION} (with every lower level), "
+                              f"not {resolution}x{resolution}")
         return DigitsSource()
     if spec == "synthetic":
         return SyntheticSource(resolution or 32, 1000 if num_examples is None else num_examples, seed)
