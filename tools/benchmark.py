@@ -4,7 +4,8 @@ r"""Benchmarks. One function per mode; `--input_only` measures the host input pi
 
 Input mode: for each resolution, reads global batches from a prepared dataset (default: synthetic
 images prepared once into --data_dir, sized to sit in the page cache) through the training input
-pipeline, onto all local devices, and reports images/s and MiB/s after a warm-up.
+pipeline, onto all local devices, and reports images/s, MiB/s and the process's CPU time per image
+(all threads; a steadier figure than images/s on a shared machine) after a warm-up.
 """
 
 import os
@@ -57,28 +58,29 @@ def measure_input(resolution: int) -> dict:
                                       num_threads=_NUM_THREADS.value, prefetch_batches=_PREFETCH.value)
     for _ in range(WARMUP_BATCHES):
         jax.block_until_ready(next(iterator))
-    images, start = 0, time.perf_counter()
+    images, start, cpu_start = 0, time.perf_counter(), time.process_time()
     with tqdm(desc=f"input {resolution}px", unit="img", leave=False) as bar:
         while time.perf_counter() - start < _SECONDS.value:
             batch = next(iterator)
             images += batch_size
             bar.update(batch_size)
         jax.block_until_ready(batch)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     iterator.close()
     image_mib = resolution * resolution * dataset.channels / 2**20
     return {"resolution": resolution, "batch_size": batch_size, "img_per_s": images / seconds,
-            "mib_per_s": images * image_mib / seconds, "num_examples": dataset.num_examples}
+            "mib_per_s": images * image_mib / seconds, "cpu_ms_per_img": 1000 * cpu_seconds / images,
+            "num_examples": dataset.num_examples}
 
 
 def run_input_benchmark() -> None:
     print(f"Input pipeline on {jax.device_count()} {jax.devices()[0].platform} device(s), "
           f"{os.cpu_count()} CPU cores, {_NUM_THREADS.value} reader threads")
-    print(f"{'resolution':>10} {'batch':>6} {'img/s':>10} {'MiB/s':>8} {'examples':>9}")
+    print(f"{'resolution':>10} {'batch':>6} {'img/s':>10} {'MiB/s':>8} {'cpu ms/img':>11} {'examples':>9}")
     for resolution in (int(r) for r in _RESOLUTIONS.value):
         result = measure_input(resolution)
         print(f"{result['resolution']:>10} {result['batch_size']:>6} {result['img_per_s']:>10.0f} "
-              f"{result['mib_per_s']:>8.0f} {result['num_examples']:>9}", flush=True)
+              f"{result['mib_per_s']:>8.0f} {result['cpu_ms_per_img']:>11.3f} {result['num_examples']:>9}", flush=True)
 
 
 def main(argv):

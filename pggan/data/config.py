@@ -48,7 +48,8 @@ def open_from_config(config: ml_collections.ConfigDict, *, resolution: int, chan
     """
     source = None
     if config.source:
-        source = make_source(config.source, resolution=resolution, num_examples=config.num_examples)
+        source = make_source(config.source, resolution=resolution, num_examples=config.num_examples,
+                             tfds_data_dir=config.data_dir or None)
     dataset = open_dataset(config.name, config.data_dir or None, prepare_if_missing_from=source,
                            num_workers=config.prepare_workers or None)
     check_dataset(dataset, resolution=resolution, channels=channels, label_size=label_size)

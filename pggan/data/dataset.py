@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from array_record.python import array_record_module
 
-from pggan.data import builder
+from pggan.data import buffers, builder
 from pggan.data.errors import DataError, DatasetMismatchError, DatasetNotFoundError
 from pggan.data.sources import Source
 
@@ -33,7 +33,6 @@ _IMAGE_KEY = b"\n\x0bimage/value"  # a Features map entry's key field: tag 1, le
 _HEADER_WINDOW = 256  # the image entry starts within the first bytes (the other entries are tiny)
 _READ_CHUNK_BYTES = 4 << 20  # records fetched per reader call: few big records stay in reused memory
 _LARGE_RECORD_BYTES = 256 << 10  # from 256px RGB: worth tuning malloc for (keep_large_buffers_in_heap)
-_ALIGNMENT = 64  # batch arrays aligned like XLA buffers: the CPU backend then adopts them without a copy
 
 
 def _varint(value: int) -> bytes:
@@ -76,16 +75,8 @@ def keep_large_buffers_in_heap() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-def aligned_empty(shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
-    offset = -raw.ctypes.data % _ALIGNMENT
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
-
-
 class LevelReader:
-    """Random access to one level of a prepared dataset. Thread-safe (one reader per thread).
+    """Random access to one level of a prepared dataset. Thread-safe.
 
     read(indices) -> (images uint8 [n, r, r, C], labels int32 [n]) in the order of `indices`.
     """
@@ -102,14 +93,19 @@ class LevelReader:
         if self._image_bytes >= _LARGE_RECORD_BYTES:
             keep_large_buffers_in_heap()
         self._labels_by_rest: dict[bytes, int] = {}
-        self._local = threading.local()
+        self._shard_readers = [None] * len(paths)
+        self._open_lock = threading.Lock()
 
-    def _readers(self) -> list:
-        readers = getattr(self._local, "readers", None)
-        if readers is None:
-            readers = self._local.readers = [array_record_module.ArrayRecordReader(p, READER_OPTIONS)
-                                             for p in self.paths]
-        return readers
+    def _reader(self, shard: int):
+        """The shard's reader, opened on first use (readers are shared by threads, like grain does)."""
+        reader = self._shard_readers[shard]
+        if reader is None:
+            with self._open_lock:
+                reader = self._shard_readers[shard]
+                if reader is None:
+                    reader = array_record_module.ArrayRecordReader(self.paths[shard], READER_OPTIONS)
+                    self._shard_readers[shard] = reader
+        return reader
 
     def _learn_label(self, record: bytes, rest: bytes, start: int) -> int:
         """Decodes a record with tfds, checks the image is the payload found, caches its label."""
@@ -141,21 +137,24 @@ class LevelReader:
             images[row] = np.frombuffer(record, np.uint8, nbytes, start).reshape(self.shape)
             labels[row] = label
 
-    def read(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        """Examples at `indices` (ints in [0, num_examples)): uint8 [n, r, r, C], int32 [n]."""
+    def read(self, indices, pool: buffers.BufferPool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Examples at `indices` (ints in [0, num_examples)): uint8 [n, r, r, C], int32 [n].
+
+        pool: where the image array comes from (recycled buffers); default: a fresh aligned array.
+        """
         indices = np.asarray(indices, np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
             raise IndexError(f"indices must be in [0, {self.num_examples})")
-        images = aligned_empty((indices.size, *self.shape))
-        labels = aligned_empty((indices.size,), np.int32)
+        shape = (indices.size, *self.shape)
+        images = pool.empty(shape) if pool else buffers.aligned_empty(shape)
+        labels = buffers.aligned_empty((indices.size,), np.int32)
         shards = np.searchsorted(self.offsets, indices, side="right") - 1
-        readers = self._readers()
         chunk = max(1, _READ_CHUNK_BYTES // self._image_bytes)
         for shard in np.unique(shards):
             rows = np.flatnonzero(shards == shard)
             for start in range(0, rows.size, chunk):
                 part = rows[start:start + chunk]
-                records = readers[shard].read((indices[part] - self.offsets[shard]).tolist())
+                records = self._reader(shard).read((indices[part] - self.offsets[shard]).tolist())
                 self._decode(records, images, labels, part)
         return images, labels
 
@@ -181,7 +180,7 @@ class PreparedDataset:
     num_examples: int
     levels: tuple[int, ...]
     source: dict
-    builder: tfds.core.DatasetBuilder = dataclasses.field(repr=False)
+    tfds_builder: tfds.core.DatasetBuilder = dataclasses.field(repr=False)
     _readers: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
@@ -197,12 +196,12 @@ class PreparedDataset:
         return cls(name=ds_builder.name, path=path, resolution=meta["resolution"], channels=meta["channels"],
                    num_classes=meta["num_classes"], class_names=tuple(meta["class_names"]),
                    num_examples=meta["num_examples"], levels=tuple(meta["levels"]), source=dict(meta["source"]),
-                   builder=ds_builder)
+                   tfds_builder=ds_builder)
 
     def _split(self, resolution: int):
         if resolution not in self.levels:
             raise DatasetMismatchError(f"dataset {self.name} has levels {list(self.levels)}, not {resolution}")
-        return self.builder.info.splits[builder.split_name(resolution)]
+        return self.tfds_builder.info.splits[builder.split_name(resolution)]
 
     def level(self, resolution: int) -> LevelReader:
         """The reader of one level (one per dataset and resolution, shared)."""
@@ -210,7 +209,7 @@ class PreparedDataset:
             split = self._split(resolution)
             self._readers[resolution] = LevelReader([os.fspath(p) for p in split.filepaths],
                                                     list(split.shard_lengths), resolution, self.channels,
-                                                    self.builder.info.features)
+                                                    self.tfds_builder.info.features)
         return self._readers[resolution]
 
     def read_level(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +223,7 @@ class PreparedDataset:
     def data_source(self, resolution: int):
         """tfds's own random-access data source of one level: items {'image', 'label'} (slower)."""
         self._split(resolution)
-        return self.builder.as_data_source(split=builder.split_name(resolution))
+        return self.tfds_builder.as_data_source(split=builder.split_name(resolution))
 
 
 def open_dataset(name: str, data_dir: str | None = None, *, prepare_if_missing_from: Source | None = None,

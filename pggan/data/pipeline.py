@@ -4,7 +4,8 @@ Batches follow the stream order of order.py: global batch k of size B holds stre
 [start + k*B, start + (k+1)*B). Each process reads only its own rows of every global batch (the rows
 its devices hold under `NamedSharding(mesh, P('data'))`), so a global batch is the same whatever the
 number of processes and devices. grain runs the reads in threads and prefetches them; a small queue
-keeps the next batches' host-to-device copies in flight. The checkpointable state is the stream
+keeps the next batches' host-to-device copies in flight. Host batches come from recycled, aligned
+buffers (buffers.py). The checkpointable state is the stream
 position: `get_state()` / `set_state()` are JSON-able, and the iterator is a `grain.DatasetIterator`,
 so `grain.checkpoint.CheckpointSave(iterator)` / `CheckpointRestore(iterator)` work in an Orbax
 `Composite`. When the resolution or the batch size changes, build a new iterator at the old one's
@@ -21,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from pggan.data import order
+from pggan.data import buffers, order
 from pggan.data.dataset import PreparedDataset
 from pggan.data.errors import DataError
 
@@ -73,6 +74,7 @@ class InputIterator(grain.DatasetIterator):
         self.seed = seed
         self._read_options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_batches)
         self._device_prefetch = max(1, device_prefetch)
+        self._pool = buffers.BufferPool()
         self._restart(position)
 
     @property
@@ -83,7 +85,7 @@ class InputIterator(grain.DatasetIterator):
     def _read_local_batch(self, start: int) -> tuple[np.ndarray, np.ndarray]:
         """This process's rows of the global batch starting at stream position `start`."""
         indices = order.example_indices(np, start + self._rows, self._level.num_examples, self.seed)
-        return self._level.read(indices)
+        return self._level.read(indices, self._pool)
 
     def _restart(self, position: int) -> None:
         self._close_host_iterator()
