@@ -1,0 +1,1 @@
+"""Datasets and the input pipeline: preparation (sources, builder), reading (dataset), training input (pipeline, device_dataset, augment)."""
