@@ -38,7 +38,7 @@ def dataset_defaults() -> ml_collections.ConfigDict:
     source: what to prepare the dataset from when it is missing ('' = never prepare automatically):
       'digits', 'synthetic', 'folder:<path>', 'tfds:<name>' (see tools/prepare_dataset.py).
     num_examples: how many images a 'synthetic' source generates.
-    prepare_workers: processes used by that automatic preparation.
+    prepare_workers: processes used by that automatic preparation (0: automatic).
     mirror_augment: random left-right flips of real images (per sample, on the device).
     on_device: 'auto' holds a level on the devices when it fits in on_device_memory_fraction of the
       device memory, 'always', or 'never' (host pipeline).
@@ -50,7 +50,7 @@ def dataset_defaults() -> ml_collections.ConfigDict:
     config.data_dir = ""
     config.source = "digits"
     config.num_examples = 1000
-    config.prepare_workers = 1
+    config.prepare_workers = 0
     config.mirror_augment = False
     config.on_device = "auto"
     config.on_device_memory_fraction = 0.5

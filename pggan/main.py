@@ -7,6 +7,8 @@ On a multi-host TPU VM or GPU cluster, add `--multihost` and start the same comm
 
 from __future__ import annotations
 
+import logging as python_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -33,6 +35,13 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in 
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries(python_logging.Filter):
+    """Drops INFO records of Orbax (it logs every stage of every checkpoint save) unless -v is given."""
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        return record.levelno >= python_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
 def _start_multihost() -> None:
     import jax
 
@@ -45,6 +54,8 @@ def _start_multihost() -> None:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.get_absl_handler().addFilter(_QuietLibraries())
     if _MULTIHOST.value:
         _start_multihost()
     # Imported after jax.distributed.initialize: the trainer touches the devices.

@@ -25,9 +25,9 @@ import numpy as np
 from absl import logging
 
 from pggan import checkpoint, generation, media, networks, parallel, sampling, train_step
-from pggan.data import config as data_config
+from pggan.data import config as data_config, device_dataset
 from pggan.schedule import Schedule
-from pggan.validation import validate_training_config
+from pggan.validation import check_workdir, validate_training_config
 from pggan.writers import RunWriter
 
 
@@ -59,6 +59,20 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclasses.dataclass
+class _Inputs:
+    """Real images of one (resolution, minibatch) stage: a level held on the devices or a host iterator."""
+
+    resolution: int
+    minibatch: int
+    level: device_dataset.DeviceLevel | None = None
+    iterator: Any = None
+
+    def close(self) -> None:
+        if self.iterator is not None:
+            self.iterator.close()
+
+
 class Trainer:
     """One training run in one workdir."""
 
@@ -68,13 +82,16 @@ class Trainer:
         self.mesh = parallel.make_mesh()
         self.num_devices = self.mesh.size
         self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
+        self.total_nimg = int(round(self.schedule.total_kimg * 1000))
+        check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
         self.dataset = data_config.open_from_config(config.dataset, resolution=self.spec.resolution,
                                                     channels=self.spec.num_channels, label_size=self.spec.label_size)
         step_config = train_step.StepConfig(
             beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
             ema_beta=config.ema_beta, mirror_augment=config.dataset.mirror_augment,
             minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
-            label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None)
+            label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None,
+            data_seed=config.seed)
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)
@@ -121,10 +138,16 @@ class Trainer:
                 raise TrainingError(f"{self.workdir} holds a run with a different config.{field} "
                                     f"({before} vs {now}); use a new --workdir or the original config")
 
-    def _save(self, state: dict, progress: dict, *, stage_final: bool = False) -> None:
-        """Checkpoints the state after the last round (no-op if nothing changed since the last save)."""
+    def _save(self, state: dict, progress: dict) -> None:
+        """Checkpoints the state after the last round (no-op if nothing changed since the last save).
+
+        A state that ends its resolution stage (the next round trains at another resolution, or
+        training is complete) is kept for good.
+        """
         if progress["last_saved_nimg"] == progress["nimg"] or progress["phase"] is None:
             return
+        stage_final = (progress["nimg"] >= self.total_nimg
+                       or self.schedule.at(progress["nimg"]).resolution != progress["phase"]["resolution"])
         meta = {k: v for k, v in progress.items() if k != "last_saved_nimg"}
         meta.update(config=self.config.to_json(), data_position=progress["nimg"],
                     resolution=progress["phase"]["resolution"], alpha=progress["phase"]["alpha"])
@@ -138,31 +161,34 @@ class Trainer:
 
     def run(self) -> None:
         state, progress = self._restore_or_init()
-        total_nimg = int(round(self.schedule.total_kimg * 1000))
         inputs, sums, tick_rounds = None, None, 0
         tick_start_time = run_start = time.time()
         elapsed_at_start = progress["elapsed_sec"]
         with _StopRequest() as stop:
-            while progress["nimg"] < total_nimg and not stop.signal_name:
+            while progress["nimg"] < self.total_nimg and not stop.signal_name:
                 phase = self.schedule.at(progress["nimg"])
                 last = progress["phase"]
                 if last is not None and phase.resolution != last["resolution"]:
-                    self._save(state, progress, stage_final=True)
-                if inputs is None or (inputs.resolution, inputs.batch_size) != (phase.resolution, phase.minibatch):
+                    self._save(state, progress)  # the last state of the stage, kept for good
+                if inputs is None or (inputs.resolution, inputs.minibatch) != (phase.resolution, phase.minibatch):
+                    if inputs is not None:
+                        inputs.close()
                     inputs = self._start_inputs(phase, progress["nimg"])
                 if Schedule.crosses_lod_boundary(None if last is None else last["lod"], phase.lod):
                     state = self.step.reset_optimizers(state)
-                state, round_sums = self._run_round(state, inputs, phase, progress["round"])
+                state, round_sums = self._run_round(state, inputs, phase, progress)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
                 tick_rounds += 1
                 progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
                                 round=progress["round"] + 1, phase=dataclasses.asdict(phase))
-                done = progress["nimg"] >= total_nimg
+                done = progress["nimg"] >= self.total_nimg
                 if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.signal_name:
                     progress["elapsed_sec"] = elapsed_at_start + time.time() - run_start
-                    self._tick(state, progress, phase, sums, tick_rounds, time.time() - tick_start_time, total_nimg)
+                    self._tick(state, progress, phase, sums, tick_rounds, time.time() - tick_start_time)
                     sums, tick_rounds, tick_start_time = None, 0, time.time()
-        self._save(state, progress, stage_final=not stop.signal_name)
+        if inputs is not None:
+            inputs.close()
+        self._save(state, progress)
         self.store.close()
         self.writer.close()
         if stop.signal_name:
@@ -172,28 +198,38 @@ class Trainer:
             logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
                          _format_duration(progress["elapsed_sec"]), self.store.directory)
 
-    def _start_inputs(self, phase, position: int):
-        logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg.", phase.resolution,
-                     phase.resolution, phase.minibatch, phase.minibatch // self.num_devices, position / 1000)
-        inputs = data_config.iterator_from_config(
-            self.config.dataset, self.dataset, resolution=phase.resolution, batch_size=phase.minibatch,
+    def _start_inputs(self, phase, position: int) -> "_Inputs":
+        """The input of a (resolution, minibatch) stage: the level on the devices, or the host pipeline."""
+        dataset_config = self.config.dataset
+        on_device = device_dataset.should_hold_on_device(dataset_config.on_device, self.dataset, phase.resolution,
+                                                        self.mesh, dataset_config.on_device_memory_fraction)
+        logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg; data %s.", phase.resolution,
+                     phase.resolution, phase.minibatch, phase.minibatch // self.num_devices, position / 1000,
+                     "held on the devices" if on_device else "from the host pipeline")
+        self._write_reals_grid(phase.resolution)
+        if on_device:
+            return _Inputs(phase.resolution, phase.minibatch,
+                           level=device_dataset.load_level_to_device(self.dataset, phase.resolution, self.mesh))
+        iterator = data_config.iterator_from_config(
+            dataset_config, self.dataset, resolution=phase.resolution, batch_size=phase.minibatch,
             mesh=self.mesh, seed=self.config.seed, position=position,
             row_order=parallel.device_major_order(phase.minibatch, self.num_devices))
-        self._write_reals_grid(phase.resolution)
-        return inputs
+        return _Inputs(phase.resolution, phase.minibatch, iterator=iterator)
 
-    def _run_round(self, state: dict, inputs, phase, round_index: int):
-        batches = [next(inputs) for _ in range(self.schedule.d_steps_per_round)]
+    def _run_round(self, state: dict, inputs: "_Inputs", phase, progress: dict):
+        key = jax.random.fold_in(jax.random.key(self.config.seed), progress["round"])
+        scalars = (jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr), key)
+        if inputs.level is not None:
+            round_fn = self.step.round_fn(phase.resolution, phase.minibatch, on_device_data=True)
+            return round_fn(state, inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]), *scalars)
+        batches = [next(inputs.iterator) for _ in range(self.schedule.d_steps_per_round)]
         images = self._stack([b["images"] for b in batches])
         labels = self._stack([b["labels"] for b in batches])
-        key = jax.random.fold_in(jax.random.key(self.config.seed), round_index)
-        round_fn = self.step.round_fn(phase.resolution, phase.minibatch)
-        return round_fn(state, images, labels, jnp.float32(phase.alpha), jnp.float32(phase.g_lr),
-                        jnp.float32(phase.d_lr), key)
+        return self.step.round_fn(phase.resolution, phase.minibatch)(state, images, labels, *scalars)
 
     # ------------------------------------------------------------------------------------ reporting
 
-    def _tick(self, state, progress, phase, sums, rounds, tick_seconds, total_nimg) -> None:
+    def _tick(self, state, progress, phase, sums, rounds, tick_seconds) -> None:
         progress["tick"] += 1
         tick_nimg = progress["nimg"] - progress["tick_start_nimg"]
         progress["tick_start_nimg"] = progress["nimg"]
@@ -204,7 +240,7 @@ class Trainer:
                  for k, v in sums.items() if not k.startswith("skipped")}
         skipped = {k: int(v) for k, v in sums.items() if k.startswith("skipped")}
         sec_per_kimg = tick_seconds / max(tick_nimg / 1000, 1e-9)
-        remaining_kimg = (total_nimg - progress["nimg"]) / 1000
+        remaining_kimg = (self.total_nimg - progress["nimg"]) / 1000
         scalars = {**means, **skipped, "kimg": progress["nimg"] / 1000, "resolution": phase.resolution,
                    "alpha": phase.alpha, "lod": phase.lod, "img_per_sec": tick_nimg / max(tick_seconds, 1e-9),
                    "sec_per_kimg": sec_per_kimg, "g_lr": phase.g_lr, "d_lr": phase.d_lr, "minibatch": phase.minibatch}
@@ -215,7 +251,7 @@ class Trainer:
             skipped["skipped_d"], skipped["skipped_g"], _format_duration(remaining_kimg * sec_per_kimg))
         self.writer.scalars(progress["nimg"], scalars)
         self._check_nonfinite(state)
-        if progress["tick"] % self.config.samples.every_ticks == 0 or progress["nimg"] >= total_nimg:
+        if progress["tick"] % self.config.samples.every_ticks == 0 or progress["nimg"] >= self.total_nimg:
             self._write_fakes_grid(state, progress["nimg"], phase)
         if progress["tick"] % self.config.checkpoint.every_ticks == 0:
             self._save(state, progress)

@@ -29,6 +29,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from pggan import layers, losses, networks, parallel
+from pggan.data import augment, device_dataset
 
 # Streams of per-sample randomness within one step.
 _LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G = range(5)
@@ -44,6 +45,9 @@ class StepConfig:
     beta1, beta2, eps: Adam (official: 0, 0.99, 1e-8). ema_beta: generator EMA decay (0.999).
     mirror_augment: random horizontal flips of reals. minibatch_repeats, d_repeats: round structure.
     label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
+    data_seed: seed of the example order (used when the dataset level is held on the devices).
+    repeats_per_call: minibatch repeats per compiled call (0 = automatic, see
+      `TrainStep.repeats_per_call`); a speed setting that does not change the results.
     """
 
     beta1: float = 0.0
@@ -54,11 +58,15 @@ class StepConfig:
     minibatch_repeats: int = 4
     d_repeats: int = 1
     label_probs: tuple[float, ...] | None = None
+    data_seed: int = 0
+    repeats_per_call: int = 0
 
 
-def uint8_to_float(images: jax.Array) -> jax.Array:
-    """uint8 [..., H, W, C] in [0, 255] -> float32 in [-1, 1] (official adjust_dynamic_range)."""
-    return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+def state_nbytes(spec: networks.ModelSpec) -> int:
+    """Bytes of a TrainState (= one checkpoint): G, EMA G and G's two Adam moments; D and its moments."""
+    g = networks.count_parameters(networks.abstract_generator(spec))
+    d = networks.count_parameters(networks.abstract_discriminator(spec))
+    return 4 * (4 * g + 3 * d)
 
 
 def _per_sample(key: jax.Array, sample_ids: jax.Array, fn):
@@ -120,26 +128,59 @@ class TrainStep:
 
     # ---------------------------------------------------------------------------------------- round
 
-    def round_fn(self, resolution: int, minibatch: int):
-        """The compiled round for a resolution and global minibatch (cached).
+    def repeats_per_call(self) -> int:
+        """Minibatch repeats compiled into one call (`StepConfig.repeats_per_call`; 0 = automatic).
 
-        Returns f(state, images, labels, alpha, g_lr, d_lr, key) -> (state, metric_sums) where
+        Automatic: 1 on CPUs, where compile time grows with the repeats traced into one call and
+        dispatch costs little, and the whole round elsewhere, which saves per-call dispatch.
+        """
+        per_call = self.config.repeats_per_call or (1 if self.mesh.devices.flat[0].platform == "cpu"
+                                                    else self.config.minibatch_repeats)
+        if self.config.minibatch_repeats % per_call:
+            raise ValueError(f"repeats_per_call={per_call} must divide minibatch_repeats="
+                             f"{self.config.minibatch_repeats}")
+        return per_call
+
+    def round_fn(self, resolution: int, minibatch: int, *, on_device_data: bool = False):
+        """One schedule round for a resolution and global minibatch (compiled once, cached).
+
+        With host data, returns f(state, images, labels, alpha, g_lr, d_lr, key) where
           images: uint8 [S, minibatch, r, r, C] with S = minibatch_repeats * d_repeats, split over
             devices along axis 1 in the strided layout (`parallel.device_major_order`);
-          labels: int32 [S, minibatch] (ignored when unconditional), same layout;
-          alpha, g_lr, d_lr: float32 scalars; key: the round's PRNG key.
-          metric_sums: float32 dict of sums over the round's steps (see METRIC_NAMES).
-        `state` is donated.
+          labels: int32 [S, minibatch] (ignored when unconditional), same layout.
+        With on-device data, returns f(state, level_images, level_labels, position, alpha, g_lr, d_lr,
+        key) where level_images uint8 [N, r, r, C] and level_labels int32 [N] are a whole dataset level
+        replicated on every device (`pggan.data.device_dataset`), and `position` (uint32 scalar) is the
+        stream position of the round's first real image: D step s reads positions
+        position + s * minibatch + (global sample ids), exactly what the host pipeline would deliver.
+        Both: alpha, g_lr, d_lr float32 scalars; key the round's PRNG key; returns (state, metric_sums)
+        with float32 sums over the round's steps (METRIC_NAMES). `state` is donated.
+        The round runs as minibatch_repeats / repeats_per_call() calls of one compiled function; the
+        result does not depend on that split.
         """
-        cache_key = (resolution, minibatch)
+        cache_key = (resolution, minibatch, on_device_data)
         if cache_key not in self._rounds:
             networks.level_of(resolution, self.spec)  # validates before any tracing
-            per_device = functools.partial(self._round_per_device, resolution)
-            batch = P(None, parallel.DATA_AXIS)
-            sharded = jax.shard_map(per_device, mesh=self.mesh,
-                                    in_specs=(P(), batch, batch, P(), P(), P(), P()), out_specs=(P(), P()))
-            self._rounds[cache_key] = jax.jit(sharded, donate_argnums=0)
+            per_call = self.repeats_per_call()
+            if on_device_data:
+                per_device = functools.partial(self._call_from_level, resolution, minibatch, per_call)
+                in_specs = (P(),) * 9
+            else:
+                per_device = functools.partial(self._call_from_batches, resolution, per_call)
+                batch = P(None, parallel.DATA_AXIS)
+                in_specs = (P(), batch, batch, P(), P(), P(), P(), P())
+            sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
+            compiled = jax.jit(sharded, donate_argnums=0)
+            self._rounds[cache_key] = functools.partial(self._run_calls, compiled, per_call)
         return self._rounds[cache_key]
+
+    def _run_calls(self, compiled, per_call, state, *args):
+        """Runs a round as consecutive calls, each starting at its first repeat index; sums the metrics."""
+        total = None
+        for first_repeat in range(0, self.config.minibatch_repeats, per_call):
+            state, sums = compiled(state, *args, jnp.int32(first_repeat))
+            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+        return state, total
 
     def _generator(self, params):
         return nnx.merge(self.g_def, params)
@@ -164,10 +205,10 @@ class TrainStep:
     def _d_step(self, state, images, labels, alpha, d_lr, key, resolution):
         cfg, spec = self.config, self.spec
         sample_ids = parallel.local_sample_ids(images.shape[0])
-        reals = uint8_to_float(images)
+        reals = augment.to_float(images)
         if cfg.mirror_augment:
             flip = _per_sample(jax.random.fold_in(key, _FLIP), sample_ids, lambda k: jax.random.bernoulli(k))
-            reals = jnp.where(flip[:, None, None, None], reals[:, :, ::-1, :], reals)
+            reals = augment.mirror(reals, flip)
         reals = layers.fade_images(reals, alpha)
         latents = _per_sample(jax.random.fold_in(key, _LATENT_D), sample_ids,
                               lambda k: jax.random.normal(k, (spec.latent_size,)))
@@ -216,23 +257,43 @@ class TrainStep:
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
         return state, loss, skipped
 
-    def _round_per_device(self, resolution, state, images, labels, alpha, g_lr, d_lr, key):
-        cfg = self.config
-        repeats, d_repeats = cfg.minibatch_repeats, cfg.d_repeats
-        images = images.reshape(repeats, d_repeats, *images.shape[1:])
-        labels = labels.reshape(repeats, d_repeats, *labels.shape[1:])
+    def _call_from_batches(self, resolution, per_call, state, images, labels, alpha, g_lr, d_lr, key, first_repeat):
+        def fetch(d_step):  # this device's rows of the round's stacked host batches
+            return images[d_step], labels[d_step]
 
-        def one_repeat(carry, xs):
-            state, sums = carry
-            repeat_images, repeat_labels, repeat_index = xs
+        return self._repeats(resolution, fetch, images.shape[1], per_call, state, alpha, g_lr, d_lr, key,
+                             first_repeat)
+
+    def _call_from_level(self, resolution, minibatch, per_call, state, level_images, level_labels, position, alpha,
+                         g_lr, d_lr, key, first_repeat):
+        local_batch = minibatch // jax.lax.axis_size(parallel.DATA_AXIS)
+        sample_ids = parallel.local_sample_ids(local_batch).astype(jnp.uint32)
+
+        def fetch(d_step):  # gathered on the device from the held level, in the host pipeline's order
+            positions = position + d_step.astype(jnp.uint32) * jnp.uint32(minibatch) + sample_ids
+            return device_dataset.sample_examples(level_images, level_labels, self.config.data_seed, positions)
+
+        return self._repeats(resolution, fetch, local_batch, per_call, state, alpha, g_lr, d_lr, key, first_repeat)
+
+    def _repeats(self, resolution, fetch, local_batch, count, state, alpha, g_lr, d_lr, key, first_repeat):
+        """`count` repeats of (d_repeats D steps + 1 G step) from repeat index `first_repeat`.
+
+        fetch(d_step) -> this device's (uint8 images, labels) of the round's D step d_step. The repeats
+        are traced as straight-line code, not a `lax.scan`: XLA:CPU ran the scanned step 30x slower
+        (even unrolled). Keys depend on the repeat index only.
+        """
+        d_repeats = self.config.d_repeats
+
+        def one_repeat(state, sums, repeat_index):
             step_key = jax.random.fold_in(key, repeat_index)
             d_skipped = jnp.int32(0)
             for j in range(d_repeats):
-                state, d_metrics, skipped = self._d_step(state, repeat_images[j], repeat_labels[j], alpha, d_lr,
+                images, labels = fetch(repeat_index * d_repeats + j)
+                state, d_metrics, skipped = self._d_step(state, images, labels, alpha, d_lr,
                                                          jax.random.fold_in(step_key, j), resolution)
                 sums = {**sums, **{k: sums[k] + v for k, v in d_metrics.items()}}
                 d_skipped += skipped.astype(jnp.int32)
-            state, g_loss, g_skipped = self._g_step(state, repeat_images.shape[1], alpha, g_lr,
+            state, g_loss, g_skipped = self._g_step(state, local_batch, alpha, g_lr,
                                                     jax.random.fold_in(step_key, d_repeats), resolution)
             g_skipped = g_skipped.astype(jnp.int32)
             counters = state["counters"]
@@ -243,10 +304,9 @@ class TrainStep:
             }
             sums = {**sums, "g_loss": sums["g_loss"] + g_loss,
                     "skipped_d": sums["skipped_d"] + d_skipped, "skipped_g": sums["skipped_g"] + g_skipped}
-            return ({**state, "counters": counters}, sums), None
+            return {**state, "counters": counters}, sums
 
-        zero_sums = {name: jnp.float32(0) for name in METRIC_NAMES}
-        xs = (images, labels, jnp.arange(repeats))
-        (state, sums), _ = jax.lax.scan(one_repeat, (state, zero_sums), xs)
+        sums = {name: jnp.float32(0) for name in METRIC_NAMES}
+        for i in range(count):
+            state, sums = one_repeat(state, sums, first_repeat + i)
         return state, sums
-

@@ -15,6 +15,7 @@ import pytest
 from sklearn.datasets import load_digits
 from jax.sharding import PartitionSpec as P
 
+from pggan import defaults, parallel
 from pggan.data import augment, config as data_config, device_dataset, order, pipeline
 from pggan.data.errors import DataError
 
@@ -25,7 +26,7 @@ RESOLUTION = 32
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """The quickstart digits, auto-prepared from the default dataset config into a fresh data_dir."""
-    config = data_config.get_config()
+    config = defaults.dataset_defaults()
     config.data_dir = str(tmp_path_factory.mktemp("tfds"))
     return data_config.open_from_config(config, resolution=RESOLUTION, channels=3, label_size=10)
 
@@ -55,7 +56,7 @@ def test_digits_are_prepared_on_first_use(digits):
 
 
 def test_global_batches_are_sharded_and_follow_the_stream(digits, mesh):
-    iterator = data_config.iterator_from_config(data_config.get_config(), digits, resolution=16, batch_size=64,
+    iterator = data_config.iterator_from_config(defaults.dataset_defaults(), digits, resolution=16, batch_size=64,
                                                 mesh=mesh, seed=SEED, position=1760)
     batch = next(iterator)  # positions 1760..1823 cross the end of epoch 0
     iterator.close()
@@ -131,7 +132,8 @@ def test_on_device_sampling_equals_host_pipeline(digits, mesh):
     def sample_per_device(images, labels, position):
         def local(images, labels):  # what a trainer's shard_map'ed step does
             device_start = position + jax.lax.axis_index("data").astype(jnp.uint32) * per_device
-            return device_dataset.sample_examples(images, labels, SEED, device_start, per_device)
+            positions = device_start + jnp.arange(per_device, dtype=jnp.uint32)
+            return device_dataset.sample_examples(images, labels, SEED, positions)
 
         return jax.shard_map(local, mesh=mesh, in_specs=(P(), P()), out_specs=(P("data"), P("data")))(images, labels)
 
@@ -145,13 +147,23 @@ def test_to_float_and_random_mirror():
     floats = np.asarray(augment.to_float(pixels))
     assert floats.dtype == np.float32 and floats[0] == -1 and floats[-1] == 1
     np.testing.assert_allclose(floats, np.array([0, 1, 127, 128, 254, 255]) / 127.5 - 1, rtol=0, atol=1e-6)
-    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 4, 5, 3)), jnp.uint8)
-    mirrored = np.asarray(jax.jit(augment.random_mirror)(jax.random.key(1), images))
-    flipped = [np.array_equal(m, i[:, ::-1]) for m, i in zip(mirrored, np.asarray(images))]
-    kept = [np.array_equal(m, i) for m, i in zip(mirrored, np.asarray(images))]
-    assert all(f != k for f, k in zip(flipped, kept))  # every sample is exactly one of the two
-    assert 16 < sum(flipped) < 48
-    np.testing.assert_array_equal(mirrored, np.asarray(augment.random_mirror(jax.random.key(1), images)))
+    images = np.random.default_rng(0).integers(0, 256, (6, 4, 5, 3)).astype(np.uint8)
+    flip = np.array([True, False, True, True, False, False])
+    mirrored = np.asarray(jax.jit(augment.mirror)(jnp.asarray(images), jnp.asarray(flip)))
+    np.testing.assert_array_equal(mirrored[flip], images[flip][:, :, ::-1])
+    np.testing.assert_array_equal(mirrored[~flip], images[~flip])
+
+
+def test_strided_row_order_puts_samples_on_their_devices(digits, mesh):
+    order_ = parallel.device_major_order(32, 8)
+    plain = pipeline.InputIterator(digits, resolution=RESOLUTION, batch_size=32, mesh=mesh, seed=SEED)
+    strided = pipeline.InputIterator(digits, resolution=RESOLUTION, batch_size=32, mesh=mesh, seed=SEED,
+                                     row_order=order_)
+    (plain_images, plain_labels), (strided_images, strided_labels) = _numpy(next(plain)), _numpy(next(strided))
+    plain.close()
+    strided.close()
+    np.testing.assert_array_equal(strided_images, plain_images[order_])
+    np.testing.assert_array_equal(strided_labels, plain_labels[order_])
 
 
 _TWO_PROCESS_SCRIPT = """

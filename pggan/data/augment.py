@@ -11,10 +11,10 @@ def to_float(images: jax.Array, dtype=jnp.float32) -> jax.Array:
     return images.astype(dtype) / jnp.asarray(127.5, dtype) - jnp.asarray(1, dtype)
 
 
-def random_mirror(key: jax.Array, images: jax.Array) -> jax.Array:
-    """Flips each image of [N, H, W, C] left-right with probability 1/2 (independently per sample).
+def mirror(images: jax.Array, flip: jax.Array) -> jax.Array:
+    """Flips image n of [N, H, W, C] left-right where flip[n] (bool [N]) is true; any dtype.
 
-    Works for any dtype; the flips are drawn from `key` (one Bernoulli per sample).
+    The trainer draws `flip` per sample from keys of the global sample ids, so augmentation does not
+    depend on how the batch is split over devices.
     """
-    flip = jax.random.bernoulli(key, 0.5, (images.shape[0],))
     return jnp.where(flip[:, None, None, None], images[:, :, ::-1], images)

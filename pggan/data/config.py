@@ -1,43 +1,17 @@
-"""The `dataset` section of training configs, and opening the dataset and input it describes."""
+"""Opening the dataset and the input pipeline that a config's `dataset` section describes.
+
+The section's fields and defaults are in `pggan.defaults.dataset_defaults`.
+"""
 
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.data.pipeline import InputIterator
 from pggan.data.sources import make_source
-
-
-def get_config() -> ml_collections.ConfigDict:
-    """Defaults of `config.dataset` (the quickstart: digits, auto-prepared on first use).
-
-    name: prepared dataset name in data_dir.
-    data_dir: '' means $TFDS_DATA_DIR or ~/tensorflow_datasets.
-    source: source spec to prepare the dataset from when it is missing ('' never prepares), see
-      pggan/data/sources.py: 'digits', 'synthetic', 'folder:<path>', 'tfds:<name>'.
-    num_examples: how many images a 'synthetic' source generates.
-    prepare_workers: processes used by that automatic preparation (0: automatic).
-    mirror_augment: random left-right flips of real images (per sample, on the device).
-    on_device: 'auto' holds a level on the devices when it fits in on_device_memory_fraction of the
-      device memory, 'always', or 'never' (host pipeline).
-    num_threads, prefetch_batches, device_prefetch: host pipeline reader threads, read-ahead batches,
-      batches whose transfer to the devices is started ahead.
-    """
-    config = ml_collections.ConfigDict()
-    config.name = "digits"
-    config.data_dir = ""
-    config.source = "digits"
-    config.num_examples = 1000
-    config.prepare_workers = 0
-    config.mirror_augment = False
-    config.on_device = "auto"
-    config.on_device_memory_fraction = 0.5
-    config.num_threads = 2
-    config.prefetch_batches = 4
-    config.device_prefetch = 2
-    return config
 
 
 def open_from_config(config: ml_collections.ConfigDict, *, resolution: int, channels: int | None = None,
@@ -57,8 +31,9 @@ def open_from_config(config: ml_collections.ConfigDict, *, resolution: int, chan
 
 
 def iterator_from_config(config: ml_collections.ConfigDict, dataset: PreparedDataset, *, resolution: int,
-                         batch_size: int, mesh: Mesh, seed: int, position: int = 0) -> InputIterator:
+                         batch_size: int, mesh: Mesh, seed: int, position: int = 0,
+                         row_order: np.ndarray | None = None) -> InputIterator:
     """The host input pipeline for one (resolution, batch size) stage, starting at `position`."""
     return InputIterator(dataset, resolution=resolution, batch_size=batch_size, mesh=mesh, seed=seed,
-                         position=position, num_threads=config.num_threads,
+                         position=position, num_threads=config.num_threads, row_order=row_order,
                          prefetch_batches=config.prefetch_batches, device_prefetch=config.device_prefetch)

@@ -216,6 +216,13 @@ class PreparedDataset:
         """A whole level in stored order: images uint8 [N, r, r, C], labels int32 [N]."""
         return self.level(resolution).read_range(0, self.num_examples)
 
+    def label_probabilities(self) -> np.ndarray:
+        """Class frequencies float64 [num_classes] (read from the smallest level); [] when unlabeled."""
+        if not self.num_classes:
+            return np.zeros((0,))
+        _, labels = self.read_level(min(self.levels))
+        return np.bincount(labels, minlength=self.num_classes) / len(labels)
+
     def level_nbytes(self, resolution: int) -> int:
         """Bytes of one level's pixels held as uint8 [N, r, r, C] (plus int32 labels)."""
         return self.num_examples * (resolution * resolution * self.channels + 4)

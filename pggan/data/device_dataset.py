@@ -9,6 +9,7 @@ pipeline (order.py, in jax.numpy), so both deliver identical batches for the sam
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,10 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pggan.data import order
-from pggan.data.dataset import PreparedDataset
 from pggan.data.errors import DataError
+
+if TYPE_CHECKING:  # the compiled train step imports this module; keep it free of the reading stack
+    from pggan.data.dataset import PreparedDataset
 
 ON_DEVICE_MODES = ("auto", "always", "never")
 CPU_BUDGET_BYTES = 256 << 20  # per device, when the backend reports no memory limit (CPU)
@@ -48,15 +51,15 @@ def load_level_to_device(dataset: PreparedDataset, resolution: int, mesh: Mesh) 
     return DeviceLevel(jax.device_put(images, replicated), jax.device_put(labels, replicated))
 
 
-def sample_examples(images: jax.Array, labels: jax.Array, seed, position, count: int):
-    """The `count` examples at stream positions [position, position + count): pure and jittable.
+def sample_examples(images: jax.Array, labels: jax.Array, seed, positions: jax.Array):
+    """The examples at the given stream positions: pure and jittable.
 
-    images: uint8 [N, r, r, C]; labels: int32 [N]; seed, position: integer scalars (traced is fine;
-    taken modulo 2**32); count: static. Returns (uint8 [count, r, r, C], int32 [count]) equal to the
-    rows the host pipeline delivers for the same positions. Inside shard_map, device d of a global
-    batch at `start` passes position = start + d * count to get its own slice.
+    images: uint8 [N, r, r, C]; labels: int32 [N]; seed: integer scalar; positions: integer [B]
+    (traced is fine; taken modulo 2**32). Returns (uint8 [B, r, r, C], int32 [B]) equal to what the
+    host pipeline delivers for the same positions. Inside shard_map each device passes the stream
+    positions of its own rows (e.g. `start + pggan.parallel.local_sample_ids(b)`).
     """
-    positions = jnp.asarray(position).astype(jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
+    positions = jnp.asarray(positions).astype(jnp.uint32)
     indices = order.example_indices(jnp, positions, images.shape[0], seed)
     return jnp.take(images, indices, axis=0), jnp.take(labels, indices, axis=0)
 

@@ -60,15 +60,23 @@ class InputIterator(grain.DatasetIterator):
     seed: the run's data seed; position: the stream position of the first batch.
     num_threads, prefetch_batches: grain's reader threads and its read-ahead (in batches).
     device_prefetch: batches whose host-to-device copies are started ahead of use.
+    row_order: optional int [B] permutation: row i of each global batch holds stream offset
+      row_order[i] (the trainer's strided device layout, `pggan.parallel.device_major_order`);
+      default: row i holds offset i.
     """
 
     def __init__(self, dataset: PreparedDataset, *, resolution: int, batch_size: int, mesh: Mesh, seed: int,
-                 position: int = 0, num_threads: int = 2, prefetch_batches: int = 4, device_prefetch: int = 2):
+                 position: int = 0, num_threads: int = 2, prefetch_batches: int = 4, device_prefetch: int = 2,
+                 row_order: np.ndarray | None = None):
         super().__init__()
         self._host_iterator = None
         self._level = dataset.level(resolution)
         self._sharding = batch_sharding(mesh)
-        self._rows = np.arange(*process_rows(self._sharding, batch_size), dtype=np.int64)
+        lo, hi = process_rows(self._sharding, batch_size)
+        offsets = np.arange(batch_size, dtype=np.int64) if row_order is None else np.asarray(row_order, np.int64)
+        if sorted(offsets.tolist()) != list(range(batch_size)):
+            raise DataError(f"row_order must be a permutation of range({batch_size})")
+        self._rows = offsets[lo:hi]
         self.batch_size = batch_size
         self.resolution = resolution
         self.seed = seed
