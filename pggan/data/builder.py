@@ -50,7 +50,8 @@ from pggan.data.sources import Source
 VERSION = "1.0.0"
 WRITER_OPTIONS = "group_size:1,uncompressed"
 PREPARE_SHUFFLE_SEED = 2018  # fixed: the stored example order never depends on the machine
-SHARD_BYTES = 1 << 30  # top-level bytes per shard (lower levels add a third)
+SHARD_BYTES = 1 << 30  # top-level bytes per shard at most (lower levels add a third)
+MIN_SHARDS = 8  # units of parallel work (and of resuming) even for small datasets
 MAX_REPORTED_SKIPS = 20
 SMALL_SOURCE_BYTES = 64 << 20  # top-level bytes below which worker processes cost more than they save
 _REQUEST_FILE = "preparation.json"
@@ -143,12 +144,15 @@ def _write_shard(source: Source, items: list, shard: int, num_shards: int, work_
     return marker
 
 
-def _plan(items: list, source: Source, max_examples: int | None, num_workers: int):
-    """The shuffled item list and the shard size: (items, examples_per_shard)."""
+def _plan(items: list, source: Source, max_examples: int | None) -> tuple[list, int]:
+    """The shuffled item list and the shard size: (items, examples_per_shard).
+
+    Depends on the source only (not on the machine or the worker count), so any re-run can resume.
+    """
     order = np.random.default_rng(PREPARE_SHUFFLE_SEED).permutation(len(items))
     items = [items[i] for i in order[:max_examples]]
     image_bytes = source.resolution**2 * source.channels
-    per_shard = max(1, min(SHARD_BYTES // image_bytes, math.ceil(len(items) / (4 * max(1, num_workers)))))
+    per_shard = max(1, min(SHARD_BYTES // image_bytes, math.ceil(len(items) / MIN_SHARDS)))
     return items, per_shard
 
 
@@ -200,8 +204,9 @@ def _run_shards(source, shards, work_dir, name, num_workers, progress):
     return markers
 
 
-def _finalize(source: Source, name: str, work_dir: str, shards: list, markers: dict) -> PreparationSummary:
-    """Writes the tfds metadata and returns the summary (the caller renames work_dir)."""
+def _finalize(source: Source, name: str, work_dir: str, final_dir: str, shards: list,
+              markers: dict) -> PreparationSummary:
+    """Writes the tfds metadata, renames work_dir to final_dir and returns the summary."""
     lengths = [markers[i]["num_examples"] for i in range(len(shards))]
     num_examples = sum(lengths)
     num_skipped = sum(m["num_skipped"] for m in markers.values())
@@ -226,8 +231,9 @@ def _finalize(source: Source, name: str, work_dir: str, shards: list, markers: d
     for index in range(len(shards)):
         os.remove(_marker_path(work_dir, index))
     os.remove(os.path.join(work_dir, _REQUEST_FILE))
-    return PreparationSummary(path="", num_examples=num_examples, num_skipped=num_skipped, skipped=skipped,
-                              resolution=source.resolution)
+    os.rename(work_dir, final_dir)
+    return PreparationSummary(path=final_dir, num_examples=num_examples, num_skipped=num_skipped,
+                              skipped=skipped, resolution=source.resolution)
 
 
 def _auto_workers(num_items: int, source: Source) -> int:
@@ -255,10 +261,8 @@ def prepare_dataset(source: Source, data_dir: str, name: str | None = None, *, n
                                        f"delete that directory to prepare it again")
     items = source.list_items()
     num_workers = num_workers or _auto_workers(min(len(items), max_examples or len(items)), source)
-    items, per_shard = _plan(items, source, max_examples, num_workers)
+    items, per_shard = _plan(items, source, max_examples)
     _claim_work_dir(work_dir, _request(source, name, items, per_shard, max_examples))
     shards = [items[start:start + per_shard] for start in range(0, len(items), per_shard)]
     markers = _run_shards(source, shards, work_dir, name, num_workers, progress)
-    summary = _finalize(source, name, work_dir, shards, markers)
-    os.rename(work_dir, final_dir)
-    return dataclasses.replace(summary, path=final_dir)
+    return _finalize(source, name, work_dir, final_dir, shards, markers)

@@ -112,6 +112,7 @@ class InputIterator(grain.DatasetIterator):
         }
 
     def __next__(self) -> dict[str, jax.Array]:
+        self._assert_not_closed()
         while len(self._on_device) < self._device_prefetch:
             self._on_device.append(self._to_global(next(self._host_iterator)))
         self._position += self.batch_size
