@@ -94,7 +94,14 @@ def default_config() -> ml_collections.ConfigDict:
     config.optimizer.beta2 = 0.99
     config.optimizer.eps = 1e-8
 
-    config.ema_beta = 0.999  # G_smoothing
+    # Generator EMA (official G_smoothing): decay `beta` per D step. With half_life_kimg > 0 the decay
+    # instead follows the minibatch so that the average halves every half_life_kimg thousand images
+    # (beta = 0.5 ** (minibatch / (1000 * half_life_kimg))), optionally ramped up as
+    # min(half_life, rampup * images shown) for short runs.
+    config.ema = ml_collections.ConfigDict()
+    config.ema.beta = 0.999
+    config.ema.half_life_kimg = 0.0
+    config.ema.rampup = 0.0
     config.max_consecutive_nonfinite = 100  # stop after this many skipped steps in a row (0 = never)
 
     config.checkpoint = ml_collections.ConfigDict()

@@ -34,6 +34,7 @@ class Phase:
     g_lr: float
     d_lr: float
     tick_kimg: float
+    ema_beta: float
 
 
 def _table(config: Mapping[str, Any], name: str) -> dict[int, float]:
@@ -43,7 +44,13 @@ def _table(config: Mapping[str, Any], name: str) -> dict[int, float]:
 class Schedule:
     """Evaluates the schedule of `config.schedule` for a final resolution and a device count."""
 
-    def __init__(self, config: Mapping[str, Any], final_resolution: int, num_devices: int):
+    def __init__(self, config: Mapping[str, Any], final_resolution: int, num_devices: int,
+                 ema: Mapping[str, Any] | None = None):
+        """config: the `schedule` section; ema: the `ema` section (beta, half_life_kimg, rampup)."""
+        ema = dict(ema or {"beta": 0.999})
+        self.ema_beta = float(ema["beta"])
+        self.ema_half_life_kimg = float(ema.get("half_life_kimg", 0.0))
+        self.ema_rampup = float(ema.get("rampup", 0.0))
         config = self._select_device_preset(config, num_devices)
         self.final_log2 = int(math.log2(final_resolution))
         self.initial_resolution = int(config["initial_resolution"])
@@ -93,7 +100,17 @@ class Schedule:
             minibatch=minibatch,
             g_lr=self.g_lr_table.get(resolution, self.g_lr_base),
             d_lr=self.d_lr_table.get(resolution, self.d_lr_base),
-            tick_kimg=self.tick_kimg_table.get(resolution, self.tick_kimg_base))
+            tick_kimg=self.tick_kimg_table.get(resolution, self.tick_kimg_base),
+            ema_beta=self.ema_decay(minibatch, nimg))
+
+    def ema_decay(self, minibatch: int, nimg: int) -> float:
+        """Generator EMA decay per D step: the fixed beta, or the one of a half-life in images."""
+        if self.ema_half_life_kimg <= 0:
+            return self.ema_beta
+        half_life = self.ema_half_life_kimg * 1000
+        if self.ema_rampup > 0:
+            half_life = min(half_life, nimg * self.ema_rampup)
+        return 0.5 ** (minibatch / max(half_life, 1e-8))
 
     def minibatch_for(self, resolution: int) -> int:
         """Global minibatch at a resolution: table value, rounded to the devices, per-device cap."""

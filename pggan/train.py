@@ -88,7 +88,7 @@ class Trainer:
                                                     channels=self.spec.num_channels, label_size=self.spec.label_size)
         step_config = train_step.StepConfig(
             beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
-            ema_beta=config.ema_beta, mirror_augment=config.dataset.mirror_augment,
+            mirror_augment=config.dataset.mirror_augment,
             minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
             label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None,
             data_seed=config.seed)
@@ -218,7 +218,8 @@ class Trainer:
 
     def _run_round(self, state: dict, inputs: "_Inputs", phase, progress: dict):
         key = jax.random.fold_in(jax.random.key(self.config.seed), progress["round"])
-        scalars = (jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr), key)
+        scalars = (jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr),
+                   jnp.float32(phase.ema_beta), key)
         if inputs.level is not None:
             round_fn = self.step.round_fn(phase.resolution, phase.minibatch, on_device_data=True)
             return round_fn(state, inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]), *scalars)

@@ -42,7 +42,7 @@ METRIC_NAMES = ("d_loss", "g_loss", "real_score", "fake_score", "gradient_penalt
 class StepConfig:
     """Static settings of the compiled step.
 
-    beta1, beta2, eps: Adam (official: 0, 0.99, 1e-8). ema_beta: generator EMA decay (0.999).
+    beta1, beta2, eps: Adam (official: 0, 0.99, 1e-8).
     mirror_augment: random horizontal flips of reals. minibatch_repeats, d_repeats: round structure.
     label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
     data_seed: seed of the example order (used when the dataset level is held on the devices).
@@ -53,7 +53,6 @@ class StepConfig:
     beta1: float = 0.0
     beta2: float = 0.99
     eps: float = 1e-8
-    ema_beta: float = 0.999
     mirror_augment: bool = False
     minibatch_repeats: int = 4
     d_repeats: int = 1
@@ -144,17 +143,17 @@ class TrainStep:
     def round_fn(self, resolution: int, minibatch: int, *, on_device_data: bool = False):
         """One schedule round for a resolution and global minibatch (compiled once, cached).
 
-        With host data, returns f(state, images, labels, alpha, g_lr, d_lr, key) where
+        With host data, returns f(state, images, labels, alpha, g_lr, d_lr, ema_beta, key) where
           images: uint8 [S, minibatch, r, r, C] with S = minibatch_repeats * d_repeats, split over
             devices along axis 1 in the strided layout (`parallel.device_major_order`);
           labels: int32 [S, minibatch] (ignored when unconditional), same layout.
         With on-device data, returns f(state, level_images, level_labels, position, alpha, g_lr, d_lr,
-        key) where level_images uint8 [N, r, r, C] and level_labels int32 [N] are a whole dataset level
-        replicated on every device (`pggan.data.device_dataset`), and `position` (uint32 scalar) is the
+        ema_beta, key) where level_images uint8 [N, r, r, C] and level_labels int32 [N] are a whole
+        dataset level replicated on every device (`pggan.data.device_dataset`), and `position` (uint32 scalar) is the
         stream position of the round's first real image: D step s reads positions
         position + s * minibatch + (global sample ids), exactly what the host pipeline would deliver.
-        Both: alpha, g_lr, d_lr float32 scalars; key the round's PRNG key; returns (state, metric_sums)
-        with float32 sums over the round's steps (METRIC_NAMES). `state` is donated.
+        Both: alpha, g_lr, d_lr, ema_beta (EMA decay per D step) float32 scalars; key the round's PRNG
+        key; returns (state, metric_sums) with float32 sums over the round's steps (METRIC_NAMES). `state` is donated.
         The round runs as minibatch_repeats / repeats_per_call() calls of one compiled function; the
         result does not depend on that split.
         """
@@ -164,11 +163,11 @@ class TrainStep:
             per_call = self.repeats_per_call()
             if on_device_data:
                 per_device = functools.partial(self._call_from_level, resolution, minibatch, per_call)
-                in_specs = (P(),) * 9
+                in_specs = (P(),) * 10
             else:
                 per_device = functools.partial(self._call_from_batches, resolution, per_call)
                 batch = P(None, parallel.DATA_AXIS)
-                in_specs = (P(), batch, batch, P(), P(), P(), P(), P())
+                in_specs = (P(), batch, batch, P(), P(), P(), P(), P(), P())
             sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
             compiled = jax.jit(sharded, donate_argnums=0)
             self._rounds[cache_key] = functools.partial(self._run_calls, compiled, per_call)
@@ -202,7 +201,7 @@ class TrainStep:
             return None
         return jax.nn.one_hot(labels, self.spec.label_size, dtype=jnp.float32)
 
-    def _d_step(self, state, images, labels, alpha, d_lr, key, resolution):
+    def _d_step(self, state, images, labels, alpha, d_lr, ema_beta, key, resolution):
         cfg, spec = self.config, self.spec
         sample_ids = parallel.local_sample_ids(images.shape[0])
         reals = augment.to_float(images)
@@ -226,8 +225,7 @@ class TrainStep:
         # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
         d_params, d_opt, skipped = self._adam_if_finite(state["discriminator"], state["optimizers"]["d"], grads, d_lr)
-        beta = jnp.float32(cfg.ema_beta)
-        ema = jax.tree.map(lambda g, e: g + (e - g) * beta, state["generator"], state["generator_ema"])
+        ema = jax.tree.map(lambda g, e: g + (e - g) * ema_beta, state["generator"], state["generator_ema"])
         state = {**state, "discriminator": d_params, "generator_ema": ema,
                  "optimizers": {**state["optimizers"], "d": d_opt}}
         metrics = {"d_loss": loss, "real_score": aux["real_score"], "fake_score": aux["fake_score"],
@@ -257,15 +255,14 @@ class TrainStep:
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
         return state, loss, skipped
 
-    def _call_from_batches(self, resolution, per_call, state, images, labels, alpha, g_lr, d_lr, key, first_repeat):
+    def _call_from_batches(self, resolution, per_call, state, images, labels, *scalars):
         def fetch(d_step):  # this device's rows of the round's stacked host batches
             return images[d_step], labels[d_step]
 
-        return self._repeats(resolution, fetch, images.shape[1], per_call, state, alpha, g_lr, d_lr, key,
-                             first_repeat)
+        return self._repeats(resolution, fetch, images.shape[1], per_call, state, *scalars)
 
-    def _call_from_level(self, resolution, minibatch, per_call, state, level_images, level_labels, position, alpha,
-                         g_lr, d_lr, key, first_repeat):
+    def _call_from_level(self, resolution, minibatch, per_call, state, level_images, level_labels, position,
+                         *scalars):
         local_batch = minibatch // jax.lax.axis_size(parallel.DATA_AXIS)
         sample_ids = parallel.local_sample_ids(local_batch).astype(jnp.uint32)
 
@@ -273,9 +270,9 @@ class TrainStep:
             positions = position + d_step.astype(jnp.uint32) * jnp.uint32(minibatch) + sample_ids
             return device_dataset.sample_examples(level_images, level_labels, self.config.data_seed, positions)
 
-        return self._repeats(resolution, fetch, local_batch, per_call, state, alpha, g_lr, d_lr, key, first_repeat)
+        return self._repeats(resolution, fetch, local_batch, per_call, state, *scalars)
 
-    def _repeats(self, resolution, fetch, local_batch, count, state, alpha, g_lr, d_lr, key, first_repeat):
+    def _repeats(self, resolution, fetch, local_batch, count, state, alpha, g_lr, d_lr, ema_beta, key, first_repeat):
         """`count` repeats of (d_repeats D steps + 1 G step) from repeat index `first_repeat`.
 
         fetch(d_step) -> this device's (uint8 images, labels) of the round's D step d_step. The repeats
@@ -289,7 +286,7 @@ class TrainStep:
             d_skipped = jnp.int32(0)
             for j in range(d_repeats):
                 images, labels = fetch(repeat_index * d_repeats + j)
-                state, d_metrics, skipped = self._d_step(state, images, labels, alpha, d_lr,
+                state, d_metrics, skipped = self._d_step(state, images, labels, alpha, d_lr, ema_beta,
                                                          jax.random.fold_in(step_key, j), resolution)
                 sums = {**sums, **{k: sums[k] + v for k, v in d_metrics.items()}}
                 d_skipped += skipped.astype(jnp.int32)

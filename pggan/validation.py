@@ -38,8 +38,10 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
         loss = losses.LossConfig.from_config(config.loss)
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
-    schedule = _validate_schedule(config.schedule, spec, num_devices)
-    _require(0.0 <= config.ema_beta < 1.0, f"config.ema_beta must be in [0, 1), got {config.ema_beta}")
+    _require(0.0 <= config.ema.beta < 1.0, f"config.ema.beta must be in [0, 1), got {config.ema.beta}")
+    _require(config.ema.half_life_kimg >= 0 and config.ema.rampup >= 0,
+             "config.ema.half_life_kimg and config.ema.rampup must be >= 0")
+    schedule = _validate_schedule(config.schedule, spec, num_devices, config.ema)
     _require(0.0 <= config.optimizer.beta1 < 1.0 and 0.0 <= config.optimizer.beta2 < 1.0,
              "config.optimizer.beta1 and beta2 must be in [0, 1)")
     _require(config.optimizer.eps > 0, f"config.optimizer.eps must be > 0, got {config.optimizer.eps}")
@@ -56,7 +58,8 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
     return spec, loss, schedule
 
 
-def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSpec, num_devices: int) -> Schedule:
+def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSpec, num_devices: int,
+                       ema: ml_collections.ConfigDict) -> Schedule:
     initial = config.initial_resolution
     _require(_is_power_of_two(initial) and 4 <= initial <= spec.resolution,
              f"config.schedule.initial_resolution must be a power of two in [4, model.resolution="
@@ -66,7 +69,7 @@ def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSp
     _require(config.total_kimg > 0, f"config.schedule.total_kimg must be > 0, got {config.total_kimg}")
     _require(config.minibatch_repeats >= 1 and config.d_repeats >= 1,
              "config.schedule.minibatch_repeats and d_repeats must be >= 1")
-    schedule = Schedule(config, spec.resolution, num_devices)
+    schedule = Schedule(config, spec.resolution, num_devices, ema=ema)
     tables = {"minibatch": schedule.minibatch_table, "g_lr": schedule.g_lr_table, "d_lr": schedule.d_lr_table,
               "tick_kimg": schedule.tick_kimg_table, "max_minibatch_per_device": schedule.max_minibatch_per_device}
     for table, values in tables.items():

@@ -142,7 +142,7 @@ def test_on_device_sampling_equals_host_pipeline(digits, mesh):
     np.testing.assert_array_equal(np.asarray(labels), host_labels)
 
 
-def test_to_float_and_random_mirror():
+def test_to_float_and_mirror():
     pixels = jnp.array([0, 1, 127, 128, 254, 255], jnp.uint8)
     floats = np.asarray(augment.to_float(pixels))
     assert floats.dtype == np.float32 and floats[0] == -1 and floats[-1] == 1

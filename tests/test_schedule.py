@@ -130,3 +130,14 @@ def test_initial_resolution_and_resolutions():
     schedule = Schedule(config, 64, 1)
     assert schedule.at(0).resolution == 16 and schedule.at(0).lod == 2
     assert schedule.resolutions() == [16, 32, 64]
+
+
+def test_ema_decay_fixed_or_from_half_life():
+    config = default_config()
+    assert Schedule(config.schedule, 32, 1, ema=config.ema).at(5000).ema_beta == 0.999  # official G_smoothing
+    config.ema.half_life_kimg, config.ema.rampup = 10.0, 0.05
+    schedule = Schedule(config.schedule, 32, 1, ema=config.ema)
+    phase = schedule.at(1_000_000)  # past the ramp-up: half-life 10 kimg
+    assert phase.ema_beta ** (10_000 / phase.minibatch) == pytest.approx(0.5)
+    early = schedule.at(20_000)  # ramp-up: half-life min(10k, 0.05 * 20k) = 1000 images
+    assert early.ema_beta ** (1000 / early.minibatch) == pytest.approx(0.5)

@@ -27,10 +27,11 @@ def _batch(step, batch_size, seed=0):
     return jax.device_put(images[:, order], sharding), jax.device_put(labels[:, order], sharding)
 
 
-def _run(step, state, batch_size, alpha=0.5, lr=1e-3, key=1):
+def _run(step, state, batch_size, alpha=0.5, lr=1e-3, key=1, ema_beta=0.999):
     images, labels = _batch(step, batch_size)
     fn = step.round_fn(RESOLUTION, batch_size)
-    return fn(state, images, labels, jnp.float32(alpha), jnp.float32(lr), jnp.float32(lr), jax.random.key(key))
+    return fn(state, images, labels, jnp.float32(alpha), jnp.float32(lr), jnp.float32(lr), jnp.float32(ema_beta),
+              jax.random.key(key))
 
 
 def _host(tree):
@@ -55,12 +56,12 @@ def test_eight_devices_equal_one_device_when_stddev_groups_coincide():
 
 def test_ema_is_updated_after_each_d_step_before_the_g_step():
     beta = 0.9
-    one = _make(1, minibatch_repeats=1, ema_beta=beta)
-    two = _make(1, minibatch_repeats=2, ema_beta=beta)
+    one = _make(1, minibatch_repeats=1)
+    two = _make(1, minibatch_repeats=2)
     g0 = _host(one.init_state(0)["generator"])
-    after_one, _ = _run(one, one.init_state(0), 8)
+    after_one, _ = _run(one, one.init_state(0), 8, ema_beta=beta)
     g1 = _host(after_one["generator"])
-    after_two, _ = _run(two, two.init_state(0), 8)
+    after_two, _ = _run(two, two.init_state(0), 8, ema_beta=beta)
     # Repeat 1: ema = g0 (EMA of g0 with itself); repeat 2: ema = g1 + (g0 - g1) * beta.
     expected = jax.tree.map(lambda a, b: b + (a - b) * beta, g0, g1)
     for e, got in zip(jax.tree.leaves(expected), jax.tree.leaves(_host(after_two["generator_ema"]))):
