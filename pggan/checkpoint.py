@@ -91,6 +91,10 @@ class CheckpointStore:
         self.manager.save(step, args=ocp.args.Composite(**items), force=True,
                           custom_metadata={"stage_final": stage_final, "resolution": meta.get("resolution")})
 
+    def meta(self, step: int) -> dict:
+        """The JSON metadata of the checkpoint at `step` (no arrays are read)."""
+        return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
     def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
         """Restores (state, meta) at `step` onto the shardings of `abstract_state` (any device count)."""
         items = {name: ocp.args.StandardRestore(abstract_state[name]) for name in STATE_ITEMS}

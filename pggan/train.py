@@ -74,12 +74,12 @@ class _Inputs:
 
 
 class Trainer:
-    """One training run in one workdir."""
+    """One training run in one workdir, on all devices (or the given ones)."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
         self.config = config
         self.workdir = os.path.abspath(os.path.expanduser(workdir))
-        self.mesh = parallel.make_mesh()
+        self.mesh = parallel.make_mesh(devices)
         self.num_devices = self.mesh.size
         self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
@@ -122,8 +122,8 @@ class Trainer:
             self.writer.write_config(self.config)
             progress = {"nimg": 0, "round": 0, "tick": 0, "tick_start_nimg": 0, "elapsed_sec": 0.0, "phase": None}
             return self.step.init_state(self.config.seed), {**progress, "last_saved_nimg": None}
+        self._check_resumable(self.store.meta(latest))
         state, meta = self.store.restore(latest, self.step.abstract_state())
-        self._check_resumable(meta)
         logging.info("Resuming from the checkpoint at %.1f kimg (resolution %d) in %s.", meta["nimg"] / 1000,
                      meta["phase"]["resolution"], self.workdir)
         progress = {k: meta[k] for k in ("nimg", "round", "tick", "tick_start_nimg", "elapsed_sec", "phase")}
@@ -299,10 +299,10 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Trains (or resumes) the run of `config` in `workdir`.
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> None:
+    """Trains (or resumes) the run of `config` in `workdir` on all devices (or the given ones).
 
     Raises pggan.validation.ConfigError, TrainingError or pggan.data errors with one-line messages.
     """
-    Trainer(config, workdir).run()
+    Trainer(config, workdir, devices).run()
 
