@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from metrics_support import random_inception_state_dict, tf1_resize_loops
+from tests.metrics_support import random_inception_state_dict, tf1_resize_loops
 from pggan.metrics.inception import TAP_NAMES, preprocess, tf1_resize_bilinear
 from pggan.metrics.inception_features import InceptionFeatureExtractor
 from pggan.metrics.inception_weights import convert_state_dict, expected_state_dict_shapes

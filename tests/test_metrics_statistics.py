@@ -9,7 +9,7 @@ import scipy.spatial.distance
 import scipy.special
 import scipy.stats
 
-from metrics_support import random_features
+from tests.metrics_support import random_features
 from pggan.metrics.errors import MetricInputError
 from pggan.metrics.precision_recall import precision_recall
 from pggan.metrics.statistics import (frechet_distance, inception_score, kernel_inception_distance,

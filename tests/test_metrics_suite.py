@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from metrics_support import golden_images, random_inception_state_dict, write_torch_zip_state_dict
+from tests.metrics_support import golden_images, random_inception_state_dict, write_torch_zip_state_dict
 from pggan.metrics import MetricSuite, WEIGHTS_ENV, WEIGHTS_URL
 from pggan.metrics.errors import MetricInputError, WeightsFileError
 from pggan.metrics.inception_weights import expected_state_dict_shapes

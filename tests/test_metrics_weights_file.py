@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metrics_support import random_inception_state_dict, write_torch_zip_state_dict
+from tests.metrics_support import random_inception_state_dict, write_torch_zip_state_dict
 from pggan.metrics import inception_weights
 from pggan.metrics.errors import UnsafeWeightsFileError, WeightsFileError
 from pggan.metrics.inception_weights import (WEIGHTS_URL, convert_state_dict,

@@ -29,9 +29,9 @@ from torchmetrics.image.fid import _compute_fid
 from torchmetrics.image.kid import poly_mmd
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from metrics_support import (golden_images, random_features,  # noqa: E402
-                             random_inception_state_dict, tf1_resize_loops)
+sys.path.insert(0, str(HERE.parent.parent))  # the repository root
+from tests.metrics_support import (golden_images, random_features,  # noqa: E402
+                                   random_inception_state_dict, tf1_resize_loops)
 
 
 def torch_state_dict_shapes() -> dict[str, tuple[int, ...]]:
