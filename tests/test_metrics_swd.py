@@ -7,7 +7,8 @@ import scipy.ndimage
 from pggan.metrics.errors import MetricInputError
 from pggan.metrics.swd import (SWDDescriptors, laplacian_pyramid, normalize_descriptors,
                                random_directions, sample_patch_centres, sliced_wasserstein,
-                               swd_resolutions, swd_scores)
+                               sliced_wasserstein_jax, sliced_wasserstein_numpy, swd_resolutions,
+                               swd_scores)
 
 _KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
 
@@ -83,8 +84,9 @@ def test_sliced_wasserstein_matches_numpy():
     np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, atol=1e-6)
     expected = np.mean([np.mean(np.abs(np.sort(a @ d, axis=0) - np.sort(b @ d, axis=0)))
                         for d in directions.astype(np.float64)])
-    assert float(sliced_wasserstein(a, b, directions)) == pytest.approx(expected, rel=1e-5)
-    assert float(sliced_wasserstein(a, a, directions)) == 0.0
+    for distance in (sliced_wasserstein, sliced_wasserstein_jax, sliced_wasserstein_numpy):
+        assert float(distance(a, b, directions)) == pytest.approx(expected, rel=1e-5)
+        assert float(distance(a, a, directions)) == 0.0
 
 
 def test_swd_of_a_set_with_itself_is_zero_and_streaming_matches_one_batch():
