@@ -144,6 +144,13 @@ def select_step(workdir: str, *, step: int | None = None, resolution: int | None
         return at_resolution[-1]
 
 
+def all_steps(workdir: str) -> list[int]:
+    """Steps of every complete checkpoint, oldest first. Reads only; CheckpointError if there is none."""
+    select_step(workdir)  # the one-line error for a workdir without checkpoints
+    with _manager(checkpoint_dir(workdir)) as manager:
+        return sorted(manager.all_steps())
+
+
 def stage_final_steps(workdir: str) -> list[int]:
     """Steps of the checkpoints kept as the last of their resolution stage, oldest first; [] if none.
 

@@ -6,6 +6,8 @@ do that; absl refuses a flag name defined by two modules):
   --step        an exact checkpoint (number of real images shown)
   --resolution  the last checkpoint of that resolution stage
   --network     'ema' (smoothed generator, the default) or 'raw'
+  --seed        the random seed of what a tool draws
+  --batch_size  images per generator step
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ NETWORK = flags.DEFINE_enum(
     "network", "ema", list(checkpoint.NETWORK_ITEMS),
     "Which generator: 'ema' (the exponential moving average of the weights, the best samples) or 'raw' "
     "(the trained weights).")
+SEED = flags.DEFINE_integer(
+    "seed", 0, "Random seed. generate.py: of the latents (grid, first image, random walk); evaluate.py: of the "
+    "fake latents, the subset of real images and the metrics' random draws.", lower_bound=0)
+BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 0, "Images per generator (and metric) step over all devices, rounded up to a multiple of the "
+    f"device count; 0 = automatic: {generation.DEFAULT_BATCH_PER_DEVICE} per device for generate.py, 64 for "
+    "evaluate.py.", lower_bound=0)
 
 
 class UsageError(ValueError):

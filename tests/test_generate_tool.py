@@ -11,13 +11,13 @@ import re
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import flags
 
-from pggan import checkpoint, generation, media, networks, sampling
+from pggan import checkpoint, generation, media, sampling
+from tests.run_support import load_recipe, write_checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "generate.py")
@@ -35,33 +35,11 @@ def _load_tool():
 generate = _load_tool()
 
 
-def _tiny_config(label_size: int = 0):
-    spec = importlib.util.spec_from_file_location("tiny_config", os.path.join(REPO, "configs", "tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.model.label_size = label_size
-    return config
-
-
-def _with_random_biases(params: dict, seed: int) -> dict:
-    """At init all biases are zero, so a generator's image of the zero input would be flat grey."""
-    rng = np.random.default_rng(seed)
-    return jax.tree.map_with_path(
-        lambda path, x: rng.normal(0, 0.5, x.shape).astype(np.float32)
-        if any(getattr(k, "key", None) == "bias" for k in path) else np.asarray(x), params)
-
-
 def _make_run(workdir, label_size: int = 0, stages=((FIRST_STEP, FIRST, 1.0), (LAST_STEP, FINAL, 1.0))) -> None:
-    """Writes a checkpoint per (step, resolution, alpha): raw and EMA generators differ, each stage differs."""
-    config = _tiny_config(label_size)
-    spec = networks.ModelSpec.from_config(config.model)
-    for k, (step, resolution, alpha) in enumerate(stages):
-        g, d = networks.build_networks(spec, seed=k)
-        g = networks.parameters(g)
-        checkpoint.save_networks(str(workdir), config, _with_random_biases(g, 10 * k + 1),
-                                 networks.parameters(d), _with_random_biases(g, 10 * k + 2),
-                                 nimg=step, resolution=resolution, alpha=alpha)
+    """Checkpoints of the tiny recipe at each (step, resolution, alpha) (see run_support.write_checkpoints)."""
+    config = load_recipe("tiny")
+    config.model.label_size = label_size
+    write_checkpoints(workdir, config, stages)
 
 
 @pytest.fixture(scope="module")

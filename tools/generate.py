@@ -53,19 +53,15 @@ _PROGRESS_FROM = flags.DEFINE_enum("progress_from", "samples", ["samples", "chec
                                    "'samples' shows the grids the trainer wrote (WORKDIR/samples/fakes_*.png); "
                                    "'checkpoints' renders the same latents with the last checkpoint of every "
                                    "resolution stage and the latest one.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed of the latents (grid, first image, random walk).",
-                             lower_bound=0)
 _TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi in [0, 1]: pulls latents toward the mean "
                                  "(1 = none, 0 = the same image for every latent).")
 _LABEL = flags.DEFINE_integer("label", None, "Conditional models: class of every image, in [0, label_size). "
                               "Default: classes cycle over the images.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Images per generator step over all devices; 0 = "
-                                   f"{generation.DEFAULT_BATCH_PER_DEVICE} per device.", lower_bound=0)
 _ZOOM = flags.DEFINE_integer("zoom", 0, "Integer upscaling (nearest neighbour) of the output. 0 = none for "
                              f"PNGs; for videos, enough for frames at least {media.MIN_VIDEO_SIDE} pixels high "
                              "and wide.", lower_bound=0)
 
-flags.adopt_module_key_flags(cli)  # --workdir, --step, --resolution, --network show in --help
+flags.adopt_module_key_flags(cli)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
 
 # The output flag of each mode, and the modes each optional flag applies to.
 MODE_FLAGS = {"grid": _GRID, "images": _NUM, "video": _VIDEO, "progress": _PROGRESS_VIDEO}
@@ -122,7 +118,7 @@ def _keyframe_seeds() -> list[int]:
 
 def _load_sampler() -> tuple[generation.Sampler, dict]:
     sampler, meta = generation.Sampler.from_checkpoint(
-        **cli.checkpoint_choice(), psi=_TRUNCATION.value, label=_LABEL.value, batch_size=_BATCH_SIZE.value)
+        **cli.checkpoint_choice(), psi=_TRUNCATION.value, label=_LABEL.value, batch_size=cli.BATCH_SIZE.value)
     print(f"Sampling {meta['resolution']}x{meta['resolution']} images (alpha {meta['alpha']:.2f}) with the "
           f"{cli.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg.")
     return sampler, meta
@@ -132,14 +128,14 @@ def _write_grid() -> None:
     rows, cols = media.parse_grid_spec(_GRID.value)
     out = _output_path(_OUT, (".png",))
     sampler, _ = _load_sampler()
-    media.save_png(generation.sample_grid(sampler, _SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True), out)
-    print(f"Wrote the {rows}x{cols} grid of seed {_SEED.value} to {out}.")
+    media.save_png(generation.sample_grid(sampler, cli.SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True), out)
+    print(f"Wrote the {rows}x{cols} grid of seed {cli.SEED.value} to {out}.")
 
 
 def _write_images() -> None:
     outdir = _output_path(_OUTDIR, ())
     sampler, _ = _load_sampler()
-    seeds = range(_SEED.value, _SEED.value + _NUM.value)
+    seeds = range(cli.SEED.value, cli.SEED.value + _NUM.value)
     paths = generation.save_seed_images(sampler, seeds, outdir, zoom=_ZOOM.value or 1, progress=True)
     print(f"Wrote {len(paths)} images to {outdir} ({os.path.basename(paths[0])} ...).")
 
@@ -155,11 +151,11 @@ def _write_video() -> None:
                                          loop=_LOOP.value)
     else:
         latents = sampling.smooth_random_walk(num_frames, sampler.spec.latent_size, fps=_FPS.value,
-                                              smoothing_sec=_SMOOTHING_SEC.value, seed=_SEED.value,
+                                              smoothing_sec=_SMOOTHING_SEC.value, seed=cli.SEED.value,
                                               num_walks=rows * cols)
     frames = generation.video_frames(sampler, latents, rows, cols, zoom=_ZOOM.value, progress=True)
     count = media.write_video(frames, out, fps=_FPS.value, crf=_CRF.value)
-    kind = f"keyframes {','.join(map(str, seeds))}" if seeds else f"random walk of seed {_SEED.value}"
+    kind = f"keyframes {','.join(map(str, seeds))}" if seeds else f"random walk of seed {cli.SEED.value}"
     print(f"Wrote {out}: {count} frames at {_FPS.value:g} fps, {rows}x{cols} {kind}.")
 
 
@@ -177,9 +173,9 @@ def _write_progress_video() -> None:
         rows, cols = media.parse_grid_spec(_VIDEO_GRID.value)
         steps = generation.progress_checkpoint_steps(workdir)
         frames = generation.stage_progress_frames(
-            workdir, steps, seed=_SEED.value, rows=rows, cols=cols, network=cli.NETWORK.value,
+            workdir, steps, seed=cli.SEED.value, rows=rows, cols=cols, network=cli.NETWORK.value,
             frames_per_step=max(1, round(num_frames / len(steps))), zoom=_ZOOM.value, progress=True,
-            psi=_TRUNCATION.value, label=_LABEL.value, batch_size=_BATCH_SIZE.value)
+            psi=_TRUNCATION.value, label=_LABEL.value, batch_size=cli.BATCH_SIZE.value)
         what = f"{len(steps)} checkpoints"
     count = media.write_video(frames, out, fps=_FPS.value, crf=_CRF.value)
     print(f"Wrote {out}: {count} frames at {_FPS.value:g} fps from {what}.")

@@ -122,9 +122,10 @@ def inception_state(params: dict[str, np.ndarray]) -> tuple[nnx.GraphDef, nnx.St
     return graphdef, nnx.from_flat_state(flat)
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes (identifies a weights file)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -142,7 +143,7 @@ def load_inception_params(path: str | os.PathLike | None = None,
       WeightsFileError: missing, unreadable, unsafe or wrong file (one-line message).
     """
     pth = resolve_weights_path(path)
-    cache_file = Path(cache or cache_dir()) / f"inception_fid_{_file_digest(pth)[:16]}.npz"
+    cache_file = Path(cache or cache_dir()) / f"inception_fid_{file_digest(pth)[:16]}.npz"
     if cache_file.is_file():
         try:
             with np.load(cache_file) as cached:
