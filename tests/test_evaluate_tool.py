@@ -1,0 +1,186 @@
+"""tools/evaluate.py on a real run directory: checkpoints of a tiny 16x16 model at 8 px and 16 px, and a
+prepared synthetic dataset. The tool's main() runs in this process (flags parsed by absl as on the
+command line); one test starts it as a real subprocess.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+from pggan import checkpoint, evaluation, media
+from pggan.data import config as data_config
+from pggan.metrics import WEIGHTS_ENV, MetricSuite
+from pggan.metrics.inception_weights import expected_state_dict_shapes
+from tests.metrics_support import random_inception_state_dict, write_torch_zip_state_dict
+from tests.run_support import REPO, load_recipe, write_checkpoints
+
+TOOL = os.path.join(REPO, "tools", "evaluate.py")
+STAGES = ((1000, 8, 1.0), (2000, 16, 1.0))  # (step, resolution, alpha) of the two checkpoints
+NUM_IMAGES = 20
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("evaluate_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+evaluate = _load_tool()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(workdir, cache dir, prepared dataset): 64 synthetic 16x16 images, two checkpoints."""
+    config = load_recipe("tiny")
+    config.dataset.data_dir = str(tmp_path_factory.mktemp("datasets"))
+    dataset = data_config.open_from_config(config.dataset, resolution=16)
+    workdir = tmp_path_factory.mktemp("run")
+    write_checkpoints(workdir, config, STAGES)
+    return str(workdir), str(tmp_path_factory.mktemp("cache")), dataset
+
+
+def _tool(*args: str) -> int:
+    """Runs the tool's main() in this process with these command-line flags; returns its exit status."""
+    flags.FLAGS.unparse_flags()
+    return evaluate.main(flags.FLAGS(["evaluate.py", *args]))
+
+
+def _records_from(workdir: str, count: int) -> list[dict]:
+    """The last `count` records of metrics.jsonl."""
+    return evaluation.read_records(workdir)[-count:]
+
+
+def _upscaled_twice(images: np.ndarray) -> np.ndarray:
+    return np.kron(images, np.ones((1, 2, 2, 1), np.uint8))
+
+
+def test_all_checkpoints_give_a_table_and_records_that_follow_the_protocol(run, capsys):
+    workdir, cache, dataset = run
+    args = (f"--workdir={workdir}", "--all", "--metrics=swd,ms_ssim", f"--num_images={NUM_IMAGES}",
+            "--batch_size=8", f"--cache_dir={cache}")
+    assert _tool(*args) == 0
+    records = _records_from(workdir, 2)
+    assert [(r["step"], r["resolution"], r["alpha"], r["metric_resolution"]) for r in records] == [
+        (1000, 8, 1.0, 16), (2000, 16, 1.0, 16)]
+    for r in records:
+        assert (r["source"], r["network"], r["num_images"], r["dataset"]) == ("evaluate.py", "ema", NUM_IMAGES,
+                                                                              "synthetic16")
+        assert sorted(r["metrics"]) == ["ms_ssim", "swd_16", "swd_avg"]
+        assert r["metrics"]["swd_16"] == r["metrics"]["swd_avg"] > 0 and 0 < r["metrics"]["ms_ssim"] < 1
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index(next(line for line in lines if line.split()[:1] == ["step"])):][:3]
+    assert table[0].split() == ["step", "kimg", "resolution", "alpha", "swd_16", "swd_avg", "ms_ssim"]
+    for line, r in zip(table[1:], records):
+        assert line.split() == [str(r["step"]), f"{r['kimg']:.1f}", str(r["resolution"]), "1.000",
+                                *(f"{r['metrics'][k]:.4g}" for k in ("swd_16", "swd_avg", "ms_ssim"))]
+
+    # The 8 px checkpoint, re-derived by hand: the seeded real subset read from the 8 px level, the
+    # generator called directly on the seeded latents, both upscaled 2x, scored by a fresh suite.
+    indices = np.sort(np.random.default_rng([0, 0]).choice(dataset.num_examples, NUM_IMAGES, replace=False))
+    reals, _ = dataset.level(8).read(indices)
+    generator, _ = checkpoint.load_generator(workdir, step=1000)
+    latents = np.random.default_rng([0, 1]).standard_normal((NUM_IMAGES, generator.spec.latent_size),
+                                                            dtype=np.float32)
+    fakes = media.to_uint8(np.asarray(generator(latents, resolution=8, alpha=1.0)))
+    suite = MetricSuite(("swd", "ms_ssim"), seed=0)
+    expected = suite.evaluate([_upscaled_twice(fakes)], suite.real_statistics([_upscaled_twice(reals)]))
+    assert records[0]["metrics"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_real_statistics_are_cached_per_resolution_and_reused(run, tmp_path):
+    workdir, _, _ = run
+    cache = tmp_path / "cache"
+    args = (f"--workdir={workdir}", "--step=2000", "--metrics=swd", f"--num_images={NUM_IMAGES}", "--batch_size=8",
+            f"--cache_dir={cache}")
+    assert _tool(*args) == 0
+    first = _records_from(workdir, 1)[0]["metrics"]
+    (cached,) = (cache / "real_stats").iterdir()
+    assert cached.name.startswith(f"synthetic16-16px-{NUM_IMAGES}-") and cached.suffix == ".npz"
+    written = cached.stat().st_mtime_ns
+
+    # The same evaluation (and one with a metric that needs no reals) reads the file, never rewrites it.
+    assert _tool(*args) == 0 and _tool(*args[:-4], "--metrics=swd,ms_ssim", *args[-3:]) == 0
+    assert _records_from(workdir, 2)[0]["metrics"] == first
+    assert list((cache / "real_stats").iterdir()) == [cached] and cached.stat().st_mtime_ns == written
+
+    # What is in the file is what is used: altered descriptors change the score ...
+    with np.load(cached) as data:
+        stats = {k: data[k] for k in data.files}
+    np.savez(cached, **{**stats, "swd_16": stats["swd_16"][::-1] * np.float32(0.5)})
+    assert _tool(*args) == 0
+    assert _records_from(workdir, 1)[0]["metrics"]["swd_16"] != pytest.approx(first["swd_16"], rel=1e-3)
+    # ... a damaged file is recomputed, and other settings get their own file.
+    cached.write_bytes(b"not an npz")
+    assert _tool(*args) == 0 and _records_from(workdir, 1)[0]["metrics"] == first
+    assert _tool(*args[:3], "--num_images=12", *args[4:]) == 0
+    assert len(list((cache / "real_stats").iterdir())) == 2
+    # A cache that cannot be written costs time, not the evaluation.
+    blocked = tmp_path / "not_a_directory"
+    blocked.write_text("")
+    assert _tool(*args[:-1], f"--cache_dir={blocked}") == 0 and _records_from(workdir, 1)[0]["metrics"] == first
+
+
+def test_inception_metrics_from_a_weights_file(run, tmp_path, monkeypatch):
+    workdir, _, _ = run
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    weights = tmp_path / "pt_inception.pth"
+    write_torch_zip_state_dict(weights, random_inception_state_dict(expected_state_dict_shapes()))
+    assert _tool(f"--workdir={workdir}", "--metrics=swd,ms_ssim,fid,kid,is,pr", "--num_images=10",
+                 "--batch_size=16", f"--inception_weights={weights}", f"--cache_dir={tmp_path / 'cache'}") == 0
+    record = _records_from(workdir, 1)[0]
+    assert record["step"] == 2000 and record["num_images"] == 10
+    scores = record["metrics"]
+    assert set(scores) == {"swd_16", "swd_avg", "ms_ssim", "fid", "kid_mean", "kid_std", "is_mean", "is_std",
+                           "precision", "recall"}
+    assert all(np.isfinite(v) for v in scores.values())
+    assert scores["fid"] > 0 and 1.0 <= scores["is_mean"] <= 1008.0
+    assert 0.0 <= scores["precision"] <= 1.0 and 0.0 <= scores["recall"] <= 1.0
+    (cached,) = (tmp_path / "cache" / "real_stats").iterdir()
+    with np.load(cached) as data:
+        assert data["inception_features"].shape == (10, 2048) and data["inception_cov"].shape == (2048, 2048)
+
+
+def test_without_weights_inception_metrics_are_skipped_with_advice(run, tmp_path, monkeypatch, capsys):
+    workdir, _, _ = run
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    common = (f"--workdir={workdir}", "--num_images=10", "--batch_size=16", f"--cache_dir={tmp_path}")
+    assert _tool(*common, "--metrics=swd,fid,kid") == 0
+    err = capsys.readouterr().err
+    assert "skipping fid,kid" in err and WEIGHTS_ENV in err
+    assert sorted(_records_from(workdir, 1)[0]["metrics"]) == ["swd_16", "swd_avg"]
+    assert _tool(*common, "--metrics=fid,is") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and WEIGHTS_ENV in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--step=5",), "no checkpoint at step 5"),
+    (("--all", "--step=1000"), "drop --step"),
+    (("--metrics=swd,lpips",), "unknown metrics ['lpips']"),
+    (("--data_dir={empty}",), "no prepared dataset synthetic16"),
+    (("--dataset=elsewhere",), "no prepared dataset elsewhere"),
+    (("--workdir={empty}",), "no checkpoints in"),
+])
+def test_bad_requests_give_one_line_errors(run, tmp_path, capsys, args, message):
+    workdir, cache, _ = run
+    before = len(evaluation.read_records(workdir))
+    args = [a.format(empty=tmp_path) for a in args]
+    assert _tool(f"--workdir={workdir}", f"--cache_dir={cache}", "--metrics=swd", *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert len(evaluation.read_records(workdir)) == before
+
+
+def test_command_line_error_exits_with_status_one(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, TOOL, f"--workdir={tmp_path}"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no checkpoints in")
+    assert "Traceback" not in result.stderr
