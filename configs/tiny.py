@@ -31,4 +31,5 @@ def get_config():
     config.samples.grid = "2x4"
     config.samples.every_ticks = 3
     config.samples.batch_size = 8
+    config.metrics.names = ()  # tests that want training-time metrics turn them on
     return config

@@ -27,6 +27,7 @@ from absl import logging
 from pggan import checkpoint, generation, media, networks, parallel, sampling, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.schedule import Schedule
+from pggan.training_metrics import TrainingMetrics
 from pggan.validation import check_workdir, validate_training_config
 from pggan.writers import RunWriter
 
@@ -96,6 +97,7 @@ class Trainer:
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)
         self.writer = RunWriter(self.workdir, enabled=jax.process_index() == 0)
+        self.metrics = TrainingMetrics(config, self.spec, self.dataset, self.workdir, self.writer, self.mesh)
         rows, cols = self._grid_shape()
         self.grid_rows, self.grid_cols = rows, cols
         self.grid_latents = sampling.grid_latents(config.seed, rows * cols, self.spec.latent_size)
@@ -156,6 +158,8 @@ class Trainer:
         resolution = progress["phase"]["resolution"]
         logging.info("Checkpoint at %.1f kimg%s.", progress["nimg"] / 1000,
                      f" (last of the {resolution}x{resolution} stage, kept)" if stage_final else "")
+        if stage_final and self.metrics.at_stage_end:
+            self.metrics.evaluate(state["generator_ema"], progress)
 
     # ------------------------------------------------------------------------------------- the loop
 
@@ -163,6 +167,7 @@ class Trainer:
         state, progress = self._restore_or_init()
         inputs, sums, tick_rounds = None, None, 0
         tick_start_time = run_start = time.time()
+        tick_metrics_start = self.metrics.seconds  # evaluation time is left out of the training speed
         elapsed_at_start = progress["elapsed_sec"]
         with _StopRequest() as stop:
             while progress["nimg"] < self.total_nimg and not stop.signal_name:
@@ -179,13 +184,17 @@ class Trainer:
                 state, round_sums = self._run_round(state, inputs, phase, progress)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
                 tick_rounds += 1
+                previous_nimg = progress["nimg"]
                 progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
                                 round=progress["round"] + 1, phase=dataclasses.asdict(phase))
+                if self.metrics.due(previous_nimg, progress["nimg"]):
+                    self.metrics.evaluate(state["generator_ema"], progress)
                 done = progress["nimg"] >= self.total_nimg
                 if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.signal_name:
                     progress["elapsed_sec"] = elapsed_at_start + time.time() - run_start
-                    self._tick(state, progress, phase, sums, tick_rounds, time.time() - tick_start_time)
-                    sums, tick_rounds, tick_start_time = None, 0, time.time()
+                    tick_seconds = time.time() - tick_start_time - (self.metrics.seconds - tick_metrics_start)
+                    self._tick(state, progress, phase, sums, tick_rounds, tick_seconds)
+                    sums, tick_rounds, tick_start_time, tick_metrics_start = None, 0, time.time(), self.metrics.seconds
         if inputs is not None:
             inputs.close()
         self._save(state, progress)

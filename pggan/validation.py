@@ -11,7 +11,7 @@ import shutil
 
 import ml_collections
 
-from pggan import losses, networks
+from pggan import evaluation, losses, networks
 from pggan.schedule import Schedule
 
 ON_DEVICE_MODES = ("auto", "always", "never")
@@ -55,7 +55,19 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
              f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {config.max_consecutive_nonfinite}")
     _require(config.dataset.on_device in ON_DEVICE_MODES,
              f"config.dataset.on_device must be one of {ON_DEVICE_MODES}, got {config.dataset.on_device!r}")
+    _validate_metrics(config.metrics)
     return spec, loss, schedule
+
+
+def _validate_metrics(config: ml_collections.ConfigDict) -> None:
+    try:
+        evaluation.parse_metric_names(config.names)
+    except evaluation.EvaluationError as e:
+        raise ConfigError(f"config.metrics.names: {e}") from None
+    _require(config.num_images >= evaluation.MIN_IMAGES,
+             f"config.metrics.num_images must be >= {evaluation.MIN_IMAGES}, got {config.num_images}")
+    _require(config.batch_size >= 1, f"config.metrics.batch_size must be >= 1, got {config.batch_size}")
+    _require(config.every_kimg >= 0, f"config.metrics.every_kimg must be >= 0 (0 = off), got {config.every_kimg}")
 
 
 def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSpec, num_devices: int,

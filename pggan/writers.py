@@ -35,11 +35,11 @@ class RunWriter:
                 f.write(config.to_json_best_effort(indent=2))
             os.replace(path + ".tmp", path)
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        """TensorBoard scalars under 'train/<name>' at `step` (images shown)."""
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "train") -> None:
+        """TensorBoard scalars under '<prefix>/<name>' at `step` (images shown)."""
         if self.enabled:
             for name, value in values.items():
-                self._tensorboard.add_scalar(f"train/{name}", value, step)
+                self._tensorboard.add_scalar(f"{prefix}/{name}", value, step)
 
     def image(self, step: int, tag: str, image: np.ndarray, relative_path: str) -> None:
         """Saves uint8 [H, W, C] as a PNG at workdir/relative_path and as a TensorBoard image."""

@@ -1,0 +1,91 @@
+"""Metrics during training: the EMA generator evaluated at the end of every resolution stage and every N kimg.
+
+The config's `metrics` section (`pggan.defaults.metrics_defaults`) chooses the metrics and when they
+run; `pggan.evaluation` does the work, with the same protocol, real-statistics cache and records as
+tools/evaluate.py. Results go to the log, to TensorBoard (`metrics/<name>`, step = images shown) and to
+WORKDIR/metrics.jsonl (source 'training').
+
+Multi-process runs: every process evaluates on its own devices with identical inputs (the EMA
+parameters are replicated, latents and real subsets are seeded), so no process waits for another;
+only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import ml_collections
+from absl import logging
+from jax.sharding import Mesh
+
+from pggan import evaluation, networks, parallel
+from pggan.data.dataset import PreparedDataset
+from pggan.writers import RunWriter
+
+
+def _local_copy(params: dict) -> dict:
+    """Replicated (possibly multi-process) arrays -> this process's copy, on its first device."""
+    return jax.tree.map(lambda x: x.addressable_data(0), params)
+
+
+class TrainingMetrics:
+    """Decides when to evaluate the EMA generator during training, and reports the results.
+
+    Args:
+      config: the training config (its `metrics` section is read; validated beforehand).
+      spec: the model.
+      dataset: the run's prepared dataset.
+      workdir: where metrics.jsonl goes.
+      writer: the run's TensorBoard writer (a no-op on processes other than 0).
+      mesh: the training mesh; evaluation uses this process's devices of it.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, spec: networks.ModelSpec, dataset: PreparedDataset,
+                 workdir: str, writer: RunWriter, mesh: Mesh):
+        section = config.metrics
+        names = evaluation.parse_metric_names(section.names)
+        self.at_stage_end = bool(names) and section.at_stage_end
+        self.every_nimg = int(round(section.every_kimg * 1000)) if names else 0
+        self.workdir, self.writer = workdir, writer
+        self.seconds = 0.0  # wall time spent evaluating, excluded from the training speed
+        self._last_nimg = None
+        self._evaluator = None
+        if self.at_stage_end or self.every_nimg:
+            local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+            self._evaluator = evaluation.Evaluator(
+                dataset, names, num_images=section.num_images, batch_size=section.batch_size, seed=section.seed,
+                inception_weights_path=section.inception_weights or None, mesh=parallel.make_mesh(local))
+            if self._evaluator.note:
+                logging.warning("Training metrics: %s", self._evaluator.note)
+            self._abstract_generator = networks.abstract_generator(spec)
+
+    def due(self, previous_nimg: int, nimg: int) -> bool:
+        """Whether the last round crossed a multiple of `metrics.every_kimg` (False when that is off)."""
+        return bool(self.every_nimg) and previous_nimg // self.every_nimg < nimg // self.every_nimg
+
+    def evaluate(self, generator_ema: dict, progress: dict) -> None:
+        """Evaluates the EMA parameters at the last round's resolution and alpha (once per nimg).
+
+        generator_ema: the parameter tree (replicated arrays); progress: the trainer's counters
+        ('nimg' and 'phase' with 'resolution' and 'alpha').
+        """
+        nimg = progress["nimg"]
+        if self._evaluator is None or nimg == self._last_nimg:
+            return
+        self._last_nimg = nimg
+        start = time.time()
+        resolution, alpha = progress["phase"]["resolution"], progress["phase"]["alpha"]
+        generator = networks.merge_parameters(self._abstract_generator, _local_copy(generator_ema))
+        scores = self._evaluator.evaluate(generator, resolution, alpha)
+        seconds = time.time() - start
+        self.seconds += seconds
+        record = evaluation.evaluation_record(
+            step=nimg, resolution=resolution, alpha=alpha, network="ema", num_images=self._evaluator.num_images,
+            dataset=self._evaluator.dataset.name, scores=scores, seconds=seconds, source="training")
+        logging.info("Metrics at %.1f kimg (%dx%d, alpha %.3f, %d images, %.1f s): %s", nimg / 1000, resolution,
+                     resolution, alpha, self._evaluator.num_images, seconds,
+                     "  ".join(f"{name} {value:.4g}" for name, value in scores.items()))
+        self.writer.scalars(nimg, scores, prefix="metrics")
+        if jax.process_index() == 0:
+            evaluation.append_record(self.workdir, record)

@@ -1,0 +1,77 @@
+"""Metrics during training: a tiny run evaluates SWD at every stage end and every N kimg, and reports it."""
+
+import os
+import struct
+
+import numpy as np
+import pytest
+from tensorboardX.proto import event_pb2
+
+from pggan import checkpoint, evaluation, train
+from pggan.data import config as data_config
+from pggan.validation import ConfigError, validate_training_config
+from tests.run_support import load_recipe
+
+
+def _tensorboard_scalars(logdir: str) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of every scalar in the event files (TFRecord framing of Event protos)."""
+    scalars = {}
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4  # length, its CRC, the event, its CRC
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
+def _config(data_dir: str, **metrics):
+    config = load_recipe("tiny")
+    config.dataset.data_dir = data_dir
+    config.metrics.update(names=("swd",), num_images=16, batch_size=16, **metrics)
+    return config
+
+
+def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGGAN_CACHE_DIR", str(tmp_path / "cache"))
+    workdir = str(tmp_path / "run")
+    config = _config(str(tmp_path / "datasets"), at_stage_end=True, every_kimg=0.256)
+    train.train_and_evaluate(config, workdir)
+
+    records = evaluation.read_records(workdir)
+    stage_ends = checkpoint.stage_final_steps(workdir)
+    assert len(stage_ends) == 3
+    # Rounds of 32 images: multiples of 256 are reached exactly; 768 is also the last stage end (once).
+    assert [r["step"] for r in records] == sorted(set(stage_ends) | {256, 512, 768})
+    by_step = {r["step"]: r for r in records}
+    assert [by_step[s]["resolution"] for s in stage_ends] == [4, 8, 16]
+    for r in records:
+        assert (r["source"], r["network"], r["num_images"], r["metric_resolution"]) == ("training", "ema", 16, 16)
+        assert sorted(r["metrics"]) == ["swd_16", "swd_avg"] and np.isfinite(r["metrics"]["swd_avg"])
+    # Mid fade-in to 16x16: evaluated at the alpha of the last round (it started at 480 images), as saved.
+    assert by_step[512]["alpha"] == pytest.approx(0.75)
+
+    scalars = _tensorboard_scalars(os.path.join(workdir, "tensorboard"))
+    for name in ("swd_16", "swd_avg"):
+        assert scalars[f"metrics/{name}"] == pytest.approx({s: r["metrics"][name] for s, r in by_step.items()},
+                                                           rel=1e-6)
+
+    # The trainer and tools/evaluate.py measure the same thing: the kept 8x8 checkpoint, evaluated again.
+    dataset = data_config.open_from_config(config.dataset, resolution=16)
+    evaluator = evaluation.Evaluator(dataset, ("swd",), num_images=16, batch_size=16)
+    again = evaluation.evaluate_checkpoint(evaluator, workdir, stage_ends[1])
+    assert again["metrics"] == pytest.approx(by_step[stage_ends[1]]["metrics"], rel=1e-5)
+
+
+def test_metrics_settings_are_validated(tmp_path):
+    for fields, message in (({"names": ("swd", "lpips")}, "config.metrics.names: unknown metrics"),
+                            ({"num_images": 4}, "config.metrics.num_images must be >= 10"),
+                            ({"every_kimg": -1.0}, "config.metrics.every_kimg must be >= 0")):
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            validate_training_config(_config(str(tmp_path), **fields), num_devices=1)
+    # The command-line form of a list: --config.metrics.names=swd,ms_ssim arrives as ('swd,ms_ssim',).
+    assert evaluation.parse_metric_names(("swd,ms_ssim",)) == ("swd", "ms_ssim")
