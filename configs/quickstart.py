@@ -39,7 +39,7 @@ def get_config():
     config.samples.grid = "8x16"
     config.samples.every_ticks = 2
 
-    # SWD of 512 images at the end of each of the four stages: about 30 s in all on 2 CPU cores
+    # SWD of 512 images at the end of each of the four stages: under a minute in all on 2 CPU cores
     # (python tools/evaluate.py --workdir=... --all evaluates the checkpoints with more images).
     config.metrics.names = ("swd",)
     config.metrics.num_images = 512

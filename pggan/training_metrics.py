@@ -21,12 +21,13 @@ from jax.sharding import Mesh
 
 from pggan import evaluation, networks, parallel
 from pggan.data.dataset import PreparedDataset
+from pggan.metrics import MetricError
 from pggan.writers import RunWriter
 
 
 def _local_copy(params: dict) -> dict:
     """Replicated (possibly multi-process) arrays -> this process's copy, on its first device."""
-    return jax.tree.map(lambda x: x.addressable_data(0), params)
+    return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, params)
 
 
 class TrainingMetrics:
@@ -77,9 +78,15 @@ class TrainingMetrics:
         start = time.time()
         resolution, alpha = progress["phase"]["resolution"], progress["phase"]["alpha"]
         generator = networks.merge_parameters(self._abstract_generator, _local_copy(generator_ema))
-        scores = self._evaluator.evaluate(generator, resolution, alpha)
+        try:
+            scores = self._evaluator.evaluate(generator, resolution, alpha)
+        except MetricError as error:  # e.g. a collapsed generator's constant images: training goes on
+            logging.warning("Metrics at %.1f kimg could not be computed: %s", nimg / 1000, error)
+            scores = None
         seconds = time.time() - start
         self.seconds += seconds
+        if scores is None:
+            return
         record = evaluation.evaluation_record(
             step=nimg, resolution=resolution, alpha=alpha, network="ema", num_images=self._evaluator.num_images,
             dataset=self._evaluator.dataset.name, scores=scores, seconds=seconds, source="training")

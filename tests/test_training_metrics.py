@@ -3,12 +3,15 @@
 import os
 import struct
 
+import jax
 import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from pggan import checkpoint, evaluation, train
+from pggan import checkpoint, evaluation, networks, parallel, train
 from pggan.data import config as data_config
+from pggan.training_metrics import TrainingMetrics
+from pggan.writers import RunWriter
 from pggan.validation import ConfigError, validate_training_config
 from tests.run_support import load_recipe
 
@@ -32,7 +35,7 @@ def _tensorboard_scalars(logdir: str) -> dict[str, dict[int, float]]:
 def _config(data_dir: str, **metrics):
     config = load_recipe("tiny")
     config.dataset.data_dir = data_dir
-    config.metrics.update(names=("swd",), num_images=16, batch_size=16, **metrics)
+    config.metrics.update({"names": ("swd",), "num_images": 16, "batch_size": 16, **metrics})
     return config
 
 
@@ -65,6 +68,24 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
     evaluator = evaluation.Evaluator(dataset, ("swd",), num_images=16, batch_size=16)
     again = evaluation.evaluate_checkpoint(evaluator, workdir, stage_ends[1])
     assert again["metrics"] == pytest.approx(by_step[stage_ends[1]]["metrics"], rel=1e-5)
+
+
+def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGGAN_CACHE_DIR", str(tmp_path / "cache"))
+    config = _config(str(tmp_path / "datasets"))
+    dataset = data_config.open_from_config(config.dataset, resolution=16)
+    spec = networks.ModelSpec.from_config(config.model)
+    workdir = str(tmp_path / "run")
+    writer = RunWriter(workdir)
+    metrics = TrainingMetrics(config, spec, dataset, workdir, writer, parallel.make_mesh())
+    generator, _ = networks.build_networks(spec, seed=0)
+    params = networks.parameters(generator)
+    collapsed = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)  # all images one flat grey
+    metrics.evaluate(collapsed, {"nimg": 100, "phase": {"resolution": 16, "alpha": 1.0}})
+    assert evaluation.read_records(workdir) == [] and metrics.seconds > 0
+    metrics.evaluate(params, {"nimg": 200, "phase": {"resolution": 16, "alpha": 1.0}})
+    writer.close()
+    assert [r["step"] for r in evaluation.read_records(workdir)] == [200]
 
 
 def test_metrics_settings_are_validated(tmp_path):

@@ -79,8 +79,13 @@ def _open_run_dataset(workdir: str, step: int):
 
 
 def format_table(records: list[dict]) -> str:
-    """One row per record: step, kimg, resolution, alpha, then every metric (4 significant digits)."""
+    """One row per record: step, kimg, resolution, alpha, then every metric (4 significant digits).
+
+    SWD levels come first, largest first (checkpoints of different stages have different levels).
+    """
     metric_names = list(dict.fromkeys(name for r in records for name in r["metrics"]))
+    levels = sorted((n for n in metric_names if n.startswith("swd_") and n[4:].isdigit()), key=lambda n: -int(n[4:]))
+    metric_names = levels + [n for n in metric_names if n not in levels]
     header = [name for name, _ in _FIXED_COLUMNS] + metric_names
     rows = [[fmt.format(r[name]) for name, fmt in _FIXED_COLUMNS]
             + [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "-" for m in metric_names] for r in records]
