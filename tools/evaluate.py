@@ -4,9 +4,8 @@
   python tools/evaluate.py --workdir=runs/quickstart
   # every checkpoint in step order, SWD and MS-SSIM only
   python tools/evaluate.py --workdir=runs/quickstart --all --metrics=swd,ms_ssim --num_images=2000
-  # one checkpoint, with the Inception weights (else $PGGAN_INCEPTION_WEIGHTS)
-  python tools/evaluate.py --workdir=runs/celebahq --step=12000000 --metrics=fid,kid \
-      --inception_weights=pt_inception-2015-12-05-6726825d.pth
+  # FID and KID of the latest checkpoint, with the Inception weights (else $PGGAN_INCEPTION_WEIGHTS)
+  python tools/evaluate.py --workdir=runs/celebahq --metrics=fid,kid --inception_weights=pt_inception.pth
 
 Each checkpoint is evaluated at the resolution and fade-in it was trained at, against the level of
 that resolution of the run's dataset (the data_dir and name saved in the checkpoint's config, or
