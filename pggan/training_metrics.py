@@ -26,8 +26,8 @@ from pggan.writers import RunWriter
 
 
 def _local_copy(params: dict) -> dict:
-    """Replicated (possibly multi-process) arrays -> this process's copy, on its first device."""
-    return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, params)
+    """Replicated (possibly multi-process) arrays -> arrays of this process (fully addressable ones unchanged)."""
+    return jax.tree.map(lambda x: x if x.is_fully_addressable else x.addressable_data(0), params)
 
 
 class TrainingMetrics:

@@ -4,6 +4,7 @@ import os
 import struct
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
@@ -80,7 +81,7 @@ def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatc
     metrics = TrainingMetrics(config, spec, dataset, workdir, writer, parallel.make_mesh())
     generator, _ = networks.build_networks(spec, seed=0)
     params = networks.parameters(generator)
-    collapsed = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)  # all images one flat grey
+    collapsed = jax.tree.map(jnp.zeros_like, params)  # every image the same flat grey
     metrics.evaluate(collapsed, {"nimg": 100, "phase": {"resolution": 16, "alpha": 1.0}})
     assert evaluation.read_records(workdir) == [] and metrics.seconds > 0
     metrics.evaluate(params, {"nimg": 200, "phase": {"resolution": 16, "alpha": 1.0}})
