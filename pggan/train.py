@@ -190,7 +190,7 @@ class Trainer:
         if stop.requested:
             saved = progress["last_saved_nimg"]
             logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
-                         progress["nimg"] / 1000, "nothing trained yet" if saved is None else
+                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
                          f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
         else:
             logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
