@@ -70,7 +70,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
                        f"recipe file such as configs/quickstart.py"))
     except (AttributeError, KeyError) as e:
         field = str(e).strip("'\"")
-        culprits = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.") and field in a.split("=")[0].split(".")]
+        overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+        culprits = [name for name in overrides if field in name.split(".")]
         sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}; check the "
                        f"spelling against the recipe file and pggan/defaults.py"))
 

@@ -31,7 +31,7 @@ class StopRequest:
         self._pending = None  # the all-process OR started after the previous round
         self._agreed = False
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self

@@ -25,8 +25,8 @@ from absl import logging
 
 from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
-from pggan.schedule import Schedule
 from pggan.data.errors import DataError
+from pggan.schedule import Schedule
 from pggan.validation import ConfigError, check_workdir, validate_training_config
 from pggan.writers import RunWriter
 

@@ -16,7 +16,7 @@ if num_processes > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=num_processes, process_id=process_id)
 
-from pggan import parallel, preemption  # noqa: E402  (after jax.distributed.initialize)
+from pggan import parallel, preemption  # imported after jax.distributed.initialize
 
 rounds = 0
 with preemption.StopRequest(parallel.make_mesh()) as stop:

@@ -1,6 +1,5 @@
 """SIGTERM / SIGINT become a stop after the current round, agreed by every process of a run."""
 
-import re
 import signal
 
 from tests.training_support import TrainingProcess, free_port, launcher_env

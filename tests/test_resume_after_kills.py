@@ -68,7 +68,8 @@ def test_killed_and_stopped_run_resumes_to_bit_identical_parameters(runs, tmp_pa
             if complete_steps(workdir):
                 _resumed_step(run)
             done_before = complete_steps(workdir)
-            run.wait_until(lambda: complete_steps(workdir) != done_before and partial_checkpoints(workdir))
+            run.wait_until(lambda before=done_before: complete_steps(workdir) != before
+                           and partial_checkpoints(workdir))
             _kill(run)
             if partial := partial_checkpoints(workdir):
                 break
@@ -152,7 +153,8 @@ def test_the_package_loads_no_pickle_outside_its_restricted_unpicklers():
     for directory, _, names in os.walk(package):
         for name in (n for n in names if n.endswith(".py")):
             path = os.path.join(directory, name)
-            source = open(path, encoding="utf-8").read()
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
             relative = os.path.relpath(path, package)
             if re.search(r"allow_pickle\s*=\s*True|torch\.load|\bdill\b|cloudpickle|marshal\.load", source):
                 offenders.append(relative)
