@@ -66,8 +66,11 @@ class CheckpointStore:
         self.directory = checkpoint_dir(workdir)
         self._stage_final = _KeepStageFinal(set())
         policy = checkpoint_managers.AnyPreservationPolicy([checkpoint_managers.LatestN(keep), self._stage_final])
+        # cleanup_tmp_directories: a run killed mid-write leaves a `<step>.orbax-checkpoint-tmp-*`
+        # directory; it is never loaded, and is deleted when the run restarts.
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=True, enable_async_checkpointing=async_save)
+            preservation_policy=policy, create=True, enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True)
         self.manager = _manager(self.directory, options)
         for step in self.manager.all_steps():
             if self.manager.metadata(step).custom_metadata.get("stage_final"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging as python_logging
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -33,6 +34,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes for --multihost.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 flags.mark_flags_as_required(["config", "workdir"])
+flags.register_validator("coordinator_address", lambda value: value is None or re.fullmatch(r".+:\d+", value),
+                         message="--coordinator_address must be HOST:PORT, e.g. 10.0.0.2:8476")
 
 
 class _QuietLibraries(python_logging.Filter):
@@ -51,30 +54,59 @@ def _start_multihost() -> None:
                                process_id=_PROCESS_ID.value)
 
 
+def _fail(message: str) -> int:
+    """Prints a user error as one line (no traceback); returns the exit status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, plus one-line errors for a missing recipe file and for a --config.<field>
+    override that names no field (ml_collections raises those while parsing)."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except OSError as e:
+        sys.exit(_fail(f"--config: the recipe file cannot be loaded ({str(e).splitlines()[-1].strip()}); pass a "
+                       f"recipe file such as configs/quickstart.py"))
+    except (AttributeError, KeyError) as e:
+        field = str(e).strip("'\"")
+        overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+        culprits = [name for name in overrides if field in name.split(".")]
+        sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}; check the "
+                       f"spelling against the recipe file and pggan/defaults.py"))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.get_absl_handler().addFilter(_QuietLibraries())
     if _MULTIHOST.value:
-        _start_multihost()
-    # Imported after jax.distributed.initialize: the trainer touches the devices.
+        try:
+            _start_multihost()
+        except (RuntimeError, ValueError) as e:
+            return _fail(f"--multihost: JAX's multi-process runtime did not start ({str(e).splitlines()[0]}); check "
+                         f"--coordinator_address, --num_processes and --process_id")
+    # Imported after jax.distributed.initialize: they touch the devices.
+    import jax
+
+    from pggan import validation
+
+    try:  # the config alone, before importing the trainer's heavier stack (the trainer checks it again)
+        validation.validate_training_config(_CONFIG.value, jax.device_count())
+    except validation.ConfigError as e:
+        return _fail(str(e))
     from pggan import train
-    from pggan.checkpoint import CheckpointError
-    from pggan.data.errors import DataError
-    from pggan.validation import ConfigError
 
     try:
         train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, DataError, CheckpointError, train.TrainingError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except train.USER_ERRORS as e:
+        return _fail(str(e))
     return 0
 
 
 def run() -> None:
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,57 @@ def put_replicated(tree, mesh: jax.sharding.Mesh):
     sharding = replicated(mesh)
     return jax.tree.map(
         lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
+
+
+def local_mesh(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """The 1-D 'data' mesh of this process's devices of `mesh` (the whole mesh in a one-process run)."""
+    return make_mesh([d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+
+
+def local_copy(tree):
+    """A pytree of replicated (possibly multi-process) arrays as arrays on one local device each.
+
+    The result can be used in computations of this process alone (e.g. sample grids on process 0);
+    fully addressable arrays are returned unchanged.
+    """
+    return jax.tree.map(lambda x: x if x.is_fully_addressable else x.addressable_data(0), tree)
+
+
+@jax.jit
+def _any(flags: jax.Array) -> jax.Array:
+    return jnp.any(flags)
+
+
+def any_process(flag: bool, mesh: jax.sharding.Mesh) -> jax.Array:
+    """Starts the OR of one bool per process over all processes of `mesh`, without waiting for it.
+
+    Returns a replicated bool scalar; `bool(jax.device_get(result))` waits and is the same on every
+    process. Every process must call this the same number of times (it is a collective).
+    """
+    local = np.full((sum(d.process_index == jax.process_index() for d in mesh.devices.flat),), flag)
+    flags = jax.make_array_from_process_local_data(batch_sharded(mesh), local, (mesh.size,))
+    return _any(flags)
+
+
+def process_zero_first(fn, failure: Exception):
+    """Runs fn() on process 0 first, then on the other processes; returns its result.
+
+    For work that must happen once where storage is shared (preparing a missing dataset) but also
+    works where each host has its own disk. If fn raises on process 0, the other processes raise
+    `failure` (a one-line error pointing at process 0's message) instead of waiting forever.
+    """
+    if jax.process_count() == 1:
+        return fn()
+    from jax.experimental import multihost_utils
+
+    if jax.process_index() == 0:
+        try:
+            result = fn()
+        except Exception:
+            multihost_utils.broadcast_one_to_all(np.int32(0))
+            raise
+        multihost_utils.broadcast_one_to_all(np.int32(1))
+        return result
+    if not multihost_utils.broadcast_one_to_all(np.int32(0)):
+        raise failure
+    return fn()

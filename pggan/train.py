@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -24,11 +23,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pggan import checkpoint, generation, media, networks, parallel, sampling, train_step
+from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
+from pggan.data.errors import DataError
 from pggan.schedule import Schedule
 from pggan.training_metrics import TrainingMetrics
-from pggan.validation import check_workdir, validate_training_config
+from pggan.validation import ConfigError, check_workdir, validate_training_config
 from pggan.writers import RunWriter
 
 
@@ -36,28 +36,8 @@ class TrainingError(Exception):
     """The run cannot continue; the message says why and what to do."""
 
 
-class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each round (preemption, Ctrl-C)."""
-
-    def __init__(self):
-        self.signal_name: str | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del frame
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signal_name = signal.Signals(signum).name
-        logging.warning("%s received: finishing the current round, then saving a checkpoint.", self.signal_name)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+# Errors whose one-line message is the whole story for the user (pggan.main prints them, exits 1).
+USER_ERRORS = (ConfigError, DataError, checkpoint.CheckpointError, TrainingError)
 
 
 @dataclasses.dataclass
@@ -85,8 +65,13 @@ class Trainer:
         self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
         check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
-        self.dataset = data_config.open_from_config(config.dataset, resolution=self.spec.resolution,
-                                                    channels=self.spec.num_channels, label_size=self.spec.label_size)
+        # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
+        # copy when every host has its own data_dir).
+        self.dataset = parallel.process_zero_first(
+            lambda: data_config.open_from_config(config.dataset, resolution=self.spec.resolution,
+                                                 channels=self.spec.num_channels, label_size=self.spec.label_size),
+            TrainingError("process 0 could not open the dataset (its error says why); fix that and restart all "
+                          "processes"))
         step_config = train_step.StepConfig(
             beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
             mirror_augment=config.dataset.mirror_augment,
@@ -126,8 +111,9 @@ class Trainer:
             return self.step.init_state(self.config.seed), {**progress, "last_saved_nimg": None}
         self._check_resumable(self.store.meta(latest))
         state, meta = self.store.restore(latest, self.step.abstract_state())
-        logging.info("Resuming from the checkpoint at %.1f kimg (resolution %d) in %s.", meta["nimg"] / 1000,
-                     meta["phase"]["resolution"], self.workdir)
+        logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
+                     latest, meta["nimg"] / 1000, meta["phase"]["resolution"], self.workdir, self.num_devices,
+                     jax.process_count())
         progress = {k: meta[k] for k in ("nimg", "round", "tick", "tick_start_nimg", "elapsed_sec", "phase")}
         return state, {**progress, "last_saved_nimg": meta["nimg"]}
 
@@ -144,9 +130,18 @@ class Trainer:
         """Checkpoints the state after the last round (no-op if nothing changed since the last save).
 
         A state that ends its resolution stage (the next round trains at another resolution, or
-        training is complete) is kept for good.
+        training is complete) is kept for good. While the latest steps had non-finite gradients the
+        state may have diverged: it is not checkpointed (except at the end of training), so that the
+        newest checkpoint stays the last good one.
         """
         if progress["last_saved_nimg"] == progress["nimg"] or progress["phase"] is None:
+            return
+        consecutive = self._check_nonfinite(state)
+        if consecutive and progress["nimg"] < self.total_nimg:
+            logging.warning("No checkpoint at %.1f kimg: the last %d steps had non-finite gradients; the newest "
+                            "checkpoint stays the one at %s.", progress["nimg"] / 1000, consecutive,
+                            "none" if progress["last_saved_nimg"] is None else
+                            f"{progress['last_saved_nimg'] / 1000:.1f} kimg")
             return
         stage_final = (progress["nimg"] >= self.total_nimg
                        or self.schedule.at(progress["nimg"]).resolution != progress["phase"]["resolution"])
@@ -164,13 +159,13 @@ class Trainer:
     # ------------------------------------------------------------------------------------- the loop
 
     def run(self) -> None:
-        state, progress = self._restore_or_init()
         inputs, sums, tick_rounds = None, None, 0
-        tick_start_time = run_start = time.time()
-        tick_metrics_start = self.metrics.seconds  # evaluation time is left out of the training speed
-        elapsed_at_start = progress["elapsed_sec"]
-        with _StopRequest() as stop:
-            while progress["nimg"] < self.total_nimg and not stop.signal_name:
+        with preemption.StopRequest(self.mesh) as stop:
+            state, progress = self._restore_or_init()
+            tick_start_time = run_start = time.time()
+            tick_metrics_start = self.metrics.seconds  # evaluation time is left out of the training speed
+            elapsed_at_start = progress["elapsed_sec"]
+            while progress["nimg"] < self.total_nimg and not stop.requested:
                 phase = self.schedule.at(progress["nimg"])
                 last = progress["phase"]
                 if last is not None and phase.resolution != last["resolution"]:
@@ -182,6 +177,7 @@ class Trainer:
                 if Schedule.crosses_lod_boundary(None if last is None else last["lod"], phase.lod):
                     state = self.step.reset_optimizers(state)
                 state, round_sums = self._run_round(state, inputs, phase, progress)
+                stop.after_round()
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
                 tick_rounds += 1
                 previous_nimg = progress["nimg"]
@@ -190,7 +186,7 @@ class Trainer:
                 if self.metrics.due(previous_nimg, progress["nimg"]):
                     self.metrics.evaluate(state["generator_ema"], progress)
                 done = progress["nimg"] >= self.total_nimg
-                if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.signal_name:
+                if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.requested:
                     progress["elapsed_sec"] = elapsed_at_start + time.time() - run_start
                     tick_seconds = time.time() - tick_start_time - (self.metrics.seconds - tick_metrics_start)
                     self._tick(state, progress, phase, sums, tick_rounds, tick_seconds)
@@ -200,9 +196,11 @@ class Trainer:
         self._save(state, progress)
         self.store.close()
         self.writer.close()
-        if stop.signal_name:
-            logging.info("Stopped by %s at %.1f kimg; checkpoint saved. Run the same command again to resume.",
-                         stop.signal_name, progress["nimg"] / 1000)
+        if stop.requested:
+            saved = progress["last_saved_nimg"]
+            logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
+                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
+                         f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
         else:
             logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
                          _format_duration(progress["elapsed_sec"]), self.store.directory)
@@ -212,6 +210,8 @@ class Trainer:
         dataset_config = self.config.dataset
         on_device = device_dataset.should_hold_on_device(dataset_config.on_device, self.dataset, phase.resolution,
                                                         self.mesh, dataset_config.on_device_memory_fraction)
+        if jax.process_count() > 1:  # all processes must take the same path: on the devices only if all can
+            on_device = not bool(jax.device_get(parallel.any_process(not on_device, self.mesh)))
         logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg; data %s.", phase.resolution,
                      phase.resolution, phase.minibatch, phase.minibatch // self.num_devices, position / 1000,
                      "held on the devices" if on_device else "from the host pipeline")
@@ -266,7 +266,8 @@ class Trainer:
         if progress["tick"] % self.config.checkpoint.every_ticks == 0:
             self._save(state, progress)
 
-    def _check_nonfinite(self, state) -> None:
+    def _check_nonfinite(self, state) -> int:
+        """The number of latest consecutive steps with non-finite gradients; TrainingError at the limit."""
         consecutive = int(jax.device_get(state["counters"]["consecutive_nonfinite"]))
         limit = self.config.max_consecutive_nonfinite
         if limit and consecutive >= limit:
@@ -275,6 +276,7 @@ class Trainer:
                 f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
                 f"(limit config.max_consecutive_nonfinite={limit}); the last good checkpoint is kept in "
                 f"{self.store.directory}. Lower the learning rate or check the data, then resume.")
+        return consecutive
 
     def _upscaled_grid(self, images: np.ndarray) -> np.ndarray:
         factor = self.spec.resolution // images.shape[1]
@@ -282,14 +284,19 @@ class Trainer:
         return media.make_grid(images, self.grid_rows, self.grid_cols)
 
     def _write_fakes_grid(self, state, nimg: int, phase) -> None:
-        generator = networks.merge_parameters(self.abstract_generator, state["generator_ema"])
+        if not self.writer.enabled:
+            return  # process 0 writes the grid, on its own devices
+        generator = networks.merge_parameters(self.abstract_generator, parallel.local_copy(state["generator_ema"]))
         images = generation.generate_images(generator, self.grid_latents, self.grid_labels,
                                             resolution=phase.resolution, alpha=phase.alpha,
-                                            batch_size=self.config.samples.batch_size, mesh=self.mesh)
+                                            batch_size=self.config.samples.batch_size,
+                                            mesh=parallel.local_mesh(self.mesh))
         self.writer.image(nimg, "fakes", self._upscaled_grid(images),
                           os.path.join("samples", media.sample_grid_filename(nimg / 1000)))
 
     def _write_reals_grid(self, resolution: int) -> None:
+        if not self.writer.enabled:
+            return
         count = self.grid_rows * self.grid_cols
         images, _ = self.dataset.level(resolution).read(np.arange(count) % self.dataset.num_examples)
         self.writer.image(0, f"reals/{resolution}", self._upscaled_grid(images),

@@ -25,11 +25,6 @@ from pggan.metrics import MetricError
 from pggan.writers import RunWriter
 
 
-def _local_copy(params: dict) -> dict:
-    """Replicated (possibly multi-process) arrays -> arrays of this process (fully addressable ones unchanged)."""
-    return jax.tree.map(lambda x: x if x.is_fully_addressable else x.addressable_data(0), params)
-
-
 class TrainingMetrics:
     """Decides when to evaluate the EMA generator during training, and reports the results.
 
@@ -77,7 +72,7 @@ class TrainingMetrics:
         self._last_nimg = nimg
         start = time.time()
         resolution, alpha = progress["phase"]["resolution"], progress["phase"]["alpha"]
-        generator = networks.merge_parameters(self._abstract_generator, _local_copy(generator_ema))
+        generator = networks.merge_parameters(self._abstract_generator, parallel.local_copy(generator_ema))
         try:
             scores = self._evaluator.evaluate(generator, resolution, alpha)
         except MetricError as error:  # e.g. a collapsed generator's constant images: training goes on

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import tempfile
 
 import ml_collections
 
@@ -113,10 +114,8 @@ def check_workdir(workdir: str, required_bytes: int) -> None:
     """Creates the workdir if needed and checks it is writable with `required_bytes` free."""
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test_"):  # a unique name per process
+            pass
     except OSError as e:
         raise ConfigError(f"--workdir {workdir!r} is not writable ({e.strerror}); choose another directory") from None
     free = shutil.disk_usage(workdir).free

@@ -1,6 +1,5 @@
 """End-to-end training runs of the tiny recipe: stages, checkpoints, samples, exact resume."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,42 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from pggan import checkpoint, train, train_step
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from pggan import checkpoint, train
+from tests.training_support import ROOT, final_state, tiny_config
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("datasets"))
-
-
-def tiny_config(data_dir, **schedule):
-    config = load_recipe("tiny")
-    config.dataset.data_dir = data_dir
-    for key, value in schedule.items():
-        config.schedule[key] = value
-    return config
-
-
-def final_state(workdir):
-    """(state as NumPy, meta) of the latest checkpoint, restored on one device."""
-    store = checkpoint.CheckpointStore(workdir)
-    config = json.loads(checkpoint.read_meta(workdir, store.latest_step())["config"])
-    from pggan import losses, networks, parallel
-
-    step = train_step.TrainStep.create(networks.ModelSpec.from_config(config["model"]), losses.LossConfig(),
-                                       train_step.StepConfig(), parallel.make_mesh(jax.devices()[:1]))
-    state, meta = store.restore(store.latest_step(), step.abstract_state())
-    store.close()
-    return jax.tree.map(np.asarray, state), meta
 
 
 def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path):

@@ -1,0 +1,152 @@
+"""Training runs for tests: recipes, reading a run's final state, and `python -m pggan.main` processes.
+
+`TrainingProcess` starts the real launcher as a subprocess and follows its log line by line, so a
+test can wait for a moment of the run (a log line, a checkpoint directory) and then signal it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+
+from pggan import checkpoint, losses, networks, parallel, train_step
+from tests.run_support import REPO, load_recipe
+
+ROOT = REPO
+TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+def tiny_config(data_dir: str, **schedule):
+    """configs/tiny.py reading (and preparing) its data in `data_dir`, with schedule overrides."""
+    config = load_recipe("tiny")
+    config.dataset.data_dir = data_dir
+    for key, value in schedule.items():
+        config.schedule[key] = value
+    return config
+
+
+def final_state(workdir: str, step: int | None = None):
+    """(state as NumPy, meta) of the latest (or the given) checkpoint, restored on one device."""
+    store = checkpoint.CheckpointStore(workdir)
+    step = store.latest_step() if step is None else step
+    config = json.loads(checkpoint.read_meta(workdir, step)["config"])
+    restorer = train_step.TrainStep.create(networks.ModelSpec.from_config(config["model"]), losses.LossConfig(),
+                                           train_step.StepConfig(), parallel.make_mesh(jax.devices()[:1]))
+    state, meta = store.restore(step, restorer.abstract_state())
+    store.close()
+    return jax.tree.map(np.asarray, state), meta
+
+
+def complete_steps(workdir: str) -> list[int]:
+    """Steps of the complete checkpoints (finished Orbax step directories), from the directory listing."""
+    directory = os.path.join(workdir, "checkpoints")
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def partial_checkpoints(workdir: str) -> list[str]:
+    """Names of checkpoint directories still being written (or left behind by a killed writer)."""
+    directory = os.path.join(workdir, "checkpoints")
+    return sorted(name for name in (os.listdir(directory) if os.path.isdir(directory) else []) if TMP_MARK in name)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launcher_env(num_devices: int, compilation_cache: str | None = None) -> dict[str, str]:
+    """Environment of a launcher subprocess: CPU, `num_devices` fake devices, the tests' fast compiles.
+
+    With `compilation_cache`, compiled steps are kept in that directory and reused by later processes
+    (the same executables, so results are unchanged; restarts then skip compiling).
+    """
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
+    if compilation_cache:
+        env.update(JAX_COMPILATION_CACHE_DIR=compilation_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+class TrainingProcess:
+    """`python -m pggan.main ARGS` (or another module) in a subprocess, its stderr (the absl log)
+    collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str], module: str = "pggan.main"):
+        self.lines: list[str] = []
+        self._new_line = threading.Condition()
+        self.process = subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=ROOT,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            with self._new_line:
+                self.lines.append(line.rstrip("\n"))
+                self._new_line.notify_all()
+        with self._new_line:
+            self._new_line.notify_all()
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 300) -> re.Match:
+        """Blocks until a log line matches the regular expression `pattern`; returns the match."""
+        deadline = time.time() + timeout
+        seen = 0
+        with self._new_line:
+            while True:
+                for line in self.lines[seen:]:
+                    if match := re.search(pattern, line):
+                        return match
+                seen = len(self.lines)
+                if self.process.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"the run ended without a line matching {pattern!r}:\n{self.log[-3000:]}")
+                if time.time() > deadline:
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{self.log[-3000:]}")
+                self._new_line.wait(timeout=1)
+
+    def wait_until(self, condition, timeout: float = 300, interval: float = 0.002):
+        """Polls condition() (e.g. a look at the checkpoint directory) until it returns a true value."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if value := condition():
+                return value
+            if self.process.poll() is not None:
+                raise AssertionError(f"the run ended before the awaited moment:\n{self.log[-3000:]}")
+            time.sleep(interval)
+        raise AssertionError(f"the awaited moment did not come within {timeout} s:\n{self.log[-3000:]}")
+
+    def send(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 300) -> int:
+        """Waits for the process to end; returns its exit status (negative: killed by that signal)."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the run did not end within {timeout} s:\n{self.log[-3000:]}") from None
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, if still running (cleanup after a failed test)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
