@@ -13,16 +13,16 @@ from pggan import checkpoint
 from tests import official_format as fmt
 from tests import official_numpy as ref
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 STATIC_G = dict(num_channels=3, resolution=16, label_size=0, fmap_base=64, fmap_max=16, latent_size=8)
 STATIC_D = dict(num_channels=3, resolution=16, label_size=0, fmap_base=64, fmap_max=16)
 LOD = 0.5  # a mid-fade snapshot: tools must sample it at 16x16 with alpha 0.5
 
 
 def _run_tool(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "import_official.py"), *args],
+    return subprocess.run([sys.executable, str(REPO / "tools" / "import_official.py"), *args],
                           capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint, train
-from tests.training_support import ROOT, final_state, tiny_config
+from tests.training_support import REPO, final_state, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +65,11 @@ def test_a_different_model_in_an_existing_workdir_is_refused(data_dir, tmp_path)
 
 
 def test_launcher_help_and_one_line_errors(tmp_path):
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": REPO}
     help_text = subprocess.run([sys.executable, "-m", "pggan.main", "--help"], capture_output=True, text=True,
                                env=env, timeout=120).stdout
     assert "--config" in help_text and "--workdir" in help_text and "--multihost" in help_text
-    bad = subprocess.run([sys.executable, "-m", "pggan.main", f"--config={ROOT}/configs/tiny.py",
+    bad = subprocess.run([sys.executable, "-m", "pggan.main", f"--config={REPO}/configs/tiny.py",
                           f"--workdir={tmp_path}/w", "--config.model.resolution=48"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1

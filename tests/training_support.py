@@ -22,7 +22,6 @@ import numpy as np
 from pggan import checkpoint, losses, networks, parallel, train_step
 from tests.run_support import REPO, load_recipe
 
-ROOT = REPO
 TMP_MARK = ".orbax-checkpoint-tmp"
 
 
@@ -72,7 +71,7 @@ def launcher_env(num_devices: int, compilation_cache: str | None = None) -> dict
     With `compilation_cache`, compiled steps are kept in that directory and reused by later processes
     (the same executables, so results are unchanged; restarts then skip compiling).
     """
-    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
     if compilation_cache:
         env.update(JAX_COMPILATION_CACHE_DIR=compilation_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -87,7 +86,7 @@ class TrainingProcess:
     def __init__(self, args: list[str], env: dict[str, str], module: str = "pggan.main"):
         self.lines: list[str] = []
         self._new_line = threading.Condition()
-        self.process = subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=REPO,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
