@@ -1,11 +1,11 @@
 """The budget of the loss comparison: the quickstart digits and networks, 4x4 -> 16x16 in 8 kimg.
 
-    python tools/compare_losses.py --outdir=runs/loss_comparison
+    python tools/compare_losses.py --outdir=runs/loss_comparison --num_images=256
 
-Every combination of `pggan.landscape` trains with these settings (the tool sets the loss, penalties
-and D normalization); results in docs/loss_comparison.md. The budget keeps the whole comparison
-(22 combinations x 3 seeds) near an hour on 2 shared CPU cores: 1.5 kimg per stabilization and per
-fade, then 2 kimg at 16x16. The quickstart's networks, learning rates and EMA are unchanged.
+Every compared combination of `pggan.landscape` trains with these settings (the tool sets the loss,
+penalties and D normalization); results in docs/loss_comparison.md. 1.5 kimg per stabilization and
+per fade, then 2 kimg at 16x16: 8 kimg per run. The quickstart's networks, learning rates and EMA are
+unchanged.
 """
 
 import importlib.util

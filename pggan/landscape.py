@@ -2,8 +2,8 @@
 
 A combination is `<loss>_<regularizer>`: the loss is one of `losses.LOSSES`, the regularizer one of
 REGULARIZERS, each a fixed set of `config.loss` / `config.d_normalization` values with every other
-penalty off. `apply(config, name)` writes a combination into a training config; `COMBINATIONS` is the
-set the comparison (`tools/compare_losses.py`, docs/loss_comparison.md) and the tests train.
+penalty off. `apply(config, name)` writes a combination into a training config. `COMBINATIONS` lists
+them all (22), `COMPARED` the ten that docs/loss_comparison.md compares (`tools/compare_losses.py`).
 
     wgan_gp        the official PGGAN loss: WGAN, one-centred GP (lambda 10) and drift 0.001
     *_gp           the same penalty and drift with another loss
@@ -43,6 +43,10 @@ _EXTRAS = ("logistic_gp0", "logistic_r1lazy", "logistic_r1r2")
 
 COMBINATIONS = tuple(f"{loss}_{reg}" for loss in losses.LOSSES for reg in _GRID_REGULARIZERS
                      if (loss, reg) != ("wgan", "none")) + _EXTRAS
+# The combinations docs/loss_comparison.md compares (tools/compare_losses.py's default): every loss and
+# every regularizer but r1r2, small enough for about an hour of shared CPU (each one compiles its steps).
+COMPARED = ("wgan_gp", "wgan_sn", "logistic_none", "logistic_gp", "logistic_r1", "logistic_r1lazy", "logistic_gp0",
+            "lsgan_gp", "hinge_sn", "hinge_gran")
 
 
 def parse(name: str) -> tuple[str, str]:

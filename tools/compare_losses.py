@@ -1,17 +1,18 @@
 """Trains loss / penalty / D-normalization combinations for the same budget and scores them by SWD.
 
-    python tools/compare_losses.py --outdir=runs/loss_comparison
-    python tools/compare_losses.py --outdir=runs/lc --combinations=wgan_gp,hinge_sn --seeds=0 \\
-        --config.schedule.total_kimg=6
+    python tools/compare_losses.py --outdir=runs/loss_comparison --num_images=256
+    python tools/compare_losses.py --outdir=runs/lc --combinations=all --seeds=0
+    python tools/compare_losses.py --outdir=runs/lc --combinations=wgan_gp,hinge_sn --config.schedule.total_kimg=20
 
 Each (combination, seed) trains in OUTDIR/<combination>/seed<k> with --config (default
 configs/loss_comparison.py, the quickstart digits up to 16x16) plus the combination's loss,
-penalties and D normalization (`pggan.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn). Its EMA
-generator is then scored: 1e3 x SWD (averaged over the pyramid levels) of as many generated images
-as the dataset has real ones, against those reals at the final resolution. The untrained generator
-of each seed is scored the same way (the baseline). Runs already complete are only scored again;
-interrupted ones resume. A diverged run (the trainer's non-finite limit) is recorded, not fatal. Results: one JSON line per run in OUTDIR/results.jsonl, and a Markdown
-table (mean and standard deviation over seeds) printed and written to OUTDIR/summary.md.
+penalties and D normalization (`pggan.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn; by default the
+ten of landscape.COMPARED, seeds 0, 1, 2). Its EMA generator is then scored: 1e3 x SWD (averaged over
+the pyramid levels) of --num_images generated images against as many real ones at the final
+resolution. The untrained generator of each seed is scored the same way (the baseline). Runs already
+complete are only scored again; interrupted ones resume; a diverged run (the trainer's non-finite
+limit) is recorded, not fatal. Results: one JSON line per run appended to OUTDIR/results.jsonl, and a
+Markdown table (mean and standard deviation over seeds) printed and written to OUTDIR/summary.md.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "its loss, d_normalization and seed are set per run.")
 _OUTDIR = flags.DEFINE_string("outdir", None, "Directory for the runs (OUTDIR/<combination>/seed<k>), "
                               "results.jsonl and summary.md.")
-_COMBINATIONS = flags.DEFINE_list("combinations", list(landscape.COMBINATIONS),
-                                  "Combinations <loss>_<regularizer> to train (see pggan/landscape.py).")
+_COMBINATIONS = flags.DEFINE_list("combinations", list(landscape.COMPARED),
+                                  "Combinations <loss>_<regularizer> to train (see pggan/landscape.py); 'all' "
+                                  "for every one of landscape.COMBINATIONS.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds of every combination.")
 _EVAL_SEED = flags.DEFINE_integer("eval_seed", 1000, "Seed of the generated images' latents, of the real images "
                                   "chosen and of SWD's random patches and directions (the same for every run).",
@@ -56,14 +58,15 @@ _FAST_COMPILE = flags.DEFINE_bool("fast_compile", False, "Compile with most XLA 
 def _parse_request() -> tuple[list[str], list[int]]:
     if not _OUTDIR.value:
         raise cli.UsageError("--outdir is required: the directory for the runs and the results")
-    for name in _COMBINATIONS.value:
+    names = list(landscape.COMBINATIONS) if _COMBINATIONS.value == ["all"] else _COMBINATIONS.value
+    for name in names:
         try:
             landscape.parse(name)
         except ValueError as e:
             raise cli.UsageError(str(e)) from None
     if not _SEEDS.value or not all(s.strip().isdigit() for s in _SEEDS.value):
         raise cli.UsageError(f"--seeds must be non-negative integers, e.g. 0,1,2; got {_SEEDS.value}")
-    return list(_COMBINATIONS.value), [int(s) for s in _SEEDS.value]
+    return names, [int(s) for s in _SEEDS.value]
 
 
 class Scorer:
