@@ -19,6 +19,7 @@ them all (22), `COMPARED` the ten that docs/loss_comparison.md compares (`tools/
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from pggan import losses
 
@@ -66,3 +67,35 @@ def apply(config: ml_collections.ConfigDict, name: str) -> ml_collections.Config
     config.loss.update({"name": loss, **_NO_PENALTY, **loss_overrides})
     config.d_normalization.method = method
     return config
+
+
+def summary_table(results: list[dict]) -> str:
+    """A Markdown table of comparison results, best mean final SWD first.
+
+    results: one dict per run with 'combination', 'swd' and 'untrained_swd' (1e3 x SWD), 'finite'
+    (bool: the final generator's parameters), 'skipped_d', 'skipped_g' (skipped non-finite steps) and
+    'train_seconds'; a run that diverged has an 'error' and no scores. A row per combination: runs,
+    mean +- std over seeds of the final SWD, mean untrained SWD, runs ending below their untrained
+    SWD, skipped steps, whether every run ended finite, mean training seconds.
+    """
+    rows = ["| combination | runs | final SWD (x1e3) | untrained SWD | below untrained | skipped D/G steps | finite "
+            "| train s/run |", "|---|---|---|---|---|---|---|---|"]
+    by_name: dict[str, list[dict]] = {}
+    for result in results:
+        by_name.setdefault(result["combination"], []).append(result)
+
+    def mean_swd(runs):
+        scored = [r["swd"] for r in runs if "error" not in r]
+        return np.mean(scored) if len(scored) == len(runs) else np.inf
+
+    for name, runs in sorted(by_name.items(), key=lambda item: mean_swd(item[1])):
+        scored = [r for r in runs if "error" not in r]
+        swd = np.array([r["swd"] for r in scored] or [np.nan])
+        untrained = np.mean([r["untrained_swd"] for r in scored]) if scored else np.nan
+        below = sum(r["swd"] < r["untrained_swd"] for r in scored)
+        finite = "yes" if len(scored) == len(runs) and all(r["finite"] for r in runs) else \
+            f"NO ({len(runs) - len(scored)} diverged)"
+        rows.append(f"| {name} | {len(runs)} | {swd.mean():.1f} ± {swd.std():.1f} | {untrained:.1f} | "
+                    f"{below}/{len(runs)} | {sum(r['skipped_d'] for r in scored)}/{sum(r['skipped_g'] for r in scored)} "
+                    f"| {finite} | {np.mean([r['train_seconds'] for r in runs]):.0f} |")
+    return "\n".join(rows) + "\n"

@@ -34,15 +34,16 @@ def _round_inputs(round_index, mesh):
     return jax.device_put(images[:, order], sharding), jax.device_put(np.zeros((REPEATS, MINIBATCH), np.int32), sharding)
 
 
-# Every loss, every regularizer (R1 alone runs inside r1r2) and every D normalization, each compiled once
-# (a compile costs ~10 s on a shared CPU); all 22 combinations train in docs/loss_comparison.md.
-COVERING = ("wgan_gp", "logistic_r1lazy", "lsgan_sn", "hinge_gran", "logistic_gp0", "logistic_r1r2", "hinge_none")
+# Every loss, every penalty (R1 alone runs inside r1r2; sn and gran run without penalties, as 'none' does)
+# and every D normalization, each compiled once: a compile costs ~10 s of CPU, too much for all 22
+# combinations here; docs/loss_comparison.md trains ten of them with real budgets.
+COVERING = ("wgan_gp", "logistic_r1lazy", "lsgan_sn", "hinge_gran", "logistic_gp0", "logistic_r1r2")
 
 
 def test_the_trained_combinations_cover_every_loss_and_regularizer():
     parsed = [landscape.parse(name) for name in COVERING]
     assert {loss for loss, _ in parsed} == set(losses.LOSSES)
-    assert {reg for _, reg in parsed} == set(landscape.REGULARIZERS) - {"r1"}
+    assert {reg for _, reg in parsed} == set(landscape.REGULARIZERS) - {"r1", "none"}
     assert set(COVERING) <= set(landscape.COMBINATIONS)
 
 
@@ -169,3 +170,18 @@ def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
     expected = media.make_grid(media.to_uint8(generator(latents, onehot, resolution=8, alpha=meta["alpha"])), 2, 3)
     assert np.abs(grids[3].astype(int) - expected).max() <= 1  # rounding of float32 images on other devices
     assert np.abs(grids[3].astype(int) - grids[7]).mean() > 1.0  # the class changes the images
+
+
+def test_summary_table_orders_by_mean_swd_and_reports_diverged_runs():
+    def run(name, seed, swd, untrained=200.0, skipped=0):
+        return {"combination": name, "seed": seed, "swd": swd, "untrained_swd": untrained, "finite": True,
+                "skipped_d": skipped, "skipped_g": 0, "train_seconds": 10.0}
+
+    results = [run("wgan_gp", 0, 90.0), run("wgan_gp", 1, 80.0, skipped=2), run("hinge_sn", 0, 50.0),
+               run("hinge_sn", 1, 250.0), run("lsgan_gp", 0, 60.0),
+               {"combination": "lsgan_gp", "seed": 1, "finite": False, "train_seconds": 5.0, "error": "diverged"}]
+    lines = landscape.summary_table(results).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| wgan_gp", "| hinge_sn", "| lsgan_gp"]
+    assert lines[2] == "| wgan_gp | 2 | 85.0 ± 5.0 | 200.0 | 2/2 | 2/0 | yes | 10 |"
+    assert lines[3].startswith("| hinge_sn | 2 | 150.0 ± 100.0 | 200.0 | 1/2 |")
+    assert "NO (1 diverged)" in lines[4]

@@ -10,6 +10,12 @@ from pggan import networks, normalization
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=16, label_size=3)
 
 
+def _kernel(params, path):
+    for key in path:
+        params = params[key]
+    return params["kernel"]
+
+
 @pytest.fixture(scope="module")
 def discriminator():
     _, d = networks.build_networks(SPEC, seed=0)
@@ -23,18 +29,12 @@ def test_power_iterations_normalize_every_layer_to_spectral_norm_one(discriminat
     weights = sn.effective_weights(params, vectors)
     assert len(weights) == 7  # from_rgb x 2, conv0, conv1, conv, dense0, dense1
     for path, weight in weights.items():
-        kernel = np.asarray(networks_kernel(params, path), np.float64).reshape(-1, weight.shape[-1])
+        kernel = np.asarray(_kernel(params, path), np.float64).reshape(-1, weight.shape[-1])
         singular = np.linalg.svd(kernel, compute_uv=False)
         np.testing.assert_allclose(np.linalg.svd(np.asarray(weight, np.float64), compute_uv=False)[0], 1.0, rtol=1e-4,
                                    err_msg=str(path))
         # The layer computes kernel / sigma(kernel) whatever its equalized-LR scale.
         np.testing.assert_allclose(np.asarray(weight), kernel / singular[0], rtol=1e-4, atol=1e-6)
-
-
-def networks_kernel(params, path):
-    for key in path:
-        params = params[key]
-    return params["kernel"]
 
 
 def test_one_power_iteration_gives_a_lower_bound_and_gradients_flow_through_the_kernel():

@@ -110,8 +110,7 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
     try:
         train.train_and_evaluate(run_config, workdir)
     except train.TrainingError as e:  # diverged: recorded, the comparison goes on
-        return {"combination": name, "seed": seed, "swd": float("nan"), "untrained_swd": float("nan"),
-                "finite": False, "skipped_d": -1, "skipped_g": -1, "train_seconds": time.time() - started,
+        return {"combination": name, "seed": seed, "finite": False, "train_seconds": time.time() - started,
                 "error": str(e)}
     generator, meta = checkpoint.load_generator(workdir)
     if meta["resolution"] != generator.spec.resolution:
@@ -125,24 +124,6 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
             "untrained_swd": untrained, "swd_levels": final, "finite": _finite(generator),
             "skipped_d": counters["skipped_d"], "skipped_g": counters["skipped_g"],
             "train_seconds": meta["elapsed_sec"], "wall_seconds": time.time() - started}
-
-
-def summary_table(results: list[dict]) -> str:
-    """Markdown: per combination, mean +- std of the final SWD over seeds, the untrained SWD, checks."""
-    rows = ["| combination | seeds | final SWD (x1e3) | untrained SWD | below untrained | skipped D/G steps "
-            "| finite | train s/run |", "|---|---|---|---|---|---|---|---|"]
-    by_name: dict[str, list[dict]] = {}
-    for result in results:
-        by_name.setdefault(result["combination"], []).append(result)
-    for name, runs in sorted(by_name.items(), key=lambda item: np.mean([r["swd"] for r in item[1]])):
-        swd = np.array([r["swd"] for r in runs])
-        below = sum(r["swd"] < r["untrained_swd"] for r in runs)
-        rows.append(
-            f"| {name} | {len(runs)} | {swd.mean():.1f} ± {swd.std():.1f} | "
-            f"{np.mean([r['untrained_swd'] for r in runs]):.1f} | {below}/{len(runs)} | "
-            f"{sum(r['skipped_d'] for r in runs)}/{sum(r['skipped_g'] for r in runs)} | "
-            f"{'yes' if all(r['finite'] for r in runs) else 'NO'} | {np.mean([r['train_seconds'] for r in runs]):.0f} |")
-    return "\n".join(rows) + "\n"
 
 
 def _run() -> None:
@@ -159,7 +140,7 @@ def _run() -> None:
             log.write(json.dumps(result) + "\n")
             log.flush()
             results.append(result)
-    table = summary_table(results)
+    table = landscape.summary_table(results)
     with open(os.path.join(outdir, "summary.md"), "w") as file:
         file.write(table)
     print(table)
