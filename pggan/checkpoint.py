@@ -4,6 +4,7 @@ Layout: `WORKDIR/checkpoints/<nimg>/` (the step number is the number of real ima
 items
   generator, discriminator, generator_ema: parameter trees (pure nested dicts, float32),
   optimizers: {'g', 'd'} Adam states,   counters: int32 scalars,
+  spectral_u: only in runs with spectral normalization of D, its power-iteration vectors,
   meta: JSON {'nimg', 'round', 'phase' (the last round's schedule values), 'resolution', 'alpha',
     'stage_final', 'config' (the run's config as JSON), 'data_position', ...}.
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
@@ -23,9 +24,11 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from pggan import networks
+from pggan import networks, normalization
 
 STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "counters")
+# Items only some runs' states hold (saved and restored when present): SN's power-iteration vectors.
+OPTIONAL_STATE_ITEMS = (normalization.STATE_ITEM,)
 NETWORK_ITEMS = {"ema": "generator_ema", "raw": "generator"}
 
 
@@ -35,9 +38,14 @@ class CheckpointError(Exception):
 
 def _item_handlers() -> dict:
     """A handler for every item, so that reading a step's metadata does not log a warning per item."""
-    handlers = {name: ocp.StandardCheckpointHandler() for name in STATE_ITEMS}
+    handlers = {name: ocp.StandardCheckpointHandler() for name in (*STATE_ITEMS, *OPTIONAL_STATE_ITEMS)}
     handlers["meta"] = ocp.JsonCheckpointHandler()
     return handlers
+
+
+def _items_of(state: dict) -> list[str]:
+    """The checkpoint items of a state: every STATE_ITEMS entry and the optional ones it holds."""
+    return [*STATE_ITEMS, *(name for name in OPTIONAL_STATE_ITEMS if name in state)]
 
 
 def _manager(directory: str, options: ocp.CheckpointManagerOptions | None = None) -> ocp.CheckpointManager:
@@ -89,7 +97,7 @@ class CheckpointStore:
         """Starts an (async) save of `state` and JSON `meta` at `step`; a stage-final one is kept for good."""
         if stage_final:
             self._stage_final.steps.add(step)
-        items = {name: ocp.args.StandardSave(state[name]) for name in STATE_ITEMS}
+        items = {name: ocp.args.StandardSave(state[name]) for name in _items_of(state)}
         items["meta"] = ocp.args.JsonSave({**meta, "stage_final": stage_final})
         self.manager.save(step, args=ocp.args.Composite(**items), force=True,
                           custom_metadata={"stage_final": stage_final, "resolution": meta.get("resolution")})
@@ -100,10 +108,11 @@ class CheckpointStore:
 
     def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
         """Restores (state, meta) at `step` onto the shardings of `abstract_state` (any device count)."""
-        items = {name: ocp.args.StandardRestore(abstract_state[name]) for name in STATE_ITEMS}
+        names = _items_of(abstract_state)
+        items = {name: ocp.args.StandardRestore(abstract_state[name]) for name in names}
         items["meta"] = ocp.args.JsonRestore()
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        return {name: restored[name] for name in STATE_ITEMS}, dict(restored["meta"])
+        return {name: restored[name] for name in names}, dict(restored["meta"])
 
     def wait(self) -> None:
         """Blocks until any save in flight is committed."""
@@ -118,6 +127,14 @@ def read_meta(workdir: str, step: int) -> dict:
     """The JSON metadata of one checkpoint."""
     with _manager(checkpoint_dir(workdir)) as manager:
         return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
+
+def read_counters(workdir: str, step: int) -> dict[str, int]:
+    """The int32 training counters of one checkpoint (skipped non-finite D and G updates, ...), as ints."""
+    target = {k: jax.ShapeDtypeStruct((), jax.numpy.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")}
+    with _manager(checkpoint_dir(workdir)) as manager:
+        counters = manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore(target)))["counters"]
+    return {k: int(v) for k, v in counters.items()}
 
 
 def select_step(workdir: str, *, step: int | None = None, resolution: int | None = None) -> int:
@@ -207,7 +224,7 @@ def save_networks(workdir: str, config, generator: dict, discriminator: dict, ge
     spec = networks.ModelSpec.from_config(config.model)
     resolution = resolution or spec.resolution
     lod = spec.num_levels - 1 - networks.level_of(resolution, spec) + (1.0 - alpha)  # schedule.py's lod
-    adam = optax.scale_by_adam(b1=config.optimizer.beta1, b2=config.optimizer.beta2, eps=config.optimizer.eps)
+    adam = optax.scale_by_adam()  # the initial state (zero moments and count) does not depend on the settings
     state = {
         "generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
         "optimizers": {"g": adam.init(generator), "d": adam.init(discriminator)},

@@ -10,7 +10,7 @@ import dataclasses
 
 import ml_collections
 
-from pggan import losses, networks
+from pggan import losses, networks, normalization
 
 # Official tick lengths (kimg) per resolution.
 TICK_KIMG = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
@@ -87,7 +87,8 @@ def metrics_defaults() -> ml_collections.ConfigDict:
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """Official defaults. Sections: model, dataset, schedule, loss, optimizer, checkpoint, samples, metrics."""
+    """Official defaults. Sections: model, dataset, schedule, loss, d_normalization, optimizer, ema, checkpoint,
+    samples, metrics."""
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.model = dataclasses.asdict(networks.ModelSpec())
@@ -108,16 +109,27 @@ def default_config() -> ml_collections.ConfigDict:
     config.schedule.tick_kimg_base = 160.0
     config.schedule.tick_kimg = dict(TICK_KIMG)
     config.schedule.minibatch_repeats = 4
-    config.schedule.d_repeats = 1
+    config.schedule.d_repeats = 1  # D steps per minibatch repeat (TTUR update counts, with g_repeats)
+    config.schedule.g_repeats = 1  # G steps per minibatch repeat
     # Optional per-device-count overrides of the fields above: {1: {...}, 8: {...}}; the entry with the
     # largest count <= the number of devices applies.
     config.schedule.by_device_count = {}
 
+    # Adversarial loss and penalties (`pggan.losses.LossConfig`): name 'wgan' | 'logistic' | 'lsgan' |
+    # 'hinge'; gp_lambda, gp_target (one-centred penalty on interpolates), gp0_lambda (zero-centred),
+    # r1_gamma, r2_gamma, reg_interval (lazy penalties), drift, cond_weight (AC-GAN).
     config.loss = dataclasses.asdict(losses.LossConfig())
+    # D's Lipschitz normalization (`pggan.normalization.NormalizationConfig`): method 'none' | 'spectral'
+    # | 'gran'; power_iterations (spectral); gran_k, gran_epsilon (GraN).
+    config.d_normalization = dataclasses.asdict(normalization.NormalizationConfig())
 
+    # Adam per network (TTUR: separate betas here, learning rates in schedule.g_lr / d_lr, update
+    # counts in schedule.d_repeats / g_repeats). Official: 0, 0.99, 1e-8 for both.
     config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.beta1 = 0.0
-    config.optimizer.beta2 = 0.99
+    config.optimizer.g_beta1 = 0.0
+    config.optimizer.g_beta2 = 0.99
+    config.optimizer.d_beta1 = 0.0
+    config.optimizer.d_beta2 = 0.99
     config.optimizer.eps = 1e-8
 
     # Generator EMA (official G_smoothing): decay `beta` per D step. With half_life_kimg > 0 the decay

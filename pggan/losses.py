@@ -1,15 +1,32 @@
-"""GAN losses and penalties on per-sample critic outputs (official `loss.py` semantics).
+"""GAN losses and penalties on per-sample critic outputs (official `loss.py` semantics, and later ones).
 
-All functions return per-sample float32 vectors [N]; the train step averages them over the device's
-minibatch (and `pmean`s gradients over devices), exactly as the official code's `reduce_mean`.
+The default is the official PGGAN loss: 'wgan' with the one-centred gradient penalty of WGAN-GP
+(lambda 10, target 1) and the drift term (0.001). Every other term is a separate setting of
+`LossConfig` (`config.loss`), so adversarial losses and penalties compose freely.
 
-- 'wgan' (default, with the one-centred gradient penalty of WGAN-GP and the drift term):
-  D = D(fake) - D(real) + lambda * (||grad D(x_hat)|| - target)^2 / target^2 + eps * D(real)^2,
-  G = -D(fake), x_hat = lerp(real, fake, u), u ~ U(0, 1) per sample.
-- 'lsgan' (least squares, Mao et al.; the paper's alternative): D = ((D(real) - 1)^2 + D(fake)^2) / 2,
-  G = (D(fake) - 1)^2 / 2.
+Adversarial losses, per sample, with r = D(real), f = D(fake) (column 0 of D's output):
+- 'wgan':     D = f - r,                                  G = -f.
+- 'logistic': non-saturating (Goodfellow et al. 2014):  D = softplus(f) + softplus(-r), G = softplus(-f).
+  Alias 'non_saturating'.
+- 'lsgan':    least squares (Mao et al. 2017; the paper's alternative): D = ((r - 1)^2 + f^2) / 2,
+  G = (f - 1)^2 / 2. Alias 'least_squares'.
+- 'hinge':    D = relu(1 - r) + relu(1 + f),              G = -f.
+
+Penalties (added to D's loss; norms are per-sample L2 norms of the input gradient of the batch sum
+of D's score, as in the official code):
+- one-centred penalty on interpolates (WGAN-GP): gp_lambda * (||grad D(x_hat)|| - gp_target)^2 / gp_target^2,
+  x_hat = lerp(real, fake, u), u ~ U(0, 1) per sample.
+- zero-centred penalty on interpolates: gp0_lambda * ||grad D(x_hat)||^2 (same x_hat).
+- R1 (Mescheder et al. 2018): r1_gamma / 2 * ||grad D(real)||^2.  R2: r2_gamma / 2 * ||grad D(fake)||^2.
+- drift: drift * D(real)^2.
 - AC-GAN: with class labels, cross-entropy of D's label logits on reals and fakes (D) and on fakes
   (G), weighted by `cond_weight`.
+Lazy regularization (StyleGAN2): with reg_interval = k > 0 the gradient penalties (not the drift)
+leave the D step and run as a separate D optimizer step after every k-th D step, weighted by k, and
+D's Adam uses lr * c, beta1 ** c, beta2 ** c with c = k / (k + 1) (`adam_correction`).
+
+All functions return per-sample float32 vectors [N] or their mean; the train step averages over the
+device's minibatch (and `pmean`s gradients over devices), exactly as the official `reduce_mean`.
 """
 
 from __future__ import annotations
@@ -21,26 +38,50 @@ import jax
 import jax.numpy as jnp
 import optax
 
-LOSSES = ("wgan", "lsgan")
+from pggan.normalization import safe_norm, scores_and_squared_input_grads
+
+LOSSES = ("wgan", "logistic", "lsgan", "hinge")
+LOSS_ALIASES = {"non_saturating": "logistic", "least_squares": "lsgan"}
+# Aux metrics of a D loss: unweighted penalty values (means over samples) and the interpolates' norm.
+PENALTY_METRICS = ("gradient_penalty", "grad_norm", "r1_penalty", "r2_penalty")
+
+Critic = Callable[[jax.Array], jax.Array]  # images [N, H, W, C] -> D output float32 [N, 1 + label_size]
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """name: adversarial loss ('wgan' or 'lsgan'). gp_lambda: weight of the gradient penalty on
-    interpolates (0 disables it). gp_target: its target norm. drift: weight of D(real)^2.
-    cond_weight: weight of the AC-GAN label terms (used only when the model has labels)."""
+    """name: adversarial loss, one of LOSSES or an alias (stored as the canonical name).
+    gp_lambda, gp_target: one-centred penalty on interpolates (0 disables it) and its target norm.
+    gp0_lambda: zero-centred penalty on interpolates. r1_gamma, r2_gamma: R1 on reals, R2 on fakes.
+    reg_interval: 0 = penalties in every D step; k >= 1 = lazy, a separate penalty step every k D steps.
+    drift: weight of D(real)^2. cond_weight: weight of the AC-GAN label terms (conditional models)."""
 
     name: str = "wgan"
     gp_lambda: float = 10.0
     gp_target: float = 1.0
+    gp0_lambda: float = 0.0
+    r1_gamma: float = 0.0
+    r2_gamma: float = 0.0
+    reg_interval: int = 0
     drift: float = 0.001
     cond_weight: float = 1.0
 
     def __post_init__(self):
+        object.__setattr__(self, "name", LOSS_ALIASES.get(self.name, self.name))
         if self.name not in LOSSES:
-            raise ValueError(f"loss.name must be one of {LOSSES}, got {self.name!r}")
-        if self.gp_lambda < 0 or self.drift < 0 or self.gp_target <= 0:
-            raise ValueError("loss.gp_lambda and loss.drift must be >= 0 and loss.gp_target > 0")
+            raise ValueError(f"loss.name must be one of {LOSSES} (or {tuple(LOSS_ALIASES)}), got {self.name!r}")
+        weights = {"gp_lambda": self.gp_lambda, "gp0_lambda": self.gp0_lambda, "r1_gamma": self.r1_gamma,
+                   "r2_gamma": self.r2_gamma, "drift": self.drift, "cond_weight": self.cond_weight}
+        negative = [f"loss.{k}={v}" for k, v in weights.items() if not v >= 0]
+        if negative:
+            raise ValueError(f"{', '.join(negative)}: loss weights must be >= 0")
+        if not self.gp_target > 0:
+            raise ValueError(f"loss.gp_target must be > 0, got {self.gp_target}")
+        if not isinstance(self.reg_interval, int) or self.reg_interval < 0:
+            raise ValueError(f"loss.reg_interval must be an integer >= 0 (0 = not lazy), got {self.reg_interval!r}")
+        if self.reg_interval and not self.has_gradient_penalty:
+            raise ValueError(f"loss.reg_interval={self.reg_interval} needs a gradient penalty (gp_lambda, gp0_lambda, "
+                             "r1_gamma or r2_gamma > 0); set one or use reg_interval=0")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "LossConfig":
@@ -50,30 +91,44 @@ class LossConfig:
             raise ValueError(f"unknown loss config field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**dict(config))
 
+    @property
+    def has_gradient_penalty(self) -> bool:
+        return max(self.gp_lambda, self.gp0_lambda, self.r1_gamma, self.r2_gamma) > 0
+
+    @property
+    def lazy(self) -> bool:
+        """Gradient penalties run as separate D steps every `reg_interval` D steps."""
+        return self.reg_interval > 0
+
+    @property
+    def adam_correction(self) -> float:
+        """c = k / (k + 1) for lazy regularization (D's lr * c, betas ** c), else 1."""
+        return self.reg_interval / (self.reg_interval + 1) if self.lazy else 1.0
+
 
 def d_adversarial(name: str, real_scores: jax.Array, fake_scores: jax.Array) -> jax.Array:
-    """Discriminator's adversarial term per sample. Scores: float32 [N]."""
+    """Discriminator's adversarial term per sample. Scores: float32 [N]; name: one of LOSSES."""
     if name == "wgan":
         return fake_scores - real_scores
-    return 0.5 * (jnp.square(real_scores - 1.0) + jnp.square(fake_scores))
+    if name == "logistic":
+        return jax.nn.softplus(fake_scores) + jax.nn.softplus(-real_scores)
+    if name == "lsgan":
+        return 0.5 * (jnp.square(real_scores - 1.0) + jnp.square(fake_scores))
+    return jax.nn.relu(1.0 - real_scores) + jax.nn.relu(1.0 + fake_scores)
 
 
 def g_adversarial(name: str, fake_scores: jax.Array) -> jax.Array:
-    """Generator's adversarial term per sample. Scores: float32 [N]."""
-    if name == "wgan":
-        return -fake_scores
-    return 0.5 * jnp.square(fake_scores - 1.0)
+    """Generator's adversarial term per sample. Scores: float32 [N]; name: one of LOSSES."""
+    if name == "logistic":
+        return jax.nn.softplus(-fake_scores)
+    if name == "lsgan":
+        return 0.5 * jnp.square(fake_scores - 1.0)
+    return -fake_scores  # wgan, hinge
 
 
 def interpolate(reals: jax.Array, fakes: jax.Array, mix: jax.Array) -> jax.Array:
     """x_hat = reals + (fakes - reals) * mix; mix: float [N] in [0, 1]; images [N, H, W, C]."""
     return reals + (fakes - reals) * mix[:, None, None, None].astype(reals.dtype)
-
-
-def input_gradient_norms(critic: Callable[[jax.Array], jax.Array], images: jax.Array) -> jax.Array:
-    """||d sum(critic(images)) / d image_n||_2 per sample, float32 [N]. critic returns scores [N]."""
-    grads = jax.grad(lambda x: jnp.sum(critic(x)))(images)
-    return jnp.sqrt(jnp.sum(jnp.square(grads.astype(jnp.float32)), axis=(1, 2, 3)))
 
 
 def one_centred_penalty(norms: jax.Array, target: float) -> jax.Array:
@@ -86,8 +141,40 @@ def label_cross_entropy(label_logits: jax.Array, labels_onehot: jax.Array) -> ja
     return optax.softmax_cross_entropy(label_logits.astype(jnp.float32), labels_onehot.astype(jnp.float32))
 
 
-def discriminator_loss(cfg: LossConfig, critic: Callable[[jax.Array], jax.Array], reals: jax.Array,
-                       fakes: jax.Array, mix: jax.Array, labels_onehot: jax.Array | None):
+def _scores(critic: Critic, images: jax.Array, with_grads: bool):
+    """(D output [N, 1 + L], squared input-gradient norms [N] or None)."""
+    if with_grads:
+        return scores_and_squared_input_grads(critic, images)
+    return critic(images), None
+
+
+def interpolate_penalties(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array):
+    """Weighted one- and zero-centred penalties at interpolates, per sample [N], and their aux means."""
+    _, squared = scores_and_squared_input_grads(critic, interpolate(reals, fakes, mix))
+    norms = safe_norm(squared)
+    penalty = cfg.gp0_lambda * squared if cfg.gp0_lambda > 0 else 0.0
+    aux = {"grad_norm": jnp.mean(norms)}
+    if cfg.gp_lambda > 0:
+        one_centred = one_centred_penalty(norms, cfg.gp_target)
+        penalty = penalty + cfg.gp_lambda * one_centred
+        aux["gradient_penalty"] = jnp.mean(one_centred)
+    return penalty, aux
+
+
+def _data_penalties(cfg: LossConfig, real_squared, fake_squared):
+    """R1 and R2 per sample [N] (weighted) from squared gradient norms (None when off), and aux means."""
+    penalty, aux = 0.0, {}
+    if real_squared is not None:
+        penalty = penalty + 0.5 * cfg.r1_gamma * real_squared
+        aux["r1_penalty"] = jnp.mean(real_squared)
+    if fake_squared is not None:
+        penalty = penalty + 0.5 * cfg.r2_gamma * fake_squared
+        aux["r2_penalty"] = jnp.mean(fake_squared)
+    return penalty, aux
+
+
+def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array,
+                       labels_onehot: jax.Array | None, *, penalties: bool = True):
     """Per-device D loss on one minibatch.
 
     Args:
@@ -97,19 +184,24 @@ def discriminator_loss(cfg: LossConfig, critic: Callable[[jax.Array], jax.Array]
       reals, fakes: float [N, H, W, C] in about [-1, 1] (reals already mirrored and faded).
       mix: float32 [N] interpolation factors in [0, 1].
       labels_onehot: float [N, label_size] or None.
+      penalties: include the gradient penalties (False for the main step of lazy regularization).
 
     Returns:
-      (scalar loss = mean over samples, dict of per-batch means: real/fake scores, penalty, norms).
+      (scalar loss = mean over samples, dict of per-batch means: real/fake scores and, for the
+      penalties computed, the PENALTY_METRICS they define).
     """
-    real_out, fake_out = critic(reals), critic(fakes)
+    with_r1, with_r2 = penalties and cfg.r1_gamma > 0, penalties and cfg.r2_gamma > 0
+    real_out, real_squared = _scores(critic, reals, with_r1)
+    fake_out, fake_squared = _scores(critic, fakes, with_r2)
     real_scores, fake_scores = real_out[:, 0], fake_out[:, 0]
     loss = d_adversarial(cfg.name, real_scores, fake_scores)
     aux = {"real_score": jnp.mean(real_scores), "fake_score": jnp.mean(fake_scores)}
-    if cfg.gp_lambda > 0:
-        norms = input_gradient_norms(lambda x: critic(x)[:, 0], interpolate(reals, fakes, mix))
-        penalty = one_centred_penalty(norms, cfg.gp_target)
-        loss = loss + cfg.gp_lambda * penalty
-        aux.update(gradient_penalty=jnp.mean(penalty), grad_norm=jnp.mean(norms))
+    if penalties:
+        data_penalty, data_aux = _data_penalties(cfg, real_squared, fake_squared)
+        loss, aux = loss + data_penalty, {**aux, **data_aux}
+        if cfg.gp_lambda > 0 or cfg.gp0_lambda > 0:
+            penalty, penalty_aux = interpolate_penalties(cfg, critic, reals, fakes, mix)
+            loss, aux = loss + penalty, {**aux, **penalty_aux}
     if cfg.drift > 0:
         loss = loss + cfg.drift * jnp.square(real_scores)
     if labels_onehot is not None:
@@ -118,8 +210,24 @@ def discriminator_loss(cfg: LossConfig, critic: Callable[[jax.Array], jax.Array]
     return jnp.mean(loss), aux
 
 
-def generator_loss(cfg: LossConfig, critic: Callable[[jax.Array], jax.Array], fakes: jax.Array,
-                   labels_onehot: jax.Array | None) -> jax.Array:
+def penalty_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array):
+    """The lazy penalty step's loss: reg_interval * (all gradient penalties), mean over samples.
+
+    Same arguments as `discriminator_loss`; returns (scalar loss, dict of PENALTY_METRICS means).
+    """
+    real_squared = fake_squared = None
+    if cfg.r1_gamma > 0:
+        _, real_squared = scores_and_squared_input_grads(critic, reals)
+    if cfg.r2_gamma > 0:
+        _, fake_squared = scores_and_squared_input_grads(critic, fakes)
+    loss, aux = _data_penalties(cfg, real_squared, fake_squared)
+    if cfg.gp_lambda > 0 or cfg.gp0_lambda > 0:
+        penalty, penalty_aux = interpolate_penalties(cfg, critic, reals, fakes, mix)
+        loss, aux = loss + penalty, {**aux, **penalty_aux}
+    return cfg.reg_interval * jnp.mean(loss), aux
+
+
+def generator_loss(cfg: LossConfig, critic: Critic, fakes: jax.Array, labels_onehot: jax.Array | None) -> jax.Array:
     """Per-device G loss (scalar, mean over samples) for fakes [N, H, W, C] made from labels_onehot."""
     fake_out = critic(fakes)
     loss = g_adversarial(cfg.name, fake_out[:, 0])

@@ -68,6 +68,7 @@ class Schedule:
         self.tick_kimg_table = _table(config, "tick_kimg")
         self.minibatch_repeats = int(config["minibatch_repeats"])
         self.d_repeats = int(config["d_repeats"])
+        self.g_repeats = int(config.get("g_repeats", 1))
         self.num_devices = num_devices
 
     @staticmethod
@@ -126,7 +127,8 @@ class Schedule:
 
     @property
     def d_steps_per_round(self) -> int:
-        """Discriminator minibatches per round (each shows `Phase.minibatch` reals); G steps are `minibatch_repeats`."""
+        """Discriminator minibatches per round (each shows `Phase.minibatch` reals); G steps are
+        `minibatch_repeats * g_repeats`."""
         return self.minibatch_repeats * self.d_repeats
 
     @staticmethod

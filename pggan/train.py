@@ -23,7 +23,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
+from pggan import (checkpoint, generation, media, networks, normalization, parallel, preemption, sampling,
+                   train_step)
 from pggan.data import config as data_config, device_dataset
 from pggan.data.errors import DataError
 from pggan.schedule import Schedule
@@ -63,6 +64,7 @@ class Trainer:
         self.mesh = parallel.make_mesh(devices)
         self.num_devices = self.mesh.size
         self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
+        self.normalization = normalization.NormalizationConfig.from_config(config.d_normalization)
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
         check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
         # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
@@ -72,12 +74,14 @@ class Trainer:
                                                  channels=self.spec.num_channels, label_size=self.spec.label_size),
             TrainingError("process 0 could not open the dataset (its error says why); fix that and restart all "
                           "processes"))
+        optimizer = config.optimizer
         step_config = train_step.StepConfig(
-            beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
-            mirror_augment=config.dataset.mirror_augment,
+            g_beta1=optimizer.g_beta1, g_beta2=optimizer.g_beta2, d_beta1=optimizer.d_beta1,
+            d_beta2=optimizer.d_beta2, eps=optimizer.eps, mirror_augment=config.dataset.mirror_augment,
             minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
+            g_repeats=self.schedule.g_repeats,
             label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None,
-            data_seed=config.seed)
+            data_seed=config.seed, normalization=self.normalization)
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)
@@ -120,8 +124,10 @@ class Trainer:
     def _check_resumable(self, meta: dict) -> None:
         saved = json.loads(meta["config"])
         saved_architecture = networks.ModelSpec.from_config(saved["model"]).architecture()
+        saved_normalization = saved.get("d_normalization", {}).get("method", "none")
         for field, before, now in (("model", saved_architecture, self.spec.architecture()),
-                                   ("seed", saved["seed"], self.config.seed)):
+                                   ("seed", saved["seed"], self.config.seed),
+                                   ("d_normalization.method", saved_normalization, self.normalization.method)):
             if before != now:
                 raise TrainingError(f"{self.workdir} holds a run with a different config.{field} "
                                     f"({before} vs {now}); use a new --workdir or the original config")
@@ -159,7 +165,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------- the loop
 
     def run(self) -> None:
-        inputs, sums, tick_rounds = None, None, 0
+        inputs, sums = None, None
         with preemption.StopRequest(self.mesh) as stop:
             state, progress = self._restore_or_init()
             tick_start_time = run_start = time.time()
@@ -179,7 +185,6 @@ class Trainer:
                 state, round_sums = self._run_round(state, inputs, phase, progress)
                 stop.after_round()
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
-                tick_rounds += 1
                 previous_nimg = progress["nimg"]
                 progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
                                 round=progress["round"] + 1, phase=dataclasses.asdict(phase))
@@ -189,8 +194,8 @@ class Trainer:
                 if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.requested:
                     progress["elapsed_sec"] = elapsed_at_start + time.time() - run_start
                     tick_seconds = time.time() - tick_start_time - (self.metrics.seconds - tick_metrics_start)
-                    self._tick(state, progress, phase, sums, tick_rounds, tick_seconds)
-                    sums, tick_rounds, tick_start_time, tick_metrics_start = None, 0, time.time(), self.metrics.seconds
+                    self._tick(state, progress, phase, sums, tick_seconds)
+                    sums, tick_start_time, tick_metrics_start = None, time.time(), self.metrics.seconds
         if inputs is not None:
             inputs.close()
         self._save(state, progress)
@@ -231,24 +236,21 @@ class Trainer:
                    jnp.float32(phase.ema_beta), key)
         if inputs.level is not None:
             round_fn = self.step.round_fn(phase.resolution, phase.minibatch, on_device_data=True)
-            return round_fn(state, inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]), *scalars)
+            return round_fn(state, inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]), *scalars,
+                            round_index=progress["round"])
         batches = [next(inputs.iterator) for _ in range(self.schedule.d_steps_per_round)]
         images = self._stack([b["images"] for b in batches])
         labels = self._stack([b["labels"] for b in batches])
-        return self.step.round_fn(phase.resolution, phase.minibatch)(state, images, labels, *scalars)
+        return self.step.round_fn(phase.resolution, phase.minibatch)(state, images, labels, *scalars,
+                                                                     round_index=progress["round"])
 
     # ------------------------------------------------------------------------------------ reporting
 
-    def _tick(self, state, progress, phase, sums, rounds, tick_seconds) -> None:
+    def _tick(self, state, progress, phase, sums, tick_seconds) -> None:
         progress["tick"] += 1
         tick_nimg = progress["nimg"] - progress["tick_start_nimg"]
         progress["tick_start_nimg"] = progress["nimg"]
-        sums = jax.device_get(sums)
-        d_steps = rounds * self.schedule.d_steps_per_round
-        g_steps = rounds * self.schedule.minibatch_repeats
-        means = {k: float(v) / (g_steps if k in ("g_loss", "skipped_g") else d_steps)
-                 for k, v in sums.items() if not k.startswith("skipped")}
-        skipped = {k: int(v) for k, v in sums.items() if k.startswith("skipped")}
+        means, skipped = train_step.summarize_metrics(sums)
         sec_per_kimg = tick_seconds / max(tick_nimg / 1000, 1e-9)
         remaining_kimg = (self.total_nimg - progress["nimg"]) / 1000
         scalars = {**means, **skipped, "kimg": progress["nimg"] / 1000, "resolution": phase.resolution,

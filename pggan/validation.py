@@ -12,7 +12,7 @@ import tempfile
 
 import ml_collections
 
-from pggan import evaluation, losses, networks
+from pggan import evaluation, losses, networks, normalization
 from pggan.schedule import Schedule
 
 ON_DEVICE_MODES = ("auto", "always", "never")
@@ -37,14 +37,16 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
     try:
         spec = networks.ModelSpec.from_config(config.model)
         loss = losses.LossConfig.from_config(config.loss)
+        normalization.NormalizationConfig.from_config(config.d_normalization)
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
     _require(0.0 <= config.ema.beta < 1.0, f"config.ema.beta must be in [0, 1), got {config.ema.beta}")
     _require(config.ema.half_life_kimg >= 0 and config.ema.rampup >= 0,
              "config.ema.half_life_kimg and config.ema.rampup must be >= 0")
     schedule = _validate_schedule(config.schedule, spec, num_devices, config.ema)
-    _require(0.0 <= config.optimizer.beta1 < 1.0 and 0.0 <= config.optimizer.beta2 < 1.0,
-             "config.optimizer.beta1 and beta2 must be in [0, 1)")
+    for name in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
+        value = config.optimizer[name]
+        _require(0.0 <= value < 1.0, f"config.optimizer.{name} must be in [0, 1), got {value}")
     _require(config.optimizer.eps > 0, f"config.optimizer.eps must be > 0, got {config.optimizer.eps}")
     _require(config.checkpoint.keep >= 1, f"config.checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
     _require(config.checkpoint.every_ticks >= 1,
@@ -80,8 +82,8 @@ def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSp
     _require(config.stabilize_kimg >= 0 and config.transition_kimg >= 0,
              "config.schedule.stabilize_kimg and transition_kimg must be >= 0")
     _require(config.total_kimg > 0, f"config.schedule.total_kimg must be > 0, got {config.total_kimg}")
-    _require(config.minibatch_repeats >= 1 and config.d_repeats >= 1,
-             "config.schedule.minibatch_repeats and d_repeats must be >= 1")
+    _require(config.minibatch_repeats >= 1 and config.d_repeats >= 1 and config.g_repeats >= 1,
+             "config.schedule.minibatch_repeats, d_repeats and g_repeats must be >= 1")
     schedule = Schedule(config, spec.resolution, num_devices, ema=ema)
     tables = {"minibatch": schedule.minibatch_table, "g_lr": schedule.g_lr_table, "d_lr": schedule.d_lr_table,
               "tick_kimg": schedule.tick_kimg_table, "max_minibatch_per_device": schedule.max_minibatch_per_device}

@@ -116,3 +116,99 @@ def test_loss_config_validation():
         losses.LossConfig(name="hinge-typo")
     with pytest.raises(ValueError, match="unknown loss config"):
         losses.LossConfig.from_config({"lambda": 1.0})
+
+
+def _logit_critic(images):
+    """D output = the first pixel's first channel: images carry the logits the test wants."""
+    return images[:, 0, 0, :1]
+
+
+def _images_with_logits(logits):
+    images = np.zeros((len(logits), 4, 4, 3), np.float32)
+    images[:, 0, 0, 0] = logits
+    return jnp.asarray(images)
+
+
+@pytest.mark.parametrize("name", ["wgan", "logistic", "lsgan", "hinge"])
+def test_adversarial_losses_on_fixed_logits(name):
+    r = np.array([-3.0, -0.5, 0.0, 0.7, 2.0, 9.0], np.float64)
+    f = np.array([4.0, -1.5, 0.3, -0.2, 1.0, -8.0], np.float64)
+    expected_d, expected_g = {
+        "wgan": (f - r, -f),
+        "logistic": (np.logaddexp(0, f) + np.logaddexp(0, -r), np.logaddexp(0, -f)),
+        "lsgan": (((r - 1) ** 2 + f ** 2) / 2, (f - 1) ** 2 / 2),
+        "hinge": (np.maximum(0, 1 - r) + np.maximum(0, 1 + f), -f),
+    }[name]
+    cfg = losses.LossConfig(name=name, gp_lambda=0.0, drift=0.0)
+    reals, fakes = _images_with_logits(r), _images_with_logits(f)
+    d_loss, aux = losses.discriminator_loss(cfg, _logit_critic, reals, fakes, jnp.zeros(6), None)
+    assert float(d_loss) == pytest.approx(expected_d.mean(), rel=1e-6)
+    assert set(aux) == {"real_score", "fake_score"}
+    assert float(losses.generator_loss(cfg, _logit_critic, fakes, None)) == pytest.approx(expected_g.mean(), rel=1e-6)
+
+
+def test_loss_aliases_and_lazy_settings():
+    assert losses.LossConfig(name="least_squares").name == "lsgan"
+    assert losses.LossConfig(name="non_saturating").name == "logistic"
+    lazy = losses.LossConfig(r1_gamma=1.0, reg_interval=4)
+    assert lazy.lazy and lazy.adam_correction == pytest.approx(0.8)
+    assert losses.LossConfig().adam_correction == 1.0
+    with pytest.raises(ValueError, match="needs a gradient penalty"):
+        losses.LossConfig(gp_lambda=0.0, reg_interval=4)
+    with pytest.raises(ValueError, match="loss.r1_gamma=-1.0"):
+        losses.LossConfig(r1_gamma=-1.0)
+
+
+def _tanh_critic(weights, scales):
+    """D(x) = sum_k a_k tanh(<w_k, x>): a smooth critic whose input gradient NumPy computes exactly."""
+    def critic(images):
+        return jnp.sum(scales * jnp.tanh(jnp.einsum("nhwc,khwc->nk", images, weights)), axis=1)[:, None]
+    return critic
+
+
+def _tanh_critic_numpy(images, weights, scales):
+    """(D(x) [N], ||grad_x D(x)||^2 [N]) in float64."""
+    pre = np.einsum("nhwc,khwc->nk", images.astype(np.float64), weights.astype(np.float64))
+    grads = np.einsum("nk,khwc->nhwc", scales * (1 - np.tanh(pre) ** 2), weights.astype(np.float64))
+    return (scales * np.tanh(pre)).sum(axis=1), (grads ** 2).sum(axis=(1, 2, 3))
+
+
+def test_r1_and_r2_are_squared_input_gradient_norms(batch):
+    reals, fakes, mix = batch
+    rng = np.random.default_rng(5)
+    weights, scales = rng.standard_normal((3, 4, 4, 3)).astype(np.float32), np.array([0.5, -1.0, 2.0])
+    critic = _tanh_critic(jnp.asarray(weights), jnp.asarray(scales, jnp.float32))
+    r, r_sq = _tanh_critic_numpy(reals, weights, scales)
+    f, f_sq = _tanh_critic_numpy(fakes, weights, scales)
+    cfg = losses.LossConfig(gp_lambda=0.0, drift=0.0, r1_gamma=3.0, r2_gamma=0.5)
+    loss, aux = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
+    assert float(aux["r1_penalty"]) == pytest.approx(r_sq.mean(), rel=1e-5)
+    assert float(aux["r2_penalty"]) == pytest.approx(f_sq.mean(), rel=1e-5)
+    assert float(loss) == pytest.approx(np.mean(f - r + 1.5 * r_sq + 0.25 * f_sq), rel=1e-5)
+
+
+def test_zero_centred_penalty_on_interpolates(batch):
+    reals, fakes, mix = batch
+    cfg = losses.LossConfig(gp_lambda=0.0, gp0_lambda=4.0, drift=0.0)
+    loss, aux = losses.discriminator_loss(cfg, _quadratic_critic, reals, fakes, mix, None)
+    x_hat = (reals + (fakes - reals) * mix[:, None, None, None]).astype(np.float64)
+    squared = np.sum(x_hat ** 2, axis=(1, 2, 3))  # D = |x|^2 / 2 has gradient x
+    r = 0.5 * np.sum(reals.astype(np.float64) ** 2, axis=(1, 2, 3))
+    f = 0.5 * np.sum(fakes.astype(np.float64) ** 2, axis=(1, 2, 3))
+    assert float(loss) == pytest.approx(np.mean(f - r + 4.0 * squared), rel=1e-5)
+    assert float(aux["grad_norm"]) == pytest.approx(np.sqrt(squared).mean(), rel=1e-5)
+    assert "gradient_penalty" not in aux
+
+
+def test_lazy_split_main_loss_without_penalties_and_weighted_penalty_step(batch):
+    reals, fakes, mix = batch
+    cfg = losses.LossConfig(gp_lambda=2.0, r1_gamma=1.0, drift=0.01, reg_interval=3)
+    both, _ = losses.discriminator_loss(cfg, _quadratic_critic, reals, fakes, mix, None)
+    main, aux = losses.discriminator_loss(cfg, _quadratic_critic, reals, fakes, mix, None, penalties=False)
+    penalty, penalty_aux = losses.penalty_loss(cfg, _quadratic_critic, reals, fakes, mix)
+    assert set(aux) == {"real_score", "fake_score"}
+    assert set(penalty_aux) == {"gradient_penalty", "grad_norm", "r1_penalty"}
+    # main + penalty / k is the non-lazy loss: the penalty step carries the k-fold weight.
+    assert float(main) + float(penalty) / 3 == pytest.approx(float(both), rel=1e-5)
+    r_sq = np.sum(reals.astype(np.float64) ** 2, axis=(1, 2, 3))
+    assert float(penalty_aux["r1_penalty"]) == pytest.approx(r_sq.mean(), rel=1e-5)

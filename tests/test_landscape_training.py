@@ -1,0 +1,187 @@
+"""Loss / penalty / D-normalization combinations train; lazy penalties, SN state and TTUR resume exactly;
+class-conditional digits train end to end and sample by class with tools/generate.py --label."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
+                   train_step)
+from tests.test_train import ROOT, load_recipe
+
+SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
+MINIBATCH, REPEATS, ROUNDS = 16, 4, 4  # 4 rounds of 4 minibatches of 16: 256 images per combination
+
+
+def _settings(name):
+    config = landscape.apply(defaults.default_config(), name)
+    return losses.LossConfig.from_config(config.loss), normalization.NormalizationConfig.from_config(config.d_normalization)
+
+
+def _round_inputs(round_index, mesh):
+    rng = np.random.default_rng(round_index)
+    images = rng.integers(0, 256, (REPEATS, MINIBATCH, 4, 4, 3), dtype=np.uint8)
+    order = parallel.device_major_order(MINIBATCH, mesh.size)
+    sharding = parallel.batch_sharded(mesh, 1)
+    return jax.device_put(images[:, order], sharding), jax.device_put(np.zeros((REPEATS, MINIBATCH), np.int32), sharding)
+
+
+# Every loss, every penalty (R1 alone runs inside r1r2; sn and gran run without penalties, as 'none' does)
+# and every D normalization, each compiled once: a compile costs ~10 s of CPU, too much for all 22
+# combinations here; docs/loss_comparison.md trains ten of them with real budgets.
+COVERING = ("wgan_gp", "logistic_r1lazy", "lsgan_sn", "hinge_gran", "logistic_gp0", "logistic_r1r2")
+
+
+def test_the_trained_combinations_cover_every_loss_and_regularizer():
+    parsed = [landscape.parse(name) for name in COVERING]
+    assert {loss for loss, _ in parsed} == set(losses.LOSSES)
+    assert {reg for _, reg in parsed} == set(landscape.REGULARIZERS) - {"r1", "none"}
+    assert set(COVERING) <= set(landscape.COMBINATIONS)
+
+
+@pytest.mark.parametrize("name", COVERING)
+def test_combination_trains_without_nonfinite_values(name):
+    loss, norm = _settings(name)
+    mesh = parallel.make_mesh(jax.devices()[:2])
+    step = train_step.TrainStep.create(SPEC, loss, train_step.StepConfig(minibatch_repeats=REPEATS, normalization=norm),
+                                       mesh)
+    state = step.init_state(0)
+    initial_u = jax.device_get(state.get(normalization.STATE_ITEM))
+    total = None
+    for round_index in range(ROUNDS):
+        images, labels = _round_inputs(round_index, mesh)
+        state, sums = step.round_fn(4, MINIBATCH)(state, images, labels, jnp.float32(1), jnp.float32(2e-3),
+                                                  jnp.float32(2e-3), jnp.float32(0.9), jax.random.key(round_index),
+                                                  round_index=round_index)
+        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    means, skipped = train_step.summarize_metrics(total)
+    assert skipped == {"skipped_d": 0, "skipped_g": 0}
+    assert all(np.isfinite(v) for v in means.values()), means
+    for leaf in jax.tree.leaves(state):
+        assert np.isfinite(np.asarray(leaf)).all()
+    sums = jax.device_get(total)
+    assert sums["d_steps"] == sums["g_steps"] == ROUNDS * REPEATS
+    expected_penalty_steps = {0: 0, 1: ROUNDS * REPEATS}[loss.has_gradient_penalty]
+    if loss.lazy:  # run-wide D steps 0, k, 2k, ... of the 16
+        expected_penalty_steps = len(range(0, ROUNDS * REPEATS, loss.reg_interval))
+    assert sums["penalty_steps"] == expected_penalty_steps
+    if norm.method == "spectral":  # u moved (where it has more than one entry), and stayed unit vectors
+        for before, after in zip(jax.tree.leaves(initial_u), jax.tree.leaves(state[normalization.STATE_ITEM])):
+            assert before.size == 1 or np.abs(np.asarray(after) - before).max() > 1e-4
+            assert np.linalg.norm(np.asarray(after)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_lazy_penalty_steps_follow_the_run_wide_d_step_index():
+    loss = losses.LossConfig(r1_gamma=1.0, reg_interval=3)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    step = train_step.TrainStep.create(SPEC, loss, train_step.StepConfig(minibatch_repeats=4, d_repeats=2), mesh)
+    # 8 D steps per round: run-wide indices 0..7, 8..15, ...; a penalty step after multiples of 3.
+    assert step.penalty_pattern(0, 0, 4) == (True, False, False, True, False, False, True, False)
+    assert step.penalty_pattern(1, 0, 4) == (False, True, False, False, True, False, False, True)
+    # A round split into calls of one repeat sees the same D steps.
+    split = sum((step.penalty_pattern(1, r, 1) for r in range(4)), ())
+    assert split == step.penalty_pattern(1, 0, 4)
+    eager = train_step.TrainStep.create(SPEC, losses.LossConfig(), train_step.StepConfig(), mesh)
+    assert eager.penalty_pattern(5, 0, 4) == ()
+
+
+def _ttur_config(data_dir, **schedule):
+    config = load_recipe("tiny")
+    config.dataset.data_dir = data_dir
+    config.model.resolution = 8
+    config.schedule.update({"stabilize_kimg": 0.064, "transition_kimg": 0.064, "total_kimg": 0.192, "g_repeats": 2,
+                            **schedule})
+    config.optimizer.update(g_beta1=0.5, d_beta2=0.9)
+    config.schedule.d_lr_base = 0.002
+    config.loss.update(name="hinge", gp_lambda=0.0, drift=0.0, r1_gamma=0.5, reg_interval=3)
+    config.d_normalization.method = "spectral"
+    return config
+
+
+def test_spectral_norm_lazy_r1_and_ttur_resume_exactly(tmp_path):
+    data_dir, devices = str(tmp_path / "data"), jax.devices()[:1]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    train.train_and_evaluate(_ttur_config(data_dir), whole, devices=devices)
+    train.train_and_evaluate(_ttur_config(data_dir, total_kimg=0.096), parts, devices=devices)  # stops mid-fade
+    train.train_and_evaluate(_ttur_config(data_dir), parts, devices=devices)
+    config = json.loads(checkpoint.read_meta(whole, 192)["config"])
+    assert config["d_normalization"]["method"] == "spectral" and config["schedule"]["g_repeats"] == 2
+    uninterrupted, resumed = _final_state(whole), _final_state(parts)
+    assert set(resumed) == set(checkpoint.STATE_ITEMS) | {normalization.STATE_ITEM}
+    for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    # Turning spectral normalization off in this workdir is refused (its state holds the vectors).
+    config = _ttur_config(data_dir, total_kimg=0.256)
+    config.d_normalization.method = "none"
+    with pytest.raises(train.TrainingError, match="different config.d_normalization.method"):
+        train.train_and_evaluate(config, parts, devices=devices)
+
+
+def _final_state(workdir):
+    """The latest checkpoint's state as NumPy, restored with the run's own step settings."""
+    trainer = train.Trainer(_ttur_config(os.path.join(os.path.dirname(workdir), "data")), workdir,
+                            devices=jax.devices()[:1])
+    store = checkpoint.CheckpointStore(workdir)
+    state, _ = store.restore(store.latest_step(), trainer.step.abstract_state())
+    store.close()
+    trainer.store.close()
+    return jax.tree.map(np.asarray, state)
+
+
+def _generate_tool():
+    """tools/generate.py as a module (absl flags are defined once per process, so share one copy)."""
+    if "generate_tool" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("generate_tool", os.path.join(ROOT, "tools", "generate.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["generate_tool"] = module
+    return sys.modules["generate_tool"]
+
+
+def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
+    config = load_recipe("tiny")
+    config.dataset.update(name="digits", source="digits", data_dir=str(tmp_path / "data"))
+    config.model.update(resolution=8, label_size=10)
+    config.schedule.update(stabilize_kimg=0.064, transition_kimg=0.064, total_kimg=0.192)
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir, devices=jax.devices()[:2])
+
+    generate = _generate_tool()
+    grids = {}
+    for label in (3, 7):
+        out = str(tmp_path / f"class{label}.png")
+        flags.FLAGS.unparse_flags()
+        assert generate.main(flags.FLAGS(["generate.py", f"--workdir={workdir}", "--grid=2x3", "--seed=4",
+                                          f"--label={label}", f"--out={out}"])) == 0
+        grids[label] = np.asarray(Image.open(out))
+    # Independently: the trained EMA generator on the grid's latents with one-hot class 3.
+    generator, meta = checkpoint.load_generator(workdir)
+    assert meta["resolution"] == 8 and meta["nimg"] == 192
+    latents = sampling.grid_latents(4, 6, generator.spec.latent_size)
+    onehot = np.eye(10, dtype=np.float32)[[3] * 6]
+    expected = media.make_grid(media.to_uint8(generator(latents, onehot, resolution=8, alpha=meta["alpha"])), 2, 3)
+    assert np.abs(grids[3].astype(int) - expected).max() <= 1  # rounding of float32 images on other devices
+    assert np.abs(grids[3].astype(int) - grids[7]).mean() > 1.0  # the class changes the images
+
+
+def test_summary_table_orders_by_mean_swd_and_reports_diverged_runs():
+    def run(name, seed, swd, untrained=200.0, skipped=0):
+        return {"combination": name, "seed": seed, "swd": swd, "untrained_swd": untrained, "finite": True,
+                "skipped_d": skipped, "skipped_g": 0, "train_seconds": 10.0}
+
+    results = [run("wgan_gp", 0, 90.0), run("wgan_gp", 1, 80.0, skipped=2), run("hinge_sn", 0, 50.0),
+               run("hinge_sn", 1, 250.0), run("lsgan_gp", 0, 60.0),
+               {"combination": "lsgan_gp", "seed": 1, "finite": False, "train_seconds": 5.0, "error": "diverged"}]
+    lines = landscape.summary_table(results).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| wgan_gp", "| hinge_sn", "| lsgan_gp"]
+    assert lines[2] == "| wgan_gp | 2 | 85.0 ± 5.0 | 200.0 | 2/2 | 2/0 | yes | 10 |"
+    assert lines[3].startswith("| hinge_sn | 2 | 150.0 ± 100.0 | 200.0 | 1/2 |")
+    assert "NO (1 diverged)" in lines[4]

@@ -1,0 +1,156 @@
+"""Trains loss / penalty / D-normalization combinations for the same budget and scores them by SWD.
+
+    python tools/compare_losses.py --outdir=runs/loss_comparison --num_images=256
+    python tools/compare_losses.py --outdir=runs/lc --combinations=all --seeds=0
+    python tools/compare_losses.py --outdir=runs/lc --combinations=wgan_gp,hinge_sn --config.schedule.total_kimg=20
+
+Each (combination, seed) trains in OUTDIR/<combination>/seed<k> with --config (default
+configs/loss_comparison.py, the quickstart digits up to 16x16) plus the combination's loss,
+penalties and D normalization (`pggan.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn; by default the
+ten of landscape.COMPARED, seeds 0, 1, 2). Its EMA generator is then scored: 1e3 x SWD (averaged over
+the pyramid levels) of --num_images generated images against as many real ones at the final
+resolution. The untrained generator of each seed is scored the same way (the baseline). Runs already
+complete are only scored again; interrupted ones resume; a diverged run (the trainer's non-finite
+limit) is recorded, not fatal. Results: one JSON line per run appended to OUTDIR/results.jsonl, and a
+Markdown table (mean and standard deviation over seeds) printed and written to OUTDIR/summary.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from pggan import checkpoint, cli, generation, landscape, networks, sampling, train
+from pggan.data import config as data_config
+from pggan.data.errors import DataError
+from pggan.metrics import MetricSuite
+from pggan.validation import ConfigError
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                               "loss_comparison.py")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG, "Recipe every combination trains with (override fields with --config.<field>=...); "
+    "its loss, d_normalization and seed are set per run.")
+_OUTDIR = flags.DEFINE_string("outdir", None, "Directory for the runs (OUTDIR/<combination>/seed<k>), "
+                              "results.jsonl and summary.md.")
+_COMBINATIONS = flags.DEFINE_list("combinations", list(landscape.COMPARED),
+                                  "Combinations <loss>_<regularizer> to train (see pggan/landscape.py); 'all' "
+                                  "for every one of landscape.COMBINATIONS.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds of every combination.")
+_EVAL_SEED = flags.DEFINE_integer("eval_seed", 1000, "Seed of the generated images' latents, of the real images "
+                                  "chosen and of SWD's random patches and directions (the same for every run).",
+                                  lower_bound=0)
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "Real and generated images per SWD evaluation; 0 = every real "
+                                   "image. SWD's sorts are slow on CPUs (minutes for 1,797 images): fewer images "
+                                   "are faster and noisier.", lower_bound=0)
+_FAST_COMPILE = flags.DEFINE_bool("fast_compile", False, "Compile with most XLA optimizations disabled: on CPUs "
+                                  "compiling every combination's steps takes longer than the short training runs. "
+                                  "Changes speed, not what is computed.")
+
+
+def _parse_request() -> tuple[list[str], list[int]]:
+    if not _OUTDIR.value:
+        raise cli.UsageError("--outdir is required: the directory for the runs and the results")
+    names = list(landscape.COMBINATIONS) if _COMBINATIONS.value == ["all"] else _COMBINATIONS.value
+    for name in names:
+        try:
+            landscape.parse(name)
+        except ValueError as e:
+            raise cli.UsageError(str(e)) from None
+    if not _SEEDS.value or not all(s.strip().isdigit() for s in _SEEDS.value):
+        raise cli.UsageError(f"--seeds must be non-negative integers, e.g. 0,1,2; got {_SEEDS.value}")
+    return names, [int(s) for s in _SEEDS.value]
+
+
+class Scorer:
+    """SWD of generators against the real images of one dataset level (statistics computed once)."""
+
+    def __init__(self, config, eval_seed: int, num_images: int = 0):
+        """num_images: reals (a fixed random subset) and fakes per evaluation; 0 = every real image."""
+        spec = networks.ModelSpec.from_config(config.model)
+        dataset = data_config.open_from_config(config.dataset, resolution=spec.resolution,
+                                               channels=spec.num_channels, label_size=spec.label_size)
+        count = min(num_images or dataset.num_examples, dataset.num_examples)
+        chosen = np.sort(np.random.default_rng(eval_seed).permutation(dataset.num_examples)[:count])
+        reals, _ = dataset.level(spec.resolution).read(chosen)
+        self.suite = MetricSuite(names=("swd",), seed=eval_seed)
+        self.real_stats = self.suite.real_statistics([reals])
+        self.latents = sampling.grid_latents(eval_seed, count, spec.latent_size)
+        self._untrained: dict[int, float] = {}
+
+    def score(self, generator: networks.Generator, resolution: int, alpha: float) -> dict[str, float]:
+        """{'swd_avg': ..., 'swd_<res>': ...} of the generator's images of the fixed latents."""
+        sampler = generation.Sampler(generator, resolution=resolution, alpha=alpha)
+        return self.suite.evaluate([sampler.images(self.latents)], self.real_stats)
+
+    def untrained_swd(self, spec: networks.ModelSpec, seed: int) -> float:
+        """SWD of the generator as initialised from `seed` (the same for every combination; cached)."""
+        if seed not in self._untrained:
+            generator, _ = networks.build_networks(spec, seed)
+            self._untrained[seed] = self.score(generator, spec.resolution, 1.0)["swd_avg"]
+        return self._untrained[seed]
+
+
+def _finite(generator: networks.Generator) -> bool:
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(networks.parameters(generator)))
+
+
+def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict:
+    """Trains (or resumes) one run and scores its final EMA generator and its untrained generator."""
+    run_config = landscape.apply(config, name)
+    run_config.seed = seed
+    started = time.time()
+    try:
+        train.train_and_evaluate(run_config, workdir)
+    except train.TrainingError as e:  # diverged: recorded, the comparison goes on
+        return {"combination": name, "seed": seed, "finite": False, "train_seconds": time.time() - started,
+                "error": str(e)}
+    generator, meta = checkpoint.load_generator(workdir)
+    if meta["resolution"] != generator.spec.resolution:
+        raise cli.UsageError(f"{workdir} stopped at {meta['resolution']}x{meta['resolution']}: the budget must reach "
+                             f"the final {generator.spec.resolution}x{generator.spec.resolution}; raise "
+                             "--config.schedule.total_kimg")
+    counters = checkpoint.read_counters(workdir, meta["step"])
+    final = scorer.score(generator, meta["resolution"], meta["alpha"])
+    untrained = scorer.untrained_swd(generator.spec, seed)
+    return {"combination": name, "seed": seed, "kimg": meta["nimg"] / 1000, "swd": final["swd_avg"],
+            "untrained_swd": untrained, "swd_levels": final, "finite": _finite(generator),
+            "skipped_d": counters["skipped_d"], "skipped_g": counters["skipped_g"],
+            "train_seconds": meta["elapsed_sec"], "wall_seconds": time.time() - started}
+
+
+def _run() -> None:
+    names, seeds = _parse_request()
+    if _FAST_COMPILE.value:
+        jax.config.update("jax_disable_most_optimizations", True)
+    outdir = os.path.abspath(os.path.expanduser(_OUTDIR.value))
+    os.makedirs(outdir, exist_ok=True)
+    scorer = Scorer(_CONFIG.value, _EVAL_SEED.value, _NUM_IMAGES.value)
+    results = []
+    with open(os.path.join(outdir, "results.jsonl"), "a") as log:
+        for name, seed in tqdm([(n, s) for n in names for s in seeds], desc="Training combinations", unit="run"):
+            result = _run_one(_CONFIG.value, name, seed, os.path.join(outdir, name, f"seed{seed}"), scorer)
+            log.write(json.dumps(result) + "\n")
+            log.flush()
+            results.append(result)
+    table = landscape.summary_table(results)
+    with open(os.path.join(outdir, "summary.md"), "w") as file:
+        file.write(table)
+    print(table)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    return cli.run_tool(_run, extra_errors=(ConfigError, DataError, train.TrainingError))
+
+
+if __name__ == "__main__":
+    app.run(main)
