@@ -59,11 +59,12 @@ def main(argv: list[str]) -> int:
     if _MULTIHOST.value:
         _start_multihost()
     # Imported after jax.distributed.initialize: the trainer touches the devices.
-    from pggan import train
+    from pggan import compilation_cache, train
     from pggan.checkpoint import CheckpointError
     from pggan.data.errors import DataError
     from pggan.validation import ConfigError
 
+    compilation_cache.enable(_CONFIG.value.compilation_cache_dir)
     try:
         train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, DataError, CheckpointError, train.TrainingError) as e:

@@ -86,12 +86,8 @@ class Trainer:
         check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
         self.dataset = data_config.open_from_config(config.dataset, resolution=self.spec.resolution,
                                                     channels=self.spec.num_channels, label_size=self.spec.label_size)
-        step_config = train_step.StepConfig(
-            beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
-            mirror_augment=config.dataset.mirror_augment,
-            minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
-            label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None,
-            data_seed=config.seed)
+        label_probs = tuple(self.dataset.label_probabilities()) if self.spec.label_size else None
+        step_config = train_step.StepConfig.from_config(config, self.schedule, label_probs)
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)

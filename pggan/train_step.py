@@ -24,11 +24,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from pggan import layers, losses, networks, parallel
+from pggan import layers, losses, microbatching, networks, parallel
 from pggan.data import augment, device_dataset
 
 # Streams of per-sample randomness within one step.
@@ -48,6 +49,9 @@ class StepConfig:
     data_seed: seed of the example order (used when the dataset level is held on the devices).
     repeats_per_call: minibatch repeats per compiled call (0 = automatic, see
       `TrainStep.repeats_per_call`); a speed setting that does not change the results.
+    max_microbatch_per_device: ((resolution, images), ...): at these resolutions each device runs its
+      minibatch as microbatches of at most that many images and accumulates the gradients
+      (`pggan.microbatching`); a memory setting that does not change the results.
     """
 
     beta1: float = 0.0
@@ -59,6 +63,16 @@ class StepConfig:
     label_probs: tuple[float, ...] | None = None
     data_seed: int = 0
     repeats_per_call: int = 0
+    max_microbatch_per_device: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_config(cls, config, schedule, label_probs: tuple[float, ...] | None = None) -> "StepConfig":
+        """The step settings of a training config (ml_collections) and its parsed `Schedule`."""
+        return cls(beta1=config.optimizer.beta1, beta2=config.optimizer.beta2, eps=config.optimizer.eps,
+                   mirror_augment=config.dataset.mirror_augment,
+                   minibatch_repeats=schedule.minibatch_repeats, d_repeats=schedule.d_repeats,
+                   label_probs=label_probs, data_seed=config.seed,
+                   max_microbatch_per_device=tuple(sorted(schedule.max_microbatch_per_device.items())))
 
 
 def state_nbytes(spec: networks.ModelSpec) -> int:
@@ -71,6 +85,30 @@ def state_nbytes(spec: networks.ModelSpec) -> int:
 def _per_sample(key: jax.Array, sample_ids: jax.Array, fn):
     """Applies fn(key_n) for every sample with key_n = fold_in(key, global sample id n)."""
     return jax.vmap(lambda i: fn(jax.random.fold_in(key, i)))(sample_ids)
+
+
+def initial_state(spec: networks.ModelSpec, seed) -> dict:
+    """A fresh TrainState: G and D drawn from `seed`, EMA G = G, zero Adam moments, zero counters.
+
+    Adam's initial state does not depend on its hyperparameters, so one function serves every
+    StepConfig.
+    """
+    g, d = networks.build_networks(spec, seed)
+    g_params, d_params = networks.parameters(g), networks.parameters(d)
+    adam = optax.scale_by_adam()
+    return {
+        "generator": g_params, "discriminator": d_params,
+        "generator_ema": jax.tree.map(jnp.copy, g_params),
+        "optimizers": {"g": adam.init(g_params), "d": adam.init(d_params)},
+        "counters": {k: jnp.zeros((), jnp.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_initial_state(architecture: networks.ModelSpec, mesh: jax.sharding.Mesh):
+    """seed (uint32) -> replicated TrainState, jitted once per architecture and mesh: the seed is
+    traced, and XLA:CPU needs tens of seconds to compile the parameter RNG."""
+    return jax.jit(functools.partial(initial_state, architecture), out_shardings=parallel.replicated(mesh))
 
 
 class TrainStep:
@@ -92,29 +130,22 @@ class TrainStep:
         self.g_def = nnx.graphdef(networks.abstract_generator(spec))
         self.d_def = nnx.graphdef(networks.abstract_discriminator(spec))
         self.adam = optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps)
-        self._rounds: dict[tuple[int, int], Any] = {}
+        self._calls: dict[tuple[int, int, bool], Any] = {}
         self._reset = jax.jit(self._reset_optimizers, donate_argnums=0)
 
     # ---------------------------------------------------------------------------------------- state
 
-    def _initial_state(self, seed: int) -> dict:
-        g, d = networks.build_networks(self.spec, seed)
-        g_params, d_params = networks.parameters(g), networks.parameters(d)
-        return {
-            "generator": g_params, "discriminator": d_params,
-            "generator_ema": jax.tree.map(jnp.copy, g_params),
-            "optimizers": {"g": self.adam.init(g_params), "d": self.adam.init(d_params)},
-            "counters": {k: jnp.zeros((), jnp.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
-        }
-
     def init_state(self, seed: int) -> dict:
-        """Fresh state from `seed`, created directly on the devices, replicated."""
-        return jax.jit(functools.partial(self._initial_state, seed), out_shardings=parallel.replicated(self.mesh))()
+        """Fresh state from `seed` (an integer in [0, 2**32)), created directly on the devices, replicated."""
+        # The compute settings do not change the parameters: every dtype and form shares one compile.
+        architecture = dataclasses.replace(self.spec, **{f: getattr(networks.ModelSpec, f)
+                                                         for f in networks.ModelSpec.COMPUTE_FIELDS})
+        return _compiled_initial_state(architecture, self.mesh)(np.uint32(seed))
 
     def abstract_state(self) -> dict:
         """ShapeDtypeStructs of the state with replicated shardings on this mesh (restore target)."""
         sharding = parallel.replicated(self.mesh)
-        shapes = jax.eval_shape(functools.partial(self._initial_state, 0))
+        shapes = jax.eval_shape(functools.partial(initial_state, self.spec, 0))
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
     def _reset_optimizers(self, state: dict) -> dict:
@@ -140,6 +171,11 @@ class TrainStep:
                              f"{self.config.minibatch_repeats}")
         return per_call
 
+    def microbatches(self, resolution: int, per_device: int) -> int:
+        """Microbatches per device minibatch at a resolution (`StepConfig.max_microbatch_per_device`)."""
+        cap = dict(self.config.max_microbatch_per_device).get(resolution)
+        return microbatching.microbatch_count(per_device, cap, self.spec.mbstd_group_size)
+
     def round_fn(self, resolution: int, minibatch: int, *, on_device_data: bool = False):
         """One schedule round for a resolution and global minibatch (compiled once, cached).
 
@@ -154,11 +190,21 @@ class TrainStep:
         position + s * minibatch + (global sample ids), exactly what the host pipeline would deliver.
         Both: alpha, g_lr, d_lr, ema_beta (EMA decay per D step) float32 scalars; key the round's PRNG
         key; returns (state, metric_sums) with float32 sums over the round's steps (METRIC_NAMES). `state` is donated.
-        The round runs as minibatch_repeats / repeats_per_call() calls of one compiled function; the
-        result does not depend on that split.
+        The round runs as minibatch_repeats / repeats_per_call() calls of `call_fn`; the result does
+        not depend on that split.
+        """
+        return functools.partial(self._run_calls, self.call_fn(resolution, minibatch, on_device_data=on_device_data),
+                                 self.repeats_per_call())
+
+    def call_fn(self, resolution: int, minibatch: int, *, on_device_data: bool = False):
+        """The jitted function behind `round_fn`: `repeats_per_call()` minibatch repeats in one call.
+
+        Takes round_fn's arguments plus `first_repeat` (int32 scalar, the round's repeat index the call
+        starts at) and returns (state, metric_sums of its repeats). Jitted once per (resolution,
+        minibatch, data placement); `.lower(...).compile()` gives XLA's cost and memory analyses.
         """
         cache_key = (resolution, minibatch, on_device_data)
-        if cache_key not in self._rounds:
+        if cache_key not in self._calls:
             networks.level_of(resolution, self.spec)  # validates before any tracing
             per_call = self.repeats_per_call()
             if on_device_data:
@@ -169,9 +215,18 @@ class TrainStep:
                 batch = P(None, parallel.DATA_AXIS)
                 in_specs = (P(), batch, batch, P(), P(), P(), P(), P(), P())
             sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
-            compiled = jax.jit(sharded, donate_argnums=0)
-            self._rounds[cache_key] = functools.partial(self._run_calls, compiled, per_call)
-        return self._rounds[cache_key]
+            self._calls[cache_key] = jax.jit(sharded, donate_argnums=0, compiler_options=self._compiler_options())
+        return self._calls[cache_key]
+
+    def _compiler_options(self) -> dict | None:
+        """XLA options of the step: bfloat16 steps keep bfloat16 rounding exactly where the program has it.
+
+        With XLA's default excess precision, fusions may skip bf16 round trips in some recomputations of
+        a value but not others; `layers.leaky_relu`'s gradient (jnp.maximum's, which compares its input
+        with its output) then finds them unequal and drops most of the gradient. Measured on XLA:CPU:
+        D's input-gradient norm 2.5x too small at 8x8 (tests/test_benchmark.py).
+        """
+        return {"xla_allow_excess_precision": False} if self.spec.compute_dtype == "bfloat16" else None
 
     def _run_calls(self, compiled, per_call, state, *args):
         """Runs a round as consecutive calls, each starting at its first repeat index; sums the metrics."""
@@ -201,6 +256,12 @@ class TrainStep:
             return None
         return jax.nn.one_hot(labels, self.spec.label_size, dtype=jnp.float32)
 
+    def _mean_over_microbatches(self, loss_and_grads, batch, resolution):
+        """loss_and_grads(batch) of a device batch, run as `microbatches(resolution, rows)` microbatches."""
+        rows = jax.tree.leaves(batch)[0].shape[0]
+        group = microbatching.stddev_group(rows, self.spec.mbstd_group_size)
+        return microbatching.mean_over_microbatches(loss_and_grads, batch, self.microbatches(resolution, rows), group)
+
     def _d_step(self, state, images, labels, alpha, d_lr, ema_beta, key, resolution):
         cfg, spec = self.config, self.spec
         sample_ids = parallel.local_sample_ids(images.shape[0])
@@ -213,17 +274,22 @@ class TrainStep:
                               lambda k: jax.random.normal(k, (spec.latent_size,)))
         mix = _per_sample(jax.random.fold_in(key, _MIX), sample_ids, lambda k: jax.random.uniform(k))
         onehot = self._labels_onehot(labels)
-        fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
-        fakes = jax.lax.stop_gradient(fakes)
 
-        def loss_fn(d_params):
-            loss, aux = losses.discriminator_loss(self.loss, self._critic(d_params, resolution, alpha),
-                                                  reals, fakes, mix, onehot)
-            return jax.lax.pmean((loss, aux), parallel.DATA_AXIS)
+        def loss_and_grads(batch):  # one microbatch of (reals, latents, mix, onehot)
+            reals, latents, mix, onehot = batch
+            fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
+            fakes = jax.lax.stop_gradient(fakes)
 
-        # The parameters are replicated (device-invariant), so differentiating the all-device mean
-        # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+            def loss_fn(d_params):
+                loss, aux = losses.discriminator_loss(self.loss, self._critic(d_params, resolution, alpha),
+                                                      reals, fakes, mix, onehot)
+                return jax.lax.pmean((loss, aux), parallel.DATA_AXIS)
+
+            # The parameters are replicated (device-invariant), so differentiating the all-device mean
+            # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
+            return jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+
+        (loss, aux), grads = self._mean_over_microbatches(loss_and_grads, (reals, latents, mix, onehot), resolution)
         d_params, d_opt, skipped = self._adam_if_finite(state["discriminator"], state["optimizers"]["d"], grads, d_lr)
         ema = jax.tree.map(lambda g, e: g + (e - g) * ema_beta, state["generator"], state["generator_ema"])
         state = {**state, "discriminator": d_params, "generator_ema": ema,
@@ -244,13 +310,18 @@ class TrainStep:
             labels = _per_sample(jax.random.fold_in(key, _LABEL_G), sample_ids,
                                  lambda k: jax.random.categorical(k, log_probs))
             onehot = self._labels_onehot(labels)
-        critic = self._critic(state["discriminator"], resolution, alpha)
 
-        def loss_fn(g_params):
-            fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
-            return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+        def loss_and_grads(batch):  # one microbatch of (latents, onehot)
+            latents, onehot = batch
+            critic = self._critic(state["discriminator"], resolution, alpha)
 
-        loss, grads = jax.value_and_grad(loss_fn)(state["generator"])
+            def loss_fn(g_params):
+                fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
+                return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+
+            return jax.value_and_grad(loss_fn)(state["generator"])
+
+        loss, grads = self._mean_over_microbatches(loss_and_grads, (latents, onehot), resolution)
         g_params, g_opt, skipped = self._adam_if_finite(state["generator"], state["optimizers"]["g"], grads, g_lr)
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
         return state, loss, skipped
