@@ -15,7 +15,7 @@ This differs from the official `max_minibatch_per_device`, which shrinks the min
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

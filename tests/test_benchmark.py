@@ -4,7 +4,6 @@ bfloat16 vs float32 steps, and gradient accumulation over microbatches."""
 import dataclasses
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from absl import flags
 
 from pggan import compilation_cache, layers, losses, microbatching, networks, parallel, train_step
 from pggan.benchmarks import model_flops, projection
-from pggan.schedule import Schedule
 from pggan.validation import ConfigError, validate_training_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,9 +77,9 @@ def test_generator_flops_count_every_layer_of_a_small_model():
 
 def test_flop_model_mode_projects_the_performance_targets(tmp_path, monkeypatch):
     out = tmp_path / "flop.json"
-    _run_tool(monkeypatch, "--flop_model", f"--config={REPO}/configs/celebahq_1024.py", "--peak_tflops=800", "--utilisation=0.4",
-              "--devices=1", "--config.model.upsample_impl=transposed", "--config.model.downsample_impl=strided",
-              f"--json={out}")
+    _run_tool(monkeypatch, "--flop_model", f"--config={REPO}/configs/celebahq_1024.py", "--peak_tflops=800",
+              "--utilisation=0.4", "--devices=1", "--config.model.upsample_impl=transposed",
+              "--config.model.downsample_impl=strided", f"--json={out}")
     result = json.loads(out.read_text())
     # PERFORMANCE.md: ideal img/s on one H100 at 40% of 800 TFLOP/s, and ~6.0e18 FLOP in all.
     for resolution, ideal in {4: 212e3, 8: 34e3, 16: 7.8e3, 32: 1.9e3, 64: 967, 128: 646, 256: 485, 512: 388}.items():
@@ -94,7 +92,7 @@ def test_flop_model_mode_projects_the_performance_targets(tmp_path, monkeypatch)
 
 def _brute_force_stages(schedule):
     """The training loop's own bookkeeping, one round at a time."""
-    total, nimg, stages = int(round(schedule.total_kimg * 1000)), 0, []
+    total, nimg, stages = round(schedule.total_kimg * 1000), 0, []
     while nimg < total:
         phase = schedule.at(nimg)
         images = phase.minibatch * schedule.d_steps_per_round
@@ -194,9 +192,12 @@ def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
         assert bf16_sums[name] == pytest.approx(f32_sums[name], rel=0.05, abs=0.02), name
     # Adam's first step moves every weight by lr * g / |g|: the two steps move the weights alike
     # except where bfloat16 rounding flips the sign of a tiny gradient.
+    def flat(state, network):
+        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(state[network])])
+
     for network in ("generator", "discriminator"):
-        flat = lambda state: np.concatenate([np.ravel(x) for x in jax.tree.leaves(state[network])])  # noqa: E731
-        f32_update, bf16_update = flat(f32_state) - flat(before), flat(bf16_state) - flat(before)
+        f32_update = flat(f32_state, network) - flat(before, network)
+        bf16_update = flat(bf16_state, network) - flat(before, network)
         agree = np.mean(np.abs(bf16_update - f32_update) < 1e-4)
         assert agree > 0.9, network
 
@@ -205,7 +206,8 @@ def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
 
 def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch):
     out = tmp_path / "step.json"
-    _run_tool(monkeypatch, f"--config={REPO}/configs/tiny.py", "--resolutions=4", "--steps=2", "--peak_tflops=1", f"--json={out}")
+    _run_tool(monkeypatch, f"--config={REPO}/configs/tiny.py", "--resolutions=4", "--steps=2", "--peak_tflops=1",
+              f"--json={out}")
     result = json.loads(out.read_text())
     assert result["mode"] == "step" and result["num_devices"] == 8 and result["jax"] == jax.__version__
     (row,) = result["results"]

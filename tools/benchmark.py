@@ -7,7 +7,8 @@ One mode per call (default: the training step). Results print as a table and go 
   python tools/benchmark.py --config=configs/quickstart.py --resolutions=4,8,16,32
   python tools/benchmark.py --config=configs/celebahq_1024.py --resolutions=4,8,16,32,64,128,256,512,1024 --dtype=bf16
   # Convolution forms (G's upsample+conv / D's conv+pool, penalty's double backward included):
-  python tools/benchmark.py --config=configs/quickstart.py --resolutions=32 --impls=naive/naive,transposed/strided,subpixel/strided
+  python tools/benchmark.py --config=configs/quickstart.py --resolutions=32 \
+      --impls=naive/naive,transposed/naive,subpixel/naive,naive/strided,transposed/strided,subpixel/strided
   # Host input pipeline; Inception feature extraction; bf16-vs-f32 final SWD; FLOP-model projection:
   python tools/benchmark.py --input_only --resolutions=32,256,1024
   python tools/benchmark.py --inception --resolutions=32,256 --batch=64
@@ -37,7 +38,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from pggan import compilation_cache, microbatching, parallel, train_step
-from pggan.benchmarks import devices, model_flops, projection
+from pggan.benchmarks import model_flops, projection
 from pggan.benchmarks import step as step_benchmark
 from pggan.validation import ConfigError, validate_training_config
 
@@ -60,8 +61,11 @@ _IMPLS = flags.DEFINE_list("impls", [], "Step mode: sweep of resampling forms UP
                            "naive/naive,transposed/strided,subpixel/strided (default: the recipe's).")
 _REPEATS = flags.DEFINE_list("repeats_per_call", ["0"], "Step mode: minibatch repeats per compiled call, one run "
                              "per value (0: automatic, 1 on CPUs, the whole round elsewhere).")
-_STEPS = flags.DEFINE_integer("steps", 20, "Step mode: timed training iterations per resolution (rounded up to "
+_STEPS = flags.DEFINE_integer("steps", 20, "Step mode: training iterations per timing window (rounded up to "
                               "whole rounds), after a warm-up round.", lower_bound=1)
+_WINDOWS = flags.DEFINE_integer("windows", 3, "Step mode: timing windows per variant, interleaved between the "
+                                "variants of a resolution; the fastest counts (steadier on a shared machine).",
+                                lower_bound=1)
 _PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s of one device for utilisation (0: the "
                                   "nominal value of known accelerators, a matmul measurement on CPUs).")
 _UTILISATION = flags.DEFINE_float("utilisation", 0.4, "FLOP-model mode: assumed fraction of the peak.")
@@ -181,37 +185,49 @@ def _check_step_flags(spec, schedule, resolutions: list[int], num_devices: int) 
 def run_step_benchmark() -> None:
     compilation_cache.enable(_COMPILATION_CACHE.value)
     mesh = parallel.make_mesh()
-    results, projections = [], []
+    variants = []  # (spec, schedule, TrainStep) per --impls x --repeats_per_call
     for config, repeats in _step_config_variants(_config()):
         spec, loss, schedule = validate_training_config(config, mesh.size)
         step_config = dataclasses.replace(train_step.StepConfig.from_config(config, schedule),
                                           repeats_per_call=repeats)
-        resolutions = _resolutions(schedule.resolutions())
+        variants.append((spec, schedule, train_step.TrainStep(spec, loss, step_config, mesh)))
+    resolutions = _resolutions(variants[0][1].resolutions())
+    for spec, schedule, _ in variants:
         _check_step_flags(spec, schedule, resolutions, mesh.size)
-        step = train_step.TrainStep(spec, loss, step_config, mesh)
-        peak = ((_PEAK_TFLOPS.value * 1e12, "given") if _PEAK_TFLOPS.value
-                else devices.peak_flops(mesh.devices.flat[0], spec.compute_dtype))
-        measured = []
-        for resolution in tqdm(resolutions, desc="resolutions", leave=False):
-            result = step_benchmark.measure_step(step, resolution, _BATCH.value or schedule.minibatch_for(resolution),
-                                                 iterations=_STEPS.value, peak=peak)
-            measured.append(result)
-            tqdm.write(step_benchmark.results_table([result]).splitlines()[-1])
+    peaks = {dtype: (_PEAK_TFLOPS.value * 1e12, "given") for dtype in ("float32", "bfloat16") if _PEAK_TFLOPS.value}
+    results = [[] for _ in variants]
+    for resolution in tqdm(resolutions, desc="resolutions", leave=False):
+        prepared = [step_benchmark.PreparedStep(step, resolution, _BATCH.value or schedule.minibatch_for(resolution))
+                    for _, schedule, step in variants]
+        measured = step_benchmark.measure_steps(prepared, iterations=_STEPS.value, windows=_WINDOWS.value,
+                                                peaks=peaks)
+        del prepared  # frees the states and levels of this resolution
+        tqdm.write(step_benchmark.results_table(measured))
+        for rows, result in zip(results, measured):
+            rows.append(result)
+    device = mesh.devices.flat[0]
+    print(f"\nOn {mesh.size} {device.device_kind} device(s); peak TFLOP/s per device: "
+          + ", ".join(f"{dtype} {flops / 1e12:.3f} ({source})" for dtype, (flops, source) in peaks.items()))
+    projections = []
+    for (spec, schedule, _), rows in zip(variants, results):
         print(f"\n{spec.compute_dtype}, {spec.upsample_impl}/{spec.downsample_impl}, repeats per call "
-              f"{measured[0].repeats_per_call}, on {mesh.size} {jax.devices()[0].device_kind} device(s), "
-              f"peak {measured[0].peak_tflops_per_device:.3f} TFLOP/s per device ({measured[0].peak_source})")
-        print(step_benchmark.results_table(measured))
-        results += measured
+              f"{rows[0].repeats_per_call}:")
+        print(step_benchmark.results_table(rows))
         stages = projection.images_per_resolution(schedule)
-        missing = sorted({s.resolution for s in stages} - {r.resolution for r in measured})
-        if missing or _BATCH.value:
-            print(f"(no projection of the recipe: {'--batch differs from its minibatch' if _BATCH.value else ''}"
-                  f"{'resolutions ' + str(missing) + ' not measured' if missing else ''})")
+        missing = sorted({s.resolution for s in stages} - set(resolutions))
+        reasons = ([f"resolutions {missing} not measured"] if missing else []) + (
+            ["--batch is not the recipe's minibatch"] if _BATCH.value else [])
+        if reasons:
+            print(f"(no projection of the recipe: {'; '.join(reasons)})")
             continue
-        print(f"\nProjected wall time of the recipe ({schedule.total_kimg:g} kimg on {mesh.size} device(s)):")
-        projections.append(_print_projection(stages, {r.resolution: r.img_per_s for r in measured},
-                                              {r.resolution: r.compile_s for r in measured}))
-    _write_json("step", {"results": step_benchmark.as_json(results), "projections": projections})
+        print(f"Projected wall time of the recipe ({schedule.total_kimg:g} kimg on {mesh.size} device(s)):")
+        wall = _print_projection(stages, {r.resolution: r.img_per_s for r in rows},
+                                 {r.resolution: r.compile_s for r in rows})
+        projections.append({"compute_dtype": spec.compute_dtype, "upsample_impl": spec.upsample_impl,
+                            "downsample_impl": spec.downsample_impl, "repeats_per_call": rows[0].repeats_per_call,
+                            **wall})
+    _write_json("step", {"results": step_benchmark.as_json([r for rows in results for r in rows]),
+                         "projections": projections})
 
 
 # ------------------------------------------------------------------------------------- FLOP-model mode
@@ -238,7 +254,8 @@ def run_flop_model() -> None:
 # ---------------------------------------------------------------------------------------- input mode
 
 def _dataset_for(resolution: int):
-    from pggan.data import dataset as dataset_lib, sources  # the reading stack: tfds, array_record
+    from pggan.data import dataset as dataset_lib  # the reading stack: tfds, array_record
+    from pggan.data import sources
 
     if _DATASET.value:
         return dataset_lib.open_dataset(_DATASET.value, _DATA_DIR.value)

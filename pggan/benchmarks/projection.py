@@ -42,7 +42,7 @@ def _first_change(schedule: Schedule, nimg: int, round_images: int, key: tuple[i
 
 def images_per_resolution(schedule: Schedule) -> list[Stage]:
     """The stages of a whole run, in training order, as the training loop would run them."""
-    total = int(round(schedule.total_kimg * 1000))
+    total = round(schedule.total_kimg * 1000)
     stages, nimg = [], 0
     while nimg < total:
         phase = schedule.at(nimg)
