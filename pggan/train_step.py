@@ -5,7 +5,9 @@ times { `d_repeats` x (D step + EMA update), then one G step }, all at one lod (
 rates are traced scalars, the resolution is static: one compile per resolution). The round is a
 single jitted `shard_map` over the 1-D 'data' mesh; parameters and optimizer state are replicated,
 reals are split over devices in the strided layout of `pggan.parallel`, and gradients are those of
-the all-device mean loss (pmap's `pmean` of per-device gradients).
+the all-device mean loss (pmap's `pmean` of per-device gradients). Where memory requires it, each
+device runs its minibatch as microbatches of whole minibatch-stddev groups and averages their
+gradients (`pggan.microbatching`, `StepConfig.max_microbatch_per_device`): the same function.
 
 Randomness is a pure function of (seed, round index, step within the round, global sample id), so
 results do not depend on the device count and a resumed run repeats an uninterrupted one exactly.

@@ -55,8 +55,9 @@ _RESOLUTIONS = flags.DEFINE_list("resolutions", [], "Resolutions to measure (def
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch. 0: step mode uses the recipe's minibatch for the devices "
                               "present; input mode the official 8-GPU minibatch (4:512, 8:256, 16:128, 32:64, 64 "
                               "and up: 32); Inception mode 64.", lower_bound=0)
-_DTYPE = flags.DEFINE_enum("dtype", "", ["", "bf16", "f32"], "Step mode: compute dtype (default: the recipe's "
-                           "model.compute_dtype). Parameters and Adam state stay float32.")
+_DTYPE = flags.DEFINE_list("dtype", [], "Compute dtype, bf16 or f32 (default: the recipe's model.compute_dtype); "
+                           "step mode takes a list (f32,bf16) and compares them. Parameters and Adam state stay "
+                           "float32.")
 _IMPLS = flags.DEFINE_list("impls", [], "Step mode: sweep of resampling forms UPSAMPLE/DOWNSAMPLE, e.g. "
                            "naive/naive,transposed/strided,subpixel/strided (default: the recipe's).")
 _REPEATS = flags.DEFINE_list("repeats_per_call", ["0"], "Step mode: minibatch repeats per compiled call, one run "
@@ -147,19 +148,31 @@ def _print_projection(stages, img_per_s: dict, compile_s: dict | None = None) ->
 
 # ------------------------------------------------------------------------------------------- step mode
 
+DTYPES = {"bf16": "bfloat16", "f32": "float32"}
+
+
+def _compute_dtypes(config) -> list[str]:
+    """--dtype as model.compute_dtype values (default: the recipe's)."""
+    unknown = [d for d in _DTYPE.value if d not in DTYPES]
+    if unknown:
+        raise UsageError(f"--dtype takes bf16 and/or f32, got {','.join(unknown)}")
+    return [DTYPES[d] for d in _DTYPE.value] or [config.model.compute_dtype]
+
+
 def _step_config_variants(config) -> list:
-    """(config, repeats_per_call) for every --impls x --repeats_per_call combination."""
-    if _DTYPE.value:
-        config.model.compute_dtype = {"bf16": "bfloat16", "f32": "float32"}[_DTYPE.value]
+    """(config, repeats_per_call) for every --dtype x --impls x --repeats_per_call combination."""
     impls = [impl.split("/") for impl in _IMPLS.value] or [[config.model.upsample_impl, config.model.downsample_impl]]
     variants = []
-    for impl in impls:
-        if len(impl) != 2:
-            raise UsageError(f"--impls entries are UPSAMPLE/DOWNSAMPLE, e.g. transposed/strided; got {'/'.join(impl)}")
-        for repeats in _integers(_REPEATS):
-            variant = config.copy_and_resolve_references()
-            variant.model.upsample_impl, variant.model.downsample_impl = impl
-            variants.append((variant, repeats))
+    for dtype in _compute_dtypes(config):
+        for impl in impls:
+            if len(impl) != 2:
+                raise UsageError(f"--impls entries are UPSAMPLE/DOWNSAMPLE, e.g. transposed/strided; got "
+                                 f"{'/'.join(impl)}")
+            for repeats in _integers(_REPEATS):
+                variant = config.copy_and_resolve_references()
+                variant.model.compute_dtype = dtype
+                variant.model.upsample_impl, variant.model.downsample_impl = impl
+                variants.append((variant, repeats))
     return variants
 
 
@@ -234,8 +247,10 @@ def run_step_benchmark() -> None:
 
 def run_flop_model() -> None:
     config = _config()
-    if _DTYPE.value:
-        config.model.compute_dtype = {"bf16": "bfloat16", "f32": "float32"}[_DTYPE.value]
+    dtypes = _compute_dtypes(config)
+    if len(dtypes) > 1:
+        raise UsageError("--flop_model takes one --dtype")
+    config.model.compute_dtype = dtypes[0]
     if not _PEAK_TFLOPS.value:
         raise UsageError("--flop_model needs --peak_tflops (e.g. 800 for an H100 in bfloat16)")
     spec, _, schedule = validate_training_config(config, _DEVICES.value or jax.device_count())
