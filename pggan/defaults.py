@@ -102,6 +102,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.schedule.minibatch_base = 16
     config.schedule.minibatch = {}
     config.schedule.max_minibatch_per_device = {}
+    # {resolution: images}: run each device's minibatch as microbatches of at most this many images
+    # and accumulate the gradients (less activation memory, same results; pggan/microbatching.py).
+    config.schedule.max_microbatch_per_device = {}
     config.schedule.g_lr_base = 0.001
     config.schedule.g_lr = {}
     config.schedule.d_lr_base = 0.001
@@ -140,6 +143,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.ema.beta = 0.999
     config.ema.half_life_kimg = 0.0
     config.ema.rampup = 0.0
+    # Compiled training rounds are kept here between runs (pggan/compilation_cache.py); '' = off.
+    config.compilation_cache_dir = "~/.cache/pggan/jax"
     config.max_consecutive_nonfinite = 100  # stop after this many skipped steps in a row (0 = never)
 
     config.checkpoint = ml_collections.ConfigDict()

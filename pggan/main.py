@@ -96,8 +96,9 @@ def main(argv: list[str]) -> int:
         validation.validate_training_config(_CONFIG.value, jax.device_count())
     except validation.ConfigError as e:
         return _fail(str(e))
-    from pggan import train
+    from pggan import compilation_cache, train
 
+    compilation_cache.enable(_CONFIG.value.compilation_cache_dir)
     try:
         train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except train.USER_ERRORS as e:

@@ -60,6 +60,7 @@ class Schedule:
         self.minibatch_base = int(config["minibatch_base"])
         self.minibatch_table = _table(config, "minibatch")
         self.max_minibatch_per_device = _table(config, "max_minibatch_per_device")
+        self.max_microbatch_per_device = _table(config, "max_microbatch_per_device")
         self.g_lr_base = float(config["g_lr_base"])
         self.g_lr_table = _table(config, "g_lr")
         self.d_lr_base = float(config["d_lr_base"])

@@ -74,14 +74,8 @@ class Trainer:
                                                  channels=self.spec.num_channels, label_size=self.spec.label_size),
             TrainingError("process 0 could not open the dataset (its error says why); fix that and restart all "
                           "processes"))
-        optimizer = config.optimizer
-        step_config = train_step.StepConfig(
-            g_beta1=optimizer.g_beta1, g_beta2=optimizer.g_beta2, d_beta1=optimizer.d_beta1,
-            d_beta2=optimizer.d_beta2, eps=optimizer.eps, mirror_augment=config.dataset.mirror_augment,
-            minibatch_repeats=self.schedule.minibatch_repeats, d_repeats=self.schedule.d_repeats,
-            g_repeats=self.schedule.g_repeats,
-            label_probs=tuple(self.dataset.label_probabilities()) if self.spec.label_size else None,
-            data_seed=config.seed, normalization=self.normalization)
+        label_probs = tuple(self.dataset.label_probabilities()) if self.spec.label_size else None
+        step_config = train_step.StepConfig.from_config(config, self.schedule, label_probs)
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)

@@ -8,7 +8,9 @@ run-wide index (round index * D steps per round + index in the round) is a multi
 steps those are is static per compiled call, so a resumed run repeats them exactly. The round is a
 single jitted `shard_map` over the 1-D 'data' mesh; parameters and optimizer state are replicated,
 reals are split over devices in the strided layout of `pggan.parallel`, and gradients are those of
-the all-device mean loss (pmap's `pmean` of per-device gradients).
+the all-device mean loss (pmap's `pmean` of per-device gradients). Where memory requires it, each
+device runs its minibatch as microbatches of whole minibatch-stddev groups and averages their
+gradients (`pggan.microbatching`, `StepConfig.max_microbatch_per_device`): the same function.
 
 Randomness is a pure function of (seed, round index, step within the round, global sample id), so
 results do not depend on the device count and a resumed run repeats an uninterrupted one exactly.
@@ -28,11 +30,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from pggan import layers, losses, networks, normalization, parallel
+from pggan import layers, losses, microbatching, networks, normalization, parallel
 from pggan.data import augment, device_dataset
 
 # Streams of per-sample randomness within one step.
@@ -56,6 +59,9 @@ class StepConfig:
     repeats_per_call: minibatch repeats per compiled call (0 = automatic, see
       `TrainStep.repeats_per_call`); a speed setting that does not change the results.
     normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.normalization`).
+    max_microbatch_per_device: ((resolution, images), ...): at these resolutions each device runs its
+      minibatch as microbatches of at most that many images and accumulates the gradients
+      (`pggan.microbatching`); a memory setting that does not change the results.
     """
 
     g_beta1: float = 0.0
@@ -71,6 +77,18 @@ class StepConfig:
     data_seed: int = 0
     repeats_per_call: int = 0
     normalization: normalization.NormalizationConfig = normalization.NormalizationConfig()
+    max_microbatch_per_device: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_config(cls, config, schedule, label_probs: tuple[float, ...] | None = None) -> "StepConfig":
+        """The step settings of a training config (ml_collections) and its parsed `Schedule`."""
+        optimizer = config.optimizer
+        return cls(g_beta1=optimizer.g_beta1, g_beta2=optimizer.g_beta2, d_beta1=optimizer.d_beta1,
+                   d_beta2=optimizer.d_beta2, eps=optimizer.eps, mirror_augment=config.dataset.mirror_augment,
+                   minibatch_repeats=schedule.minibatch_repeats, d_repeats=schedule.d_repeats,
+                   g_repeats=schedule.g_repeats, label_probs=label_probs, data_seed=config.seed,
+                   normalization=normalization.NormalizationConfig.from_config(config.d_normalization),
+                   max_microbatch_per_device=tuple(sorted(schedule.max_microbatch_per_device.items())))
 
 
 def state_nbytes(spec: networks.ModelSpec) -> int:
@@ -96,6 +114,35 @@ def summarize_metrics(sums: dict) -> tuple[dict[str, float], dict[str, int]]:
     means = {k: v / max(sums[divisors.get(k, "d_steps")], 1.0) for k, v in sums.items()
              if k not in COUNT_NAMES and not k.startswith("skipped")}
     return means, {k: int(v) for k, v in sums.items() if k.startswith("skipped")}
+
+
+def initial_state(spec: networks.ModelSpec, spectral: bool, seed) -> dict:
+    """A fresh TrainState: G and D drawn from `seed`, EMA G = G, zero Adam moments, zero counters and,
+    with `spectral` normalization of D, its power-iteration vectors.
+
+    Adam's initial state does not depend on its hyperparameters, so one function serves every
+    StepConfig.
+    """
+    g, d = networks.build_networks(spec, seed)
+    g_params, d_params = networks.parameters(g), networks.parameters(d)
+    adam = optax.scale_by_adam()
+    state = {
+        "generator": g_params, "discriminator": d_params,
+        "generator_ema": jax.tree.map(jnp.copy, g_params),
+        "optimizers": {"g": adam.init(g_params), "d": adam.init(d_params)},
+        "counters": {k: jnp.zeros((), jnp.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
+    }
+    if spectral:
+        vectors = normalization.SpectralNorm(networks.abstract_discriminator(spec))
+        state[normalization.STATE_ITEM] = vectors.init_vectors(jax.random.fold_in(jax.random.key(seed), 2))
+    return state
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_initial_state(architecture: networks.ModelSpec, spectral: bool, mesh: jax.sharding.Mesh):
+    """seed (uint32) -> replicated TrainState, jitted once per architecture and mesh: the seed is
+    traced, and XLA:CPU needs tens of seconds to compile the parameter RNG."""
+    return jax.jit(functools.partial(initial_state, architecture, spectral), out_shardings=parallel.replicated(mesh))
 
 
 class TrainStep:
@@ -126,27 +173,17 @@ class TrainStep:
 
     # ---------------------------------------------------------------------------------------- state
 
-    def _initial_state(self, seed: int) -> dict:
-        g, d = networks.build_networks(self.spec, seed)
-        g_params, d_params = networks.parameters(g), networks.parameters(d)
-        state = {
-            "generator": g_params, "discriminator": d_params,
-            "generator_ema": jax.tree.map(jnp.copy, g_params),
-            "optimizers": {"g": self.g_adam.init(g_params), "d": self.d_adam.init(d_params)},
-            "counters": {k: jnp.zeros((), jnp.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
-        }
-        if self.spectral is not None:
-            state[normalization.STATE_ITEM] = self.spectral.init_vectors(jax.random.fold_in(jax.random.key(seed), 2))
-        return state
-
     def init_state(self, seed: int) -> dict:
-        """Fresh state from `seed`, created directly on the devices, replicated."""
-        return jax.jit(functools.partial(self._initial_state, seed), out_shardings=parallel.replicated(self.mesh))()
+        """Fresh state from `seed` (an integer in [0, 2**32)), created directly on the devices, replicated."""
+        # The compute settings do not change the parameters: every dtype and form shares one compile.
+        architecture = dataclasses.replace(self.spec, **{f: getattr(networks.ModelSpec, f)
+                                                         for f in networks.ModelSpec.COMPUTE_FIELDS})
+        return _compiled_initial_state(architecture, self.spectral is not None, self.mesh)(np.uint32(seed))
 
     def abstract_state(self) -> dict:
         """ShapeDtypeStructs of the state with replicated shardings on this mesh (restore target)."""
         sharding = parallel.replicated(self.mesh)
-        shapes = jax.eval_shape(functools.partial(self._initial_state, 0))
+        shapes = jax.eval_shape(functools.partial(initial_state, self.spec, self.spectral is not None), 0)
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
     def _reset_optimizers(self, state: dict) -> dict:
@@ -204,7 +241,19 @@ class TrainStep:
         networks.level_of(resolution, self.spec)  # validates before any tracing
         return functools.partial(self._run_calls, resolution, minibatch, on_device_data)
 
-    def _compiled_call(self, resolution, minibatch, on_device_data, pattern):
+    def microbatches(self, resolution: int, per_device: int) -> int:
+        """Microbatches per device minibatch at a resolution (`StepConfig.max_microbatch_per_device`)."""
+        cap = dict(self.config.max_microbatch_per_device).get(resolution)
+        return microbatching.microbatch_count(per_device, cap, self.spec.mbstd_group_size)
+
+    def call_fn(self, resolution: int, minibatch: int, *, on_device_data: bool = False, pattern: tuple = ()):
+        """The jitted function behind `round_fn`: `repeats_per_call()` minibatch repeats in one call.
+
+        Takes round_fn's arguments (without round_index) plus `first_repeat` (int32 scalar, the round's
+        repeat index the call starts at) and returns (state, metric_sums of its repeats). `pattern` is
+        the call's lazy penalty pattern (`penalty_pattern`). Jitted once per (resolution, minibatch,
+        data placement, pattern); `.lower(...).compile()` gives XLA's cost and memory analyses.
+        """
         cache_key = (resolution, minibatch, on_device_data, pattern)
         if cache_key not in self._rounds:
             per_call = self.repeats_per_call()
@@ -216,15 +265,25 @@ class TrainStep:
                 batch = P(None, parallel.DATA_AXIS)
                 in_specs = (P(), batch, batch, P(), P(), P(), P(), P(), P())
             sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
-            self._rounds[cache_key] = jax.jit(sharded, donate_argnums=0)
+            self._rounds[cache_key] = jax.jit(sharded, donate_argnums=0, compiler_options=self._compiler_options())
         return self._rounds[cache_key]
+
+    def _compiler_options(self) -> dict | None:
+        """XLA options of the step: bfloat16 steps keep bfloat16 rounding exactly where the program has it.
+
+        With XLA's default excess precision, fusions may skip bf16 round trips in some recomputations of
+        a value but not others; `layers.leaky_relu`'s gradient (jnp.maximum's, which compares its input
+        with its output) then finds them unequal and drops most of the gradient. Measured on XLA:CPU:
+        D's input-gradient norm 2.5x too small at 8x8 (tests/test_benchmark.py).
+        """
+        return {"xla_allow_excess_precision": False} if self.spec.compute_dtype == "bfloat16" else None
 
     def _run_calls(self, resolution, minibatch, on_device_data, state, *args, round_index: int = 0):
         """Runs a round as consecutive calls, each starting at its first repeat index; sums the metrics."""
         total, per_call = None, self.repeats_per_call()
         for first_repeat in range(0, self.config.minibatch_repeats, per_call):
             pattern = self.penalty_pattern(round_index, first_repeat, per_call)
-            compiled = self._compiled_call(resolution, minibatch, on_device_data, pattern)
+            compiled = self.call_fn(resolution, minibatch, on_device_data=on_device_data, pattern=pattern)
             state, sums = compiled(state, *args, jnp.int32(first_repeat))
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
         return state, total
@@ -270,29 +329,42 @@ class TrainStep:
         fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
         return reals, jax.lax.stop_gradient(fakes), mix, onehot
 
-    def _d_update(self, state, vectors, loss_of_critic, d_lr, resolution, alpha):
-        """One D optimizer step on the all-device mean of loss_of_critic(critic) -> (loss, aux)."""
-        def loss_fn(d_params):
-            return jax.lax.pmean(loss_of_critic(self._critic(d_params, vectors, resolution, alpha)), parallel.DATA_AXIS)
+    def _mean_over_microbatches(self, loss_and_grads, batch, resolution):
+        """loss_and_grads(batch) of a device batch, run as `microbatches(resolution, rows)` microbatches."""
+        rows = jax.tree.leaves(batch)[0].shape[0]
+        group = microbatching.stddev_group(rows, self.spec.mbstd_group_size)
+        return microbatching.mean_over_microbatches(loss_and_grads, batch, self.microbatches(resolution, rows), group)
 
-        # The parameters are replicated (device-invariant), so differentiating the all-device mean
-        # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+    def _d_update(self, state, vectors, loss_of_critic, batch, d_lr, resolution, alpha):
+        """One D optimizer step on the all-device mean of loss_of_critic(critic, batch) -> (loss, aux).
+
+        batch: a tuple of this device's per-row arrays (None entries allowed), run as microbatches where
+        `StepConfig.max_microbatch_per_device` asks for them.
+        """
+        def loss_and_grads(microbatch):
+            def loss_fn(d_params):
+                critic = self._critic(d_params, vectors, resolution, alpha)
+                return jax.lax.pmean(loss_of_critic(critic, microbatch), parallel.DATA_AXIS)
+
+            # The parameters are replicated (device-invariant), so differentiating the all-device mean
+            # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
+            return jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+
+        (loss, aux), grads = self._mean_over_microbatches(loss_and_grads, batch, resolution)
         d_params, d_opt, skipped = self._adam_if_finite(self.d_adam, state["discriminator"], state["optimizers"]["d"],
                                                         grads, d_lr * self.loss.adam_correction)
         state = {**state, "discriminator": d_params, "optimizers": {**state["optimizers"], "d": d_opt}}
         return state, loss, aux, skipped
 
     def _d_step(self, state, inputs, d_lr, ema_beta, resolution, alpha):
-        reals, fakes, mix, onehot = inputs
         vectors = state.get(normalization.STATE_ITEM)
         if self.spectral is not None:  # one power-iteration update per D step, before the loss
             vectors = self.spectral.update_vectors(state["discriminator"], vectors, self.config.normalization.power_iterations)
             state = {**state, normalization.STATE_ITEM: vectors}
         lazy = self.loss.lazy
         state, loss, aux, skipped = self._d_update(
-            state, vectors, lambda critic: losses.discriminator_loss(self.loss, critic, reals, fakes, mix, onehot,
-                                                                     penalties=not lazy), d_lr, resolution, alpha)
+            state, vectors, lambda critic, batch: losses.discriminator_loss(self.loss, critic, *batch, penalties=not lazy),
+            inputs, d_lr, resolution, alpha)
         ema = jax.tree.map(lambda g, e: g + (e - g) * ema_beta, state["generator"], state["generator_ema"])
         penalty_steps = jnp.float32(0 if lazy or not self.loss.has_gradient_penalty else 1)
         metrics = {"d_loss": loss, **aux, "d_steps": jnp.float32(1), "penalty_steps": penalty_steps}
@@ -302,8 +374,8 @@ class TrainStep:
         """Lazy regularization: a D optimizer step on reg_interval * (gradient penalties) alone."""
         reals, fakes, mix, _ = inputs
         state, _, aux, skipped = self._d_update(
-            state, state.get(normalization.STATE_ITEM),
-            lambda critic: losses.penalty_loss(self.loss, critic, reals, fakes, mix), d_lr, resolution, alpha)
+            state, state.get(normalization.STATE_ITEM), lambda critic, batch: losses.penalty_loss(self.loss, critic, *batch),
+            (reals, fakes, mix), d_lr, resolution, alpha)
         return state, {**aux, "penalty_steps": jnp.float32(1)}, skipped
 
     def _g_step(self, state, local_batch, alpha, g_lr, key, resolution):
@@ -319,11 +391,16 @@ class TrainStep:
             onehot = self._labels_onehot(labels)
         critic = self._critic(state["discriminator"], state.get(normalization.STATE_ITEM), resolution, alpha)
 
-        def loss_fn(g_params):
-            fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
-            return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+        def loss_and_grads(batch):  # one microbatch of (latents, onehot)
+            latents, onehot = batch
 
-        loss, grads = jax.value_and_grad(loss_fn)(state["generator"])
+            def loss_fn(g_params):
+                fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
+                return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+
+            return jax.value_and_grad(loss_fn)(state["generator"])
+
+        loss, grads = self._mean_over_microbatches(loss_and_grads, (latents, onehot), resolution)
         g_params, g_opt, skipped = self._adam_if_finite(self.g_adam, state["generator"], state["optimizers"]["g"],
                                                         grads, g_lr)
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}

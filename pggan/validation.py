@@ -12,7 +12,7 @@ import tempfile
 
 import ml_collections
 
-from pggan import evaluation, losses, networks, normalization
+from pggan import evaluation, losses, microbatching, networks, normalization
 from pggan.schedule import Schedule
 
 ON_DEVICE_MODES = ("auto", "always", "never")
@@ -40,6 +40,8 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
         normalization.NormalizationConfig.from_config(config.d_normalization)
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    _require(isinstance(config.seed, int) and 0 <= config.seed < 2**32,
+             f"config.seed must be an integer in [0, 2**32), got {config.seed!r}")
     _require(0.0 <= config.ema.beta < 1.0, f"config.ema.beta must be in [0, 1), got {config.ema.beta}")
     _require(config.ema.half_life_kimg >= 0 and config.ema.rampup >= 0,
              "config.ema.half_life_kimg and config.ema.rampup must be >= 0")
@@ -86,7 +88,8 @@ def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSp
              "config.schedule.minibatch_repeats, d_repeats and g_repeats must be >= 1")
     schedule = Schedule(config, spec.resolution, num_devices, ema=ema)
     tables = {"minibatch": schedule.minibatch_table, "g_lr": schedule.g_lr_table, "d_lr": schedule.d_lr_table,
-              "tick_kimg": schedule.tick_kimg_table, "max_minibatch_per_device": schedule.max_minibatch_per_device}
+              "tick_kimg": schedule.tick_kimg_table, "max_minibatch_per_device": schedule.max_minibatch_per_device,
+              "max_microbatch_per_device": schedule.max_microbatch_per_device}
     for table, values in tables.items():
         for key in values:
             _require(_is_power_of_two(key) and key >= 4,
@@ -105,6 +108,10 @@ def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSp
                      f"the minibatch at {resolution}x{resolution} gives {per_device} images per device, not "
                      f"divisible by the minibatch-stddev group size {g}; make config.schedule.minibatch"
                      f"[{resolution}] a multiple of {g * num_devices} or change model.mbstd_group_size")
+        try:
+            microbatching.microbatch_count(per_device, schedule.max_microbatch_per_device.get(resolution), group)
+        except ValueError as e:
+            raise ConfigError(f"config.schedule.max_microbatch_per_device[{resolution}]: {e}") from None
         for name, rate in (("g_lr", schedule.g_lr_table.get(resolution, schedule.g_lr_base)),
                            ("d_lr", schedule.d_lr_table.get(resolution, schedule.d_lr_base))):
             _require(rate > 0 and math.isfinite(rate),

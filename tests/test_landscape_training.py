@@ -15,7 +15,7 @@ from PIL import Image
 
 from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
                    train_step)
-from tests.test_train import ROOT, load_recipe
+from tests.run_support import REPO, load_recipe
 
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
 MINIBATCH, REPEATS, ROUNDS = 16, 4, 4  # 4 rounds of 4 minibatches of 16: 256 images per combination
@@ -139,7 +139,7 @@ def _final_state(workdir):
 def _generate_tool():
     """tools/generate.py as a module (absl flags are defined once per process, so share one copy)."""
     if "generate_tool" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("generate_tool", os.path.join(ROOT, "tools", "generate.py"))
+        spec = importlib.util.spec_from_file_location("generate_tool", os.path.join(REPO, "tools", "generate.py"))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules["generate_tool"] = module

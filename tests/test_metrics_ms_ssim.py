@@ -32,7 +32,7 @@ def _reference_ms_ssim(x, y):
         window = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma ** 2))
         window /= window.sum()
 
-        def filt(v):
+        def filt(v, window=window):
             return np.stack([scipy.signal.convolve2d(v[..., c], window, mode="valid")
                              for c in range(v.shape[-1])], axis=-1)
 
