@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from pggan import config_section
 from pggan.normalization import safe_norm, scores_and_squared_input_grads
 
 LOSSES = ("wgan", "logistic", "lsgan", "hinge")
@@ -85,11 +86,7 @@ class LossConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "LossConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown loss config field(s) {unknown}; valid fields: {sorted(names)}")
-        return cls(**dict(config))
+        return config_section.from_section(cls, config, "loss")
 
     @property
     def has_gradient_penalty(self) -> bool:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pggan import layers
+from pggan import config_section, layers
 
 D_DOWNSAMPLE_ORDERS = ("conv_pool_act", "conv_act_pool")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -95,11 +95,7 @@ class ModelSpec:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ModelSpec":
         """Builds a spec from a mapping (e.g. an ml_collections `config.model`); unknown keys are errors."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown model config field(s) {unknown}; valid fields: {sorted(names)}")
-        return cls(**dict(config))
+        return config_section.from_section(cls, config, "model")
 
     def architecture(self) -> dict[str, Any]:
         """The fields that define the parameters and the function (everything but compute settings)."""

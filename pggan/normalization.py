@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pggan import layers
+from pggan import config_section, layers
 
 METHODS = ("none", "spectral", "gran")
 STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration vectors
@@ -61,11 +61,7 @@ class NormalizationConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "NormalizationConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown d_normalization config field(s) {unknown}; valid fields: {sorted(names)}")
-        return cls(**dict(config))
+        return config_section.from_section(cls, config, "d_normalization")
 
 
 # ------------------------------------------------------------------------------------ spectral norm

@@ -12,13 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
 
 from pggan import compilation_cache, layers, losses, microbatching, networks, parallel, train_step
 from pggan.benchmarks import model_flops, projection
 from pggan.validation import ConfigError, validate_training_config
+from tests import tool_support
+from tests.run_support import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load(name, path):
@@ -28,19 +28,13 @@ def _load(name, path):
     return module
 
 
-benchmark = _load("benchmark_tool", "tools/benchmark.py")
-
-
 def _config(name):
     return _load(f"{name}_config", f"configs/{name}.py").get_config()
 
 
 def _run_tool(monkeypatch, *args):
     """The tool's main() in this process; --config.<field> overrides are read from sys.argv."""
-    argv = ["benchmark.py", *args]
-    monkeypatch.setattr(sys, "argv", argv)
-    flags.FLAGS.unparse_flags()
-    benchmark.main(flags.FLAGS(argv))
+    tool_support.run_main("benchmark", *args, monkeypatch=monkeypatch)
 
 
 # ------------------------------------------------------------------------------------ FLOP model

@@ -8,8 +8,8 @@ import numpy as np
 
 from pggan.data import builder, dataset, sources
 from tests import data_helpers
+from tests.run_support import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run_tool(*args):

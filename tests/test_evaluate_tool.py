@@ -3,35 +3,24 @@ prepared synthetic dataset. The tool's main() runs in this process (flags parsed
 command line); one test starts it as a real subprocess.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from absl import flags
 
 from pggan import checkpoint, evaluation, media
 from pggan.data import config as data_config
 from pggan.metrics import WEIGHTS_ENV, MetricSuite
 from pggan.metrics.inception_weights import expected_state_dict_shapes
 from tests.metrics_support import random_inception_state_dict, write_torch_zip_state_dict
+from tests import tool_support
 from tests.run_support import REPO, load_recipe, write_checkpoints
 
 TOOL = os.path.join(REPO, "tools", "evaluate.py")
 STAGES = ((1000, 8, 1.0), (2000, 16, 1.0))  # (step, resolution, alpha) of the two checkpoints
 NUM_IMAGES = 20
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("evaluate_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate = _load_tool()
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +36,7 @@ def run(tmp_path_factory):
 
 def _tool(*args: str) -> int:
     """Runs the tool's main() in this process with these command-line flags; returns its exit status."""
-    flags.FLAGS.unparse_flags()
-    return evaluate.main(flags.FLAGS(["evaluate.py", *args]))
+    return tool_support.run_main("evaluate", *args)
 
 
 def _records_from(workdir: str, count: int) -> list[dict]:

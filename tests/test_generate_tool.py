@@ -5,7 +5,6 @@ a few start it as a real subprocess: one-line errors with exit status 1, and the
 8 devices.
 """
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -14,25 +13,14 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
 
 from pggan import checkpoint, generation, media, sampling
-from tests.run_support import load_recipe, write_checkpoints
+from tests import tool_support
+from tests.run_support import REPO, load_recipe, write_checkpoints
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "generate.py")
 FINAL, FIRST = 16, 8  # the tiny recipe's resolution, and the stage of the first checkpoint
 FIRST_STEP, LAST_STEP = 1000, 2000
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("generate_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _load_tool()
 
 
 def _make_run(workdir, label_size: int = 0, stages=((FIRST_STEP, FIRST, 1.0), (LAST_STEP, FINAL, 1.0))) -> None:
@@ -51,9 +39,7 @@ def run_dir(tmp_path_factory):
 
 def _tool(*args: str) -> int:
     """Runs the tool's main() in this process with these command-line flags; returns its exit status."""
-    flags.FLAGS.unparse_flags()
-    argv = flags.FLAGS(["generate.py", *args])
-    return generate.main(argv)
+    return tool_support.run_main("generate", *args)
 
 
 def _subprocess(*args: str, devices: int = 8) -> subprocess.CompletedProcess:

@@ -1,21 +1,19 @@
 """Loss / penalty / D-normalization combinations train; lazy penalties, SN state and TTUR resume exactly;
 class-conditional digits train end to end and sample by class with tools/generate.py --label."""
 
-import importlib.util
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
                    train_step)
-from tests.run_support import REPO, load_recipe
+from tests import tool_support
+from tests.run_support import load_recipe
 
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
 MINIBATCH, REPEATS, ROUNDS = 16, 4, 4  # 4 rounds of 4 minibatches of 16: 256 images per combination
@@ -136,16 +134,6 @@ def _final_state(workdir):
     return jax.tree.map(np.asarray, state)
 
 
-def _generate_tool():
-    """tools/generate.py as a module (absl flags are defined once per process, so share one copy)."""
-    if "generate_tool" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("generate_tool", os.path.join(REPO, "tools", "generate.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["generate_tool"] = module
-    return sys.modules["generate_tool"]
-
-
 def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
     config = load_recipe("tiny")
     config.dataset.update(name="digits", source="digits", data_dir=str(tmp_path / "data"))
@@ -154,13 +142,11 @@ def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir, devices=jax.devices()[:2])
 
-    generate = _generate_tool()
     grids = {}
     for label in (3, 7):
         out = str(tmp_path / f"class{label}.png")
-        flags.FLAGS.unparse_flags()
-        assert generate.main(flags.FLAGS(["generate.py", f"--workdir={workdir}", "--grid=2x3", "--seed=4",
-                                          f"--label={label}", f"--out={out}"])) == 0
+        assert tool_support.run_main("generate", f"--workdir={workdir}", "--grid=2x3", "--seed=4",
+                                     f"--label={label}", f"--out={out}") == 0
         grids[label] = np.asarray(Image.open(out))
     # Independently: the trained EMA generator on the grid's latents with one-hot class 3.
     generator, meta = checkpoint.load_generator(workdir)
