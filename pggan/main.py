@@ -69,11 +69,16 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(_fail(f"--config: the recipe file cannot be loaded ({str(e).splitlines()[-1].strip()}); pass a "
                        f"recipe file such as configs/quickstart.py"))
     except (AttributeError, KeyError) as e:
-        field = str(e).strip("'\"")
+        # ml_collections' message names the field in quotes, maybe followed by 'Did you mean "x" ...?'.
+        message = str(e)
+        field = re.search(r"\w+", message)
+        field = field.group() if field else message
+        suggestion = re.search(r'Did you mean "(\w+)"', message)
         overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
         culprits = [name for name in overrides if field in name.split(".")]
-        sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}; check the "
-                       f"spelling against the recipe file and pggan/defaults.py"))
+        sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}"
+                       f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; check the spelling "
+                       f"against the recipe file and pggan/defaults.py"))
 
 
 def main(argv: list[str]) -> int:

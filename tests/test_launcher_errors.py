@@ -28,8 +28,9 @@ CASES = {
                                        "dataset small8 is 8x8 but the model trains up to 16x16"),
     "missing_dataset": (["--config.dataset.name=absent", "--config.dataset.source="],
                         "no prepared dataset absent in"),
-    "unknown_loss": (["--config.loss.name=hinge"], "loss.name must be one of ('wgan', 'lsgan'), got 'hinge'"),
-    "unknown_config_field": (["--config.loss.gamma=1"], "--config.loss.gamma: the config has no field 'gamma'"),
+    "unknown_loss": (["--config.loss.name=hinje"], "got 'hinje'"),
+    "unknown_config_field": (["--config.loss.gamma=1"],
+                             "--config.loss.gamma: the config has no field 'gamma' (did you mean 'r2_gamma'?)"),
     "missing_recipe_file": (["--config=configs/absent.py"], "--config: the recipe file cannot be loaded"),
     "unwritable_workdir": (["--workdir={tmp}/a_file/run"], "is not writable (Not a directory)"),
     # A model whose checkpoint needs more space than any disk has: the workdir's free space is too small.
