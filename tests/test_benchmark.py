@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pggan import compilation_cache, layers, losses, microbatching, networks, parallel, train_step
+from pggan import (compilation_cache, layers, losses, microbatching, networks, normalization, parallel,
+                   train_step)
 from pggan.benchmarks import model_flops, projection
 from pggan.validation import ConfigError, validate_training_config
 from tests import tool_support
@@ -148,10 +149,10 @@ def test_impossible_microbatch_setting_is_a_config_error():
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)
 
 
-def _one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1):
+def _one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1, loss=losses.LossConfig()):
     """(state before, state after, metric sums) of one round from seed 0 on fixed random reals (host arrays)."""
     mesh = parallel.make_mesh(jax.devices()[:num_devices])
-    step = train_step.TrainStep.create(spec, losses.LossConfig(), step_config, mesh)
+    step = train_step.TrainStep.create(spec, loss, step_config, mesh)
     images = np.random.default_rng(0).integers(0, 256, (1, minibatch, resolution, resolution, 3), np.uint8)
     sharding = parallel.batch_sharded(mesh, 1)
     order = parallel.device_major_order(minibatch, num_devices)
@@ -162,11 +163,24 @@ def _one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1):
     return before, jax.device_get(after), {k: float(v) for k, v in sums.items()}
 
 
-def test_gradient_accumulation_equals_the_full_batch():
-    config = train_step.StepConfig(minibatch_repeats=1, mirror_augment=True)
-    _, full_state, full_sums = _one_round(SPEC, config)
+# The paper's WGAN-GP; and a logistic loss with lazy R1 (round 0's D step is followed by a penalty-only
+# step) and a spectrally normalized D, whose power-iteration vectors are updated once per D step.
+ACCUMULATED_SETTINGS = {
+    "wgan_gp": (losses.LossConfig(), normalization.NormalizationConfig()),
+    "logistic_r1lazy_spectral": (losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0,
+                                                   reg_interval=4),
+                                 normalization.NormalizationConfig(method="spectral")),
+}
+
+
+@pytest.mark.parametrize("settings", ACCUMULATED_SETTINGS)
+def test_gradient_accumulation_equals_the_full_batch(settings):
+    loss, norm = ACCUMULATED_SETTINGS[settings]
+    config = train_step.StepConfig(minibatch_repeats=1, mirror_augment=True, normalization=norm)
+    _, full_state, full_sums = _one_round(SPEC, config, loss=loss)
     accumulated = dataclasses.replace(config, max_microbatch_per_device=((8, 4),))  # 16 images -> 4 x 4
-    _, micro_state, micro_sums = _one_round(SPEC, accumulated)
+    _, micro_state, micro_sums = _one_round(SPEC, accumulated, loss=loss)
+    assert full_sums["penalty_steps"] == 1
     for name, value in full_sums.items():
         assert micro_sums[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
     for a, b in zip(jax.tree.leaves(full_state), jax.tree.leaves(micro_state)):
