@@ -6,7 +6,8 @@ penalty off. `apply(config, name)` writes a combination into a training config. 
 them all (22), `COMPARED` the ten that docs/loss_comparison.md compares (`tools/compare_losses.py`).
 
     wgan_gp        the official PGGAN loss: WGAN, one-centred GP (lambda 10) and drift 0.001
-    *_gp           the same penalty and drift with another loss
+    *_gp           the one-centred GP with another loss: lambda 1, no drift (OTHER_LOSS_GP; lambda 10
+                   and the drift collapsed logistic and least-squares training, docs/loss_comparison.md)
     *_r1           R1 on reals, gamma R1_GAMMA (Mescheder et al. 2018)
     *_sn           spectral normalization of D, no penalty (Miyato et al. 2018)
     *_gran         gradient normalization of D, no penalty (Bhaskara et al. 2022)
@@ -39,6 +40,8 @@ REGULARIZERS = {
     "r1lazy": ({"r1_gamma": R1_GAMMA, "reg_interval": LAZY_INTERVAL}, "none"),
     "r1r2": ({"r1_gamma": R1_GAMMA, "r2_gamma": R1_GAMMA}, "none"),
 }
+# The one-centred GP of the losses other than WGAN (see the module doc).
+OTHER_LOSS_GP = {"gp_lambda": 1.0, "gp_target": 1.0, "drift": 0.0}
 _GRID_REGULARIZERS = ("gp", "r1", "sn", "gran", "none")
 _EXTRAS = ("logistic_gp0", "logistic_r1lazy", "logistic_r1r2")
 
@@ -63,6 +66,8 @@ def apply(config: ml_collections.ConfigDict, name: str) -> ml_collections.Config
     """A copy of training `config` with the loss, penalties and D normalization of combination `name`."""
     loss, regularizer = parse(name)
     loss_overrides, method = REGULARIZERS[regularizer]
+    if regularizer == "gp" and loss != "wgan":
+        loss_overrides = OTHER_LOSS_GP
     config = ml_collections.ConfigDict(config.to_dict())
     config.loss.update({"name": loss, **_NO_PENALTY, **loss_overrides})
     config.d_normalization.method = method

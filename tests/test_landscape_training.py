@@ -45,6 +45,15 @@ def test_the_trained_combinations_cover_every_loss_and_regularizer():
     assert set(COVERING) <= set(landscape.COMBINATIONS)
 
 
+def test_gp_is_the_papers_for_wgan_and_lambda_one_without_drift_for_the_other_losses():
+    official = landscape.apply(defaults.default_config(), "wgan_gp").loss
+    assert (official.name, official.gp_lambda, official.gp_target, official.drift) == ("wgan", 10.0, 1.0, 0.001)
+    for loss in ("logistic", "lsgan", "hinge"):
+        config = landscape.apply(defaults.default_config(), f"{loss}_gp").loss
+        assert (config.name, config.gp_lambda, config.gp_target, config.drift) == (loss, 1.0, 1.0, 0.0)
+        assert config.r1_gamma == config.r2_gamma == config.gp0_lambda == 0.0
+
+
 @pytest.mark.parametrize("name", COVERING)
 def test_combination_trains_without_nonfinite_values(name):
     loss, norm = _settings(name)
