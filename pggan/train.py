@@ -23,8 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pggan import (checkpoint, generation, media, networks, normalization, parallel, preemption, sampling,
-                   train_step)
+from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.data.errors import DataError
 from pggan.schedule import Schedule
@@ -64,7 +63,6 @@ class Trainer:
         self.mesh = parallel.make_mesh(devices)
         self.num_devices = self.mesh.size
         self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
-        self.normalization = normalization.NormalizationConfig.from_config(config.d_normalization)
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
         check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
         # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
@@ -76,6 +74,7 @@ class Trainer:
                           "processes"))
         label_probs = tuple(self.dataset.label_probabilities()) if self.spec.label_size else None
         step_config = train_step.StepConfig.from_config(config, self.schedule, label_probs)
+        self.normalization = step_config.normalization
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)
