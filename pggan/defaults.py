@@ -123,7 +123,8 @@ def default_config() -> ml_collections.ConfigDict:
     # r1_gamma, r2_gamma, reg_interval (lazy penalties), drift, cond_weight (AC-GAN).
     config.loss = dataclasses.asdict(losses.LossConfig())
     # D's Lipschitz normalization (`pggan.normalization.NormalizationConfig`): method 'none' | 'spectral'
-    # | 'gran'; power_iterations (spectral); gran_k, gran_epsilon (GraN).
+    # | 'gran'; power_iterations (spectral); gran_k, gran_epsilon (GraN; with the wgan loss and no penalty
+    # it needs loss.drift = landscape.WGAN_GRAN_DRIFT, the trainer warns otherwise).
     config.d_normalization = dataclasses.asdict(normalization.NormalizationConfig())
 
     # Adam per network (TTUR: separate betas here, learning rates in schedule.g_lr / d_lr, update

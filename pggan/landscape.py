@@ -10,7 +10,8 @@ them all (22), `COMPARED` the ten that docs/loss_comparison.md compares (`tools/
                    and the drift collapsed logistic and least-squares training, docs/loss_comparison.md)
     *_r1           R1 on reals, gamma R1_GAMMA (Mescheder et al. 2018)
     *_sn           spectral normalization of D, no penalty (Miyato et al. 2018)
-    *_gran         gradient normalization of D, no penalty (Bhaskara et al. 2022)
+    *_gran         gradient normalization of D, no penalty (Bhaskara et al. 2022); wgan_gran adds the
+                   drift term, WGAN_GRAN_DRIFT (see below)
     *_none         no penalty (not for wgan: its critic is unbounded without a Lipschitz constraint)
     logistic_gp0   zero-centred penalty on interpolates (lambda 10; Thanh-Tung et al. 2019)
     logistic_r1lazy  R1 every LAZY_INTERVAL D steps (StyleGAN2's lazy regularization)
@@ -42,6 +43,13 @@ REGULARIZERS = {
 }
 # The one-centred GP of the losses other than WGAN (see the module doc).
 OTHER_LOSS_GP = {"gp_lambda": 1.0, "gp_target": 1.0, "drift": 0.0}
+# The drift weight of wgan_gran. GraN makes D only *piecewise* K-Lipschitz: its score jumps between the
+# linear pieces of the critic, by amounts nothing bounds. The other losses saturate, but the WGAN
+# objective E[g(real)] - E[g(fake)] is linear and has no maximum over such critics: without drift the
+# scores grew without limit (real 2,684 at 8 kimg) and G ended worse than untrained. The drift term
+# drift * g(real)^2 caps the real score the critic aims for at 1 / (2 drift): 500 with the paper's 0.001
+# was still too loose, 0.01 (50) trains (docs/loss_comparison.md).
+WGAN_GRAN_DRIFT = 0.01
 _GRID_REGULARIZERS = ("gp", "r1", "sn", "gran", "none")
 _EXTRAS = ("logistic_gp0", "logistic_r1lazy", "logistic_r1r2")
 
@@ -68,6 +76,8 @@ def apply(config: ml_collections.ConfigDict, name: str) -> ml_collections.Config
     loss_overrides, method = REGULARIZERS[regularizer]
     if regularizer == "gp" and loss != "wgan":
         loss_overrides = OTHER_LOSS_GP
+    if (loss, regularizer) == ("wgan", "gran"):
+        loss_overrides = {"drift": WGAN_GRAN_DRIFT}
     config = ml_collections.ConfigDict(config.to_dict())
     config.loss.update({"name": loss, **_NO_PENALTY, **loss_overrides})
     config.d_normalization.method = method

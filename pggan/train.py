@@ -28,7 +28,7 @@ from pggan.data import config as data_config, device_dataset
 from pggan.data.errors import DataError
 from pggan.schedule import Schedule
 from pggan.training_metrics import TrainingMetrics
-from pggan.validation import ConfigError, check_workdir, validate_training_config
+from pggan.validation import ConfigError, check_workdir, known_failures, validate_training_config
 from pggan.writers import RunWriter
 
 
@@ -75,6 +75,8 @@ class Trainer:
         label_probs = tuple(self.dataset.label_probabilities()) if self.spec.label_size else None
         step_config = train_step.StepConfig.from_config(config, self.schedule, label_probs)
         self.normalization = step_config.normalization
+        for warning in known_failures(self.loss_config, self.normalization):
+            logging.warning(warning)
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)

@@ -1,6 +1,8 @@
 """Checks a training config and workdir before anything is compiled: one-line errors naming the field.
 
-Every check here runs in milliseconds on the host; a config that passes compiles and runs.
+Every check here runs in milliseconds on the host; a config that passes compiles and runs. Valid
+settings measured not to train (docs/loss_comparison.md) pass; `known_failures` names them and their
+fix, and the trainer logs that as a warning.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import tempfile
 
 import ml_collections
 
-from pggan import evaluation, losses, microbatching, networks, normalization
+from pggan import evaluation, landscape, losses, microbatching, networks, normalization
 from pggan.schedule import Schedule
 
 ON_DEVICE_MODES = ("auto", "always", "never")
@@ -62,6 +64,16 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
              f"config.dataset.on_device must be one of {ON_DEVICE_MODES}, got {config.dataset.on_device!r}")
     _validate_metrics(config.metrics)
     return spec, loss, schedule
+
+
+def known_failures(loss: losses.LossConfig, norm: normalization.NormalizationConfig) -> list[str]:
+    """One line per valid setting of `loss` and `norm` measured not to train, with its fix."""
+    if (loss.name == "wgan" and norm.method == "gran" and not loss.has_gradient_penalty
+            and loss.drift < landscape.WGAN_GRAN_DRIFT):
+        return [f"config.loss.name='wgan' with d_normalization.method='gran', no penalty and loss.drift={loss.drift:g}: "
+                "the critic's scores grow without bound and the generator stops learning (docs/loss_comparison.md); "
+                f"set --config.loss.drift={landscape.WGAN_GRAN_DRIFT:g}"]
+    return []
 
 
 def _validate_metrics(config: ml_collections.ConfigDict) -> None:

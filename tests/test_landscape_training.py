@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
-                   train_step)
+                   train_step, validation)
 from tests import tool_support
 from tests.run_support import load_recipe
 
@@ -52,6 +52,31 @@ def test_gp_is_the_papers_for_wgan_and_lambda_one_without_drift_for_the_other_lo
         config = landscape.apply(defaults.default_config(), f"{loss}_gp").loss
         assert (config.name, config.gp_lambda, config.gp_target, config.drift) == (loss, 1.0, 1.0, 0.0)
         assert config.r1_gamma == config.r2_gamma == config.gp0_lambda == 0.0
+
+
+def test_gran_uses_the_drift_term_with_wgan_only():
+    for loss in losses.LOSSES:
+        config = landscape.apply(defaults.default_config(), f"{loss}_gran")
+        assert config.d_normalization.method == "gran"
+        assert config.loss.drift == (landscape.WGAN_GRAN_DRIFT if loss == "wgan" else 0.0)
+        assert config.loss.gp_lambda == config.loss.r1_gamma == config.loss.gp0_lambda == 0.0
+
+
+def test_wgan_with_gran_and_too_little_drift_is_a_known_failure_naming_the_fix():
+    for name, drift, warned in (("wgan_gran", None, False), ("wgan_gran", 0.0, True), ("wgan_gran", 0.001, True),
+                                ("hinge_gran", None, False), ("wgan_sn", None, False), ("wgan_gp", 0.0, False)):
+        config = landscape.apply(defaults.default_config(), name)
+        if drift is not None:
+            config.loss.drift = drift
+        if name == "wgan_gp":  # measured without penalties only: a GP on top is not warned about
+            config.d_normalization.method = "gran"
+        validation.validate_training_config(config, num_devices=1)  # valid settings
+        loss, norm = losses.LossConfig.from_config(config.loss), normalization.NormalizationConfig.from_config(
+            config.d_normalization)
+        messages = validation.known_failures(loss, norm)
+        assert len(messages) == int(warned), (name, drift, messages)
+        if warned:
+            assert f"loss.drift={drift:g}" in messages[0] and messages[0].endswith("--config.loss.drift=0.01")
 
 
 @pytest.mark.parametrize("name", COVERING)

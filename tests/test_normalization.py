@@ -84,6 +84,28 @@ def test_gran_matches_its_definition_and_is_piecewise_k_lipschitz():
     assert (np.abs(np.asarray(out[:, 0])) <= k * np.abs(f[:, 0]) / n * (1 + 1e-5)).all()
 
 
+def test_gran_is_only_piecewise_lipschitz_its_jumps_between_pieces_grow_with_the_critic():
+    # f(x) = c + s(t) t with t = mean(x) and slope s = 1 for t < 0, 10 for t >= 0: continuous, two linear
+    # pieces. Across the kink g = K f n / (n^2 + eps) jumps by about K c (1 / n_left - 1 / n_right), with
+    # n = s / sqrt(48) the gradient norm: unbounded as c grows, however close the two inputs are
+    # (why the linear WGAN objective needs the drift term with GraN, pggan/landscape.py).
+    k, eps, step = 1.0, 1e-6, 1e-4
+    x = jnp.stack([jnp.full((4, 4, 3), -step / 2), jnp.full((4, 4, 3), step / 2)])  # ||x0 - x1|| = sqrt(48) step
+    jumps = []
+    for c in (1.0, 100.0):
+        def critic(images, c=c):
+            t = jnp.mean(images, axis=(1, 2, 3))
+            return (c + jnp.where(t < 0, 1.0, 10.0) * t)[:, None]
+        g = np.asarray(normalization.gran(critic, k, eps)(x)[:, 0])
+        n = np.array([1.0, 10.0]) / np.sqrt(48)
+        f = c + np.array([1.0, 10.0]) * np.array([-step / 2, step / 2])
+        np.testing.assert_allclose(g, k * f * n / (n ** 2 + eps), rtol=1e-4)
+        jumps.append(abs(g[0] - g[1]))
+    distance = np.sqrt(48) * step
+    assert jumps[0] > 1000 * k * distance  # far beyond what a K-Lipschitz function may change
+    np.testing.assert_allclose(jumps[1] / jumps[0], 100.0, rtol=1e-3)
+
+
 def test_gran_is_finite_where_the_critic_is_flat():
     critic = lambda images: jnp.zeros((images.shape[0], 1)) + jnp.sum(images * 0.0, axis=(1, 2, 3))[:, None]  # noqa: E731
     x = jnp.ones((2, 4, 4, 3))
