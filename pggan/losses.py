@@ -145,7 +145,7 @@ def _scores(critic: Critic, images: jax.Array, with_grads: bool):
     return critic(images), None
 
 
-def interpolate_penalties(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array):
+def _interpolate_penalties(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array):
     """Weighted one- and zero-centred penalties at interpolates, per sample [N], and their aux means."""
     _, squared = scores_and_squared_input_grads(critic, interpolate(reals, fakes, mix))
     norms = safe_norm(squared)
@@ -158,8 +158,12 @@ def interpolate_penalties(cfg: LossConfig, critic: Critic, reals: jax.Array, fak
     return penalty, aux
 
 
-def _data_penalties(cfg: LossConfig, real_squared, fake_squared):
-    """R1 and R2 per sample [N] (weighted) from squared gradient norms (None when off), and aux means."""
+def _gradient_penalties(cfg: LossConfig, critic: Critic, reals, fakes, mix, real_squared, fake_squared):
+    """Every configured gradient penalty per sample [N] (weighted), and their aux means.
+
+    R1 and R2 come from the squared input-gradient norms of the reals and fakes (None when off);
+    the penalties on interpolates are computed here.
+    """
     penalty, aux = 0.0, {}
     if real_squared is not None:
         penalty = penalty + 0.5 * cfg.r1_gamma * real_squared
@@ -167,6 +171,9 @@ def _data_penalties(cfg: LossConfig, real_squared, fake_squared):
     if fake_squared is not None:
         penalty = penalty + 0.5 * cfg.r2_gamma * fake_squared
         aux["r2_penalty"] = jnp.mean(fake_squared)
+    if cfg.gp_lambda > 0 or cfg.gp0_lambda > 0:
+        interpolate_penalty, interpolate_aux = _interpolate_penalties(cfg, critic, reals, fakes, mix)
+        penalty, aux = penalty + interpolate_penalty, {**aux, **interpolate_aux}
     return penalty, aux
 
 
@@ -194,11 +201,8 @@ def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes:
     loss = d_adversarial(cfg.name, real_scores, fake_scores)
     aux = {"real_score": jnp.mean(real_scores), "fake_score": jnp.mean(fake_scores)}
     if penalties:
-        data_penalty, data_aux = _data_penalties(cfg, real_squared, fake_squared)
-        loss, aux = loss + data_penalty, {**aux, **data_aux}
-        if cfg.gp_lambda > 0 or cfg.gp0_lambda > 0:
-            penalty, penalty_aux = interpolate_penalties(cfg, critic, reals, fakes, mix)
-            loss, aux = loss + penalty, {**aux, **penalty_aux}
+        penalty, penalty_aux = _gradient_penalties(cfg, critic, reals, fakes, mix, real_squared, fake_squared)
+        loss, aux = loss + penalty, {**aux, **penalty_aux}
     if cfg.drift > 0:
         loss = loss + cfg.drift * jnp.square(real_scores)
     if labels_onehot is not None:
@@ -212,15 +216,9 @@ def penalty_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.A
 
     Same arguments as `discriminator_loss`; returns (scalar loss, dict of PENALTY_METRICS means).
     """
-    real_squared = fake_squared = None
-    if cfg.r1_gamma > 0:
-        _, real_squared = scores_and_squared_input_grads(critic, reals)
-    if cfg.r2_gamma > 0:
-        _, fake_squared = scores_and_squared_input_grads(critic, fakes)
-    loss, aux = _data_penalties(cfg, real_squared, fake_squared)
-    if cfg.gp_lambda > 0 or cfg.gp0_lambda > 0:
-        penalty, penalty_aux = interpolate_penalties(cfg, critic, reals, fakes, mix)
-        loss, aux = loss + penalty, {**aux, **penalty_aux}
+    real_squared = scores_and_squared_input_grads(critic, reals)[1] if cfg.r1_gamma > 0 else None
+    fake_squared = scores_and_squared_input_grads(critic, fakes)[1] if cfg.r2_gamma > 0 else None
+    loss, aux = _gradient_penalties(cfg, critic, reals, fakes, mix, real_squared, fake_squared)
     return cfg.reg_interval * jnp.mean(loss), aux
 
 
