@@ -39,12 +39,11 @@ from tqdm import tqdm
 
 from pggan import checkpoint, generation, networks
 from pggan.data.dataset import PreparedDataset
-from pggan.metrics import ALL_METRICS, INCEPTION_METRICS, MetricSuite, WeightsFileError
+from pggan.metrics import ALL_METRICS, INCEPTION_METRICS, MIN_IMAGES, MetricSuite, WeightsFileError
 from pggan.metrics import inception_weights
 from pggan.metrics.swd import MIN_RESOLUTION as METRIC_MIN_RESOLUTION
 
 METRICS_FILE = "metrics.jsonl"
-MIN_IMAGES = 10  # the Inception Score's 10 splits need one image each
 _REAL_STATISTICS_OF = frozenset({"swd", "fid", "kid", "pr"})  # metrics that compare with reals
 _CACHE_FORMAT = 1
 _CACHE_KEY_ENTRY = "_cache_key"
@@ -52,20 +51,6 @@ _CACHE_KEY_ENTRY = "_cache_key"
 
 class EvaluationError(ValueError):
     """Impossible evaluation settings (no metric left, too few images); the message says what to do."""
-
-
-def parse_metric_names(value: str | Sequence[str]) -> tuple[str, ...]:
-    """Metric names from 'swd,fid' or ('swd', 'fid') (items may hold commas too: ('swd,fid',)).
-
-    Returns the names in order without duplicates ('' gives ()). Raises EvaluationError for an
-    unknown name.
-    """
-    items = [value] if isinstance(value, str) else list(value)
-    names = tuple(dict.fromkeys(n.strip().lower() for item in items for n in str(item).split(",") if n.strip()))
-    unknown = [n for n in names if n not in ALL_METRICS]
-    if unknown:
-        raise EvaluationError(f"unknown metrics {unknown}; choose among {','.join(ALL_METRICS)}")
-    return names
 
 
 def build_suite(names: Sequence[str], *, inception_weights_path: str | None = None, seed: int = 0,

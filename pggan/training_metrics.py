@@ -19,7 +19,7 @@ import ml_collections
 from absl import logging
 from jax.sharding import Mesh
 
-from pggan import evaluation, networks, parallel
+from pggan import evaluation, metrics, networks, parallel
 from pggan.data.dataset import PreparedDataset
 from pggan.metrics import MetricError
 from pggan.writers import RunWriter
@@ -40,7 +40,7 @@ class TrainingMetrics:
     def __init__(self, config: ml_collections.ConfigDict, spec: networks.ModelSpec, dataset: PreparedDataset,
                  workdir: str, writer: RunWriter, mesh: Mesh):
         section = config.metrics
-        names = evaluation.parse_metric_names(section.names)
+        names = metrics.parse_metric_names(section.names)
         self.at_stage_end = bool(names) and section.at_stage_end
         self.every_nimg = int(round(section.every_kimg * 1000)) if names else 0
         self.workdir, self.writer = workdir, writer

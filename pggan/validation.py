@@ -14,7 +14,7 @@ import tempfile
 
 import ml_collections
 
-from pggan import evaluation, landscape, losses, microbatching, networks, normalization
+from pggan import landscape, losses, metrics, microbatching, networks, normalization
 from pggan.schedule import Schedule
 
 ON_DEVICE_MODES = ("auto", "always", "never")
@@ -78,11 +78,11 @@ def known_failures(loss: losses.LossConfig, norm: normalization.NormalizationCon
 
 def _validate_metrics(config: ml_collections.ConfigDict) -> None:
     try:
-        evaluation.parse_metric_names(config.names)
-    except evaluation.EvaluationError as e:
+        metrics.parse_metric_names(config.names)
+    except metrics.MetricInputError as e:
         raise ConfigError(f"config.metrics.names: {e}") from None
-    _require(config.num_images >= evaluation.MIN_IMAGES,
-             f"config.metrics.num_images must be >= {evaluation.MIN_IMAGES}, got {config.num_images}")
+    _require(config.num_images >= metrics.MIN_IMAGES,
+             f"config.metrics.num_images must be >= {metrics.MIN_IMAGES}, got {config.num_images}")
     _require(config.batch_size >= 1, f"config.metrics.batch_size must be >= 1, got {config.batch_size}")
     _require(config.every_kimg >= 0, f"config.metrics.every_kimg must be >= 0 (0 = off), got {config.every_kimg}")
 

@@ -241,6 +241,20 @@ def test_benchmark_errors_are_one_line():
         assert "Traceback" not in result.stderr
 
 
+def test_benchmark_runs_without_the_data_and_media_stack():
+    # The GPU machines have JAX, flax, optax and orbax only: the benchmark, the step and the config
+    # checks must not import tfds, grain, array_record, PIL or imageio (the input and quality modes
+    # import what they need when chosen).
+    blocked = ("tensorflow_datasets", "grain", "array_record", "PIL", "imageio_ffmpeg", "imageio")
+    script = (f"import runpy, sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
+              f"sys.argv = ['benchmark.py', '--flop_model', '--config={REPO}/configs/tiny.py', '--peak_tflops=1', "
+              f"'--json=']\nrunpy.run_path('{REPO}/tools/benchmark.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "whole schedule:" in result.stdout
+
+
 def test_compilation_cache_setting(tmp_path):
     before = jax.config.jax_compilation_cache_dir
     try:

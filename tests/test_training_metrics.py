@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from pggan import checkpoint, evaluation, networks, parallel, train
+from pggan import checkpoint, evaluation, metrics, networks, parallel, train
 from pggan.data import config as data_config
 from pggan.training_metrics import TrainingMetrics
 from pggan.writers import RunWriter
@@ -96,4 +96,4 @@ def test_metrics_settings_are_validated(tmp_path):
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
             validate_training_config(_config(str(tmp_path), **fields), num_devices=1)
     # The command-line form of a list: --config.metrics.names=swd,ms_ssim arrives as ('swd,ms_ssim',).
-    assert evaluation.parse_metric_names(("swd,ms_ssim",)) == ("swd", "ms_ssim")
+    assert metrics.parse_metric_names(("swd,ms_ssim",)) == ("swd", "ms_ssim")

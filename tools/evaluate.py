@@ -30,7 +30,7 @@ from tqdm import tqdm
 from pggan import checkpoint, cli, evaluation
 from pggan.data.dataset import check_dataset, open_dataset
 from pggan.data.errors import DataError
-from pggan.metrics import ALL_METRICS, MetricError
+from pggan.metrics import ALL_METRICS, MIN_IMAGES, MetricError, parse_metric_names
 
 _ALL = flags.DEFINE_bool("all", False, "Evaluate every checkpoint of the run, in step order (instead of --step, "
                          "--resolution or the latest).")
@@ -38,7 +38,7 @@ _METRICS = flags.DEFINE_list("metrics", list(ALL_METRICS), "Metrics to compute, 
                              f"{','.join(ALL_METRICS)}. fid, kid, is and pr need the Inception weights.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 10000, "Real and fake images per evaluation (reals: a fixed "
                                    "seeded subset, clipped to the dataset size). The reference protocols use "
-                                   "16384 (SWD) and 10000-50000 (FID).", lower_bound=evaluation.MIN_IMAGES)
+                                   "16384 (SWD) and 10000-50000 (FID).", lower_bound=MIN_IMAGES)
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Directory of prepared datasets. Default: the run's "
                                 "config.dataset.data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets if empty).")
 _DATASET = flags.DEFINE_string("dataset", "", "Prepared dataset name. Default: the run's config.dataset.name.")
@@ -94,7 +94,7 @@ def format_table(records: list[dict]) -> str:
 
 def run() -> None:
     workdir = cli.workdir()
-    names = evaluation.parse_metric_names(_METRICS.value)
+    names = parse_metric_names(_METRICS.value)
     steps = _steps(workdir)
     dataset = _open_run_dataset(workdir, steps[0])
     evaluator = evaluation.Evaluator(

@@ -7,10 +7,10 @@ from pggan.metrics.errors import (MetricError, MetricInputError, UnsafeWeightsFi
                                   WeightsFileError)
 from pggan.metrics.inception_features import InceptionFeatureExtractor
 from pggan.metrics.inception_weights import WEIGHTS_ENV, WEIGHTS_URL, resolve_weights_path
-from pggan.metrics.suite import ALL_METRICS, INCEPTION_METRICS, MetricSuite
+from pggan.metrics.suite import ALL_METRICS, INCEPTION_METRICS, MIN_IMAGES, MetricSuite, parse_metric_names
 
 __all__ = [
     "ALL_METRICS", "INCEPTION_METRICS", "InceptionFeatureExtractor", "MetricError",
-    "MetricInputError", "MetricSuite", "UnsafeWeightsFileError", "WEIGHTS_ENV", "WEIGHTS_URL",
-    "WeightsFileError", "resolve_weights_path",
+    "MetricInputError", "MetricSuite", "MIN_IMAGES", "UnsafeWeightsFileError", "WEIGHTS_ENV", "WEIGHTS_URL",
+    "WeightsFileError", "parse_metric_names", "resolve_weights_path",
 ]

@@ -36,7 +36,22 @@ from pggan.metrics.swd import SWDDescriptors, swd_resolutions, swd_scores
 
 ALL_METRICS = ("swd", "ms_ssim", "fid", "kid", "is", "pr")
 INCEPTION_METRICS = frozenset({"fid", "kid", "is", "pr"})
+MIN_IMAGES = 10  # the Inception Score's 10 splits need one image each
 _REAL_FEATURES_FOR = frozenset({"kid", "pr"})
+
+
+def parse_metric_names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Metric names from 'swd,fid' or ('swd', 'fid') (items may hold commas too: ('swd,fid',)).
+
+    Returns the names in order without duplicates ('' gives ()). Raises MetricInputError for an
+    unknown name.
+    """
+    items = [value] if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(n.strip().lower() for item in items for n in str(item).split(",") if n.strip()))
+    unknown = [n for n in names if n not in ALL_METRICS]
+    if unknown:
+        raise MetricInputError(f"unknown metrics {unknown}; choose among {','.join(ALL_METRICS)}")
+    return names
 
 
 class MetricSuite:
