@@ -12,12 +12,12 @@ do that; absl refuses a flag name defined by two modules):
 
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
-from absl import flags, logging
+from absl import flags
 
 from pggan import checkpoint, generation, media, sampling
+from pggan.tool_errors import UsageError, run_reporting
 
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory of the training run (the --workdir given to pggan.main): its checkpoints/ and "
@@ -41,10 +41,6 @@ BATCH_SIZE = flags.DEFINE_integer(
     "evaluate.py.", lower_bound=0)
 
 
-class UsageError(ValueError):
-    """Flags that are missing, contradict each other or do not apply; the message names the flags."""
-
-
 # Errors whose message is the whole story for the user: printed as one line, no traceback.
 USER_ERRORS = (UsageError, checkpoint.CheckpointError, generation.GenerationError, media.MediaError,
                sampling.SamplingError)
@@ -66,17 +62,6 @@ def checkpoint_choice() -> dict:
 
 
 def run_tool(run: Callable[[], None], extra_errors: tuple[type[Exception], ...] = ()) -> int:
-    """Calls a tool's run() the way every tool behaves: quiet logs and one-line errors.
-
-    Library INFO logs (Orbax logs every step of a restore) are hidden unless --verbosity is given.
-    A user error (USER_ERRORS or extra_errors) becomes 'error: <message>' on stderr.
-    Returns the exit status: 0 on success, 1 after a user error. Other exceptions propagate.
-    """
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    try:
-        run()
-    except USER_ERRORS + tuple(extra_errors) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """Calls a tool's run() the way every tool behaves (`tool_errors.run_reporting`): quiet logs and
+    one-line errors for USER_ERRORS and `extra_errors`. Returns the exit status (0, or 1 after a user error)."""
+    return run_reporting(run, USER_ERRORS + tuple(extra_errors))

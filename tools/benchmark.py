@@ -33,13 +33,15 @@ import time
 import flax
 import jax
 import jaxlib
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
 from pggan import compilation_cache, microbatching, parallel, train_step
 from pggan.benchmarks import model_flops, projection
 from pggan.benchmarks import step as step_benchmark
+from pggan.data.errors import DataError
+from pggan.tool_errors import UsageError, run_reporting
 from pggan.validation import ConfigError, validate_training_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe (configs/*.py) for the step, quality and "
@@ -91,10 +93,6 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", os.path.join(tempfile.gettempdir(), 
 
 OFFICIAL_MINIBATCH_8GPU = {4: 512, 8: 256, 16: 128, 32: 64}
 WARMUP_BATCHES = 5
-
-
-class UsageError(ValueError):
-    """Flags that do not fit together; the message says which."""
 
 
 def _integers(flag, default: list[int] | None = None) -> list[int]:
@@ -357,22 +355,16 @@ def run_quality_check() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    modes = {"input_only": _INPUT_ONLY.value, "inception": _INCEPTION.value, "quality": _QUALITY.value,
-             "flop_model": _FLOP_MODEL.value}
-    chosen = [name for name, on in modes.items() if on]
-    run = {"input_only": run_input_benchmark, "inception": run_inception_benchmark, "quality": run_quality_check,
-           "flop_model": run_flop_model}
-    from pggan.data.errors import DataError
+    modes = ((_INPUT_ONLY, run_input_benchmark), (_INCEPTION, run_inception_benchmark), (_QUALITY, run_quality_check),
+             (_FLOP_MODEL, run_flop_model))
+    chosen = [(flag.name, run_mode) for flag, run_mode in modes if flag.value]
 
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-
-    try:
+    def run():
         if len(chosen) > 1:
-            raise UsageError(f"choose one mode, got --{' --'.join(chosen)}")
-        run[chosen[0]]() if chosen else run_step_benchmark()
-    except (UsageError, ConfigError, DataError) as error:
-        sys.exit(f"error: {error}")
+            raise UsageError(f"choose one mode, got --{' --'.join(name for name, _ in chosen)}")
+        chosen[0][1]() if chosen else run_step_benchmark()
+
+    return run_reporting(run, (UsageError, ConfigError, DataError))
 
 
 if __name__ == "__main__":
