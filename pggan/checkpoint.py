@@ -131,9 +131,8 @@ def read_meta(workdir: str, step: int) -> dict:
 
 def read_counters(workdir: str, step: int) -> dict[str, int]:
     """The int32 training counters of one checkpoint (skipped non-finite D and G updates, ...), as ints."""
-    target = {k: jax.ShapeDtypeStruct((), jax.numpy.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")}
-    with _manager(checkpoint_dir(workdir)) as manager:
-        counters = manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore(target)))["counters"]
+    with _manager(checkpoint_dir(workdir)) as manager:  # no target: the counters as saved
+        counters = manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore()))["counters"]
     return {k: int(v) for k, v in counters.items()}
 
 
