@@ -13,7 +13,7 @@ from PIL import Image
 from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
                    train_step, validation)
 from tests import tool_support
-from tests.run_support import load_recipe
+from tests.run_support import REPO, load_recipe
 
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
 MINIBATCH, REPEATS, ROUNDS = 16, 4, 4  # 4 rounds of 4 minibatches of 16: 256 images per combination
@@ -205,3 +205,30 @@ def test_summary_table_orders_by_mean_swd_and_reports_diverged_runs():
     assert lines[2] == "| wgan_gp | 2 | 85.0 ± 5.0 | 200.0 | 2/2 | 2/0 | yes | 10 |"
     assert lines[3].startswith("| hinge_sn | 2 | 150.0 ± 100.0 | 200.0 | 1/2 |")
     assert "NO (1 diverged)" in lines[4]
+
+
+def test_compare_losses_tool_trains_scores_and_rescores_a_finished_run(tmp_path, monkeypatch):
+    outdir = tmp_path / "lc"
+    args = (f"--config={REPO}/configs/tiny.py", f"--config.dataset.data_dir={tmp_path / 'data'}",
+            f"--outdir={outdir}", "--combinations=wgan_gran", "--seeds=0", "--num_images=32", "--fast_compile")
+    assert tool_support.run_main("compare_losses", *args, monkeypatch=monkeypatch) == 0
+    # A finished run is scored again without training: the same record.
+    assert tool_support.run_main("compare_losses", *args, monkeypatch=monkeypatch) == 0
+    first, again = [json.loads(line) for line in (outdir / "results.jsonl").read_text().splitlines()]
+    assert first["combination"] == "wgan_gran" and first["seed"] == 0 and first["kimg"] == 0.768
+    assert first["finite"] and first["skipped_d"] == first["skipped_g"] == 0
+    assert np.isfinite(first["swd"]) and np.isfinite(first["untrained_swd"]) and first["swd"] != first["untrained_swd"]
+    del first["wall_seconds"], again["wall_seconds"]
+    assert again == first
+    saved = json.loads((outdir / "wgan_gran" / "seed0" / "config.json").read_text())
+    assert saved["loss"]["drift"] == landscape.WGAN_GRAN_DRIFT and saved["d_normalization"]["method"] == "gran"
+    assert (outdir / "summary.md").read_text().splitlines()[2].startswith("| wgan_gran | 1 | ")
+
+
+def test_compare_losses_tool_errors_are_one_line(tmp_path, capsys):
+    for args, message in ((("--combinations=wgan_gp",), "--outdir is required"),
+                          ((f"--outdir={tmp_path}", "--combinations=wgan_dropout"), "unknown combination 'wgan_dropout'"),
+                          ((f"--outdir={tmp_path}", "--seeds=a"), "--seeds must be non-negative integers")):
+        assert tool_support.run_main("compare_losses", *args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err
