@@ -20,6 +20,7 @@ from pggan.benchmarks import devices, model_flops
 
 HOST_PROBE_ROUNDS = 3
 
+
 @dataclasses.dataclass(frozen=True)
 class StepResult:
     """One resolution's numbers (all devices together unless marked per device).
