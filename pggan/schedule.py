@@ -69,7 +69,7 @@ class Schedule:
         self.tick_kimg_table = _table(config, "tick_kimg")
         self.minibatch_repeats = int(config["minibatch_repeats"])
         self.d_repeats = int(config["d_repeats"])
-        self.g_repeats = int(config.get("g_repeats", 1))
+        self.g_repeats = int(config["g_repeats"])
         self.num_devices = num_devices
 
     @staticmethod
