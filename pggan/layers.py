@@ -107,22 +107,28 @@ def fade_images(images: jax.Array, alpha: jax.Array | float) -> jax.Array:
 class EqualizedDense(nnx.Module):
     """Fully connected layer with equalized learning rate and an unscaled bias.
 
-    Input [N, in_features] (or [N, ...], flattened in row-major NHWC order); output [N, out_features].
+    Input [N, in_features] (or [N, ...], flattened in row-major NHWC order). With an int `out_shape`
+    the output is [N, out_shape] with one bias per output. With a tuple, e.g. (4, 4, C), the product
+    is reshaped to [N, *out_shape] and the bias has one value per last-axis feature (C values shared
+    by every position), as the official generator's 4x4 dense layer: kernel [in, prod(out_shape)],
+    bias [out_shape[-1]].
     """
 
-    def __init__(self, in_features: int, out_features: int, *, gain: float = DEFAULT_GAIN,
+    def __init__(self, in_features: int, out_shape: int | tuple[int, ...], *, gain: float = DEFAULT_GAIN,
                  use_wscale: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.out_shape = (out_shape,) if isinstance(out_shape, int) else tuple(out_shape)
         std = gain / math.sqrt(in_features)
         init_std = 1.0 if use_wscale else std
-        self.kernel = nnx.Param(init_std * jax.random.normal(rngs.params(), (in_features, out_features), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+        shape = (in_features, math.prod(self.out_shape))
+        self.kernel = nnx.Param(init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((self.out_shape[-1],), jnp.float32))
         self.runtime_scale = std if use_wscale else 1.0
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], -1).astype(self.dtype)
         w = (self.kernel[...] * self.runtime_scale).astype(self.dtype)
-        return x @ w + self.bias[...].astype(self.dtype)
+        return (x @ w).reshape(x.shape[0], *self.out_shape) + self.bias[...].astype(self.dtype)
 
 
 class EqualizedConv(nnx.Module):

@@ -131,12 +131,17 @@ def level_of(resolution: int, spec: ModelSpec) -> int:
 
 
 class GeneratorInitialBlock(nnx.Module):
-    """4x4 block: (PixelNorm of z) -> dense to 4*4*C (gain sqrt(2)/4) -> lrelu -> PN -> conv3x3 -> lrelu -> PN."""
+    """4x4 block: (PixelNorm of z) -> dense to [4, 4, C] (gain sqrt(2)/4) -> + bias per channel -> lrelu -> PN
+    -> conv3x3 -> lrelu -> PN.
+
+    As the official `G_paper`, the dense layer's bias is added after the reshape: C values shared by
+    the 16 pixels (kernel [latent + labels, 16 C] in (h, w, c) column order, bias [C]).
+    """
 
     def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
         c = spec.channels(1)
         self.spec = spec
-        self.dense = layers.EqualizedDense(spec.latent_size + spec.label_size, 16 * c, gain=math.sqrt(2) / 4,
+        self.dense = layers.EqualizedDense(spec.latent_size + spec.label_size, (4, 4, c), gain=math.sqrt(2) / 4,
                                            use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
         self.conv = layers.EqualizedConv(c, c, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
 
@@ -145,7 +150,7 @@ class GeneratorInitialBlock(nnx.Module):
         spec = self.spec
         if spec.normalize_latents:
             z = layers.pixel_norm(z, spec.pixelnorm_epsilon)
-        x = self.dense(z).reshape(z.shape[0], 4, 4, -1)
+        x = self.dense(z)
         x = _g_activate(x, spec)
         return _g_activate(self.conv(x), spec)
 

@@ -90,7 +90,8 @@ def generator(params, z, resolution, alpha):
     level = int(math.log2(resolution)) - 2
     b0 = params["blocks"][0]
     x = pixel_norm(z)
-    x = dense(x, b0["dense"], gain=SQRT2 / 4).reshape(z.shape[0], 4, 4, -1)
+    w = b0["dense"]["kernel"]
+    x = (x @ (w * he_scale(w, SQRT2 / 4))).reshape(z.shape[0], 4, 4, -1) + b0["dense"]["bias"]  # bias per channel
     x = pixel_norm(lrelu(x))
     x = pixel_norm(lrelu(conv(x, b0["conv"])))
     prev = x

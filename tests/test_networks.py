@@ -1,6 +1,7 @@
 """Generator and Discriminator: parameter counts, NumPy equivalence, fade continuity, compiles."""
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -34,14 +35,43 @@ def _randomize_biases(module, seed):
     nnx.update(module, jax.tree_util.tree_unflatten(treedef, new))
 
 
-def test_official_full_model_parameter_counts():
-    spec = networks.ModelSpec()  # final 1024, fmap_base 8192, fmap_max 512, latent 512
-    g = nnx.eval_shape(lambda: networks.Generator(spec, rngs=nnx.Rngs(0)))
-    d = nnx.eval_shape(lambda: networks.Discriminator(spec, rngs=nnx.Rngs(0)))
-    g_count, d_count = networks.count_parameters(g), networks.count_parameters(d)
-    print(f"official 1024 model: G {g_count:,} parameters, D {d_count:,} parameters")
-    assert g_count == pytest.approx(23.08e6, rel=2e-3)
-    assert d_count == pytest.approx(23.09e6, rel=2e-3)
+def _counted_by_hand(resolution, channels=3, latent=512, labels=0, fmap_base=8192, fmap_max=512):
+    """(G, D) parameter counts of G_paper / D_paper written out layer by layer (weights + biases)."""
+    nf = lambda stage: min(int(fmap_base / 2.0 ** stage), fmap_max)  # noqa: E731
+    g = (latent + labels) * 16 * nf(1) + nf(1)  # 4x4 dense: bias per channel, after the reshape
+    g += 9 * nf(1) * nf(1) + nf(1)  # 4x4 conv
+    d = 9 * (nf(1) + 1) * nf(1) + nf(1)  # 4x4 conv after minibatch stddev (one extra feature map)
+    d += 16 * nf(1) * nf(0) + nf(0) + nf(0) * (1 + labels) + (1 + labels)  # Dense0, Dense1
+    for k in range(2, int(math.log2(resolution)) + 1):
+        g += nf(k - 1) * channels + channels  # ToRGB
+        d += channels * nf(k - 1) + nf(k - 1)  # FromRGB
+        if k >= 3:
+            g += 9 * nf(k - 2) * nf(k - 1) + nf(k - 1) + 9 * nf(k - 1) * nf(k - 1) + nf(k - 1)
+            d += 9 * nf(k - 1) * nf(k - 1) + nf(k - 1) + 9 * nf(k - 1) * nf(k - 2) + nf(k - 2)
+    return g, d
+
+
+def _counts(spec):
+    return (networks.count_parameters(networks.abstract_generator(spec)),
+            networks.count_parameters(networks.abstract_discriminator(spec)))
+
+
+def test_official_full_model_parameter_counts_are_exact():
+    """The official 1024 networks: G 23,079,115 and D 23,087,249 parameters (REFERENCE counts of G_paper/D_paper)."""
+    assert _counts(networks.ModelSpec()) == (23_079_115, 23_087_249)
+    assert _counted_by_hand(1024) == (23_079_115, 23_087_249)
+
+
+def test_small_conditional_model_parameter_counts_are_exact():
+    spec = networks.ModelSpec(resolution=32, num_channels=1, latent_size=16, label_size=10, fmap_base=128, fmap_max=16)
+    assert _counts(spec) == _counted_by_hand(32, channels=1, latent=16, labels=10, fmap_base=128, fmap_max=16)
+
+
+def test_generator_4x4_bias_is_one_value_per_channel_shared_by_the_pixels(small_nets):
+    g, _ = small_nets
+    dense = networks.parameters(g)["blocks"][0]["dense"]
+    assert dense["bias"].shape == (SMALL.channels(1),)
+    assert dense["kernel"].shape == (SMALL.latent_size, 16 * SMALL.channels(1))
 
 
 def test_channel_widths_follow_nf():

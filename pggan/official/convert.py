@@ -10,9 +10,9 @@ Layout facts (official `networks.py`; TensorFlow stores conv kernels HWIO in bot
   kernel `w[::-1, ::-1].transpose(0, 1, 3, 2)` (spatially flipped, in/out swapped), pggan's form.
 - D's fused `Conv1_down` (stride-2 convolution with the padded, summed, quartered kernel) equals
   3x3 convolution then 2x2 average pooling with the same HWIO kernel: copied as is.
-- G's 4x4 dense layer [latent + labels, 16 C] is reshaped to NCHW [N, C, 4, 4] and gets a per-channel
-  bias [C]; pggan reshapes to NHWC [N, 4, 4, C] and has a bias per output [16 C]: the columns are
-  permuted from (c, h, w) to (h, w, c) order and the bias is tiled over the 16 pixels.
+- G's 4x4 dense layer [latent + labels, 16 C] is reshaped to NCHW [N, C, 4, 4]; pggan reshapes to NHWC
+  [N, 4, 4, C]: the columns are permuted from (c, h, w) to (h, w, c) order. Both then add the same
+  per-channel bias [C], copied as is.
 - D's Dense0 flattens NCHW features (rows in (c, h, w) order); pggan flattens NHWC: rows permuted.
 - Equalized-learning-rate scaling is the same (`gain / sqrt(fan_in)`, fan_in = k*k*in for every conv,
   the fused ones included), so weights need no rescaling.
@@ -51,17 +51,11 @@ def _dense_nchw_rows_to_nhwc(w: np.ndarray) -> np.ndarray:
     return w.reshape(-1, 4, 4, w.shape[1]).transpose(1, 2, 0, 3).reshape(w.shape)
 
 
-def _per_channel_bias_to_per_pixel(b: np.ndarray) -> np.ndarray:
-    """Official per-channel bias [C] of the 4x4 dense output -> pggan's per-output bias [16 C] (NHWC order)."""
-    return np.tile(b, 16)
-
-
 # kind -> (official shape from pggan's target shape, converter)
 _RULES: dict[str, tuple[Callable[[tuple], tuple], Callable[[np.ndarray], np.ndarray]]] = {
     "same": (lambda s: s, _copy),
     "transposed_conv": (lambda s: (s[0], s[1], s[3], s[2]), _transposed_conv_to_upsample_conv),
     "dense_nchw_out": (lambda s: s, _dense_nchw_columns_to_nhwc),
-    "dense_nchw_bias": (lambda s: (s[0] // 16,), _per_channel_bias_to_per_pixel),
     "dense_nchw_in": (lambda s: s, _dense_nchw_rows_to_nhwc),
 }
 
@@ -78,7 +72,7 @@ def generator_parameters(net: OfficialNetwork, spec: networks.ModelSpec) -> dict
         level, layer = path[1], path[2]
         if level == 0:
             if layer == "dense":
-                return f"4x4/Dense/{_SUFFIX[leaf]}", "dense_nchw_out" if leaf == "kernel" else "dense_nchw_bias"
+                return f"4x4/Dense/{_SUFFIX[leaf]}", "dense_nchw_out" if leaf == "kernel" else "same"
             return f"4x4/Conv/{_SUFFIX[leaf]}", "same"
         scope = f"{4 << level}x{4 << level}"
         if layer == "conv0" and fused:
