@@ -86,11 +86,18 @@ class ModelSpec:
         for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if not (math.isfinite(self.fmap_decay) and self.fmap_decay >= 0):
+            raise ValueError(f"model.fmap_decay must be a number >= 0, got {self.fmap_decay}")
         if self.channels(self.num_levels) < 1:
             raise ValueError(f"model.fmap_base={self.fmap_base} is too small: the {self.resolution}x"
                              f"{self.resolution} blocks would have 0 channels; raise fmap_base or lower fmap_decay")
         if self.label_size < 0:
             raise ValueError(f"model.label_size must be >= 0, got {self.label_size}")
+        if self.mbstd_group_size < 0:
+            raise ValueError(f"model.mbstd_group_size must be >= 0 (0 or 1 = no minibatch-stddev layer), "
+                             f"got {self.mbstd_group_size}")
+        if not (math.isfinite(self.pixelnorm_epsilon) and self.pixelnorm_epsilon > 0):
+            raise ValueError(f"model.pixelnorm_epsilon must be a positive number, got {self.pixelnorm_epsilon}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ModelSpec":

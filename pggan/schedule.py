@@ -5,8 +5,9 @@ A faithful re-derivation of the official `TrainingSchedule` (train.py):
   lod = log2(R) - log2(initial_resolution) - phase - max(phase_kimg - stabilize, 0) / transition
   lod = max(lod, 0); resolution = 2 ** (log2(R) - floor(lod)); alpha = 1 - (lod - floor(lod)).
 During a fade the minibatch, learning rates and tick length already use the new (higher)
-resolution's values. The minibatch is rounded down to a multiple of the device count and capped at
-`max_minibatch_per_device * devices`, as in the official code.
+resolution's values. The minibatch is capped at `max_minibatch_per_device * devices` as in the official
+code; one that does not divide over the devices is refused by `pggan.validation` (the official code
+rounded it down).
 """
 
 from __future__ import annotations
@@ -115,9 +116,12 @@ class Schedule:
         return 0.5 ** (minibatch / max(half_life, 1e-8))
 
     def minibatch_for(self, resolution: int) -> int:
-        """Global minibatch at a resolution: table value, rounded to the devices, per-device cap."""
+        """Global minibatch at a resolution: the table value, capped at `max_minibatch_per_device` per device.
+
+        Unlike the official code, a minibatch that does not divide over the devices is not rounded
+        down: `pggan.validation` refuses it.
+        """
         minibatch = self.minibatch_table.get(resolution, self.minibatch_base)
-        minibatch -= minibatch % self.num_devices
         if resolution in self.max_minibatch_per_device:
             minibatch = min(minibatch, self.max_minibatch_per_device[resolution] * self.num_devices)
         return minibatch

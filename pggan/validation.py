@@ -29,6 +29,11 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _is_number_at_least(x, low: float) -> bool:
+    """x is a finite int or float >= low (False for NaN, infinities and non-numbers)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= low
+
+
 def _is_power_of_two(x) -> bool:
     return isinstance(x, int) and x > 0 and x & (x - 1) == 0
 
@@ -45,13 +50,15 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
     _require(isinstance(config.seed, int) and 0 <= config.seed < 2**32,
              f"config.seed must be an integer in [0, 2**32), got {config.seed!r}")
     _require(0.0 <= config.ema.beta < 1.0, f"config.ema.beta must be in [0, 1), got {config.ema.beta}")
-    _require(config.ema.half_life_kimg >= 0 and config.ema.rampup >= 0,
-             "config.ema.half_life_kimg and config.ema.rampup must be >= 0")
+    _require(_is_number_at_least(config.ema.half_life_kimg, 0) and _is_number_at_least(config.ema.rampup, 0),
+             f"config.ema.half_life_kimg and config.ema.rampup must be numbers >= 0, got "
+             f"{config.ema.half_life_kimg} and {config.ema.rampup}")
     schedule = _validate_schedule(config.schedule, spec, num_devices, config.ema)
     for name in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
         value = config.optimizer[name]
         _require(0.0 <= value < 1.0, f"config.optimizer.{name} must be in [0, 1), got {value}")
-    _require(config.optimizer.eps > 0, f"config.optimizer.eps must be > 0, got {config.optimizer.eps}")
+    _require(_is_number_at_least(config.optimizer.eps, 0) and config.optimizer.eps > 0,
+             f"config.optimizer.eps must be a positive number, got {config.optimizer.eps}")
     _require(config.checkpoint.keep >= 1, f"config.checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
     _require(config.checkpoint.every_ticks >= 1,
              f"config.checkpoint.every_ticks must be >= 1, got {config.checkpoint.every_ticks}")
@@ -62,6 +69,9 @@ def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
              f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {config.max_consecutive_nonfinite}")
     _require(config.dataset.on_device in ON_DEVICE_MODES,
              f"config.dataset.on_device must be one of {ON_DEVICE_MODES}, got {config.dataset.on_device!r}")
+    fraction = config.dataset.on_device_memory_fraction
+    _require(_is_number_at_least(fraction, 0) and 0 < fraction <= 1,
+             f"config.dataset.on_device_memory_fraction must be in (0, 1], got {fraction}")
     _validate_metrics(config.metrics)
     return spec, loss, schedule
 
@@ -93,9 +103,11 @@ def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSp
     _require(_is_power_of_two(initial) and 4 <= initial <= spec.resolution,
              f"config.schedule.initial_resolution must be a power of two in [4, model.resolution="
              f"{spec.resolution}], got {initial}")
-    _require(config.stabilize_kimg >= 0 and config.transition_kimg >= 0,
-             "config.schedule.stabilize_kimg and transition_kimg must be >= 0")
-    _require(config.total_kimg > 0, f"config.schedule.total_kimg must be > 0, got {config.total_kimg}")
+    for name in ("stabilize_kimg", "transition_kimg"):
+        _require(_is_number_at_least(config[name], 0),
+                 f"config.schedule.{name} must be a number >= 0, got {config[name]}")
+    _require(_is_number_at_least(config.total_kimg, 0) and config.total_kimg > 0,
+             f"config.schedule.total_kimg must be a positive number, got {config.total_kimg}")
     _require(config.minibatch_repeats >= 1 and config.d_repeats >= 1 and config.g_repeats >= 1,
              "config.schedule.minibatch_repeats, d_repeats and g_repeats must be >= 1")
     schedule = Schedule(config, spec.resolution, num_devices, ema=ema)
@@ -107,12 +119,16 @@ def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSp
             _require(_is_power_of_two(key) and key >= 4,
                      f"config.schedule.{table} has key {key!r}; keys must be resolutions 4, 8, 16, ...")
     group = spec.mbstd_group_size
+    unit = num_devices * max(group, 1)  # a minibatch that divides over the devices and the stddev groups
     for resolution in schedule.resolutions():
         batch = schedule.minibatch_for(resolution)
-        _require(batch >= num_devices,
-                 f"the minibatch at {resolution}x{resolution} is {batch} after rounding down to a multiple of the "
-                 f"{num_devices} devices; raise config.schedule.minibatch[{resolution}] (or minibatch_base) "
-                 f"to at least {num_devices}")
+        _require(isinstance(batch, int) and batch >= num_devices and batch % num_devices == 0,
+                 f"the minibatch at {resolution}x{resolution} is {batch}, which does not divide over the {num_devices} "
+                 f"devices; set config.schedule.minibatch[{resolution}] (or minibatch_base) to a multiple of "
+                 f"{unit}, e.g. {max(1, round(batch / unit)) * unit}")
+        tick = schedule.tick_kimg_table.get(resolution, schedule.tick_kimg_base)
+        _require(_is_number_at_least(tick, 0) and tick > 0,
+                 f"config.schedule.tick_kimg at {resolution}x{resolution} must be a positive number, got {tick}")
         per_device = batch // num_devices
         if group > 1:
             g = min(group, per_device)

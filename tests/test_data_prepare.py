@@ -152,6 +152,9 @@ def test_bad_folders_give_clear_errors(tmp_path):
         sources.make_source(f"folder:{tmp_path}")
     with pytest.raises(SourceError, match="power of two"):
         sources.make_source("synthetic", resolution=48)
+    for too_large in (2048, 1048576):  # the models stop at 1024; 2**20 once died with a MemoryError
+        with pytest.raises(SourceError, match=rf"the models stop at 1024x1024\), got {too_large}"):
+            sources.make_source("synthetic", resolution=too_large)
     with pytest.raises(SourceError, match="unknown source"):
         sources.make_source("imagenet")
 

@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from pggan.data import builder, dataset, sources
 from tests import data_helpers
 from tests.run_support import REPO
-
 
 
 def _run_tool(*args):
@@ -34,13 +34,18 @@ def test_prepare_dataset_cli_in_parallel_matches_inline_preparation(tmp_path):
             np.testing.assert_array_equal(got, want)
 
 
-def test_prepare_dataset_cli_errors_are_one_line(tmp_path):
+@pytest.mark.parametrize("resolution,message", [
+    ("16", "error: no images"),
+    ("2048", "error: resolution must be a power of two in [4, 1024]"),
+])
+def test_prepare_dataset_cli_errors_are_one_line(tmp_path, resolution, message):
     (tmp_path / "empty").mkdir()
-    result = _run_tool("tools/prepare_dataset.py", f"--source=folder:{tmp_path / 'empty'}", "--resolution=16",
-                       f"--data_dir={tmp_path}")
+    result = _run_tool("tools/prepare_dataset.py", f"--source=folder:{tmp_path / 'empty'}",
+                       f"--resolution={resolution}", f"--data_dir={tmp_path}")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: no images")
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
+    assert not os.listdir(tmp_path / "empty") and sorted(os.listdir(tmp_path)) == ["empty"]  # nothing written
 
 
 def test_benchmark_input_only_reports_throughput(tmp_path):

@@ -117,9 +117,9 @@ def test_adam_reset_points_match_official_loop():
     assert len(ours) == 7  # start, then each fade start and each stabilisation start: 4|f8|8|f16|16|f32|32
 
 
-def test_device_preset_selection_and_rounding():
+def test_device_preset_selection_and_cap():
     config = _load_recipe("celebahq_1024").schedule
-    assert Schedule(config, 1024, 3).minibatch_for(4) == 255  # 2-GPU preset (256), rounded to 3 devices
+    assert Schedule(config, 1024, 3).minibatch_for(4) == 256  # 2-GPU preset, not rounded (validation refuses it)
     assert Schedule(config, 1024, 16).minibatch_for(1024) == 32  # 8-GPU preset at 1024 px
     assert Schedule(config, 1024, 8).minibatch_for(1024) == 32  # capped at 4 per device = 32
 

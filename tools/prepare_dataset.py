@@ -29,7 +29,7 @@ _SOURCE = flags.DEFINE_string(
 _NAME = flags.DEFINE_string("name", None, "Dataset name ([a-z][a-z0-9_]*). Default: derived from the source.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where prepared datasets live. Default: $TFDS_DATA_DIR or "
                                 "~/tensorflow_datasets.")
-_RESOLUTION = flags.DEFINE_integer("resolution", None, "Target resolution, a power of two >= 4. Required for "
+_RESOLUTION = flags.DEFINE_integer("resolution", None, "Target resolution, a power of two in [4, 1024]. Required for "
                                    "folders; default 32 for synthetic, the natural size for catalog datasets.")
 _CROP = flags.DEFINE_enum("crop", "center", ["center", "pad"], "Folder images: keep the central square, or pad "
                           "the image to a square with black.")

@@ -13,6 +13,7 @@ from pggan.data.errors import UnreadableImageError
 CROP_MODES = ("center", "pad")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MIN_RESOLUTION = 4
+MAX_RESOLUTION = 1024  # the largest model resolution (pggan.networks.ModelSpec)
 
 
 def is_power_of_two(value: int) -> bool:
@@ -21,8 +22,8 @@ def is_power_of_two(value: int) -> bool:
 
 def level_resolutions(resolution: int) -> list[int]:
     """All levels of detail of a dataset at `resolution`: [4, 8, ..., resolution]."""
-    if resolution < MIN_RESOLUTION or not is_power_of_two(resolution):
-        raise ValueError(f"resolution must be a power of two >= {MIN_RESOLUTION}, got {resolution}")
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION or not is_power_of_two(resolution):
+        raise ValueError(f"resolution must be a power of two in [{MIN_RESOLUTION}, {MAX_RESOLUTION}], got {resolution}")
     return [MIN_RESOLUTION << i for i in range(resolution.bit_length() - MIN_RESOLUTION.bit_length() + 1)]
 
 

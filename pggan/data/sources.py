@@ -245,8 +245,10 @@ def make_source(spec: str, *, resolution: int | None = None, num_examples: int |
     tfds_data_dir / manual_dir: where tfds keeps catalog datasets / manually downloaded archives.
     Raises SourceError with a one-line explanation for bad specs.
     """
-    if resolution is not None and (resolution < imaging.MIN_RESOLUTION or not imaging.is_power_of_two(resolution)):
-        raise SourceError(f"resolution must be a power of two >= {imaging.MIN_RESOLUTION}, got {resolution}")
+    if resolution is not None and not (imaging.MIN_RESOLUTION <= resolution <= imaging.MAX_RESOLUTION
+                                       and imaging.is_power_of_two(resolution)):
+        raise SourceError(f"resolution must be a power of two in [{imaging.MIN_RESOLUTION}, {imaging.MAX_RESOLUTION}] "
+                          f"(the models stop at {imaging.MAX_RESOLUTION}x{imaging.MAX_RESOLUTION}), got {resolution}")
     if spec.startswith("folder:"):
         if resolution is None:
             raise SourceError("a folder source needs a target resolution (a power of two, e.g. --resolution=256)")
