@@ -27,6 +27,7 @@ from pggan import checkpoint, generation, media, networks, parallel, preemption,
 from pggan.data import config as data_config, device_dataset
 from pggan.data.errors import DataError
 from pggan.schedule import Schedule
+from pggan.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
 from pggan.training_metrics import TrainingMetrics
 from pggan.validation import ConfigError, check_workdir, known_failures, validate_training_config
 from pggan.writers import RunWriter
@@ -73,7 +74,7 @@ class Trainer:
             TrainingError("process 0 could not open the dataset (its error says why); fix that and restart all "
                           "processes"))
         label_probs = tuple(self.dataset.label_probabilities()) if self.spec.label_size else None
-        step_config = train_step.StepConfig.from_config(config, self.schedule, label_probs)
+        step_config = StepConfig.from_config(config, self.schedule, label_probs)
         self.normalization = step_config.normalization
         for warning in known_failures(self.loss_config, self.normalization):
             logging.warning(warning)
@@ -227,16 +228,14 @@ class Trainer:
 
     def _run_round(self, state: dict, inputs: "_Inputs", phase, progress: dict):
         key = jax.random.fold_in(jax.random.key(self.config.seed), progress["round"])
-        scalars = (jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr),
-                   jnp.float32(phase.ema_beta), key)
+        scalars = RoundScalars(jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr),
+                               jnp.float32(phase.ema_beta), key)
         if inputs.level is not None:
-            round_fn = self.step.round_fn(phase.resolution, phase.minibatch, on_device_data=True)
-            return round_fn(state, inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]), *scalars,
-                            round_index=progress["round"])
-        batches = [next(inputs.iterator) for _ in range(self.schedule.d_steps_per_round)]
-        images = self._stack([b["images"] for b in batches])
-        labels = self._stack([b["labels"] for b in batches])
-        return self.step.round_fn(phase.resolution, phase.minibatch)(state, images, labels, *scalars,
+            data = HeldLevel(inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]))
+        else:
+            batches = [next(inputs.iterator) for _ in range(self.schedule.d_steps_per_round)]
+            data = HostBatches(self._stack([b["images"] for b in batches]), self._stack([b["labels"] for b in batches]))
+        return self.step.round_fn(phase.resolution, phase.minibatch)(state, data, scalars,
                                                                      round_index=progress["round"])
 
     # ------------------------------------------------------------------------------------ reporting
@@ -245,7 +244,7 @@ class Trainer:
         progress["tick"] += 1
         tick_nimg = progress["nimg"] - progress["tick_start_nimg"]
         progress["tick_start_nimg"] = progress["nimg"]
-        means, skipped = train_step.summarize_metrics(sums)
+        means, skipped = summarize_metrics(sums)
         sec_per_kimg = tick_seconds / max(tick_nimg / 1000, 1e-9)
         remaining_kimg = (self.total_nimg - progress["nimg"]) / 1000
         scalars = {**means, **skipped, "kimg": progress["nimg"] / 1000, "resolution": phase.resolution,

@@ -16,6 +16,7 @@ import pytest
 from pggan import (compilation_cache, layers, losses, microbatching, networks, normalization, parallel,
                    train_step)
 from pggan.benchmarks import model_flops, projection
+from pggan.step_updates import HostBatches, RoundScalars
 from pggan.validation import ConfigError, validate_training_config
 from tests import tool_support
 from tests.run_support import REPO
@@ -156,10 +157,11 @@ def _one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1, los
     images = np.random.default_rng(0).integers(0, 256, (1, minibatch, resolution, resolution, 3), np.uint8)
     sharding = parallel.batch_sharded(mesh, 1)
     order = parallel.device_major_order(minibatch, num_devices)
-    args = (jax.device_put(images[:, order], sharding), jax.device_put(np.zeros((1, minibatch), np.int32), sharding),
-            jnp.float32(0.7), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.9), jax.random.key(3))
+    data = HostBatches(jax.device_put(images[:, order], sharding),
+                       jax.device_put(np.zeros((1, minibatch), np.int32), sharding))
+    scalars = RoundScalars(jnp.float32(0.7), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.9), jax.random.key(3))
     before = jax.device_get(step.init_state(0))
-    after, sums = step.round_fn(resolution, minibatch)(step.init_state(0), *args)
+    after, sums = step.round_fn(resolution, minibatch)(step.init_state(0), data, scalars)
     return before, jax.device_get(after), {k: float(v) for k, v in sums.items()}
 
 

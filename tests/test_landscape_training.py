@@ -12,6 +12,7 @@ from PIL import Image
 
 from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
                    train_step, validation)
+from pggan.step_updates import HostBatches, RoundScalars, summarize_metrics
 from tests import tool_support
 from tests.run_support import REPO, load_recipe
 
@@ -90,11 +91,11 @@ def test_combination_trains_without_nonfinite_values(name):
     total = None
     for round_index in range(ROUNDS):
         images, labels = _round_inputs(round_index, mesh)
-        state, sums = step.round_fn(4, MINIBATCH)(state, images, labels, jnp.float32(1), jnp.float32(2e-3),
-                                                  jnp.float32(2e-3), jnp.float32(0.9), jax.random.key(round_index),
-                                                  round_index=round_index)
+        scalars = RoundScalars(jnp.float32(1), jnp.float32(2e-3), jnp.float32(2e-3), jnp.float32(0.9),
+                               jax.random.key(round_index))
+        state, sums = step.round_fn(4, MINIBATCH)(state, HostBatches(images, labels), scalars, round_index=round_index)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-    means, skipped = train_step.summarize_metrics(total)
+    means, skipped = summarize_metrics(total)
     assert skipped == {"skipped_d": 0, "skipped_g": 0}
     assert all(np.isfinite(v) for v in means.values()), means
     for leaf in jax.tree.leaves(state):

@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
 
     reference = start(str(root / "reference"))
     assert reference.wait() == 0, reference.log[-3000:]
-    assert any(name.startswith("jit__call_from") for name in os.listdir(root / "compiled"))  # the cache of env
+    assert any(name.startswith("jit__per_device_call") for name in os.listdir(root / "compiled"))  # the cache of env
     start.reference = str(root / "reference")
     return start
 

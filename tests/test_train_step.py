@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pggan import losses, networks, parallel, train_step
+from pggan.step_updates import HostBatches, RoundScalars
 
 SPEC = networks.ModelSpec(resolution=16, latent_size=16, fmap_base=64, fmap_max=16)
 RESOLUTION = 8
@@ -17,21 +18,21 @@ def _make(num_devices, **step_overrides):
     return train_step.TrainStep.create(SPEC, losses.LossConfig(), config, mesh)
 
 
-def _batch(step, batch_size, seed=0):
+def _batch(step, batch_size, seed=0) -> HostBatches:
     rng = np.random.default_rng(seed)
     s = step.config.minibatch_repeats * step.config.d_repeats
     images = rng.integers(0, 256, (s, batch_size, RESOLUTION, RESOLUTION, 3), dtype=np.uint8)
     labels = np.zeros((s, batch_size), np.int32)
     order = parallel.device_major_order(batch_size, step.mesh.size)
     sharding = parallel.batch_sharded(step.mesh, 1)
-    return jax.device_put(images[:, order], sharding), jax.device_put(labels[:, order], sharding)
+    return HostBatches(jax.device_put(images[:, order], sharding), jax.device_put(labels[:, order], sharding))
 
 
 def _run(step, state, batch_size, alpha=0.5, lr=1e-3, key=1, ema_beta=0.999):
-    images, labels = _batch(step, batch_size)
     fn = step.round_fn(RESOLUTION, batch_size)
-    return fn(state, images, labels, jnp.float32(alpha), jnp.float32(lr), jnp.float32(lr), jnp.float32(ema_beta),
-              jax.random.key(key))
+    scalars = RoundScalars(jnp.float32(alpha), jnp.float32(lr), jnp.float32(lr), jnp.float32(ema_beta),
+                           jax.random.key(key))
+    return fn(state, _batch(step, batch_size), scalars)
 
 
 def _host(tree):

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from pggan import parallel, train_step
+from pggan.step_updates import HeldLevel, RoundScalars
 from pggan.benchmarks import devices, model_flops
 
 HOST_PROBE_ROUNDS = 3
@@ -71,10 +72,10 @@ def synthetic_level(mesh: jax.sharding.Mesh, resolution: int, channels: int, num
     return jax.jit(make, out_shardings=parallel.replicated(mesh))()
 
 
-def _round_scalars(round_index: int, seed: int = 0) -> tuple:
+def _round_scalars(round_index: int, seed: int = 0) -> RoundScalars:
     """alpha (mid-fade: both branches are computed anyway), g_lr, d_lr, ema_beta and the round key."""
-    return (jnp.float32(0.5), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.999),
-            jax.random.fold_in(jax.random.key(seed), round_index))
+    return RoundScalars(jnp.float32(0.5), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.999),
+                        jax.random.fold_in(jax.random.key(seed), round_index))
 
 
 def _memory_estimate(compiled) -> int:
@@ -102,21 +103,26 @@ class PreparedStep:
         self.level = synthetic_level(mesh, resolution, spec.num_channels, max(64, 2 * minibatch), seed)
         self.state = step.init_state(seed)
         start = time.perf_counter()
-        compiled = step.call_fn(resolution, minibatch, on_device_data=True).lower(
-            self.state, *self.level, jnp.uint32(0), *_round_scalars(0, seed), jnp.int32(0)).compile()
+        compiled = step.call_fn(resolution, minibatch, HeldLevel).lower(
+            self.state, self._data(0), _round_scalars(0, seed), jnp.int32(0)).compile()
         self.compile_s = time.perf_counter() - start
         images_per_call_per_device = step.repeats_per_call() * step.config.d_repeats * minibatch // mesh.size
         self.xla_flops_per_img = compiled.cost_analysis()["flops"] / images_per_call_per_device
         self.memory_estimate = _memory_estimate(compiled)
-        self.round_fn = step.round_fn(resolution, minibatch, on_device_data=True)  # a jit cache hit now
+        self.round_fn = step.round_fn(resolution, minibatch)  # a jit cache hit now
         self.rounds_run = 0
         self._run_round()  # warm-up
         jax.block_until_ready(self.state)
 
+    def _data(self, rounds_run: int) -> HeldLevel:
+        """The synthetic level at the stream position of round `rounds_run`."""
+        config = self.step.config
+        position = jnp.uint32(rounds_run * config.minibatch_repeats * config.d_repeats * self.minibatch)
+        return HeldLevel(*self.level, position)
+
     def _run_round(self) -> None:
-        position = jnp.uint32(self.rounds_run * self.step.config.minibatch_repeats * self.step.config.d_repeats
-                              * self.minibatch)
-        self.state, _ = self.round_fn(self.state, *self.level, position, *_round_scalars(self.rounds_run, self.seed))
+        self.state, _ = self.round_fn(self.state, self._data(self.rounds_run),
+                                      _round_scalars(self.rounds_run, self.seed))
         self.rounds_run += 1
 
     def time_rounds(self, rounds: int) -> tuple[float, float]:
@@ -183,7 +189,7 @@ def _result(p: PreparedStep, seconds: float, cpu_seconds: float, issue_seconds: 
     memory = devices.peak_memory_in_use(device)
     return StepResult(
         resolution=p.resolution, minibatch=p.minibatch,
-        microbatches=step.microbatches(p.resolution, p.minibatch // num_devices),
+        microbatches=config.microbatches(p.resolution, p.minibatch // num_devices, spec.mbstd_group_size),
         repeats_per_call=step.repeats_per_call(), compute_dtype=spec.compute_dtype,
         upsample_impl=spec.upsample_impl, downsample_impl=spec.downsample_impl, num_devices=num_devices,
         compile_s=p.compile_s, img_per_s=img_per_s, ms_per_iteration=1000 * seconds,
