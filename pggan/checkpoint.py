@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from pggan import networks, normalization
+from pggan.errors import UserError
 
 STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "counters")
 # Items only some runs' states hold (saved and restored when present): SN's power-iteration vectors.
@@ -32,7 +33,7 @@ OPTIONAL_STATE_ITEMS = (normalization.STATE_ITEM,)
 NETWORK_ITEMS = {"ema": "generator_ema", "raw": "generator"}
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing or unusable; the message says what to do."""
 
 

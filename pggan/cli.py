@@ -1,4 +1,4 @@
-"""Pieces shared by the programs in tools/: the flags that choose a run's checkpoint, one-line errors.
+"""Pieces shared by the programs in tools/: the flags that choose a run's checkpoint.
 
 The flags live here, defined once, so that several tools can be imported into one process (tests
 do that; absl refuses a flag name defined by two modules):
@@ -12,12 +12,10 @@ do that; absl refuses a flag name defined by two modules):
 
 from __future__ import annotations
 
-from typing import Callable
-
 from absl import flags
 
-from pggan import checkpoint, generation, media, sampling
-from pggan.tool_errors import UsageError, run_reporting
+from pggan import checkpoint, generation
+from pggan.tool_errors import UsageError
 
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory of the training run (the --workdir given to pggan.main): its checkpoints/ and "
@@ -41,11 +39,6 @@ BATCH_SIZE = flags.DEFINE_integer(
     "evaluate.py.", lower_bound=0)
 
 
-# Errors whose message is the whole story for the user: printed as one line, no traceback.
-USER_ERRORS = (UsageError, checkpoint.CheckpointError, generation.GenerationError, media.MediaError,
-               sampling.SamplingError)
-
-
 def workdir() -> str:
     """The --workdir flag; UsageError if it is missing."""
     if not WORKDIR.value:
@@ -59,9 +52,3 @@ def checkpoint_choice() -> dict:
     if STEP.value is not None and RESOLUTION.value is not None:
         raise UsageError("--step and --resolution both choose a checkpoint: give one of them")
     return dict(workdir=workdir(), step=STEP.value, resolution=RESOLUTION.value, network=NETWORK.value)
-
-
-def run_tool(run: Callable[[], None], extra_errors: tuple[type[Exception], ...] = ()) -> int:
-    """Calls a tool's run() the way every tool behaves (`tool_errors.run_reporting`): quiet logs and
-    one-line errors for USER_ERRORS and `extra_errors`. Returns the exit status (0, or 1 after a user error)."""
-    return run_reporting(run, USER_ERRORS + tuple(extra_errors))

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from pggan import checkpoint, generation, networks
 from pggan.data.dataset import PreparedDataset
+from pggan.errors import UserError
 from pggan.metrics import ALL_METRICS, INCEPTION_METRICS, MIN_IMAGES, MetricSuite, WeightsFileError
 from pggan.metrics import inception_weights
 from pggan.metrics.swd import MIN_RESOLUTION as METRIC_MIN_RESOLUTION
@@ -49,7 +50,7 @@ _CACHE_FORMAT = 1
 _CACHE_KEY_ENTRY = "_cache_key"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """Impossible evaluation settings (no metric left, too few images); the message says what to do."""
 
 

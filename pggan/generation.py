@@ -23,10 +23,11 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from pggan import checkpoint, media, parallel, sampling
+from pggan.errors import UserError
 from pggan.networks import Generator, ModelSpec, level_of
 
 
-class GenerationError(ValueError):
+class GenerationError(UserError):
     """Inputs that do not fit the generator (latent or label shapes, batch size)."""
 
 

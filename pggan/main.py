@@ -96,17 +96,18 @@ def main(argv: list[str]) -> int:
     import jax
 
     from pggan import validation
+    from pggan.errors import UserError
 
     try:  # the config alone, before importing the trainer's heavier stack (the trainer checks it again)
         validation.validate_training_config(_CONFIG.value, jax.device_count())
-    except validation.ConfigError as e:
+    except UserError as e:
         return _fail(str(e))
     from pggan import compilation_cache, train
 
     compilation_cache.enable(_CONFIG.value.compilation_cache_dir)
     try:
         train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except train.USER_ERRORS as e:
+    except UserError as e:
         return _fail(str(e))
     return 0
 

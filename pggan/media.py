@@ -20,12 +20,14 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from pggan.errors import UserError
+
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 MIN_VIDEO_SIDE = 256  # automatic video zoom: the shorter side of a frame gets at least this many pixels
 SAMPLE_GRID_PATTERN = re.compile(r"^fakes_kimg(\d+\.\d)\.png$")
 
 
-class MediaError(ValueError):
+class MediaError(UserError):
     """Bad image or video input or output (wrong shape or dtype, unreadable file, unknown format)."""
 
 

@@ -21,13 +21,14 @@ from typing import Sequence
 
 import numpy as np
 
+from pggan.errors import UserError
 from pggan.networks import ModelSpec
 
 # Taps of the Gaussian filter reach `GAUSSIAN_TRUNCATE * sigma` frames (scipy.ndimage's default).
 GAUSSIAN_TRUNCATE = 4.0
 
 
-class SamplingError(ValueError):
+class SamplingError(UserError):
     """Impossible sampling settings (bad seeds, labels, psi, frame counts)."""
 
 

@@ -1,7 +1,7 @@
 """How the programs in tools/ report a user error: one line on stderr, exit status 1, no traceback.
 
 Kept free of heavy imports (no media, data or checkpoint stack), so that tools/benchmark.py runs on
-machines that have only JAX and flax; `pggan.cli` adds the errors of the tools that read checkpoints.
+machines that have only JAX and flax.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from typing import Callable
 
 from absl import flags, logging
 
+from pggan.errors import UserError
 
-class UsageError(ValueError):
+
+class UsageError(UserError):
     """Flags that are missing, contradict each other or do not apply; the message names the flags."""
 
 
-def run_reporting(run: Callable[[], None], user_errors: tuple[type[Exception], ...]) -> int:
-    """Calls run() with quiet logs; a `user_errors` exception becomes 'error: <message>' on stderr.
+def run_tool(run: Callable[[], None]) -> int:
+    """Calls run() with quiet logs; a `UserError` becomes 'error: <message>' on stderr.
 
     Library INFO logs (Orbax logs every step of a restore) are hidden unless --verbosity is given.
     Returns the exit status: 0 on success, 1 after a user error. Other exceptions propagate.
@@ -26,7 +28,7 @@ def run_reporting(run: Callable[[], None], user_errors: tuple[type[Exception], .
         logging.set_verbosity(logging.WARNING)
     try:
         run()
-    except user_errors as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -25,20 +25,16 @@ from absl import logging
 
 from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
-from pggan.data.errors import DataError
+from pggan.errors import UserError
 from pggan.schedule import Schedule
 from pggan.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
 from pggan.training_metrics import TrainingMetrics
-from pggan.validation import ConfigError, check_workdir, known_failures, validate_training_config
+from pggan.validation import check_workdir, known_failures, validate_training_config
 from pggan.writers import RunWriter
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """The run cannot continue; the message says why and what to do."""
-
-
-# Errors whose one-line message is the whole story for the user (pggan.main prints them, exits 1).
-USER_ERRORS = (ConfigError, DataError, checkpoint.CheckpointError, TrainingError)
 
 
 @dataclasses.dataclass
@@ -314,7 +310,8 @@ def _format_duration(seconds: float) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> None:
     """Trains (or resumes) the run of `config` in `workdir` on all devices (or the given ones).
 
-    Raises pggan.validation.ConfigError, TrainingError or pggan.data errors with one-line messages.
+    Raises a `pggan.errors.UserError` (ConfigError, DataError, CheckpointError, TrainingError, ...) with a
+    one-line message when the user has something to fix.
     """
     Trainer(config, workdir, devices).run()
 

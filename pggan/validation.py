@@ -15,12 +15,13 @@ import tempfile
 import ml_collections
 
 from pggan import landscape, losses, metrics, microbatching, networks, normalization
+from pggan.errors import UserError
 from pggan.schedule import Schedule
 
 ON_DEVICE_MODES = ("auto", "always", "never")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """An impossible or inconsistent setting; the message names the field and the fix."""
 
 

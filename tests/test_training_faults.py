@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint, train
+from pggan.errors import UserError
 from tests.training_support import complete_steps, final_state, tiny_config
 
 
@@ -53,7 +54,7 @@ def test_diverging_training_skips_updates_then_stops_keeping_the_last_good_check
     with pytest.raises(train.TrainingError) as error:
         train.train_and_evaluate(diverging, workdir, devices=one_device)
     message = str(error.value)
-    assert isinstance(error.value, train.USER_ERRORS) and "\n" not in message
+    assert isinstance(error.value, UserError) and "\n" not in message
     assert "consecutive training steps had non-finite gradients" in message
     assert "config.max_consecutive_nonfinite=3" in message
     ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick")]

@@ -40,9 +40,8 @@ from tqdm import tqdm
 from pggan import compilation_cache, microbatching, parallel, train_step
 from pggan.benchmarks import model_flops, projection
 from pggan.benchmarks import step as step_benchmark
-from pggan.data.errors import DataError
-from pggan.tool_errors import UsageError, run_reporting
-from pggan.validation import ConfigError, validate_training_config
+from pggan.tool_errors import UsageError, run_tool
+from pggan.validation import validate_training_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe (configs/*.py) for the step, quality and "
                                           "FLOP-model modes; override fields with --config.<field>=<value>.")
@@ -364,7 +363,7 @@ def main(argv):
             raise UsageError(f"choose one mode, got --{' --'.join(name for name, _ in chosen)}")
         chosen[0][1]() if chosen else run_step_benchmark()
 
-    return run_reporting(run, (UsageError, ConfigError, DataError))
+    return run_tool(run)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ from absl import app, flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from pggan import checkpoint, cli, generation, landscape, networks, sampling, train
+from pggan import checkpoint, generation, landscape, networks, sampling, train
 from pggan.data import config as data_config
-from pggan.data.errors import DataError
 from pggan.metrics import MetricSuite
-from pggan.validation import ConfigError
+from pggan.tool_errors import UsageError, run_tool
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                                "loss_comparison.py")
@@ -57,15 +56,15 @@ _FAST_COMPILE = flags.DEFINE_bool("fast_compile", False, "Compile with most XLA 
 
 def _parse_request() -> tuple[list[str], list[int]]:
     if not _OUTDIR.value:
-        raise cli.UsageError("--outdir is required: the directory for the runs and the results")
+        raise UsageError("--outdir is required: the directory for the runs and the results")
     names = list(landscape.COMBINATIONS) if _COMBINATIONS.value == ["all"] else _COMBINATIONS.value
     for name in names:
         try:
             landscape.parse(name)
         except ValueError as e:
-            raise cli.UsageError(str(e)) from None
+            raise UsageError(str(e)) from None
     if not _SEEDS.value or not all(s.strip().isdigit() for s in _SEEDS.value):
-        raise cli.UsageError(f"--seeds must be non-negative integers, e.g. 0,1,2; got {_SEEDS.value}")
+        raise UsageError(f"--seeds must be non-negative integers, e.g. 0,1,2; got {_SEEDS.value}")
     return names, [int(s) for s in _SEEDS.value]
 
 
@@ -114,7 +113,7 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
                 "error": str(e)}
     generator, meta = checkpoint.load_generator(workdir)
     if meta["resolution"] != generator.spec.resolution:
-        raise cli.UsageError(f"{workdir} stopped at {meta['resolution']}x{meta['resolution']}: the budget must reach "
+        raise UsageError(f"{workdir} stopped at {meta['resolution']}x{meta['resolution']}: the budget must reach "
                              f"the final {generator.spec.resolution}x{generator.spec.resolution}; raise "
                              "--config.schedule.total_kimg")
     counters = checkpoint.read_counters(workdir, meta["step"])
@@ -149,7 +148,7 @@ def _run() -> None:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return cli.run_tool(_run, extra_errors=(ConfigError, DataError, train.TrainingError))
+    return run_tool(_run)
 
 
 if __name__ == "__main__":

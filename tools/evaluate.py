@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from pggan import checkpoint, cli, evaluation
 from pggan.data.dataset import check_dataset, open_dataset
-from pggan.data.errors import DataError
-from pggan.metrics import ALL_METRICS, MIN_IMAGES, MetricError, parse_metric_names
+from pggan.metrics import ALL_METRICS, MIN_IMAGES, parse_metric_names
+from pggan.tool_errors import UsageError, run_tool
 
 _ALL = flags.DEFINE_bool("all", False, "Evaluate every checkpoint of the run, in step order (instead of --step, "
                          "--resolution or the latest).")
@@ -62,7 +62,7 @@ def _steps(workdir: str) -> list[int]:
         return [checkpoint.select_step(workdir, step=choice["step"], resolution=choice["resolution"])]
     for name in ("step", "resolution"):
         if flags.FLAGS[name].present:
-            raise cli.UsageError(f"--all evaluates every checkpoint: drop --{name}")
+            raise UsageError(f"--all evaluates every checkpoint: drop --{name}")
     return checkpoint.all_steps(workdir)
 
 
@@ -117,10 +117,10 @@ def run() -> None:
 def main(argv: list[str]) -> int:
     def checked_run() -> None:
         if len(argv) > 1:
-            raise cli.UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
+            raise UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
         run()
 
-    return cli.run_tool(checked_run, extra_errors=(evaluation.EvaluationError, MetricError, DataError))
+    return run_tool(checked_run)
 
 
 if __name__ == "__main__":

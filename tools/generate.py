@@ -27,6 +27,7 @@ import os
 from absl import app, flags
 
 from pggan import cli, generation, media, sampling
+from pggan.tool_errors import UsageError, run_tool
 
 _GRID = flags.DEFINE_string("grid", "", "Grid mode: write a ROWSxCOLS sample grid (e.g. 8x8) to --out.")
 _OUT = flags.DEFINE_string("out", "", "Grid mode: the PNG file to write.")
@@ -80,39 +81,39 @@ def _chosen_mode() -> str:
     modes = [mode for mode, flag in MODE_FLAGS.items() if flag.value]
     if len(modes) != 1:
         given = ", ".join(f"--{MODE_FLAGS[m].name}" for m in modes) or "none"
-        raise cli.UsageError(f"choose exactly one output: --grid, --num, --video or --progress_video (got {given})")
+        raise UsageError(f"choose exactly one output: --grid, --num, --video or --progress_video (got {given})")
     mode = modes[0]
     for name, modes_of_flag in FLAG_MODES.items():
         if flags.FLAGS[name].present and mode not in modes_of_flag:
-            raise cli.UsageError(f"--{name} does not apply to --{MODE_FLAGS[mode].name}; drop it")
+            raise UsageError(f"--{name} does not apply to --{MODE_FLAGS[mode].name}; drop it")
     if mode == "progress" and _PROGRESS_FROM.value == "samples":
         for name in SAMPLING_FLAGS:
             if flags.FLAGS[name].present:
-                raise cli.UsageError(f"--{name} does not apply to a progress video from sample grids; drop it "
+                raise UsageError(f"--{name} does not apply to a progress video from sample grids; drop it "
                                      "or add --progress_from=checkpoints")
     if mode == "video" and _KEYFRAMES.value and flags.FLAGS["smoothing_sec"].present:
-        raise cli.UsageError("--smoothing_sec is for random walks and --keyframes makes a keyframe video: drop one")
+        raise UsageError("--smoothing_sec is for random walks and --keyframes makes a keyframe video: drop one")
     return mode
 
 
 def _output_path(flag: flags.FlagHolder, extensions: tuple[str, ...]) -> str:
     path = flag.value
     if not path:
-        raise cli.UsageError(f"--{flag.name} is required: the file or folder to write")
+        raise UsageError(f"--{flag.name} is required: the file or folder to write")
     if extensions and os.path.splitext(path)[1].lower() not in extensions:
-        raise cli.UsageError(f"--{flag.name}={path} has an unknown extension: use one of {', '.join(extensions)}")
+        raise UsageError(f"--{flag.name}={path} has an unknown extension: use one of {', '.join(extensions)}")
     return path
 
 
 def _num_frames() -> int:
     if not (_DURATION.value > 0 and _FPS.value > 0):
-        raise cli.UsageError(f"--duration and --fps must be positive, got {_DURATION.value} and {_FPS.value}")
+        raise UsageError(f"--duration and --fps must be positive, got {_DURATION.value} and {_FPS.value}")
     return max(1, round(_DURATION.value * _FPS.value))
 
 
 def _keyframe_seeds() -> list[int]:
     if not all(seed.strip().isdigit() for seed in _KEYFRAMES.value):
-        raise cli.UsageError(f"--keyframes must be non-negative integer seeds, e.g. 1,2,3; got {_KEYFRAMES.value}")
+        raise UsageError(f"--keyframes must be non-negative integer seeds, e.g. 1,2,3; got {_KEYFRAMES.value}")
     return [int(seed) for seed in _KEYFRAMES.value]
 
 
@@ -187,10 +188,10 @@ WRITERS = {"grid": _write_grid, "images": _write_images, "video": _write_video, 
 def main(argv: list[str]) -> int:
     def run() -> None:
         if len(argv) > 1:
-            raise cli.UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
+            raise UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
         WRITERS[_chosen_mode()]()
 
-    return cli.run_tool(run)
+    return run_tool(run)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from pggan import cli
 from pggan.official import importer
-from pggan.official.errors import SnapshotError
+from pggan.tool_errors import run_tool
 
 _PKL = flags.DEFINE_string("pkl", None, "Official network pickle: karras2018iclr-*.pkl or network-snapshot-*.pkl "
                            "holding (G, D, Gs).")
@@ -48,7 +48,7 @@ def run() -> None:
 def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return cli.run_tool(run, extra_errors=(SnapshotError,))
+    return run_tool(run)
 
 
 if __name__ == "__main__":

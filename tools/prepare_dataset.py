@@ -21,7 +21,7 @@ import sys
 from absl import app, flags
 
 from pggan.data import builder, dataset, sources
-from pggan.data.errors import DataError
+from pggan.errors import UserError
 
 _SOURCE = flags.DEFINE_string(
     "source", None, "What to prepare: folder:<path> (images searched recursively), digits, synthetic, "
@@ -58,7 +58,7 @@ def main(argv):
             tfds_data_dir=_TFDS_DATA_DIR.value or data_dir, manual_dir=_MANUAL_DIR.value)
         summary = builder.prepare_dataset(source, data_dir, _NAME.value, num_workers=_NUM_WORKERS.value,
                                           max_examples=_MAX_EXAMPLES.value)
-    except DataError as error:
+    except UserError as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:
         sys.exit("interrupted: run the same command again to finish the preparation")

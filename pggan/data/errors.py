@@ -1,7 +1,9 @@
 """Exceptions of the data package. Each message is one line that says what to do about it."""
 
+from pggan.errors import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """Base class: a problem with a dataset, a source or the input pipeline that the user can fix."""
 
 

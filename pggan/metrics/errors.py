@@ -6,12 +6,14 @@ exit non-zero without a traceback.
 
 from __future__ import annotations
 
+from pggan.errors import UserError
 
-class MetricError(Exception):
+
+class MetricError(UserError):
     """Base class of every error raised by `pggan.metrics`."""
 
 
-class MetricInputError(MetricError, ValueError):
+class MetricInputError(MetricError):
     """Images, features or statistics that a metric cannot use (wrong dtype, shape, size, count)."""
 
 

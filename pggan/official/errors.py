@@ -1,7 +1,9 @@
 """Errors of the official-network import; each message is one line that says what to do."""
 
+from pggan.errors import UserError
 
-class SnapshotError(Exception):
+
+class SnapshotError(UserError):
     """An official network pickle cannot be imported (missing, corrupt, or an unsupported network)."""
 
 

@@ -1,0 +1,21 @@
+"""Every exception pggan defines is a one-line user error with the one base `pggan.errors.UserError`."""
+
+import importlib
+import inspect
+import pkgutil
+
+import pggan
+from pggan.errors import UserError
+
+
+def _pggan_modules():
+    for info in pkgutil.walk_packages(pggan.__path__, "pggan."):
+        if info.name != "pggan.main":  # the launcher defines absl flags that the tools' modules define too
+            yield importlib.import_module(info.name)
+
+
+def test_every_exception_class_derives_from_user_error():
+    defined = {cls for module in _pggan_modules() for _, cls in inspect.getmembers(module, inspect.isclass)
+               if issubclass(cls, BaseException) and cls.__module__.startswith("pggan.")}
+    assert len(defined) >= 20  # ConfigError, DataError and its kinds, CheckpointError, MetricError, ...
+    assert [cls.__qualname__ for cls in defined if not issubclass(cls, UserError)] == []
