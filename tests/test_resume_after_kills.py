@@ -206,9 +206,12 @@ def test_two_processes_resume_after_one_is_killed_and_match_one_device(runs, tmp
           f"both resumed from {newest} and finished")
 
     # The same computation as on one device (4 devices x 4 samples form the same minibatch-stddev
-    # groups as 1 x 16), up to the order of floating-point sums in the all-reduces.
+    # groups as 1 x 16), up to the order of floating-point sums in the all-reduces. Those rounding
+    # differences grow over hundreds of steps, so the tolerance scales with each array's largest value
+    # (measured: 4.7e-5 on a G kernel of values up to 3.2; a wrong grouping or a lost step differs by
+    # orders of magnitude more).
     state, meta = final_state(workdir)
     reference, _ = final_state(runs.reference, step=MULTI_TOTAL)
     assert meta["nimg"] == MULTI_TOTAL
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=max(1e-5, 5e-5 * np.abs(b).max()))
