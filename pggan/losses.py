@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from pggan import config_section
+from pggan.config_section import setting
 from pggan.normalization import safe_norm, scores_and_squared_input_grads
 
 LOSSES = ("wgan", "logistic", "lsgan", "hinge")
@@ -51,21 +52,17 @@ Critic = Callable[[jax.Array], jax.Array]  # images [N, H, W, C] -> D output flo
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """name: adversarial loss, one of LOSSES or an alias (stored as the canonical name).
-    gp_lambda, gp_target: one-centred penalty on interpolates (0 disables it) and its target norm.
-    gp0_lambda: zero-centred penalty on interpolates. r1_gamma, r2_gamma: R1 on reals, R2 on fakes.
-    reg_interval: 0 = penalties in every D step; k >= 1 = lazy, a separate penalty step every k D steps.
-    drift: weight of D(real)^2. cond_weight: weight of the AC-GAN label terms (conditional models)."""
+    """The adversarial loss and its penalties (the name is stored as the canonical one, not the alias)."""
 
-    name: str = "wgan"
-    gp_lambda: float = 10.0
-    gp_target: float = 1.0
-    gp0_lambda: float = 0.0
-    r1_gamma: float = 0.0
-    r2_gamma: float = 0.0
-    reg_interval: int = 0
-    drift: float = 0.001
-    cond_weight: float = 1.0
+    name: str = setting("wgan", "adversarial loss: wgan, logistic (non_saturating), lsgan (least_squares) or hinge")
+    gp_lambda: float = setting(10.0, "weight of the one-centred gradient penalty on interpolates (WGAN-GP; 0 = off)")
+    gp_target: float = setting(1.0, "target gradient norm of that penalty")
+    gp0_lambda: float = setting(0.0, "weight of the zero-centred gradient penalty on interpolates")
+    r1_gamma: float = setting(0.0, "R1: gamma / 2 * ||grad D(real)||^2")
+    r2_gamma: float = setting(0.0, "R2: gamma / 2 * ||grad D(fake)||^2")
+    reg_interval: int = setting(0, "0 = penalties in every D step; k >= 1 = lazy, a penalty step every k D steps")
+    drift: float = setting(0.001, "weight of D(real)^2 (official epsilon drift)")
+    cond_weight: float = setting(1.0, "weight of the AC-GAN label terms (conditional models)")
 
     def __post_init__(self):
         object.__setattr__(self, "name", LOSS_ALIASES.get(self.name, self.name))

@@ -33,7 +33,10 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "$JAX_COORDINATOR_ADDRESS).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes for --multihost.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
-flags.mark_flags_as_required(["config", "workdir"])
+_SHOW_CONFIG = flags.DEFINE_bool(
+    "show_config", False, "Print every field of the config (after the recipe and the --config.* overrides) with its "
+    "value and meaning, then exit. --workdir is not needed.")
+flags.mark_flags_as_required(["config"])
 flags.register_validator("coordinator_address", lambda value: value is None or re.fullmatch(r".+:\d+", value),
                          message="--coordinator_address must be HOST:PORT, e.g. 10.0.0.2:8476")
 
@@ -95,18 +98,24 @@ def main(argv: list[str]) -> int:
     # Imported after jax.distributed.initialize: they touch the devices.
     import jax
 
-    from pggan import validation
+    from pggan import training_config, validation
     from pggan.errors import UserError
 
-    try:  # the config alone, before importing the trainer's heavier stack (the trainer checks it again)
-        validation.validate_training_config(_CONFIG.value, jax.device_count())
+    try:  # parsed and checked once, before importing the trainer's heavier stack
+        config = training_config.TrainingConfig.parse(_CONFIG.value)
+        if _SHOW_CONFIG.value:
+            print("\n".join(training_config.describe(config)))
+            return 0
+        if not _WORKDIR.value:
+            raise UserError("--workdir is required: the directory of the run (checkpoints, samples, logs)")
+        plan = validation.plan_run(config, jax.devices())
     except UserError as e:
         return _fail(str(e))
     from pggan import compilation_cache, train
 
-    compilation_cache.enable(_CONFIG.value.compilation_cache_dir)
+    compilation_cache.enable(config.compilation_cache_dir)
     try:
-        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        train.train_and_evaluate(plan, _WORKDIR.value)
     except UserError as e:
         return _fail(str(e))
     return 0

@@ -80,19 +80,6 @@ def grids_from_batches(batches: Iterable[np.ndarray], rows: int, cols: int) -> I
         raise MediaError(f"{len(leftover)} images left over: not a multiple of the {rows}x{cols} grid")
 
 
-def snapshot_grid_size(resolution: int) -> tuple[int, int]:
-    """(rows, cols) of the official 1080p training snapshot: clip(1080 // R, 2, 32) x clip(1920 // R, 3, 32)."""
-    return int(np.clip(1080 // resolution, 2, 32)), int(np.clip(1920 // resolution, 3, 32))
-
-
-def parse_grid_spec(spec: str) -> tuple[int, int]:
-    """'ROWSxCOLS' (e.g. '8x8', '2x3') -> (rows, cols), both positive."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(spec))
-    if not match or int(match[1]) < 1 or int(match[2]) < 1:
-        raise MediaError(f"grid must look like ROWSxCOLS with positive numbers, e.g. '8x8', got {spec!r}")
-    return int(match[1]), int(match[2])
-
-
 def video_zoom(height: int, width: int, zoom: int = 0) -> int:
     """Integer upscaling factor for video frames of height x width pixels.
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pggan import config_section, layers
+from pggan.config_section import setting
 
 D_DOWNSAMPLE_ORDERS = ("conv_pool_act", "conv_act_pool")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -27,44 +28,31 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """Architecture hyper-parameters shared by G and D (official names where they exist).
+    """Architecture hyper-parameters shared by G and D (official names and defaults where they exist).
 
-    resolution: final resolution, a power of two in [8, 1024].
-    num_channels: image channels (3 for RGB, 1 for grayscale).
-    latent_size: length of the latent vector z.
-    label_size: number of classes for conditioning (0 = unconditional). G concatenates one-hot labels
-      to the latent; D outputs 1 + label_size values.
-    fmap_base, fmap_decay, fmap_max: channel widths, see `channels`.
-    normalize_latents: PixelNorm on G's input.
-    use_pixelnorm: PixelNorm after every convolution in G.
-    use_wscale: equalized learning rate.
-    pixelnorm_epsilon: epsilon of PixelNorm.
-    mbstd_group_size: minibatch-stddev group size (0 or 1 disables the layer).
-    d_downsample_order: 'conv_pool_act' is the official TF default (`fused_scale=True`): D's second
-      convolution of a block is followed by the 2x2 average pool, then bias and leaky ReLU.
-      'conv_act_pool' is the paper's/Theano order: conv, bias, leaky ReLU, then the pool.
-    compute_dtype: 'float32' or 'bfloat16' activations; parameters always stay float32.
-    upsample_impl, downsample_impl: how G's upsample+conv and D's conv+pool are computed (see
-      `layers.UPSAMPLE_CONV_IMPLS`, `layers.CONV_DOWNSAMPLE_IMPLS`); the same function either way.
-    The last three are compute settings, not architecture: a run may change them when it resumes.
+    G concatenates one-hot labels to the latent; D outputs 1 + label_size values. The last three
+    fields (COMPUTE_FIELDS) are compute settings, not architecture: a run may change them when it resumes.
     """
 
-    resolution: int = 1024
-    num_channels: int = 3
-    latent_size: int = 512
-    label_size: int = 0
-    fmap_base: int = 8192
-    fmap_decay: float = 1.0
-    fmap_max: int = 512
-    normalize_latents: bool = True
-    use_pixelnorm: bool = True
-    use_wscale: bool = True
-    pixelnorm_epsilon: float = 1e-8
-    mbstd_group_size: int = 4
-    d_downsample_order: str = "conv_pool_act"
-    compute_dtype: str = "float32"
-    upsample_impl: str = "naive"
-    downsample_impl: str = "naive"
+    resolution: int = setting(1024, "final resolution, a power of two in [8, 1024]")
+    num_channels: int = setting(3, "image channels: 3 (RGB) or 1 (greyscale)")
+    latent_size: int = setting(512, "length of the latent vector z")
+    label_size: int = setting(0, "classes of a class-conditional model (0 = unconditional)")
+    fmap_base: int = setting(8192, "channel widths: nf(stage) = min(fmap_base / 2**(stage * fmap_decay), fmap_max)")
+    fmap_decay: float = setting(1.0, "see fmap_base")
+    fmap_max: int = setting(512, "see fmap_base")
+    normalize_latents: bool = setting(True, "PixelNorm on G's input")
+    use_pixelnorm: bool = setting(True, "PixelNorm after every convolution of G")
+    use_wscale: bool = setting(True, "equalized learning rate")
+    pixelnorm_epsilon: float = setting(1e-8, "epsilon of PixelNorm")
+    mbstd_group_size: int = setting(4, "minibatch-stddev group size (0 or 1 disables the layer)")
+    d_downsample_order: str = setting("conv_pool_act", "'conv_pool_act' (official TF: D's second conv, 2x2 average "
+                                                       "pool, bias, leaky ReLU) or 'conv_act_pool' (paper/Theano: "
+                                                       "pool after the activation)")
+    compute_dtype: str = setting("float32", "activations in 'float32' or 'bfloat16' (parameters stay float32)")
+    upsample_impl: str = setting("naive", "form of G's upsample + conv: naive, transposed or subpixel (same "
+                                          "function, different speed)")
+    downsample_impl: str = setting("naive", "form of D's conv + pool: naive or strided (same function)")
 
     COMPUTE_FIELDS = ("compute_dtype", "upsample_impl", "downsample_impl")
 

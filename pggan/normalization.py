@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pggan import config_section, layers
+from pggan.config_section import setting
 
 METHODS = ("none", "spectral", "gran")
 STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration vectors
@@ -43,13 +44,12 @@ STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration ve
 
 @dataclasses.dataclass(frozen=True)
 class NormalizationConfig:
-    """method: 'none', 'spectral' or 'gran'. power_iterations: SN iterations per D step (>= 1).
-    gran_k: GraN's Lipschitz constant K (> 0). gran_epsilon: GraN's epsilon (> 0)."""
+    """D's Lipschitz normalization (see the module docstring)."""
 
-    method: str = "none"
-    power_iterations: int = 1
-    gran_k: float = 1.0
-    gran_epsilon: float = 1e-4
+    method: str = setting("none", "'none', 'spectral' (spectral normalization) or 'gran' (gradient normalization)")
+    power_iterations: int = setting(1, "spectral: power iterations per D step (>= 1)")
+    gran_k: float = setting(1.0, "GraN: the Lipschitz constant K (> 0)")
+    gran_epsilon: float = setting(1e-4, "GraN: epsilon (> 0)")
 
     def __post_init__(self):
         if self.method not in METHODS:

@@ -1,4 +1,4 @@
-"""Latents for sampling: seeded latents, one-hot labels, the truncation trick, interpolation paths.
+"""Latents for sampling: grid shapes, seeded latents, one-hot labels, the truncation trick, interpolation paths.
 
 Everything here is plain NumPy on the host, so the same seed gives the same latents on every
 machine, batch composition and device count. Latents are float32 [..., latent_size] drawn from the
@@ -17,6 +17,7 @@ Random streams (stable; changing them changes every user's seeds):
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,23 @@ GAUSSIAN_TRUNCATE = 4.0
 
 class SamplingError(UserError):
     """Impossible sampling settings (bad seeds, labels, psi, frame counts)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Grid shapes
+
+
+def snapshot_grid_size(resolution: int) -> tuple[int, int]:
+    """(rows, cols) of the official 1080p training snapshot: clip(1080 // R, 2, 32) x clip(1920 // R, 3, 32)."""
+    return int(np.clip(1080 // resolution, 2, 32)), int(np.clip(1920 // resolution, 3, 32))
+
+
+def parse_grid_spec(spec: str) -> tuple[int, int]:
+    """'ROWSxCOLS' (e.g. '8x8', '2x3') -> (rows, cols), both positive."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(spec))
+    if not match or int(match[1]) < 1 or int(match[2]) < 1:
+        raise SamplingError(f"grid must look like ROWSxCOLS with positive numbers, e.g. '8x8', got {spec!r}")
+    return int(match[1]), int(match[2])
 
 
 # ----------------------------------------------------------------------------------------------

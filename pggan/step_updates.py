@@ -29,6 +29,8 @@ from jax.sharding import PartitionSpec as P
 
 from pggan import layers, losses, microbatching, networks, normalization, parallel
 from pggan.data import augment, device_dataset
+from pggan.schedule import Schedule
+from pggan.training_config import DatasetConfig, OptimizerConfig, ScheduleConfig, TrainingConfig
 
 # Streams of per-sample randomness within one step.
 _LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G = range(5)
@@ -40,47 +42,43 @@ COUNT_NAMES = ("d_steps", "g_steps", "penalty_steps")
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """Static settings of the compiled step.
+    """Static settings of the compiled step (hashable: the compiled functions are cached by it).
 
-    g_beta1, g_beta2, d_beta1, d_beta2, eps: Adam of G and of D (official: 0, 0.99 for both, 1e-8);
-      D's betas get the lazy-regularization correction (`LossConfig.adam_correction`).
+    optimizer: Adam of G and of D; D's betas get the lazy-regularization correction
+      (`LossConfig.adam_correction`).
+    normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.normalization`).
     mirror_augment: random horizontal flips of reals.
     minibatch_repeats, d_repeats, g_repeats: round structure (D and G updates per repeat: TTUR counts).
     label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
     data_seed: seed of the example order (used when the dataset level is held on the devices).
     repeats_per_call: minibatch repeats per compiled call (0 = automatic, see
       `TrainStep.repeats_per_call`); a speed setting that does not change the results.
-    normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.normalization`).
     max_microbatch_per_device: ((resolution, images), ...): at these resolutions each device runs its
       minibatch as microbatches of at most that many images and accumulates the gradients
       (`pggan.microbatching`); a memory setting that does not change the results.
+    Defaults are those of the training config's sections.
     """
 
-    g_beta1: float = 0.0
-    g_beta2: float = 0.99
-    d_beta1: float = 0.0
-    d_beta2: float = 0.99
-    eps: float = 1e-8
-    mirror_augment: bool = False
-    minibatch_repeats: int = 4
-    d_repeats: int = 1
-    g_repeats: int = 1
-    label_probs: tuple[float, ...] | None = None
-    data_seed: int = 0
-    repeats_per_call: int = 0
+    optimizer: OptimizerConfig = OptimizerConfig()
     normalization: normalization.NormalizationConfig = normalization.NormalizationConfig()
+    mirror_augment: bool = DatasetConfig.mirror_augment
+    minibatch_repeats: int = ScheduleConfig.minibatch_repeats
+    d_repeats: int = ScheduleConfig.d_repeats
+    g_repeats: int = ScheduleConfig.g_repeats
+    label_probs: tuple[float, ...] | None = None
+    data_seed: int = TrainingConfig.seed
+    repeats_per_call: int = 0
     max_microbatch_per_device: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def from_config(cls, config, schedule, label_probs: tuple[float, ...] | None = None) -> "StepConfig":
-        """The step settings of a training config (ml_collections) and its parsed `Schedule`."""
-        optimizer = config.optimizer
-        return cls(g_beta1=optimizer.g_beta1, g_beta2=optimizer.g_beta2, d_beta1=optimizer.d_beta1,
-                   d_beta2=optimizer.d_beta2, eps=optimizer.eps, mirror_augment=config.dataset.mirror_augment,
-                   minibatch_repeats=schedule.minibatch_repeats, d_repeats=schedule.d_repeats,
-                   g_repeats=schedule.g_repeats, label_probs=label_probs, data_seed=config.seed,
-                   normalization=normalization.NormalizationConfig.from_config(config.d_normalization),
-                   max_microbatch_per_device=tuple(sorted(schedule.max_microbatch_per_device.items())))
+    def from_config(cls, config: TrainingConfig, schedule: Schedule,
+                    label_probs: tuple[float, ...] | None = None) -> "StepConfig":
+        """The step settings of a typed training config and its schedule for the devices."""
+        return cls(optimizer=config.optimizer, normalization=config.d_normalization,
+                   mirror_augment=config.dataset.mirror_augment,
+                   minibatch_repeats=schedule.config.minibatch_repeats, d_repeats=schedule.config.d_repeats,
+                   g_repeats=schedule.config.g_repeats, label_probs=label_probs, data_seed=config.seed,
+                   max_microbatch_per_device=tuple(sorted(schedule.config.max_microbatch_per_device.items())))
 
     def microbatches(self, resolution: int, per_device: int, mbstd_group_size: int) -> int:
         """Microbatches per device minibatch at a resolution (`max_microbatch_per_device`)."""
@@ -217,8 +215,9 @@ class TrainingUpdates:
         abstract_d = networks.abstract_discriminator(spec)
         self.d_def = nnx.graphdef(abstract_d)
         c = loss.adam_correction
-        self.g_adam = optax.scale_by_adam(b1=config.g_beta1, b2=config.g_beta2, eps=config.eps)
-        self.d_adam = optax.scale_by_adam(b1=config.d_beta1 ** c, b2=config.d_beta2 ** c, eps=config.eps)
+        adam = config.optimizer
+        self.g_adam = optax.scale_by_adam(b1=adam.g_beta1, b2=adam.g_beta2, eps=adam.eps)
+        self.d_adam = optax.scale_by_adam(b1=adam.d_beta1 ** c, b2=adam.d_beta2 ** c, eps=adam.eps)
         self.spectral = normalization.SpectralNorm(abstract_d) if config.normalization.method == "spectral" else None
 
     def reset_optimizers(self, state: dict) -> dict:

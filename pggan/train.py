@@ -28,8 +28,9 @@ from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
 from pggan.schedule import Schedule
 from pggan.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
+from pggan.training_config import TrainingConfig
 from pggan.training_metrics import TrainingMetrics
-from pggan.validation import check_workdir, known_failures, validate_training_config
+from pggan.validation import RunPlan, check_workdir, known_failures, plan_run
 from pggan.writers import RunWriter
 
 
@@ -52,14 +53,14 @@ class _Inputs:
 
 
 class Trainer:
-    """One training run in one workdir, on all devices (or the given ones)."""
+    """One training run of a checked `RunPlan` in one workdir."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
-        self.config = config
+    def __init__(self, plan: RunPlan, workdir: str):
+        config = self.config = plan.config
         self.workdir = os.path.abspath(os.path.expanduser(workdir))
-        self.mesh = parallel.make_mesh(devices)
+        self.mesh, self.schedule = plan.mesh, plan.schedule
         self.num_devices = self.mesh.size
-        self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
+        self.spec, self.loss_config = config.model, config.loss
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
         check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
         # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
@@ -78,8 +79,8 @@ class Trainer:
         self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
                                                 async_save=config.checkpoint.async_save)
         self.writer = RunWriter(self.workdir, enabled=jax.process_index() == 0)
-        self.metrics = TrainingMetrics(config, self.spec, self.dataset, self.workdir, self.writer, self.mesh)
-        rows, cols = self._grid_shape()
+        self.metrics = TrainingMetrics(config.metrics, self.spec, self.dataset, self.workdir, self.writer, self.mesh)
+        rows, cols = config.samples.grid_shape(self.spec.resolution)
         self.grid_rows, self.grid_cols = rows, cols
         self.grid_latents = sampling.grid_latents(config.seed, rows * cols, self.spec.latent_size)
         self.grid_labels = None
@@ -88,11 +89,6 @@ class Trainer:
             self.grid_labels = sampling.one_hot_labels(classes, self.spec.label_size)
         self.abstract_generator = networks.abstract_generator(self.spec)
         self._stack = jax.jit(lambda xs: jnp.stack(xs), out_shardings=parallel.batch_sharded(self.mesh, 1))
-
-    def _grid_shape(self) -> tuple[int, int]:
-        if self.config.samples.grid:
-            return media.parse_grid_spec(self.config.samples.grid)
-        return media.snapshot_grid_size(self.spec.resolution)
 
     # ------------------------------------------------------------------------------------ state I/O
 
@@ -307,11 +303,15 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> None:
-    """Trains (or resumes) the run of `config` in `workdir` on all devices (or the given ones).
+def train_and_evaluate(config: RunPlan | ml_collections.ConfigDict | TrainingConfig, workdir: str,
+                       devices=None) -> None:
+    """Trains (or resumes) a run in `workdir`.
 
+    config: a checked `RunPlan` (`pggan.validation.plan_run`), or a config (ConfigDict or typed) that is
+    planned here for `devices` (default: every device).
     Raises a `pggan.errors.UserError` (ConfigError, DataError, CheckpointError, TrainingError, ...) with a
     one-line message when the user has something to fix.
     """
-    Trainer(config, workdir, devices).run()
+    plan = config if isinstance(config, RunPlan) else plan_run(config, devices)
+    Trainer(plan, workdir).run()
 

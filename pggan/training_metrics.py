@@ -1,6 +1,6 @@
 """Metrics during training: the EMA generator evaluated at the end of every resolution stage and every N kimg.
 
-The config's `metrics` section (`pggan.defaults.metrics_defaults`) chooses the metrics and when they
+The config's `metrics` section (`pggan.training_config.MetricsConfig`) chooses the metrics and when they
 run; `pggan.evaluation` does the work, with the same protocol, real-statistics cache and records as
 tools/evaluate.py. Results go to the log, to TensorBoard (`metrics/<name>`, step = images shown) and to
 WORKDIR/metrics.jsonl (source 'training').
@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 
 import jax
-import ml_collections
 from absl import logging
 from jax.sharding import Mesh
 
-from pggan import evaluation, metrics, networks, parallel
+from pggan import evaluation, networks, parallel
 from pggan.data.dataset import PreparedDataset
 from pggan.metrics import MetricError
+from pggan.training_config import MetricsConfig
 from pggan.writers import RunWriter
 
 
@@ -29,7 +29,7 @@ class TrainingMetrics:
     """Decides when to evaluate the EMA generator during training, and reports the results.
 
     Args:
-      config: the training config (its `metrics` section is read; validated beforehand).
+      config: the `metrics` section of the training config.
       spec: the model.
       dataset: the run's prepared dataset.
       workdir: where metrics.jsonl goes.
@@ -37,12 +37,11 @@ class TrainingMetrics:
       mesh: the training mesh; evaluation uses this process's devices of it.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, spec: networks.ModelSpec, dataset: PreparedDataset,
+    def __init__(self, config: MetricsConfig, spec: networks.ModelSpec, dataset: PreparedDataset,
                  workdir: str, writer: RunWriter, mesh: Mesh):
-        section = config.metrics
-        names = metrics.parse_metric_names(section.names)
-        self.at_stage_end = bool(names) and section.at_stage_end
-        self.every_nimg = int(round(section.every_kimg * 1000)) if names else 0
+        names = config.names
+        self.at_stage_end = bool(names) and config.at_stage_end
+        self.every_nimg = int(round(config.every_kimg * 1000)) if names else 0
         self.workdir, self.writer = workdir, writer
         self.seconds = 0.0  # wall time spent evaluating, excluded from the training speed
         self._last_nimg = None
@@ -50,8 +49,8 @@ class TrainingMetrics:
         if self.at_stage_end or self.every_nimg:
             local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
             self._evaluator = evaluation.Evaluator(
-                dataset, names, num_images=section.num_images, batch_size=section.batch_size, seed=section.seed,
-                inception_weights_path=section.inception_weights or None, mesh=parallel.make_mesh(local))
+                dataset, names, num_images=config.num_images, batch_size=config.batch_size, seed=config.seed,
+                inception_weights_path=config.inception_weights or None, mesh=parallel.make_mesh(local))
             if self._evaluator.note:
                 logging.warning("Training metrics: %s", self._evaluator.note)
             self._abstract_generator = networks.abstract_generator(spec)

@@ -1,28 +1,27 @@
-"""Checks a training config and workdir before anything is compiled: one-line errors naming the field.
+"""A run's plan, checked before anything is compiled: one-line errors naming the field and the fix.
 
-Every check here runs in milliseconds on the host; a config that passes compiles and runs. Valid
-settings measured not to train (docs/loss_comparison.md) pass; `known_failures` names them and their
-fix, and the trainer logs that as a warning.
+`plan_run` is the one place a training config is parsed (`TrainingConfig.parse`, the field checks)
+and checked against the devices (minibatch splits, learning rates and tick lengths per resolution);
+the trainer takes the resulting `RunPlan`. Every check runs in milliseconds on the host; a plan
+that passes compiles and runs. Valid settings measured not to train (docs/loss_comparison.md) pass;
+`known_failures` names them and their fix, and the trainer logs that as a warning.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import ml_collections
+import jax
 
-from pggan import landscape, losses, metrics, microbatching, networks, normalization
-from pggan.errors import UserError
+from pggan import landscape, losses, microbatching, normalization, parallel
+from pggan.config_section import is_int_at_least, is_number_at_least
 from pggan.schedule import Schedule
-
-ON_DEVICE_MODES = ("auto", "always", "never")
-
-
-class ConfigError(UserError):
-    """An impossible or inconsistent setting; the message names the field and the fix."""
+from pggan.training_config import ConfigError, TrainingConfig
 
 
 def _require(condition: bool, message: str) -> None:
@@ -30,51 +29,57 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _is_number_at_least(x, low: float) -> bool:
-    """x is a finite int or float >= low (False for NaN, infinities and non-numbers)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= low
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a training run computes: its typed config, its schedule for the mesh, and the mesh."""
+
+    config: TrainingConfig
+    schedule: Schedule
+    mesh: jax.sharding.Mesh
 
 
-def _is_power_of_two(x) -> bool:
-    return isinstance(x, int) and x > 0 and x & (x - 1) == 0
+def plan_run(config: Mapping[str, Any] | TrainingConfig, devices: Sequence[jax.Device] | None = None) -> RunPlan:
+    """Parses `config` (a ConfigDict, unless already typed) and checks it for `devices` (default: all).
+
+    Raises ConfigError (a one-line message naming the field) for any impossible setting.
+    """
+    typed = config if isinstance(config, TrainingConfig) else TrainingConfig.parse(config)
+    mesh = parallel.make_mesh(devices)
+    return RunPlan(typed, schedule_for_devices(typed, mesh.size), mesh)
 
 
-def validate_training_config(config: ml_collections.ConfigDict, num_devices: int
-                             ) -> tuple[networks.ModelSpec, losses.LossConfig, Schedule]:
-    """Validates `config` for `num_devices` devices; returns the parsed model, loss and schedule."""
-    try:
-        spec = networks.ModelSpec.from_config(config.model)
-        loss = losses.LossConfig.from_config(config.loss)
-        normalization.NormalizationConfig.from_config(config.d_normalization)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from None
-    _require(isinstance(config.seed, int) and 0 <= config.seed < 2**32,
-             f"config.seed must be an integer in [0, 2**32), got {config.seed!r}")
-    _require(0.0 <= config.ema.beta < 1.0, f"config.ema.beta must be in [0, 1), got {config.ema.beta}")
-    _require(_is_number_at_least(config.ema.half_life_kimg, 0) and _is_number_at_least(config.ema.rampup, 0),
-             f"config.ema.half_life_kimg and config.ema.rampup must be numbers >= 0, got "
-             f"{config.ema.half_life_kimg} and {config.ema.rampup}")
-    schedule = _validate_schedule(config.schedule, spec, num_devices, config.ema)
-    for name in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
-        value = config.optimizer[name]
-        _require(0.0 <= value < 1.0, f"config.optimizer.{name} must be in [0, 1), got {value}")
-    _require(_is_number_at_least(config.optimizer.eps, 0) and config.optimizer.eps > 0,
-             f"config.optimizer.eps must be a positive number, got {config.optimizer.eps}")
-    _require(config.checkpoint.keep >= 1, f"config.checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
-    _require(config.checkpoint.every_ticks >= 1,
-             f"config.checkpoint.every_ticks must be >= 1, got {config.checkpoint.every_ticks}")
-    _require(config.samples.every_ticks >= 1,
-             f"config.samples.every_ticks must be >= 1, got {config.samples.every_ticks}")
-    _require(config.samples.batch_size >= 1, f"config.samples.batch_size must be >= 1, got {config.samples.batch_size}")
-    _require(config.max_consecutive_nonfinite >= 0,
-             f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {config.max_consecutive_nonfinite}")
-    _require(config.dataset.on_device in ON_DEVICE_MODES,
-             f"config.dataset.on_device must be one of {ON_DEVICE_MODES}, got {config.dataset.on_device!r}")
-    fraction = config.dataset.on_device_memory_fraction
-    _require(_is_number_at_least(fraction, 0) and 0 < fraction <= 1,
-             f"config.dataset.on_device_memory_fraction must be in (0, 1], got {fraction}")
-    _validate_metrics(config.metrics)
-    return spec, loss, schedule
+def schedule_for_devices(config: TrainingConfig, num_devices: int) -> Schedule:
+    """The schedule of `config` on `num_devices` devices, every resolution's minibatch, learning rates,
+    tick length and microbatch split checked."""
+    spec = config.model
+    schedule = Schedule(config.schedule, spec.resolution, num_devices, ema=config.ema)
+    group = spec.mbstd_group_size
+    unit = num_devices * max(group, 1)  # a minibatch that divides over the devices and the stddev groups
+    for resolution in schedule.resolutions():
+        batch = schedule.minibatch_for(resolution)
+        _require(is_int_at_least(batch, num_devices) and batch % num_devices == 0,
+                 f"the minibatch at {resolution}x{resolution} is {batch}, which does not divide over the {num_devices} "
+                 f"devices; set config.schedule.minibatch[{resolution}] (or minibatch_base) to a multiple of "
+                 f"{unit}, e.g. {max(1, round(batch / unit)) * unit}")
+        tick = schedule.tick_kimg_for(resolution)
+        _require(is_number_at_least(tick, 0) and tick > 0,
+                 f"config.schedule.tick_kimg at {resolution}x{resolution} must be a positive number, got {tick}")
+        per_device = batch // num_devices
+        if group > 1:
+            g = min(group, per_device)
+            _require(per_device % g == 0,
+                     f"the minibatch at {resolution}x{resolution} gives {per_device} images per device, not "
+                     f"divisible by the minibatch-stddev group size {g}; make config.schedule.minibatch"
+                     f"[{resolution}] a multiple of {g * num_devices} or change model.mbstd_group_size")
+        try:
+            microbatching.microbatch_count(per_device, schedule.config.max_microbatch_per_device.get(resolution),
+                                           group)
+        except ValueError as e:
+            raise ConfigError(f"config.schedule.max_microbatch_per_device[{resolution}]: {e}") from None
+        for name, rate in (("g_lr", schedule.g_lr_for(resolution)), ("d_lr", schedule.d_lr_for(resolution))):
+            _require(is_number_at_least(rate, 0) and rate > 0,
+                     f"config.schedule.{name} at {resolution}x{resolution} must be a positive number, got {rate}")
+    return schedule
 
 
 def known_failures(loss: losses.LossConfig, norm: normalization.NormalizationConfig) -> list[str]:
@@ -85,67 +90,6 @@ def known_failures(loss: losses.LossConfig, norm: normalization.NormalizationCon
                 "the critic's scores grow without bound and the generator stops learning (docs/loss_comparison.md); "
                 f"set --config.loss.drift={landscape.WGAN_GRAN_DRIFT:g}"]
     return []
-
-
-def _validate_metrics(config: ml_collections.ConfigDict) -> None:
-    try:
-        metrics.parse_metric_names(config.names)
-    except metrics.MetricInputError as e:
-        raise ConfigError(f"config.metrics.names: {e}") from None
-    _require(config.num_images >= metrics.MIN_IMAGES,
-             f"config.metrics.num_images must be >= {metrics.MIN_IMAGES}, got {config.num_images}")
-    _require(config.batch_size >= 1, f"config.metrics.batch_size must be >= 1, got {config.batch_size}")
-    _require(config.every_kimg >= 0, f"config.metrics.every_kimg must be >= 0 (0 = off), got {config.every_kimg}")
-
-
-def _validate_schedule(config: ml_collections.ConfigDict, spec: networks.ModelSpec, num_devices: int,
-                       ema: ml_collections.ConfigDict) -> Schedule:
-    initial = config.initial_resolution
-    _require(_is_power_of_two(initial) and 4 <= initial <= spec.resolution,
-             f"config.schedule.initial_resolution must be a power of two in [4, model.resolution="
-             f"{spec.resolution}], got {initial}")
-    for name in ("stabilize_kimg", "transition_kimg"):
-        _require(_is_number_at_least(config[name], 0),
-                 f"config.schedule.{name} must be a number >= 0, got {config[name]}")
-    _require(_is_number_at_least(config.total_kimg, 0) and config.total_kimg > 0,
-             f"config.schedule.total_kimg must be a positive number, got {config.total_kimg}")
-    _require(config.minibatch_repeats >= 1 and config.d_repeats >= 1 and config.g_repeats >= 1,
-             "config.schedule.minibatch_repeats, d_repeats and g_repeats must be >= 1")
-    schedule = Schedule(config, spec.resolution, num_devices, ema=ema)
-    tables = {"minibatch": schedule.minibatch_table, "g_lr": schedule.g_lr_table, "d_lr": schedule.d_lr_table,
-              "tick_kimg": schedule.tick_kimg_table, "max_minibatch_per_device": schedule.max_minibatch_per_device,
-              "max_microbatch_per_device": schedule.max_microbatch_per_device}
-    for table, values in tables.items():
-        for key in values:
-            _require(_is_power_of_two(key) and key >= 4,
-                     f"config.schedule.{table} has key {key!r}; keys must be resolutions 4, 8, 16, ...")
-    group = spec.mbstd_group_size
-    unit = num_devices * max(group, 1)  # a minibatch that divides over the devices and the stddev groups
-    for resolution in schedule.resolutions():
-        batch = schedule.minibatch_for(resolution)
-        _require(isinstance(batch, int) and batch >= num_devices and batch % num_devices == 0,
-                 f"the minibatch at {resolution}x{resolution} is {batch}, which does not divide over the {num_devices} "
-                 f"devices; set config.schedule.minibatch[{resolution}] (or minibatch_base) to a multiple of "
-                 f"{unit}, e.g. {max(1, round(batch / unit)) * unit}")
-        tick = schedule.tick_kimg_table.get(resolution, schedule.tick_kimg_base)
-        _require(_is_number_at_least(tick, 0) and tick > 0,
-                 f"config.schedule.tick_kimg at {resolution}x{resolution} must be a positive number, got {tick}")
-        per_device = batch // num_devices
-        if group > 1:
-            g = min(group, per_device)
-            _require(per_device % g == 0,
-                     f"the minibatch at {resolution}x{resolution} gives {per_device} images per device, not "
-                     f"divisible by the minibatch-stddev group size {g}; make config.schedule.minibatch"
-                     f"[{resolution}] a multiple of {g * num_devices} or change model.mbstd_group_size")
-        try:
-            microbatching.microbatch_count(per_device, schedule.max_microbatch_per_device.get(resolution), group)
-        except ValueError as e:
-            raise ConfigError(f"config.schedule.max_microbatch_per_device[{resolution}]: {e}") from None
-        for name, rate in (("g_lr", schedule.g_lr_table.get(resolution, schedule.g_lr_base)),
-                           ("d_lr", schedule.d_lr_table.get(resolution, schedule.d_lr_base))):
-            _require(rate > 0 and math.isfinite(rate),
-                     f"config.schedule.{name} at {resolution}x{resolution} must be a positive number, got {rate}")
-    return schedule
 
 
 def check_workdir(workdir: str, required_bytes: int) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-import ml_collections
 import numpy as np
 
 from pggan import media
+from pggan.training_config import TrainingConfig
 
 
 class RunWriter:
@@ -27,12 +27,12 @@ class RunWriter:
             os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
             self._tensorboard = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"), flush_secs=30)
 
-    def write_config(self, config: ml_collections.ConfigDict) -> None:
+    def write_config(self, config: TrainingConfig) -> None:
         """Saves the run's config as `config.json` (kept from the first start of the run)."""
         path = os.path.join(self.workdir, "config.json")
         if self.enabled and not os.path.exists(path):
             with open(path + ".tmp", "w") as f:
-                f.write(config.to_json_best_effort(indent=2))
+                f.write(config.to_json(indent=2))
             os.replace(path + ".tmp", path)
 
     def scalars(self, step: int, values: dict[str, float], prefix: str = "train") -> None:

@@ -17,7 +17,8 @@ from pggan import (compilation_cache, layers, losses, microbatching, networks, n
                    train_step)
 from pggan.benchmarks import model_flops, projection
 from pggan.step_updates import HostBatches, RoundScalars
-from pggan.validation import ConfigError, validate_training_config
+from pggan.training_config import ConfigError
+from pggan.validation import plan_run
 from tests import tool_support
 from tests.run_support import REPO
 
@@ -103,11 +104,11 @@ def _brute_force_stages(schedule):
 
 def test_projection_replays_the_schedule_round_by_round():
     config = _config("quickstart")
-    _, _, schedule = validate_training_config(config, 1)
+    schedule = plan_run(config, jax.devices()[:1]).schedule
     stages = projection.images_per_resolution(schedule)
     assert [dataclasses.astuple(s) for s in stages] == _brute_force_stages(schedule)
     config.schedule.minibatch = {8: 32, 16: 8}  # uneven rounds, overshooting phase boundaries
-    _, _, schedule = validate_training_config(config, 1)
+    schedule = plan_run(config, jax.devices()[:1]).schedule
     stages = projection.images_per_resolution(schedule)
     assert [dataclasses.astuple(s) for s in stages] == _brute_force_stages(schedule)
     wall = projection.project_wall_time(stages, {4: 100.0, 8: 50.0, 16: 20.0, 32: 10.0}, {4: 1.0, 32: 2.0})
@@ -144,7 +145,7 @@ def test_impossible_microbatch_setting_is_a_config_error():
     config = _config("tiny")
     config.schedule.max_microbatch_per_device = {16: 3}
     with pytest.raises(ConfigError, match=r"max_microbatch_per_device\[16\].*possible microbatch sizes"):
-        validate_training_config(config, 1)
+        plan_run(config, jax.devices()[:1])
 
 
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)

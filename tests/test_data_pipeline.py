@@ -15,7 +15,8 @@ import pytest
 from sklearn.datasets import load_digits
 from jax.sharding import PartitionSpec as P
 
-from pggan import defaults, parallel
+from pggan import parallel
+from pggan.training_config import DatasetConfig
 from pggan.data import augment, config as data_config, device_dataset, order, pipeline
 from pggan.data.errors import DataError
 
@@ -26,8 +27,7 @@ RESOLUTION = 32
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """The quickstart digits, auto-prepared from the default dataset config into a fresh data_dir."""
-    config = defaults.dataset_defaults()
-    config.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config = DatasetConfig(data_dir=str(tmp_path_factory.mktemp("tfds")))
     return data_config.open_from_config(config, resolution=RESOLUTION, channels=3, label_size=10)
 
 
@@ -56,7 +56,7 @@ def test_digits_are_prepared_on_first_use(digits):
 
 
 def test_global_batches_are_sharded_and_follow_the_stream(digits, mesh):
-    iterator = data_config.iterator_from_config(defaults.dataset_defaults(), digits, resolution=16, batch_size=64,
+    iterator = data_config.iterator_from_config(DatasetConfig(), digits, resolution=16, batch_size=64,
                                                 mesh=mesh, seed=SEED, position=1760)
     batch = next(iterator)  # positions 1760..1823 cross the end of epoch 0
     iterator.close()

@@ -35,7 +35,7 @@ def _generate(generator, latents, labels=None, **kwargs):
 
 
 def test_same_seed_gives_the_same_png_bytes_and_the_grid_has_the_right_size(generator, tmp_path):
-    rows, cols = media.parse_grid_spec("2x3")
+    rows, cols = sampling.parse_grid_spec("2x3")
     for name in ("a.png", "b.png"):
         images = _generate(generator, sampling.grid_latents(5, rows * cols, 8))
         media.save_png(media.make_grid(images, rows, cols), tmp_path / name)

@@ -71,10 +71,8 @@ def test_wgan_with_gran_and_too_little_drift_is_a_known_failure_naming_the_fix()
             config.loss.drift = drift
         if name == "wgan_gp":  # measured without penalties only: a GP on top is not warned about
             config.d_normalization.method = "gran"
-        validation.validate_training_config(config, num_devices=1)  # valid settings
-        loss, norm = losses.LossConfig.from_config(config.loss), normalization.NormalizationConfig.from_config(
-            config.d_normalization)
-        messages = validation.known_failures(loss, norm)
+        typed = validation.plan_run(config, jax.devices()[:1]).config  # valid settings
+        messages = validation.known_failures(typed.loss, typed.d_normalization)
         assert len(messages) == int(warned), (name, drift, messages)
         if warned:
             assert f"loss.drift={drift:g}" in messages[0] and messages[0].endswith("--config.loss.drift=0.01")
@@ -160,8 +158,8 @@ def test_spectral_norm_lazy_r1_and_ttur_resume_exactly(tmp_path):
 
 def _final_state(workdir):
     """The latest checkpoint's state as NumPy, restored with the run's own step settings."""
-    trainer = train.Trainer(_ttur_config(os.path.join(os.path.dirname(workdir), "data")), workdir,
-                            devices=jax.devices()[:1])
+    plan = validation.plan_run(_ttur_config(os.path.join(os.path.dirname(workdir), "data")), jax.devices()[:1])
+    trainer = train.Trainer(plan, workdir)
     store = checkpoint.CheckpointStore(workdir)
     state, _ = store.restore(store.latest_step(), trainer.step.abstract_state())
     store.close()

@@ -47,20 +47,6 @@ def test_grids_from_batches_regroups_any_batch_sizes():
         list(media.grids_from_batches([images[:7]], rows=2, cols=2))
 
 
-@pytest.mark.parametrize("resolution, rows_cols", [
-    (4, (32, 32)), (32, (32, 32)), (64, (16, 30)), (128, (8, 15)), (256, (4, 7)), (512, (2, 3)), (1024, (2, 3))])
-def test_snapshot_grid_size_matches_the_official_1080p_layout(resolution, rows_cols):
-    assert media.snapshot_grid_size(resolution) == rows_cols
-
-
-def test_parse_grid_spec():
-    assert media.parse_grid_spec("8x8") == (8, 8)
-    assert media.parse_grid_spec("2X3") == (2, 3)
-    for bad in ("8", "0x3", "axb", "3x-1", "", "2x3x4"):
-        with pytest.raises(media.MediaError, match="ROWSxCOLS"):
-            media.parse_grid_spec(bad)
-
-
 def test_png_round_trip_is_byte_stable_and_leaves_no_temporary_files(tmp_path):
     rgb = _smooth_frames(1, 6, 10)[0]
     first, second = tmp_path / "a" / "x.png", tmp_path / "b.png"

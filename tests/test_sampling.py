@@ -193,3 +193,17 @@ def test_smooth_random_walk_is_deterministic_and_walks_are_independent_of_their_
     assert not np.allclose(four[:, 0], four[:, 1])
     with pytest.raises(sampling.SamplingError, match="fps must be positive"):
         sampling.smooth_random_walk(20, 8, fps=0, smoothing_sec=1, seed=3)
+
+
+@pytest.mark.parametrize("resolution, rows_cols", [
+    (4, (32, 32)), (32, (32, 32)), (64, (16, 30)), (128, (8, 15)), (256, (4, 7)), (512, (2, 3)), (1024, (2, 3))])
+def test_snapshot_grid_size_matches_the_official_1080p_layout(resolution, rows_cols):
+    assert sampling.snapshot_grid_size(resolution) == rows_cols
+
+
+def test_parse_grid_spec():
+    assert sampling.parse_grid_spec("8x8") == (8, 8)
+    assert sampling.parse_grid_spec("2X3") == (2, 3)
+    for bad in ("8", "0x3", "axb", "3x-1", "", "2x3x4"):
+        with pytest.raises(sampling.SamplingError, match="ROWSxCOLS"):
+            sampling.parse_grid_spec(bad)

@@ -1,23 +1,20 @@
 """The schedule against a transcription of the official TrainingSchedule and training loop."""
 
-import importlib.util
 import math
-import os
 
 import numpy as np
 import pytest
 
 from pggan.defaults import default_config
 from pggan.schedule import Schedule
+from pggan.training_config import TrainingConfig
+from tests.run_support import load_recipe
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
-
-def _load_recipe(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIGS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def _schedule(config, resolution, num_devices):
+    """The Schedule of a ConfigDict training config (parsed as the launcher parses it)."""
+    typed = TrainingConfig.parse(config)
+    return Schedule(typed.schedule, resolution, num_devices, ema=typed.ema)
 
 
 def official_schedule(cur_nimg, resolution_log2, num_gpus, lod_initial_resolution=4, lod_training_kimg=600,
@@ -58,8 +55,8 @@ KIMG_POINTS = [0, 1, 599.9, 600, 600.004, 750, 1199.99, 1200, 1800, 2100, 4321.5
 
 @pytest.mark.parametrize("num_devices", [1, 8])
 def test_celebahq_schedule_matches_official(num_devices):
-    config = _load_recipe("celebahq_1024")
-    schedule = Schedule(config.schedule, 1024, num_devices)
+    config = load_recipe("celebahq_1024")
+    schedule = _schedule(config, 1024, num_devices)
     preset = OFFICIAL_PRESETS[num_devices]
     for kimg in KIMG_POINTS:
         nimg = int(round(kimg * 1000))
@@ -74,7 +71,7 @@ def test_celebahq_schedule_matches_official(num_devices):
 
 
 def test_fade_uses_new_resolution_values():
-    schedule = Schedule(_load_recipe("celebahq_1024").schedule, 1024, 1)
+    schedule = _schedule(load_recipe("celebahq_1024"), 1024, 1)
     fading = schedule.at(900_000)  # half-way through the 4 -> 8 fade
     assert fading.resolution == 8 and fading.alpha == pytest.approx(0.5)
     assert schedule.at(599_999).resolution == 4 and schedule.at(599_999).alpha == 1.0
@@ -106,10 +103,10 @@ def _our_reset_nimgs(schedule, total_kimg):
 
 
 def test_adam_reset_points_match_official_loop():
-    config = default_config().schedule
-    config.stabilize_kimg, config.transition_kimg, config.total_kimg = 3, 3, 30
-    config.minibatch_base, config.minibatch = 16, {4: 64, 8: 32}
-    schedule = Schedule(config, 32, 1)
+    config = default_config()
+    config.schedule.stabilize_kimg, config.schedule.transition_kimg, config.schedule.total_kimg = 3, 3, 30
+    config.schedule.minibatch_base, config.schedule.minibatch = 16, {4: 64, 8: 32}
+    schedule = _schedule(config, 32, 1)
     official = _official_reset_nimgs(dict(lod_training_kimg=3, lod_transition_kimg=3, minibatch_base=16,
                                           minibatch_dict={4: 64, 8: 32}), 30, 5, 1)
     ours = _our_reset_nimgs(schedule, 30)
@@ -118,25 +115,25 @@ def test_adam_reset_points_match_official_loop():
 
 
 def test_device_preset_selection_and_cap():
-    config = _load_recipe("celebahq_1024").schedule
-    assert Schedule(config, 1024, 3).minibatch_for(4) == 256  # 2-GPU preset, not rounded (validation refuses it)
-    assert Schedule(config, 1024, 16).minibatch_for(1024) == 32  # 8-GPU preset at 1024 px
-    assert Schedule(config, 1024, 8).minibatch_for(1024) == 32  # capped at 4 per device = 32
+    config = load_recipe("celebahq_1024")
+    assert _schedule(config, 1024, 3).minibatch_for(4) == 256  # 2-GPU preset, not rounded (validation refuses it)
+    assert _schedule(config, 1024, 16).minibatch_for(1024) == 32  # 8-GPU preset at 1024 px
+    assert _schedule(config, 1024, 8).minibatch_for(1024) == 32  # capped at 4 per device = 32
 
 
 def test_initial_resolution_and_resolutions():
-    config = default_config().schedule
-    config.initial_resolution = 16
-    schedule = Schedule(config, 64, 1)
+    config = default_config()
+    config.schedule.initial_resolution = 16
+    schedule = _schedule(config, 64, 1)
     assert schedule.at(0).resolution == 16 and schedule.at(0).lod == 2
     assert schedule.resolutions() == [16, 32, 64]
 
 
 def test_ema_decay_fixed_or_from_half_life():
     config = default_config()
-    assert Schedule(config.schedule, 32, 1, ema=config.ema).at(5000).ema_beta == 0.999  # official G_smoothing
+    assert _schedule(config, 32, 1).at(5000).ema_beta == 0.999  # official G_smoothing
     config.ema.half_life_kimg, config.ema.rampup = 10.0, 0.05
-    schedule = Schedule(config.schedule, 32, 1, ema=config.ema)
+    schedule = _schedule(config, 32, 1)
     phase = schedule.at(1_000_000)  # past the ramp-up: half-life 10 kimg
     assert phase.ema_beta ** (10_000 / phase.minibatch) == pytest.approx(0.5)
     early = schedule.at(20_000)  # ramp-up: half-life min(10k, 0.05 * 20k) = 1000 images

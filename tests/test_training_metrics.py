@@ -13,7 +13,7 @@ from pggan import checkpoint, evaluation, metrics, networks, parallel, train
 from pggan.data import config as data_config
 from pggan.training_metrics import TrainingMetrics
 from pggan.writers import RunWriter
-from pggan.validation import ConfigError, validate_training_config
+from pggan.training_config import ConfigError, TrainingConfig
 from tests.run_support import load_recipe
 
 
@@ -73,13 +73,12 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
 
 def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("PGGAN_CACHE_DIR", str(tmp_path / "cache"))
-    config = _config(str(tmp_path / "datasets"))
+    config = TrainingConfig.parse(_config(str(tmp_path / "datasets")))
     dataset = data_config.open_from_config(config.dataset, resolution=16)
-    spec = networks.ModelSpec.from_config(config.model)
     workdir = str(tmp_path / "run")
     writer = RunWriter(workdir)
-    metrics = TrainingMetrics(config, spec, dataset, workdir, writer, parallel.make_mesh())
-    generator, _ = networks.build_networks(spec, seed=0)
+    metrics = TrainingMetrics(config.metrics, config.model, dataset, workdir, writer, parallel.make_mesh())
+    generator, _ = networks.build_networks(config.model, seed=0)
     params = networks.parameters(generator)
     collapsed = jax.tree.map(jnp.zeros_like, params)  # every image the same flat grey
     metrics.evaluate(collapsed, {"nimg": 100, "phase": {"resolution": 16, "alpha": 1.0}})
@@ -94,6 +93,6 @@ def test_metrics_settings_are_validated(tmp_path):
                             ({"num_images": 4}, "config.metrics.num_images must be >= 10"),
                             ({"every_kimg": -1.0}, "config.metrics.every_kimg must be >= 0")):
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-            validate_training_config(_config(str(tmp_path), **fields), num_devices=1)
+            TrainingConfig.parse(_config(str(tmp_path), **fields))
     # The command-line form of a list: --config.metrics.names=swd,ms_ssim arrives as ('swd,ms_ssim',).
     assert metrics.parse_metric_names(("swd,ms_ssim",)) == ("swd", "ms_ssim")

@@ -1,8 +1,10 @@
 """Config values that must be refused with one line naming the field, before anything is compiled."""
 
+import jax
 import pytest
 
 from pggan import validation
+from pggan.training_config import ConfigError
 from tests.run_support import load_recipe
 
 # (field, value, devices, the expected message part)
@@ -31,12 +33,12 @@ def test_impossible_values_are_refused_in_one_line(field, value, devices, messag
     with config.unlocked():
         config[section][name] = value
         config.schedule.minibatch = {}  # the base applies at every resolution
-    with pytest.raises(validation.ConfigError) as error:
-        validation.validate_training_config(config, devices)
+    with pytest.raises(ConfigError) as error:
+        validation.plan_run(config, jax.devices()[:devices])
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_the_quickstart_recipe_is_valid_on_one_and_on_eight_devices():
     for devices in (1, 8):
-        validation.validate_training_config(load_recipe("quickstart"), devices)
+        validation.plan_run(load_recipe("quickstart"), jax.devices()[:devices])

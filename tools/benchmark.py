@@ -41,7 +41,9 @@ from pggan import compilation_cache, microbatching, parallel, train_step
 from pggan.benchmarks import model_flops, projection
 from pggan.benchmarks import step as step_benchmark
 from pggan.tool_errors import UsageError, run_tool
-from pggan.validation import validate_training_config
+from pggan.step_updates import StepConfig
+from pggan.training_config import TrainingConfig
+from pggan.validation import schedule_for_devices
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe (configs/*.py) for the step, quality and "
                                           "FLOP-model modes; override fields with --config.<field>=<value>.")
@@ -186,7 +188,7 @@ def _check_step_flags(spec, schedule, resolutions: list[int], num_devices: int) 
                          f"minibatch-stddev groups: a multiple of {num_devices * spec.mbstd_group_size}")
     for resolution in resolutions:
         try:
-            microbatching.microbatch_count(per_device, schedule.max_microbatch_per_device.get(resolution),
+            microbatching.microbatch_count(per_device, schedule.config.max_microbatch_per_device.get(resolution),
                                            spec.mbstd_group_size)
         except ValueError as e:
             raise UsageError(f"--batch={_BATCH.value} at {resolution}x{resolution}: {e}") from None
@@ -197,10 +199,10 @@ def run_step_benchmark() -> None:
     mesh = parallel.make_mesh()
     variants = []  # (spec, schedule, TrainStep) per --impls x --repeats_per_call
     for config, repeats in _step_config_variants(_config()):
-        spec, loss, schedule = validate_training_config(config, mesh.size)
-        step_config = dataclasses.replace(train_step.StepConfig.from_config(config, schedule),
-                                          repeats_per_call=repeats)
-        variants.append((spec, schedule, train_step.TrainStep(spec, loss, step_config, mesh)))
+        typed = TrainingConfig.parse(config)
+        schedule = schedule_for_devices(typed, mesh.size)
+        step_config = dataclasses.replace(StepConfig.from_config(typed, schedule), repeats_per_call=repeats)
+        variants.append((typed.model, schedule, train_step.TrainStep(typed.model, typed.loss, step_config, mesh)))
     resolutions = _resolutions(variants[0][1].resolutions())
     for spec, schedule, _ in variants:
         _check_step_flags(spec, schedule, resolutions, mesh.size)
@@ -250,7 +252,8 @@ def run_flop_model() -> None:
     config.model.compute_dtype = dtypes[0]
     if not _PEAK_TFLOPS.value:
         raise UsageError("--flop_model needs --peak_tflops (e.g. 800 for an H100 in bfloat16)")
-    spec, _, schedule = validate_training_config(config, _DEVICES.value or jax.device_count())
+    typed = TrainingConfig.parse(config)
+    spec, schedule = typed.model, schedule_for_devices(typed, _DEVICES.value or jax.device_count())
     num_devices = schedule.num_devices
     flops_per_s = _PEAK_TFLOPS.value * 1e12 * _UTILISATION.value * num_devices
     img_per_s = {r: flops_per_s / model_flops.iteration_flops_per_image(spec, r) for r in schedule.resolutions()}

@@ -126,7 +126,7 @@ def _load_sampler() -> tuple[generation.Sampler, dict]:
 
 
 def _write_grid() -> None:
-    rows, cols = media.parse_grid_spec(_GRID.value)
+    rows, cols = sampling.parse_grid_spec(_GRID.value)
     out = _output_path(_OUT, (".png",))
     sampler, _ = _load_sampler()
     media.save_png(generation.sample_grid(sampler, cli.SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True), out)
@@ -143,7 +143,7 @@ def _write_images() -> None:
 
 def _write_video() -> None:
     out = _output_path(_VIDEO, media.VIDEO_EXTENSIONS)
-    rows, cols = media.parse_grid_spec(_VIDEO_GRID.value)
+    rows, cols = sampling.parse_grid_spec(_VIDEO_GRID.value)
     num_frames = _num_frames()
     seeds = _keyframe_seeds() if _KEYFRAMES.value else None
     sampler, _ = _load_sampler()
@@ -171,7 +171,7 @@ def _write_progress_video() -> None:
         frames = media.progress_frames(paths, height * zoom, width * zoom, max(1, round(num_frames / len(paths))))
         what = f"{len(paths)} sample grids"
     else:
-        rows, cols = media.parse_grid_spec(_VIDEO_GRID.value)
+        rows, cols = sampling.parse_grid_spec(_VIDEO_GRID.value)
         steps = generation.progress_checkpoint_steps(workdir)
         frames = generation.stage_progress_frames(
             workdir, steps, seed=cli.SEED.value, rows=rows, cols=cols, network=cli.NETWORK.value,

@@ -1,11 +1,10 @@
 """Opening the dataset and the input pipeline that a config's `dataset` section describes.
 
-The section's fields and defaults are in `pggan.defaults.dataset_defaults`.
+`config` below is that section (`pggan.training_config.DatasetConfig`: name, data_dir, source, ...).
 """
 
 from __future__ import annotations
 
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
@@ -14,7 +13,7 @@ from pggan.data.pipeline import InputIterator
 from pggan.data.sources import make_source
 
 
-def open_from_config(config: ml_collections.ConfigDict, *, resolution: int, channels: int | None = None,
+def open_from_config(config, *, resolution: int, channels: int | None = None,
                      label_size: int = 0) -> PreparedDataset:
     """Opens (auto-preparing if configured) the dataset of `config` and checks it fits the model.
 
@@ -30,7 +29,7 @@ def open_from_config(config: ml_collections.ConfigDict, *, resolution: int, chan
     return dataset
 
 
-def iterator_from_config(config: ml_collections.ConfigDict, dataset: PreparedDataset, *, resolution: int,
+def iterator_from_config(config, dataset: PreparedDataset, *, resolution: int,
                          batch_size: int, mesh: Mesh, seed: int, position: int = 0,
                          row_order: np.ndarray | None = None) -> InputIterator:
     """The host input pipeline for one (resolution, batch size) stage, starting at `position`."""
