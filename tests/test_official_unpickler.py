@@ -3,11 +3,12 @@
 import os
 import pickle
 import re
+import time
 
 import numpy as np
 import pytest
 
-from pggan.official import unpickler
+from pggan.official import snapshot, unpickler
 from pggan.official.errors import SnapshotError, UnsafePickleError
 from tests import official_format as fmt
 from tests import pickle_fuzz
@@ -178,3 +179,27 @@ def test_the_reconstruct_placeholder_is_never_allocated(tmp_path):
     path = tmp_path / "network.pkl"
     assert pickle_fuzz.run_fuzz(_read, [("the file", data)], path, SnapshotError) == [None]
     np.testing.assert_array_equal(unpickler.read_network_pickle(str(path)), np.array([1.0, 2.0], np.float32))
+
+
+def _load_snapshot_and_spec(path):
+    snapshot.model_spec(snapshot.load_snapshot(str(path)))
+
+
+def test_fuzzed_network_pickles_load_or_fail_with_one_line_errors(tmp_path):
+    """Seeded mutations of a tiny official snapshot: protocol 4 with numpy 1.x paths (framed, as the official
+    code writes it, and without frames, where splices reach deeper) and protocol 5 with numpy 2 paths."""
+    static = dict(resolution=8, fmap_base=4, fmap_max=2, num_channels=1)
+    networks, _ = fmt.make_snapshot(dict(static), dict(static))
+    official = fmt.dumps_official(networks)
+    bases = [official, pickle_fuzz.strip_frames(official),
+             pickle_fuzz.strip_frames(fmt.dumps_official(networks, numpy1_paths=False, protocol=5))]
+    path = tmp_path / "network-snapshot.pkl"
+    assert pickle_fuzz.run_fuzz(_load_snapshot_and_spec, [(f"base {i}", b) for i, b in enumerate(bases)], path,
+                                SnapshotError) == [None] * 3
+    start = time.process_time()
+    outcomes = []
+    for seed, base in enumerate(bases):
+        outcomes += pickle_fuzz.run_fuzz(_load_snapshot_and_spec, pickle_fuzz.mutants(base, 700, seed), path,
+                                         SnapshotError)
+    assert len(outcomes) == 2100 and 0 < outcomes.count(None) < 2100
+    assert time.process_time() - start < 30
