@@ -214,6 +214,15 @@ def test_fuzzed_weights_files_load_or_fail_with_one_line_errors(tmp_path):
     assert time.process_time() - start < 30
 
 
+def test_read_errors_give_one_line_errors(tmp_path, monkeypatch):
+    def failing_read(path):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(zipfile, "is_zipfile", failing_read)
+    with pytest.raises(WeightsFileError, match="cannot read weights file .*: Input/output error$"):
+        load_torch_state_dict(GOLDEN / "tiny_state_dict.pth")
+
+
 def test_missing_weights_say_where_to_get_them(monkeypatch, tmp_path):
     monkeypatch.delenv(inception_weights.WEIGHTS_ENV, raising=False)
     with pytest.raises(WeightsFileError) as error:

@@ -237,7 +237,7 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Reads a `torch.save`d state dict: {name: array} (float32 tensors come back float32).
 
     Raises:
-      WeightsFileError: missing, truncated, damaged or not a PyTorch state dict file (one line).
+      WeightsFileError: missing, unreadable, truncated, damaged or not a PyTorch state dict file (one line).
       UnsafeWeightsFileError: the pickle asks for anything but tensors (nothing is executed).
     """
     path = Path(path)
@@ -251,3 +251,5 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     except PARSE_ERRORS as error:
         raise WeightsFileError(f"{path} is not a valid PyTorch weights file ({reason(error)}); download it "
                                f"again") from None
+    except OSError as error:
+        raise WeightsFileError(f"cannot read weights file {path}: {error.strerror or error}") from None
