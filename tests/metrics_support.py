@@ -95,37 +95,59 @@ def _pickle_str(text: str) -> bytes:
 
 
 def _pickle_int(value: int) -> bytes:
-    return b"J" + int(value).to_bytes(4, "little", signed=True)  # BININT
+    if -2**31 <= value < 2**31:
+        return b"J" + int(value).to_bytes(4, "little", signed=True)  # BININT
+    data = int(value).to_bytes(int(value).bit_length() // 8 + 1, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data  # LONG1
 
 
 def _pickle_int_tuple(values) -> bytes:
     return b"(" + b"".join(_pickle_int(v) for v in values) + b"t"  # MARK ... TUPLE
 
 
-def write_torch_zip_state_dict(path, tensors: dict[str, np.ndarray]) -> None:
-    """Writes float32 tensors in torch's zip format (what torch.save writes), without torch.
+def torch_state_dict_pickle(tensors: dict[str, np.ndarray], layouts: dict | None = None) -> bytes:
+    """The `data.pkl` that torch.save writes for a state dict of float32 tensors, without torch.
 
     The pickle is assembled from opcodes (protocol 2) with the same globals and persistent ids that
-    torch.save emits for a state dict: `torch._utils._rebuild_tensor_v2`, `torch.FloatStorage`,
-    `collections.OrderedDict`. Agreement with real torch output is covered by the torch-written
-    fixtures in golden/.
+    torch.save emits: `torch._utils._rebuild_tensor_v2`, `torch.FloatStorage`, `collections.OrderedDict`.
+    Tensor i views storage str(i), holding the tensor's elements. layouts: {name: (storage offset,
+    size, stride)} replacing a tensor's own (contiguous) layout, as a hostile file would.
     """
-    import zipfile
-
     body = [b"\x80\x02", b"}", b"("]  # PROTO 2, EMPTY_DICT, MARK
     for i, (name, array) in enumerate(tensors.items()):
         strides = [s // array.itemsize for s in np.ascontiguousarray(array).strides]
+        offset, size, stride = (layouts or {}).get(name, (0, array.shape, strides))
         body += [
             _pickle_str(name), b"ctorch._utils\n_rebuild_tensor_v2\n", b"(",
             b"(", _pickle_str("storage"), b"ctorch\nFloatStorage\n", _pickle_str(str(i)),
             _pickle_str("cpu"), _pickle_int(array.size), b"t", b"Q",  # TUPLE, BINPERSID
-            _pickle_int(0), _pickle_int_tuple(array.shape), _pickle_int_tuple(strides),
+            _pickle_int(offset), _pickle_int_tuple(size), _pickle_int_tuple(stride),
             b"\x89", b"ccollections\nOrderedDict\n", b")", b"R",  # False, OrderedDict()
             b"t", b"R",  # TUPLE, REDUCE -> tensor
         ]
     body += [b"u", b"."]  # SETITEMS, STOP
+    return b"".join(body)
+
+
+def write_torch_zip(path, data_pkl: bytes, storages: list[bytes]) -> None:
+    """Writes torch's zip format: `archive/data.pkl` and storage i as `archive/data/i` (stored, as torch does)."""
+    import zipfile
+
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", b"".join(body))
+        archive.writestr("archive/data.pkl", data_pkl)
         archive.writestr("archive/version", b"3\n")
-        for i, array in enumerate(tensors.values()):
-            archive.writestr(f"archive/data/{i}", np.ascontiguousarray(array, "<f4").tobytes())
+        for i, storage in enumerate(storages):
+            archive.writestr(f"archive/data/{i}", storage)
+
+
+def torch_storages(tensors: dict[str, np.ndarray]) -> list[bytes]:
+    """The storages of `torch_state_dict_pickle(tensors)`: each tensor's float32 little-endian bytes."""
+    return [np.ascontiguousarray(array, "<f4").tobytes() for array in tensors.values()]
+
+
+def write_torch_zip_state_dict(path, tensors: dict[str, np.ndarray], layouts: dict | None = None) -> None:
+    """Writes float32 tensors in torch's zip format (what torch.save writes), without torch.
+
+    Agreement with real torch output is covered by the torch-written fixtures in golden/.
+    """
+    write_torch_zip(path, torch_state_dict_pickle(tensors, layouts), torch_storages(tensors))

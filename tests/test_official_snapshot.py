@@ -79,6 +79,13 @@ def _theano(networks):
     networks[0].__getstate__ = lambda: {"build_func_spec": {"func": "G_paper"}, "param_values": []}
 
 
+def _state(key, value):
+    def edit(networks):
+        state = networks[0].__getstate__()
+        networks[0].__getstate__ = lambda: {**state, key: value}
+    return edit
+
+
 def _build_func(name):
     def edit(networks):
         networks[0]._build_func_name = name
@@ -104,6 +111,13 @@ ERRORS = {
                          "not a floating-point array"),
     "NaN weights": (_variables(1, lambda v: v["4x4/Dense0/weight"].__setitem__((0, 0), np.nan)), "NaN"),
     "lod beyond the 4x4 stage": (_variables(2, lambda v: v.update(lod=np.float32(5.0))), "outside"),
+    "array as the state version": (_state("version", np.arange(3)), "state version a PickledArray"),
+    "list as the build function": (_state("build_func_name", ["G_paper"]), "built by a list"),
+    "list as the name": (_state("name", ["G"]), "name is a list"),
+    "list as a setting": (_set("G", "fmap_base", [32]), r"setting fmap_base \(a list\) is not None"),
+    "setting beyond 64 bits": (_set("G", "fmap_base", 10**30), r"setting fmap_base \(a int\) is not None"),
+    "source of megabytes": (_source("    pass", "    pass\n" + "#" * (1 << 20)),
+                            r"has 10[0-9]{5} characters; the official networks.py has about 20,000"),
 }
 
 

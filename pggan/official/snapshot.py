@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import math
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,12 @@ import numpy as np
 from pggan import networks
 from pggan.official import unpickler
 from pggan.official.errors import THEANO_PICKLE_MESSAGE, SnapshotError
+from pggan.safe_unpickling import one_line
 
 BUILD_FUNCTIONS = {"generator": "G_paper", "discriminator": "D_paper"}
 ROLES = ("generator", "discriminator", "generator_ema")  # the order of the official (G, D, Gs) tuple
 SUPPORTED_STRUCTURES = (None, "linear", "recursive")  # two graph layouts of the same function
+MAX_SOURCE_CHARS = 1 << 20  # build_module_src: the official networks.py is ~20 KB
 SUPPORTED_DTYPES = ("float32", "float16")  # float16 networks keep float32 variables; pggan runs them in float32
 
 
@@ -80,14 +83,16 @@ def parse_network(state: Any, role: str) -> OfficialNetwork:
     required = ("version", "name", "static_kwargs", "build_module_src", "build_func_name", "variables")
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise SnapshotError(f"the {role} is not an official tfutil.Network state (expected the keys {required})")
-    if state["version"] != 2:
-        raise SnapshotError(f"the {role} has tfutil.Network state version {state['version']!r}; only version 2 "
-                            f"(the official TensorFlow code) is supported")
+    if not (isinstance(state["version"], int) and state["version"] == 2):
+        raise SnapshotError(f"the {role} has tfutil.Network state version {_shown(state['version'])}; only "
+                            f"version 2 (the official TensorFlow code) is supported")
     func = state["build_func_name"]
     expected = BUILD_FUNCTIONS["discriminator" if role == "discriminator" else "generator"]
-    if func != expected:
-        raise SnapshotError(f"the {role} was built by {func!r}; only the paper's networks (G_paper, D_paper) can "
-                            f"be imported, and the {role} must be {expected}")
+    if not (isinstance(func, str) and func == expected):
+        raise SnapshotError(f"the {role} was built by {_shown(func)}; only the paper's networks (G_paper, D_paper) "
+                            f"can be imported, and the {role} must be {expected}")
+    if not isinstance(state["name"], str):
+        raise SnapshotError(f"the {role}'s name is {_describe(state['name'])}, not a string; damaged snapshot")
     source = state["build_module_src"]
     declared, defaults, function_node = _source_signature(source, func)
     _check_known_semantics(function_node, func)
@@ -95,20 +100,44 @@ def parse_network(state: Any, role: str) -> OfficialNetwork:
     if not isinstance(static, dict):
         raise SnapshotError(f"the {role}'s static_kwargs is a {type(static).__name__}, not a dict")
     # The official build function ignores keyword arguments it does not declare (**kwargs).
-    settings = {**defaults, **{k: _plain(v) for k, v in static.items() if k in declared}}
+    settings = {**defaults, **{k: _setting(v, role, k) for k, v in static.items() if k in declared}}
     variables, lod = _read_variables(state["variables"], role)
-    return OfficialNetwork(role=role, name=str(state["name"]), settings=settings, variables=variables, lod=lod)
+    return OfficialNetwork(role=role, name=state["name"], settings=settings, variables=variables, lod=lod)
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars (e.g. a resolution taken from an array shape) -> Python numbers."""
-    return value.item() if isinstance(value, np.generic) else value
+def _setting(value: Any, role: str, key: str) -> Any:
+    """A static_kwargs value as a plain Python scalar (numpy scalars, e.g. a resolution taken from an array
+    shape, become Python numbers). Every G_paper/D_paper setting is None, a bool, a number or a string."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if not _is_scalar(value):
+        raise SnapshotError(f"the {role}'s setting {key} ({_describe(value)}) is not None, a bool, a 64-bit number "
+                            f"or a string; damaged snapshot")
+    return value
+
+
+def _is_scalar(value: Any) -> bool:
+    """None, a bool, a float, a string or an int of at most 64 bits."""
+    return value is None or isinstance(value, (bool, float, str)) or isinstance(value, int) and abs(value) < 2**63
+
+
+def _shown(value: Any) -> str:
+    """A value from the file for a message: the repr of a scalar (cut short), else its type."""
+    return one_line(repr(value), 60) if _is_scalar(value) else _describe(value)
 
 
 def _source_signature(source: Any, func: str) -> tuple[set[str], dict[str, Any], ast.FunctionDef]:
-    """`func` in the stored networks.py source: its parameter names, literal defaults and AST node."""
+    """`func` in the stored networks.py source: its parameter names, literal defaults and AST node.
+
+    The source is at most MAX_SOURCE_CHARS long (its syntax tree takes ~100 times its size); the warnings
+    of a damaged source (invalid escapes, ...) are not printed.
+    """
+    if isinstance(source, str) and len(source) > MAX_SOURCE_CHARS:
+        raise SnapshotError(f"the pickle's stored network source (build_module_src) has {len(source)} characters; "
+                            f"the official networks.py has about 20,000: damaged snapshot")
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         raise SnapshotError("the pickle's stored network source (build_module_src) cannot be parsed") from None
     node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == func), None)
@@ -179,10 +208,12 @@ def model_spec(snapshot: Snapshot) -> networks.ModelSpec:
     g, d, gs = snapshot.generator.settings, snapshot.discriminator.settings, snapshot.generator_ema.settings
     for key in sorted(set(g) | set(gs)):
         if g.get(key) != gs.get(key):
-            raise SnapshotError(f"G and Gs disagree on {key} ({g.get(key)!r} vs {gs.get(key)!r}); damaged snapshot")
+            raise SnapshotError(f"G and Gs disagree on {key} ({_shown(g.get(key))} vs {_shown(gs.get(key))}); "
+                                f"damaged snapshot")
     for key in _SHARED:
         if g.get(key) != d.get(key):
-            raise SnapshotError(f"G and D disagree on {key} ({g.get(key)!r} vs {d.get(key)!r}); damaged snapshot")
+            raise SnapshotError(f"G and D disagree on {key} ({_shown(g.get(key))} vs {_shown(d.get(key))}); "
+                                f"damaged snapshot")
     for net, settings in (("G", g), ("D", d)):
         _require(settings, net, "structure", SUPPORTED_STRUCTURES)
         _require(settings, net, "dtype", SUPPORTED_DTYPES)
@@ -204,15 +235,15 @@ def model_spec(snapshot: Snapshot) -> networks.ModelSpec:
     except KeyError as error:
         raise SnapshotError(f"the stored network source gives no value for {error.args[0]!r}; "
                             f"not an official G_paper/D_paper") from None
-    except (TypeError, ValueError) as error:
-        raise SnapshotError(f"the snapshot's settings are not supported by pggan: {error}") from None
+    except (TypeError, ValueError, OverflowError) as error:
+        raise SnapshotError(f"the snapshot's settings are not supported by pggan: {one_line(str(error))}") from None
 
 
 def _require(settings: dict, net: str, key: str, allowed: tuple) -> None:
     """`settings[key]` (absent: the first allowed value, the official default) must be in `allowed`."""
     value = settings.get(key, allowed[0])
     if value not in allowed:
-        raise SnapshotError(f"{net} has {key}={value!r}; supported values: {allowed}")
+        raise SnapshotError(f"{net} has {key}={_shown(value)}; supported values: {allowed}")
 
 
 def fade_state(spec: networks.ModelSpec, lod: float) -> tuple[int, float]:
