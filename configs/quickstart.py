@@ -1,4 +1,4 @@
-"""Quickstart: handwritten digits (embedded in scikit-learn, no download), 4x4 -> 32x32 on a laptop CPU.
+"""Quickstart: handwritten digits (shipped with pggan, no download), 4x4 -> 32x32 on a laptop CPU.
 
     python -m pggan.main --config=configs/quickstart.py --workdir=runs/quickstart
 

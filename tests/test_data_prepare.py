@@ -173,3 +173,13 @@ def test_dataset_checks_against_the_model(prepared):
         dataset.check_dataset(ds, resolution=16, channels=1)
     with pytest.raises(DatasetMismatchError, match="label_size=2"):
         dataset.check_dataset(ds, resolution=16, label_size=10)
+
+
+def test_the_shipped_digits_equal_scikit_learns_copy_of_the_uci_data():
+    from sklearn.datasets import load_digits
+
+    images, labels = sources.shipped_digits()
+    reference = load_digits()
+    assert images.dtype == labels.dtype == np.uint8
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(labels, reference.target)

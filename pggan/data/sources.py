@@ -8,7 +8,7 @@ so the preparation can load items in worker processes.
 
 Source specs (the `--source` flag of tools/prepare_dataset.py and `dataset.source` in configs):
   folder:<path>       a folder of images, searched recursively (jpg, png, webp, bmp)
-  digits              the quickstart: sklearn's 1797 handwritten 8x8 digits as 32x32 RGB, labels 0..9
+  digits              the quickstart: the 1797 handwritten 8x8 UCI digits shipped with pggan, as 32x32 RGB
   synthetic           procedural shapes on gradients at any resolution, labels 0..3 (benchmarks)
   tfds:<name>[/<cfg>] a tensorflow-datasets catalog dataset, e.g. tfds:celeb_a_hq/1024,
                       tfds:lsun/bedroom, tfds:celeb_a, tfds:cifar10, tfds:mnist
@@ -136,17 +136,18 @@ class FolderSource(Source):
         return imaging.square_and_resize(image, self.resolution, self.crop), label
 
 
-@functools.cache
-def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
-    """sklearn's handwritten digits: images float64 [1797, 8, 8] in 0..16, labels int [1797]."""
-    from sklearn.datasets import load_digits
+DIGITS_FILE = os.path.join(os.path.dirname(__file__), "digits.npz")  # source and licence: DIGITS.md beside it
 
-    digits = load_digits()
-    return digits.images, digits.target
+
+@functools.lru_cache(maxsize=1)
+def shipped_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The handwritten digits shipped with pggan: images uint8 [1797, 8, 8] in 0..16, labels uint8 [1797]."""
+    with np.load(DIGITS_FILE, allow_pickle=False) as data:
+        return data["images"], data["labels"]
 
 
 class DigitsSource(Source):
-    """The quickstart dataset: 1797 handwritten digits (shipped with scikit-learn, no download).
+    """The quickstart dataset: 1797 handwritten digits (UCI, shipped with pggan: no download).
 
     Each 8x8 digit is upscaled to 28x28 with a smooth bicubic filter, framed by 2 black pixels (like
     MNIST) and drawn in its class colour (DIGIT_COLOURS) on black: uint8 [32, 32, 3]. Labels 0..9.
@@ -164,10 +165,10 @@ class DigitsSource(Source):
         return "digits"
 
     def list_items(self):
-        return list(range(len(_sklearn_digits()[1])))
+        return list(range(len(shipped_digits()[1])))
 
     def load(self, item):
-        images, labels = _sklearn_digits()
+        images, labels = shipped_digits()
         ink = Image.fromarray((images[item] / 16.0).astype(np.float32), "F")
         inner = self.resolution - 2 * DIGITS_MARGIN
         ink = np.clip(np.asarray(ink.resize((inner, inner), Image.Resampling.BICUBIC)), 0.0, 1.0)
