@@ -48,10 +48,21 @@ class Schedule:
 
     def __init__(self, config: ScheduleConfig, final_resolution: int, num_devices: int,
                  ema: EmaConfig = EmaConfig()):
-        self.config = config.for_devices(num_devices)
-        self.ema = ema
+        config = config.for_devices(num_devices)
         self.final_log2 = int(math.log2(final_resolution))
+        if config.fit_phases_to_total:
+            # growths * (stabilize + transition) + one stabilize phase at the final resolution = total
+            planned = self.growths(config) * (config.stabilize_kimg + config.transition_kimg) + config.stabilize_kimg
+            scale = config.total_kimg / planned if planned > 0 else 1.0
+            config = dataclasses.replace(config, stabilize_kimg=config.stabilize_kimg * scale,
+                                         transition_kimg=config.transition_kimg * scale, fit_phases_to_total=False)
+        self.config = config
+        self.ema = ema
         self.num_devices = num_devices
+
+    def growths(self, config: ScheduleConfig | None = None) -> int:
+        """Resolution doublings from the initial resolution to the final one."""
+        return self.final_log2 - int(math.log2((config or self.config).initial_resolution))
 
     @property
     def total_kimg(self) -> float:
@@ -105,6 +116,41 @@ class Schedule:
 
     def tick_kimg_for(self, resolution: int) -> float:
         return self.config.tick_kimg.get(resolution, self.config.tick_kimg_base)
+
+    def full_length_kimg(self) -> float:
+        """Thousands of images until the final resolution is fully in and has had one stabilize phase."""
+        config = self.config
+        return self.growths() * (config.stabilize_kimg + config.transition_kimg) + config.stabilize_kimg
+
+    def plan_text(self) -> str:
+        """One line stating the plan, e.g. '4x4 -> 32x32, 140 kimg: 20 kimg at 4x4, then per resolution
+        (8, 16, 32) a 20 kimg fade-in and 20 kimg stable'."""
+        config, first = self.config, self.resolutions()[0]
+        final = 2 ** self.final_log2
+        text = f"{first}x{first} -> {final}x{final}, {config.total_kimg:.4g} kimg: "
+        if not self.growths():
+            return text + f"all at {final}x{final}"
+        grown = ", ".join(str(r) for r in self.resolutions()[1:])
+        text += (f"{config.stabilize_kimg:.4g} kimg at {first}x{first}, then per resolution ({grown}) a "
+                 f"{config.transition_kimg:.4g} kimg fade-in and {config.stabilize_kimg:.4g} kimg stable")
+        extra = config.total_kimg - self.full_length_kimg()
+        if extra > 1e-9:
+            text += f", then {extra:.4g} kimg more at {final}x{final}"
+        elif self.shortfall():
+            end = self.at(int(round(config.total_kimg * 1000)) - 1)
+            text += f"; the run stops early, at {end.resolution}x{end.resolution}"
+        return text
+
+    def shortfall(self) -> str | None:
+        """None when the run reaches the final resolution fully faded in, else a one-line warning with the fix."""
+        end = self.at(int(round(self.config.total_kimg * 1000)) - 1)
+        final = 2 ** self.final_log2
+        if end.resolution == final and end.alpha >= 1.0:
+            return None
+        where = f"{end.resolution}x{end.resolution}" + (f" (fading in, alpha {end.alpha:.2f})" if end.alpha < 1 else "")
+        return (f"the run ends at {where} of a {final}x{final} model: total_kimg={self.config.total_kimg:.4g} is shorter "
+                f"than the {self.full_length_kimg():.4g} kimg the phases need; raise --config.schedule.total_kimg or "
+                f"add --config.schedule.fit_phases_to_total=true to scale the phases into it")
 
     def resolutions(self) -> list[int]:
         """Every resolution the schedule trains at, from the initial one to the final one."""

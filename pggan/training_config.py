@@ -84,6 +84,9 @@ class ScheduleConfig:
                                            "(official lod_training_kimg)")
     transition_kimg: float = setting(600.0, "thousands of images of each fade-in (official lod_transition_kimg)")
     total_kimg: float = setting(12000.0, "length of the run in thousands of real images shown")
+    fit_phases_to_total: bool = setting(False, "scale stabilize_kimg and transition_kimg so that the run grows to the "
+                                               "final resolution and trains it for one stabilize phase within "
+                                               "total_kimg (a whole short schedule: set only total_kimg)")
     minibatch_base: int = setting(16, "global minibatch at resolutions missing from `minibatch`")
     minibatch: dict = setting({}, "{resolution: global minibatch}")
     max_minibatch_per_device: dict = setting({}, "{resolution: images}: caps the minibatch at this many per device")
@@ -112,7 +115,8 @@ class ScheduleConfig:
             require(not unknown and str(devices).isdigit() and int(devices) >= 1,
                     f"config.schedule.by_device_count[{devices!r}] must map a device count to schedule fields, "
                     f"got {sorted(overrides)}")
-            presets[int(devices)] = overrides
+            presets[int(devices)] = {name: resolution_table(value, f"schedule.by_device_count[{devices}].{name}")
+                                     if name in _TABLES else value for name, value in overrides.items()}
         _set(self, "by_device_count", presets)
         for name in ("stabilize_kimg", "transition_kimg"):
             require(is_number_at_least(getattr(self, name), 0),

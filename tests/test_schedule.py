@@ -138,3 +138,28 @@ def test_ema_decay_fixed_or_from_half_life():
     assert phase.ema_beta ** (10_000 / phase.minibatch) == pytest.approx(0.5)
     early = schedule.at(20_000)  # ramp-up: half-life min(10k, 0.05 * 20k) = 1000 images
     assert early.ema_beta ** (1000 / early.minibatch) == pytest.approx(0.5)
+
+
+def test_plan_line_states_every_phase():
+    schedule = _schedule(load_recipe("quickstart"), 32, 1)
+    assert schedule.plan_text() == ("4x4 -> 32x32, 140 kimg: 20 kimg at 4x4, then per resolution (8, 16, 32) a "
+                                    "20 kimg fade-in and 20 kimg stable")
+    assert schedule.shortfall() is None
+    official = _schedule(load_recipe("celebahq_1024"), 1024, 1).plan_text()
+    assert official.endswith("a 600 kimg fade-in and 600 kimg stable, then 1800 kimg more at 1024x1024")
+
+
+def test_a_run_shorter_than_its_phases_is_named_and_fit_phases_scales_them_into_it():
+    config = load_recipe("quickstart")
+    config.schedule.total_kimg = 10
+    short = _schedule(config, 32, 1)
+    assert short.at(9_999).resolution == 4
+    assert short.shortfall().startswith("the run ends at 4x4 of a 32x32 model: total_kimg=10 is shorter than the "
+                                        "140 kimg the phases need")
+    assert short.plan_text().endswith("; the run stops early, at 4x4")
+    config.schedule.fit_phases_to_total = True
+    fitted = _schedule(config, 32, 1)
+    assert fitted.config.stabilize_kimg == fitted.config.transition_kimg == pytest.approx(10 / 7)  # 3 x 2 + 1 phases
+    assert fitted.shortfall() is None
+    assert (fitted.at(9_999).resolution, fitted.at(9_999).alpha) == (32, 1.0)
+    assert fitted.at(int(6 * 10 / 7 * 1000) - 1).alpha < 1  # the last fade-in ends one stabilize phase before the end
