@@ -63,9 +63,10 @@ def dataset_defaults() -> ml_collections.ConfigDict:
 def metrics_defaults() -> ml_collections.ConfigDict:
     """The `metrics` section: the EMA generator evaluated during training (see pggan/training_metrics.py).
 
-    names: metrics among swd, ms_ssim, fid, kid, is, pr (on the command line: --config.metrics.names=swd,fid;
-      empty = none). fid, kid, is and pr need the Inception weights (inception_weights or
-      $PGGAN_INCEPTION_WEIGHTS); without them they are skipped with a warning.
+    names: metrics among swd, ms_ssim, fid, kid, is, pr_inception, pr_vgg16 (on the command line:
+      --config.metrics.names=swd,fid; empty = none). fid, kid, is and pr_inception need the Inception weights
+      (inception_weights or $PGGAN_INCEPTION_WEIGHTS), pr_vgg16 the VGG16 weights ($PGGAN_VGG16_WEIGHTS);
+      without them they are skipped with a warning. The Inception metrics use the tf1 protocol (StyleGAN's).
     num_images: real and fake images per evaluation (clipped to the dataset size). SWD keeps 75 KB per image
       and pyramid level in host memory for each set (4096 images at 1024 px: 2.1 GB per set).
     batch_size: images per generator and metric step over this process's devices.

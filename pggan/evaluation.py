@@ -40,11 +40,11 @@ from tqdm import tqdm
 from pggan import checkpoint, generation, networks
 from pggan.data.dataset import PreparedDataset
 from pggan.metrics import ALL_METRICS, INCEPTION_METRICS, MIN_IMAGES, MetricSuite, WeightsFileError
-from pggan.metrics import inception_weights
+from pggan.metrics import INCEPTION_WEIGHTS, weights_files
 from pggan.metrics.swd import MIN_RESOLUTION as METRIC_MIN_RESOLUTION
 
 METRICS_FILE = "metrics.jsonl"
-_REAL_STATISTICS_OF = frozenset({"swd", "fid", "kid", "pr"})  # metrics that compare with reals
+_REAL_STATISTICS_OF = frozenset({"swd", "fid", "kid", "pr_inception", "pr_vgg16"})  # metrics that compare with reals
 _CACHE_FORMAT = 1
 _CACHE_KEY_ENTRY = "_cache_key"
 
@@ -116,7 +116,7 @@ class Evaluator:
 
     Args:
       dataset: the prepared dataset the generator was trained on.
-      names: metrics among 'swd', 'ms_ssim', 'fid', 'kid', 'is', 'pr' (`parse_metric_names`).
+      names: metrics among ALL_METRICS (`parse_metric_names`).
       num_images: reals and fakes per evaluation (clipped to the dataset size).
       batch_size: images per generator and metric step over all devices of `mesh`.
       seed: chooses the real subset, the fake latents and the metrics' random draws.
@@ -136,7 +136,7 @@ class Evaluator:
         if num_images < MIN_IMAGES or batch_size < 1:
             raise EvaluationError(f"num_images must be >= {MIN_IMAGES} and batch_size >= 1, got {num_images} "
                                   f"and {batch_size}")
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else inception_weights.cache_dir()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else weights_files.cache_dir()
         self.suite, self.note = build_suite(names, inception_weights_path=inception_weights_path, seed=seed,
                                             cache_dir=self.cache_dir)
         self.dataset, self.seed, self.mesh, self.progress = dataset, seed, mesh, progress
@@ -147,8 +147,8 @@ class Evaluator:
                          self.num_images, dataset.name, num_images)
         self._weights_digest = None
         if INCEPTION_METRICS & set(self.names):
-            path = inception_weights.resolve_weights_path(inception_weights_path)
-            self._weights_digest = inception_weights.file_digest(path)
+            path = weights_files.resolve_weights_path(INCEPTION_WEIGHTS, inception_weights_path)
+            self._weights_digest = weights_files.file_digest(path)
         self._real_stats: dict[int, dict[str, np.ndarray]] = {}
 
     @property

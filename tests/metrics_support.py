@@ -82,6 +82,40 @@ def tf1_resize_loops(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def random_vgg16_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED
+                             ) -> dict[str, np.ndarray]:
+    """Seeded random VGG16 weights that keep the fc2 features input-dependent, torchvision's names.
+
+    Per tensor, values depend only on (seed, name, shape). Weights (conv and linear): He-normal,
+    N(0, 2 / fan_in); biases N(0, 0.1). Drawn in float32 (138 M values in about a second).
+    """
+    weights = {}
+    for name, shape in sorted(shapes.items()):
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        value = rng.standard_normal(shape, dtype=np.float32)
+        if name.endswith(".weight"):
+            value *= np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+        elif name.endswith(".bias"):
+            value *= np.float32(0.1)
+        else:
+            raise KeyError(f"no init recipe for {name}")
+        weights[name] = value
+    return weights
+
+
+def pixel_samples(size: int, count: int = 1024, seed: int = GOLDEN_SEED) -> tuple[np.ndarray, ...]:
+    """Seeded (row, column, channel) int64 positions [count] in a size x size x 3 image (golden probes)."""
+    rng = np.random.default_rng([seed, size])
+    return rng.integers(0, size, count), rng.integers(0, size, count), rng.integers(0, 3, count)
+
+
+def tiny_float_tensors() -> dict[str, np.ndarray]:
+    """A few small float32 tensors (golden/tiny_state_dict_legacy_v1.pth holds them)."""
+    return {"features.0.weight": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 2, 2),
+            "features.0.bias": np.float32([0.5, -0.25]),
+            "classifier.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7}
+
+
 def random_features(count: int, dim: int, shift: float, seed: int) -> np.ndarray:
     """Non-negative, correlated, Inception-like features: float64 [count, dim]."""
     rng = np.random.default_rng(seed)
@@ -102,6 +136,31 @@ def _pickle_int_tuple(values) -> bytes:
     return b"(" + b"".join(_pickle_int(v) for v in values) + b"t"  # MARK ... TUPLE
 
 
+def _state_dict_pickle(tensors: dict[str, np.ndarray], rebuild: str, legacy: bool) -> bytes:
+    """The object pickle (protocol 2) of a state dict of float32 tensors, as torch.save emits it.
+
+    rebuild: 'torch._utils._rebuild_tensor_v2' (torch >= 0.4: storage, offset, size, stride,
+    requires_grad, backward hooks) or 'torch._utils._rebuild_tensor' (older files, e.g. torchvision's
+    vgg16-397923af.pth: storage, offset, size, stride). Storage i gets key str(i); legacy files give the
+    persistent id a sixth element (the view, None).
+    """
+    module, name = rebuild.rsplit(".", 1)
+    body = [b"\x80\x02", b"}", b"("]  # PROTO 2, EMPTY_DICT, MARK
+    for i, (key, array) in enumerate(tensors.items()):
+        strides = [s // array.itemsize for s in np.ascontiguousarray(array).strides]
+        body += [
+            _pickle_str(key), f"c{module}\n{name}\n".encode(), b"(",
+            b"(", _pickle_str("storage"), b"ctorch\nFloatStorage\n", _pickle_str(str(i)),
+            _pickle_str("cpu"), _pickle_int(array.size), b"N" if legacy else b"", b"t", b"Q",  # TUPLE, BINPERSID
+            _pickle_int(0), _pickle_int_tuple(array.shape), _pickle_int_tuple(strides),
+        ]
+        if name == "_rebuild_tensor_v2":
+            body += [b"\x89", b"ccollections\nOrderedDict\n", b")", b"R"]  # False, OrderedDict()
+        body += [b"t", b"R"]  # TUPLE, REDUCE -> tensor
+    body += [b"u", b"."]  # SETITEMS, STOP
+    return b"".join(body)
+
+
 def write_torch_zip_state_dict(path, tensors: dict[str, np.ndarray]) -> None:
     """Writes float32 tensors in torch's zip format (what torch.save writes), without torch.
 
@@ -112,20 +171,29 @@ def write_torch_zip_state_dict(path, tensors: dict[str, np.ndarray]) -> None:
     """
     import zipfile
 
-    body = [b"\x80\x02", b"}", b"("]  # PROTO 2, EMPTY_DICT, MARK
-    for i, (name, array) in enumerate(tensors.items()):
-        strides = [s // array.itemsize for s in np.ascontiguousarray(array).strides]
-        body += [
-            _pickle_str(name), b"ctorch._utils\n_rebuild_tensor_v2\n", b"(",
-            b"(", _pickle_str("storage"), b"ctorch\nFloatStorage\n", _pickle_str(str(i)),
-            _pickle_str("cpu"), _pickle_int(array.size), b"t", b"Q",  # TUPLE, BINPERSID
-            _pickle_int(0), _pickle_int_tuple(array.shape), _pickle_int_tuple(strides),
-            b"\x89", b"ccollections\nOrderedDict\n", b")", b"R",  # False, OrderedDict()
-            b"t", b"R",  # TUPLE, REDUCE -> tensor
-        ]
-    body += [b"u", b"."]  # SETITEMS, STOP
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", b"".join(body))
+        archive.writestr("archive/data.pkl", _state_dict_pickle(tensors, "torch._utils._rebuild_tensor_v2", False))
         archive.writestr("archive/version", b"3\n")
         for i, array in enumerate(tensors.values()):
             archive.writestr(f"archive/data/{i}", np.ascontiguousarray(array, "<f4").tobytes())
+
+
+def write_torch_legacy_state_dict(path, tensors: dict[str, np.ndarray], rebuild: str) -> None:
+    """Writes float32 tensors in torch's pre-1.6 sequential format, without torch.
+
+    Magic number, protocol 1001 and system info (each a pickle), the object pickle
+    (`_state_dict_pickle`), the pickled list of storage keys, then per storage its int64 element count
+    and raw little-endian bytes. golden/make_inception_goldens.py checks that torch.load reads it.
+    """
+    import pickle
+
+    with open(path, "wb") as f:
+        f.write(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2))
+        f.write(pickle.dumps(1001, protocol=2))
+        f.write(pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                              "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2))
+        f.write(_state_dict_pickle(tensors, rebuild, True))
+        f.write(pickle.dumps([str(i) for i in range(len(tensors))], protocol=2))
+        for array in tensors.values():
+            f.write(np.int64(array.size).tobytes())
+            f.write(np.ascontiguousarray(array, "<f4").tobytes())

@@ -119,16 +119,16 @@ def test_inception_metrics_from_a_weights_file(run, tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     weights = tmp_path / "pt_inception.pth"
     write_torch_zip_state_dict(weights, random_inception_state_dict(expected_state_dict_shapes()))
-    assert _tool(f"--workdir={workdir}", "--metrics=swd,ms_ssim,fid,kid,is,pr", "--num_images=10",
+    assert _tool(f"--workdir={workdir}", "--metrics=swd,ms_ssim,fid,kid,is,pr_inception", "--num_images=10",
                  "--batch_size=16", f"--inception_weights={weights}", f"--cache_dir={tmp_path / 'cache'}") == 0
     record = _records_from(workdir, 1)[0]
     assert record["step"] == 2000 and record["num_images"] == 10
     scores = record["metrics"]
     assert set(scores) == {"swd_16", "swd_avg", "ms_ssim", "fid", "kid_mean", "kid_std", "is_mean", "is_std",
-                           "precision", "recall"}
+                           "precision_inception", "recall_inception"}
     assert all(np.isfinite(v) for v in scores.values())
     assert scores["fid"] > 0 and 1.0 <= scores["is_mean"] <= 1008.0
-    assert 0.0 <= scores["precision"] <= 1.0 and 0.0 <= scores["recall"] <= 1.0
+    assert 0.0 <= scores["precision_inception"] <= 1.0 and 0.0 <= scores["recall_inception"] <= 1.0
     (cached,) = (tmp_path / "cache" / "real_stats").iterdir()
     with np.load(cached) as data:
         assert data["inception_features"].shape == (10, 2048) and data["inception_cov"].shape == (2048, 2048)
