@@ -75,7 +75,8 @@ class DatasetImages:
         self.dataset, self.resolution = dataset, resolution
         self.name = dataset.name
         self.num_available = dataset.num_examples
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # a prepared dataset holds decoded images only
+        self.num_skipped = 0
 
     def identity(self) -> dict:
         """What identifies the images: the dataset's path, metadata, preparation time, and the level."""
@@ -173,7 +174,6 @@ class GeneratorImages:
     def __init__(self, generator: networks.Generator, resolution: int, alpha: float, mesh: Mesh | None = None):
         self.generator, self.resolution, self.alpha, self.mesh = generator, resolution, alpha, mesh
         self.name = f"generator {resolution}px"
-        self.skipped: list[str] = []
 
     def batches(self, num_images: int, batch_size: int, seed: int, progress: bool = False) -> Iterator[np.ndarray]:
         """uint8 [b, S, S, C] batches of num_images fakes, S = metric_resolution(resolution)."""

@@ -15,7 +15,7 @@ GOLDEN_SEED = 2015
 
 def random_inception_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED
                                 ) -> dict[str, np.ndarray]:
-    """Seeded random FID-Inception weights that keep features input-dependent (METRICS.md recipe).
+    """Seeded random FID-Inception weights that keep features input-dependent (a naive init does not).
 
     Keyed by pytorch-fid state-dict names; each tensor's values depend only on (seed, name, shape),
     so the torch side and the JAX side get identical weights whatever order they list names in.
