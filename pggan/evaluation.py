@@ -122,7 +122,7 @@ class Evaluator:
 
     Args:
       reals: a prepared dataset (the level of each evaluation's resolution is used), a folder of
-        images, or FID statistics (`load_reference_statistics`).
+        images, FID statistics (`load_reference_statistics`), or None when no metric compares with reals.
       names: metrics among ALL_METRICS (`parse_metric_names`).
       num_images: images per set for swd and ms_ssim (the first ones); also the default of the others.
       num_reals: reals for the feature metrics; 0 = all of the set; None = num_images.
@@ -143,7 +143,7 @@ class Evaluator:
       MetricInputError: unknown metric or protocol; statistics that do not fit.
     """
 
-    def __init__(self, reals: PreparedDataset | FolderImages | FidStatistics, names: Sequence[str], *,
+    def __init__(self, reals: PreparedDataset | FolderImages | FidStatistics | None, names: Sequence[str], *,
                  num_images: int, num_reals: int | None = None, num_fakes: int | None = None,
                  protocol: str = DEFAULT_PROTOCOL, batch_size: int = 64, seed: int = 0,
                  inception_weights_path: str | None = None, vgg16_weights_path: str | None = None,
@@ -156,6 +156,9 @@ class Evaluator:
                                   f"batch_size >= 1, got {num_images}, {num_reals}, {num_fakes} and {batch_size}")
         if isinstance(reals, FidStatistics):
             check_reference_metrics(names)
+        if reals is None and REAL_METRICS & set(names):
+            raise EvaluationError(f"{','.join(n for n in names if n in REAL_METRICS)} compare with reals: give "
+                                  "real images or statistics")
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else weights_files.cache_dir()
         self.suite, self.note, self._digests = build_suite(
             names, protocol=protocol, inception_weights_path=inception_weights_path,
@@ -173,8 +176,8 @@ class Evaluator:
     @property
     def reals_name(self) -> str:
         """The real set's name for records: a dataset's name or a folder's path unless `reals_name` was given."""
-        if self._reals_name:
-            return self._reals_name
+        if self._reals_name or self.reals is None:
+            return self._reals_name or "none"
         return self.reals.name if not isinstance(self.reals, FidStatistics) else "reference statistics"
 
     # ------------------------------------------------------------------------------ real statistics
@@ -235,6 +238,8 @@ class Evaluator:
 
     def real_statistics(self, resolution: int) -> dict[str, np.ndarray]:
         """The suite's real statistics at `resolution`: from memory, the disk cache, or computed and cached."""
+        if not REAL_METRICS & set(self.names):
+            return {}  # is and ms_ssim look at the fakes only
         if isinstance(self.reals, FidStatistics):
             stats = {"inception_mean": self.reals.mean, "inception_cov": self.reals.cov,
                      "protocol": np.asarray(self.protocol)}

@@ -221,6 +221,15 @@ def test_folders_score_as_the_dataset_on_the_same_images(run, tmp_path, capsys):
                                                                                    "synthetic16")
 
 
+def test_metrics_of_the_fakes_alone_need_no_reals(tmp_path, capsys):
+    fake_dir = _write_folder(tmp_path / "fakes", np.random.default_rng(4).integers(0, 256, (12, 16, 16, 3),
+                                                                                    dtype=np.uint8))
+    assert _tool(f"--fakes={fake_dir}", "--metrics=ms_ssim", "--num_images=10", f"--cache_dir={tmp_path}") == 0
+    record = _folder_record(capsys)
+    assert record["reals"] == "none" and record["details"] == {"ms_ssim": {"num_fakes": 10}}
+    assert 0 < record["metrics"]["ms_ssim"] < 1
+
+
 def test_fid_of_more_fakes_than_reals_and_statistics_written_then_read(tmp_path, monkeypatch, capsys):
     """12 fakes against 10 reals; --save_stats writes the reals' statistics, --reference_stats reads them
     back and gives the same FID; the counts are printed and recorded next to each figure."""

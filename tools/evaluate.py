@@ -49,7 +49,8 @@ from pggan import checkpoint, cli, evaluation
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.data.errors import DataError
 from pggan.image_sets import FolderImages
-from pggan.metrics import ALL_METRICS, DEFAULT_PROTOCOL, MIN_IMAGES, PROTOCOLS, MetricError, parse_metric_names
+from pggan.metrics import (ALL_METRICS, DEFAULT_PROTOCOL, MIN_IMAGES, PROTOCOLS, REAL_METRICS, MetricError,
+                           parse_metric_names)
 
 _ALL = flags.DEFINE_bool("all", False, "Evaluate every checkpoint of the run, in step order (instead of --step, "
                          "--resolution or the latest).")
@@ -226,7 +227,7 @@ def run() -> None:
     if workdir:
         _evaluate_checkpoints(workdir, reals, names)
         return
-    if reals is None:
+    if reals is None and (REAL_METRICS & set(names) or not _FAKES.value):
         raise cli.UsageError("nothing to compare: give --workdir (a run) or --fakes=DIR with --reals=DIR_OR_DATASET "
                              "or --reference_stats=FILE, or --reals with --save_stats")
     if not _FAKES.value:

@@ -10,6 +10,7 @@ as `<cache dir>/<prefix>_<sha256 prefix>.npz`, with the cache dir `$PGGAN_CACHE_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -68,7 +69,14 @@ def resolve_weights_path(spec: WeightsSpec, path: str | os.PathLike | None = Non
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes (identifies a weights file)."""
+    """SHA-256 hex digest of a file's bytes (identifies a weights file); computed once per file version."""
+    stat = os.stat(path)
+    return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key: a rewritten file is hashed again
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
