@@ -46,9 +46,11 @@ def workdir() -> str:
     return WORKDIR.value
 
 
-def checkpoint_choice() -> dict:
+def checkpoint_choice(run_dir: str | None = None) -> dict:
     """The checkpoint chosen by the flags, as keyword arguments of `checkpoint.load_generator`
-    (workdir, step, resolution, network); UsageError if --step and --resolution are both given."""
+    (workdir, step, resolution, network), in `run_dir` (default: --workdir); UsageError if --step and
+    --resolution are both given."""
     if STEP.value is not None and RESOLUTION.value is not None:
         raise UsageError("--step and --resolution both choose a checkpoint: give one of them")
-    return dict(workdir=workdir(), step=STEP.value, resolution=RESOLUTION.value, network=NETWORK.value)
+    return dict(workdir=run_dir or workdir(), step=STEP.value, resolution=RESOLUTION.value, network=NETWORK.value)
+

@@ -1,27 +1,26 @@
-"""Evaluating a generator against its prepared dataset: real subsets, fakes, cached real statistics, records.
+"""Evaluating image sets: a generator or a folder of images against a dataset, a folder or published statistics.
 
-Shared by tools/evaluate.py (checkpoints) and the trainer's metrics during training
-(`pggan.training_metrics`). The protocol of one evaluation at resolution R (a power of two) and
-fade-in alpha:
+Shared by tools/evaluate.py and the trainer's metrics during training (`pggan.training_metrics`). The
+image sets and their order are those of `pggan.image_sets`. The protocol of one evaluation:
 
-  - Reals: a fixed subset of `num_images` examples of the dataset level R, drawn without replacement
-    by `np.random.default_rng([seed, 0])` (the whole level, with a log line, when it holds fewer),
-    read in index order.
-  - Fakes: as many images from the generator at (R, alpha), latents float32 N(0, I) drawn by
-    `np.random.default_rng([seed, 1])`; a conditional model's image i gets class i mod label_size.
-  - Small stages: SWD's Laplacian pyramid ends at 16x16 and MS-SSIM's five scales need sides divisible
-    by 16, so images of 4 and 8 px stages, reals and fakes alike, are upscaled (nearest neighbour) to
-    16x16 for every metric. Records say so in `metric_resolution`.
+  - Counts: the feature metrics (fid, kid, is, pr_inception, pr_vgg16) compare `num_reals` reals
+    (0 = all of the set) with `num_fakes` fakes; swd and ms_ssim take the first `num_images` of each
+    set (swd needs as many fakes as reals). Sets with fewer images are used whole, with a log line.
+  - Reals can be published FID statistics instead (`reference_stats`: the mu/sigma .npz of
+    pytorch-fid or clean-fid, or ours): then only fid, is and ms_ssim can run.
   - Real statistics (`MetricSuite.real_statistics`) are kept in memory per resolution and cached on
-    disk as `<cache dir>/real_stats/<dataset>-<R>px-<n>-<hash>.npz`, the hash covering the dataset's
-    identity (path, metadata, preparation time), R, n, the seed, the metrics that need reals and the
-    Inception weights file. Cache dir: `$PGGAN_CACHE_DIR` or `~/.cache/pggan`.
-  - Results are appended to `WORKDIR/metrics.jsonl`, one JSON object per evaluation (see
-    `evaluation_record`).
+    disk as `<cache dir>/real_stats/<reals>-<R>px-<n>-<hash>.npz`, the hash covering the real set's
+    identity (a dataset's path, metadata and preparation time and level; a folder's file names, sizes
+    and modification times), n, the seed, the metrics that need reals, the swd count, the protocol and
+    the weights files. Cache dir: `$PGGAN_CACHE_DIR` or `~/.cache/pggan`.
+  - Results are appended to `WORKDIR/metrics.jsonl` (checkpoints), one JSON object per evaluation
+    (see `evaluation_record`); each figure's protocol and counts are in its `details`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -29,24 +28,29 @@ import os
 import time
 import zipfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import jax
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh
-from tqdm import tqdm
 
-from pggan import checkpoint, generation, networks
+from pggan import checkpoint, networks
 from pggan.data.dataset import PreparedDataset
 from pggan.errors import UserError
-from pggan.metrics import ALL_METRICS, INCEPTION_METRICS, MIN_IMAGES, MetricSuite, WeightsFileError
-from pggan.metrics import inception_weights
-from pggan.metrics.swd import MIN_RESOLUTION as METRIC_MIN_RESOLUTION
+from pggan.image_sets import DatasetImages, FolderImages, GeneratorImages, metric_resolution
+from pggan.metrics import (ALL_METRICS, DEFAULT_PROTOCOL, INCEPTION_METRICS, MIN_IMAGES, PIXEL_METRICS, REAL_METRICS,
+                           VGG16_METRICS, InceptionFeatureExtractor, MetricSuite, VGG16FeatureExtractor,
+                           WeightsFileError, weights_files)
+from pggan.metrics.inception import FEATURE_DIM
+from pggan.metrics.inception_weights import INCEPTION_WEIGHTS
+from pggan.metrics.protocols import inception_protocol
+from pggan.metrics.reference_stats import FidStatistics, load_fid_statistics, save_fid_statistics
+from pggan.metrics.vgg16_weights import VGG16_WEIGHTS
 
 METRICS_FILE = "metrics.jsonl"
-_REAL_STATISTICS_OF = frozenset({"swd", "fid", "kid", "pr"})  # metrics that compare with reals
-_CACHE_FORMAT = 1
+REFERENCE_STATS_METRICS = frozenset({"fid", "is", "ms_ssim"})  # what mu/sigma statistics can serve
+_CACHE_FORMAT = 2
 _CACHE_KEY_ENTRY = "_cache_key"
 
 
@@ -54,123 +58,166 @@ class EvaluationError(UserError):
     """Impossible evaluation settings (no metric left, too few images); the message says what to do."""
 
 
-def build_suite(names: Sequence[str], *, inception_weights_path: str | None = None, seed: int = 0,
-                cache_dir: str | os.PathLike | None = None) -> tuple[MetricSuite, str | None]:
-    """The MetricSuite of `names`; without usable Inception weights, the suite of the other metrics.
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """scores: {'fid': ..., 'swd_avg': ...}; details: per metric {'protocol', 'num_reals', 'num_fakes'}
+    (`MetricSuite.details`)."""
 
-    inception_weights_path: the .pth file; None reads $PGGAN_INCEPTION_WEIGHTS.
-    Returns (suite, note): note is None, or a one-line message saying which Inception metrics were
-    dropped and how to get the weights. Raises EvaluationError when no requested metric can run.
+    scores: dict[str, float]
+    details: dict[str, dict]
+
+
+def build_suite(names: Sequence[str], *, protocol: str = DEFAULT_PROTOCOL, inception_weights_path: str | None = None,
+                vgg16_weights_path: str | None = None, seed: int = 0, num_images: int | None = None,
+                cache_dir: str | os.PathLike | None = None) -> tuple[MetricSuite, str | None, dict[str, str]]:
+    """The MetricSuite of `names`; metrics whose weights are missing are dropped, with a note.
+
+    inception_weights_path, vgg16_weights_path: the .pth files; None reads $PGGAN_INCEPTION_WEIGHTS /
+    $PGGAN_VGG16_WEIGHTS. Returns (suite, note, digests): note is None, or a one-line message saying
+    which metrics were dropped and how to get the weights; digests maps each network used to the
+    SHA-256 of its file. Raises EvaluationError when no requested metric can run.
     """
     names = tuple(names)
     if not names:
         raise EvaluationError(f"no metrics chosen; choose among {','.join(ALL_METRICS)}")
-    try:
-        return MetricSuite(names, inception_weights_path, seed=seed, cache=cache_dir), None
-    except WeightsFileError as error:
-        dropped = [n for n in names if n in INCEPTION_METRICS]
-        kept = tuple(n for n in names if n not in INCEPTION_METRICS)
-        if not kept:
-            raise EvaluationError(str(error)) from None
-        return MetricSuite(kept, seed=seed, cache=cache_dir), f"skipping {','.join(dropped)}: {error}"
+    inception_protocol(protocol)  # an unknown protocol is refused even without the weights
+    networks_needed = [(INCEPTION_WEIGHTS, INCEPTION_METRICS, inception_weights_path),
+                       (VGG16_WEIGHTS, VGG16_METRICS, vgg16_weights_path)]
+    extractors, notes, digests, kept = {}, [], {}, list(names)
+    for spec, metric_names, path in networks_needed:
+        if not metric_names & set(names):
+            continue
+        try:
+            params = weights_files.load_params(spec, path, cache_dir)
+            digests[spec.network] = weights_files.file_digest(weights_files.resolve_weights_path(spec, path))
+        except WeightsFileError as error:
+            dropped = [n for n in kept if n in metric_names]
+            kept = [n for n in kept if n not in metric_names]
+            notes.append(f"skipping {','.join(dropped)}: {error}")
+            if not kept:
+                raise EvaluationError(" ".join(notes)) from None
+            continue
+        extractors[spec.network] = (InceptionFeatureExtractor(params, protocol) if spec is INCEPTION_WEIGHTS
+                                    else VGG16FeatureExtractor(params))
+    suite = MetricSuite(kept, seed=seed, inception=extractors.get(INCEPTION_WEIGHTS.network),
+                        vgg16=extractors.get(VGG16_WEIGHTS.network), protocol=protocol, num_images=num_images)
+    return suite, " ".join(notes) or None, digests
 
 
-def metric_resolution(resolution: int) -> int:
-    """Side of the images the metrics see: the resolution, or 16 for 4 and 8 px stages."""
-    return max(resolution, METRIC_MIN_RESOLUTION)
+def check_reference_metrics(names: Sequence[str]) -> None:
+    """Raises EvaluationError unless FID statistics (mu, sigma) can serve every metric of `names`."""
+    beyond = [n for n in names if n not in REFERENCE_STATS_METRICS]
+    if beyond:
+        raise EvaluationError(f"FID statistics (mu, sigma) serve fid, is and ms_ssim only: drop {','.join(beyond)} "
+                              "from the metrics, or compare with images")
 
 
-def upscale_for_metrics(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, R, R, C] -> [N, S, S, C] with S = metric_resolution(R), nearest neighbour."""
-    factor = metric_resolution(images.shape[1]) // images.shape[1]
-    return images if factor == 1 else images.repeat(factor, axis=1).repeat(factor, axis=2)
-
-
-def real_subset(num_examples: int, num_images: int, seed: int) -> np.ndarray:
-    """Sorted indices int64 [min(num_images, num_examples)] of the real images, a fixed seeded subset."""
-    if num_images >= num_examples:
-        return np.arange(num_examples)
-    return np.sort(np.random.default_rng([seed, 0]).choice(num_examples, num_images, replace=False))
-
-
-def fake_latents(num_images: int, latent_size: int, seed: int) -> np.ndarray:
-    """Latents of the fakes: float32 [num_images, latent_size] ~ N(0, I), a fixed seeded stream."""
-    return np.random.default_rng([seed, 1]).standard_normal((num_images, latent_size), dtype=np.float32)
-
-
-def _file_fingerprint(path: str) -> dict:
-    stat = os.stat(path)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def dataset_identity(dataset: PreparedDataset) -> dict:
-    """What identifies a prepared dataset's contents: path, metadata and when it was prepared."""
-    path = os.path.abspath(dataset.path)
-    return {"path": path, "name": dataset.name, "num_examples": dataset.num_examples,
-            "resolution": dataset.resolution, "channels": dataset.channels, "num_classes": dataset.num_classes,
-            "levels": list(dataset.levels), "source": dataset.source,
-            "prepared": _file_fingerprint(os.path.join(path, "dataset_info.json"))}
+def _counted(batches: Iterable, counter: list[int]) -> Iterator:
+    for batch in batches:
+        counter[0] += len(batch)
+        yield batch
 
 
 class Evaluator:
-    """Evaluates generators of one dataset with one set of metrics; real statistics computed once.
+    """Evaluates fake image sets against one real set (or published statistics) with one set of metrics.
 
     Args:
-      dataset: the prepared dataset the generator was trained on.
-      names: metrics among 'swd', 'ms_ssim', 'fid', 'kid', 'is', 'pr' (`parse_metric_names`).
-      num_images: reals and fakes per evaluation (clipped to the dataset size).
+      reals: a prepared dataset (the level of each evaluation's resolution is used), a folder of
+        images, FID statistics (`load_reference_statistics`), or None when no metric compares with reals.
+      names: metrics among ALL_METRICS (`parse_metric_names`).
+      num_images: images per set for swd and ms_ssim (the first ones); also the default of the others.
+      num_reals: reals for the feature metrics; 0 = all of the set; None = num_images.
+      num_fakes: fakes for the feature metrics; None = num_images.
+      protocol: the Inception preprocessing (`pggan.metrics.PROTOCOLS`).
       batch_size: images per generator and metric step over all devices of `mesh`.
-      seed: chooses the real subset, the fake latents and the metrics' random draws.
-      inception_weights_path: pt_inception-2015-12-05-6726825d.pth; None reads $PGGAN_INCEPTION_WEIGHTS.
-        Without usable weights the Inception metrics are dropped and `note` says how to get them.
+      seed: chooses the image order (so the subsets), the fake latents and the metrics' random draws.
+      inception_weights_path, vgg16_weights_path: the weights files; None reads $PGGAN_INCEPTION_WEIGHTS
+        and $PGGAN_VGG16_WEIGHTS. Without usable weights those metrics are dropped and `note` says how to
+        get them.
       cache_dir: root of the real-statistics and weights caches (None: $PGGAN_CACHE_DIR or ~/.cache/pggan).
       mesh: 1-D 'data' mesh for the generator (default: this process's devices).
-      progress: show progress bars.
+      progress: show progress bars (images/s).
+      reals_name: the reals' name in records (default: the dataset's name or the folder's path).
 
     Raises:
-      EvaluationError: no metric can run, or impossible counts. MetricInputError: unknown metric.
+      EvaluationError: no metric can run, impossible counts, or metrics that statistics cannot serve.
+      MetricInputError: unknown metric or protocol; statistics that do not fit.
     """
 
-    def __init__(self, dataset: PreparedDataset, names: Sequence[str], *, num_images: int, batch_size: int = 64,
-                 seed: int = 0, inception_weights_path: str | None = None,
-                 cache_dir: str | os.PathLike | None = None, mesh: Mesh | None = None, progress: bool = False):
-        if num_images < MIN_IMAGES or batch_size < 1:
-            raise EvaluationError(f"num_images must be >= {MIN_IMAGES} and batch_size >= 1, got {num_images} "
-                                  f"and {batch_size}")
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else inception_weights.cache_dir()
-        self.suite, self.note = build_suite(names, inception_weights_path=inception_weights_path, seed=seed,
-                                            cache_dir=self.cache_dir)
-        self.dataset, self.seed, self.mesh, self.progress = dataset, seed, mesh, progress
-        self.batch_size = batch_size
-        self.num_images = min(num_images, dataset.num_examples)
-        if self.num_images < num_images:
-            logging.info("Evaluating with all %d images of dataset %s (fewer than the %d asked for).",
-                         self.num_images, dataset.name, num_images)
-        self._weights_digest = None
-        if INCEPTION_METRICS & set(self.names):
-            path = inception_weights.resolve_weights_path(inception_weights_path)
-            self._weights_digest = inception_weights.file_digest(path)
+    def __init__(self, reals: PreparedDataset | FolderImages | FidStatistics | None, names: Sequence[str], *,
+                 num_images: int, num_reals: int | None = None, num_fakes: int | None = None,
+                 protocol: str = DEFAULT_PROTOCOL, batch_size: int = 64, seed: int = 0,
+                 inception_weights_path: str | None = None, vgg16_weights_path: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, mesh: Mesh | None = None, progress: bool = False,
+                 reals_name: str | None = None):
+        num_reals = num_images if num_reals is None else num_reals
+        num_fakes = num_images if num_fakes is None else num_fakes
+        if min(num_images, num_fakes) < MIN_IMAGES or (num_reals and num_reals < MIN_IMAGES) or batch_size < 1:
+            raise EvaluationError(f"num_images, num_reals (unless 0: all) and num_fakes must be >= {MIN_IMAGES} and "
+                                  f"batch_size >= 1, got {num_images}, {num_reals}, {num_fakes} and {batch_size}")
+        if isinstance(reals, FidStatistics):
+            check_reference_metrics(names)
+        if reals is None and REAL_METRICS & set(names):
+            raise EvaluationError(f"{','.join(n for n in names if n in REAL_METRICS)} compare with reals: give "
+                                  "real images or statistics")
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else weights_files.cache_dir()
+        self.suite, self.note, self._digests = build_suite(
+            names, protocol=protocol, inception_weights_path=inception_weights_path,
+            vgg16_weights_path=vgg16_weights_path, seed=seed, num_images=num_images, cache_dir=self.cache_dir)
+        self.reals, self.protocol, self.seed, self.mesh, self.progress = reals, protocol, seed, mesh, progress
+        self.batch_size, self.num_images, self.num_reals, self.num_fakes = batch_size, num_images, num_reals, num_fakes
         self._real_stats: dict[int, dict[str, np.ndarray]] = {}
+        self._reals_name = reals_name
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The metrics that run (Inception metrics dropped when their weights are missing)."""
+        """The metrics that run (metrics without their weights dropped)."""
         return self.suite.names
+
+    @property
+    def reals_name(self) -> str:
+        """The real set's name for records: a dataset's name or a folder's path unless `reals_name` was given."""
+        if self._reals_name or self.reals is None:
+            return self._reals_name or "none"
+        return self.reals.name if not isinstance(self.reals, FidStatistics) else "reference statistics"
 
     # ------------------------------------------------------------------------------ real statistics
 
-    def cache_key(self, resolution: int) -> dict:
-        """Everything the real statistics at `resolution` depend on (JSON-serialisable)."""
-        return {"format": _CACHE_FORMAT, "dataset": dataset_identity(self.dataset), "level": resolution,
-                "metric_resolution": metric_resolution(resolution), "num_images": self.num_images,
-                "seed": self.seed, "statistics": sorted(_REAL_STATISTICS_OF & set(self.names)),
-                "inception_weights": self._weights_digest}
+    def real_images(self, resolution: int) -> DatasetImages | FolderImages:
+        """The real image set an evaluation at `resolution` compares with."""
+        return DatasetImages(self.reals, resolution) if isinstance(self.reals, PreparedDataset) else self.reals
 
-    def cache_path(self, resolution: int) -> Path:
-        """The .npz file of the real statistics at `resolution`."""
-        key = json.dumps(self.cache_key(resolution), sort_keys=True)
+    def real_count(self, available: int) -> int:
+        """How many reals the real pass reads from a set of `available` images."""
+        wanted = 0
+        if (REAL_METRICS - PIXEL_METRICS) & set(self.names):
+            wanted = self.num_reals or available
+        if "swd" in self.names:
+            wanted = max(wanted, self.num_images)
+        if wanted > available:
+            logging.info("Using all %d real images (fewer than the %d asked for).", available, wanted)
+        return min(wanted, available)
+
+    def fake_count(self) -> int:
+        """How many fakes each evaluation generates or reads."""
+        wanted = self.num_fakes if set(self.names) - PIXEL_METRICS else 0
+        return max(wanted, self.num_images if PIXEL_METRICS & set(self.names) else 0)
+
+    def cache_key(self, images: DatasetImages | FolderImages) -> dict:
+        """Everything the real statistics of `images` depend on (JSON-serialisable)."""
+        uses_protocol = bool(REAL_METRICS & INCEPTION_METRICS & set(self.names))
+        return {"format": _CACHE_FORMAT, "reals": images.identity(), "num_images": self.real_count(images.num_available),
+                "seed": self.seed, "statistics": sorted(REAL_METRICS & set(self.names)),
+                "swd_images": self.num_images if "swd" in self.names else None,
+                "protocol": self.protocol if uses_protocol else None, "weights": self._digests}
+
+    def cache_path(self, images: DatasetImages | FolderImages) -> Path:
+        """The .npz file of the real statistics of `images`."""
+        key = json.dumps(self.cache_key(images), sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.cache_dir / "real_stats" / f"{self.dataset.name}-{resolution}px-{self.num_images}-{digest}.npz"
+        name = os.path.basename(images.name.rstrip("/")) or "images"
+        level = f"-{images.resolution}px" if isinstance(images, DatasetImages) else ""
+        return self.cache_dir / "real_stats" / f"{name}{level}-{self.real_count(images.num_available)}-{digest}.npz"
 
     def _load_cached(self, path: Path, key: str) -> dict[str, np.ndarray] | None:
         try:
@@ -190,70 +237,104 @@ class Evaluator:
             logging.warning("Could not cache the real statistics in %s (%s); they will be computed again "
                             "next time. Set $PGGAN_CACHE_DIR to a writable directory.", path.parent, error)
 
-    def real_batches(self, resolution: int) -> Iterator[np.ndarray]:
-        """The real subset of level `resolution`: uint8 [b, S, S, C] batches, S = metric_resolution."""
-        level = self.dataset.level(resolution)
-        indices = real_subset(self.dataset.num_examples, self.num_images, self.seed)
-        with tqdm(total=len(indices), unit="img", desc=f"reals {resolution}px", disable=not self.progress,
-                  leave=False) as bar:
-            for start in range(0, len(indices), self.batch_size):
-                images, _ = level.read(indices[start:start + self.batch_size])
-                bar.update(len(images))
-                yield upscale_for_metrics(images)
-
     def real_statistics(self, resolution: int) -> dict[str, np.ndarray]:
         """The suite's real statistics at `resolution`: from memory, the disk cache, or computed and cached."""
+        if not REAL_METRICS & set(self.names):
+            return {}  # is and ms_ssim look at the fakes only
+        if isinstance(self.reals, FidStatistics):
+            stats = {"inception_mean": self.reals.mean, "inception_cov": self.reals.cov,
+                     "protocol": np.asarray(self.protocol)}
+            if self.reals.num_images is not None:
+                stats["num_images"] = np.int64(self.reals.num_images)
+            return stats
         if resolution not in self._real_stats:
-            key = json.dumps(self.cache_key(resolution), sort_keys=True)
-            path = self.cache_path(resolution)
+            images = self.real_images(resolution)
+            key = json.dumps(self.cache_key(images), sort_keys=True)
+            path = self.cache_path(images)
             stats = self._load_cached(path, key)
             if stats is None:
-                stats = self.suite.real_statistics(self.real_batches(resolution))
+                batches = images.batches(self.real_count(images.num_available), self.batch_size, self.seed,
+                                         self.progress)
+                with contextlib.closing(batches):  # a failed pass closes its progress bar before the error shows
+                    stats = self.suite.real_statistics(batches)
+                if images.skipped:
+                    logging.warning("Skipped %d unreadable real images, e.g. %s", images.num_skipped,
+                                    "; ".join(images.skipped))
                 self._save_cache(path, key, stats)
             self._real_stats[resolution] = stats
         return self._real_stats[resolution]
 
+    def save_statistics(self, path: str | os.PathLike, resolution: int) -> int:
+        """Writes the reals' FID statistics (mu, sigma, protocol, count) as pytorch-fid's .npz; returns the count."""
+        stats = self.real_statistics(resolution)
+        if "inception_mean" not in stats:
+            raise EvaluationError("saving statistics needs fid among the metrics (and the Inception weights)")
+        save_fid_statistics(path, stats["inception_mean"], stats["inception_cov"], self.protocol,
+                            int(stats["num_images"]))
+        return int(stats["num_images"])
+
     # ------------------------------------------------------------------------------------- fakes
 
-    def fake_batches(self, generator: networks.Generator, resolution: int, alpha: float) -> Iterator[np.ndarray]:
-        """The generator's images at (resolution, alpha): uint8 [b, S, S, C] batches, S = metric_resolution."""
-        sampler = generation.Sampler(generator, resolution=resolution, alpha=alpha, batch_size=self.batch_size,
-                                     mesh=self.mesh)
-        latents = fake_latents(self.num_images, generator.spec.latent_size, self.seed)
-        with tqdm(total=len(latents), unit="img", desc=f"fakes {resolution}px", disable=not self.progress,
-                  leave=False) as bar:
-            for batch in sampler.image_batches(latents):
-                bar.update(len(batch))
-                yield upscale_for_metrics(batch)
+    def _score(self, fake_batches: Iterator, resolution: int) -> Result:
+        with contextlib.closing(fake_batches):
+            real_stats = self.real_statistics(resolution)
+            counter = [0]
+            scores = self.suite.evaluate(_counted(fake_batches, counter), real_stats)
+        return Result(scores, self.suite.details(real_stats, counter[0]))
 
-    def evaluate(self, generator: networks.Generator, resolution: int, alpha: float) -> dict[str, float]:
-        """Scores of `generator` at (resolution, alpha), e.g. {'swd_16': ..., 'swd_avg': ..., 'fid': ...}."""
-        real_stats = self.real_statistics(resolution)
-        return self.suite.evaluate(self.fake_batches(generator, resolution, alpha), real_stats)
+    def evaluate(self, generator: networks.Generator, resolution: int, alpha: float) -> Result:
+        """Scores of `generator` at (resolution, alpha) against the reals (their level `resolution`)."""
+        fakes = GeneratorImages(generator, resolution, alpha, self.mesh)
+        return self._score(fakes.batches(self.fake_count(), self.batch_size, self.seed, self.progress), resolution)
+
+    def evaluate_images(self, fakes: FolderImages, resolution: int) -> Result:
+        """Scores of a folder of images against the reals (a dataset's level `resolution`)."""
+        if self.fake_count() > fakes.num_available:
+            logging.info("Using all %d images of %s (fewer than the %d asked for).", fakes.num_available,
+                         fakes.path, self.fake_count())
+        result = self._score(fakes.batches(self.fake_count(), self.batch_size, self.seed, self.progress), resolution)
+        if fakes.skipped:
+            logging.warning("Skipped %d unreadable images, e.g. %s", fakes.num_skipped, "; ".join(fakes.skipped))
+        return result
+
+
+def load_reference_statistics(path: str, protocol: str) -> FidStatistics:
+    """Published FID statistics for the Inception pool_3 features under `protocol` (one-line errors)."""
+    stats = load_fid_statistics(path, FEATURE_DIM, protocol)
+    if stats.protocol is None:
+        logging.warning("%s does not record its preprocessing: it is taken as protocol %s; make sure it was "
+                        "computed that way (see docs/metrics.md).", path, protocol)
+    return stats
 
 
 # ---------------------------------------------------------------------------------------- records
 
 
-def evaluation_record(*, step: int, resolution: int, alpha: float, network: str, num_images: int,
-                      dataset: str, scores: dict[str, float], seconds: float, source: str) -> dict:
+def evaluation_record(*, result: Result, seconds: float, source: str, reals: str, **fields) -> dict:
     """One line of metrics.jsonl.
 
-    Fields: time (UTC, ISO 8601), source ('training' or 'evaluate.py'), step (images shown, the
-    checkpoint step), kimg, resolution and alpha (the generator's stage), metric_resolution (16 for 4
-    and 8 px stages), network ('ema' or 'raw'), dataset, num_images, seconds (wall time of the
-    evaluation), metrics ({name: float}).
+    Fields: time (UTC, ISO 8601), source ('training' or 'evaluate.py'), the given `fields` (for a
+    checkpoint: step (images shown), kimg, resolution and alpha of the generator, metric_resolution (16
+    for 4 and 8 px stages), network ('ema' or 'raw'); for a folder: fakes, its path), reals (the dataset's
+    name, a folder's path or 'reference statistics'), seconds (wall time of the evaluation), metrics
+    ({name: float}) and details (per metric: protocol, num_reals, num_fakes).
     """
-    return {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "source": source, "step": int(step), "kimg": step / 1000, "resolution": int(resolution),
-            "alpha": float(alpha), "metric_resolution": metric_resolution(resolution), "network": network,
-            "dataset": dataset, "num_images": int(num_images), "seconds": round(float(seconds), 3),
-            "metrics": {name: float(value) for name, value in scores.items()}}
+    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "source": source}
+    if "step" in fields:
+        fields = {"step": int(fields["step"]), "kimg": fields["step"] / 1000, "resolution": int(fields["resolution"]),
+                  "alpha": float(fields["alpha"]), "metric_resolution": metric_resolution(fields["resolution"]),
+                  "network": fields["network"]}
+    record.update(fields)
+    record.update({"reals": reals, "seconds": round(float(seconds), 3),
+                   "metrics": {name: float(value) for name, value in result.scores.items()},
+                   "details": result.details})
+    return record
 
 
-def append_record(workdir: str, record: dict) -> str:
-    """Appends `record` as one JSON line to WORKDIR/metrics.jsonl; returns the file's path."""
-    path = os.path.join(workdir, METRICS_FILE)
+def append_record(path: str, record: dict) -> str:
+    """Appends `record` as one JSON line to `path` (a metrics.jsonl file, or a directory holding it)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, METRICS_FILE)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     return path
@@ -272,7 +353,7 @@ def evaluate_checkpoint(evaluator: Evaluator, workdir: str, step: int, network: 
     """Evaluates one checkpoint's generator at its own resolution and alpha; returns its record."""
     start = time.time()
     generator, meta = checkpoint.load_generator(workdir, step=step, network=network)
-    scores = evaluator.evaluate(generator, meta["resolution"], meta["alpha"])
-    return evaluation_record(step=step, resolution=meta["resolution"], alpha=meta["alpha"], network=network,
-                             num_images=evaluator.num_images, dataset=evaluator.dataset.name, scores=scores,
-                             seconds=time.time() - start, source="evaluate.py")
+    result = evaluator.evaluate(generator, meta["resolution"], meta["alpha"])
+    return evaluation_record(result=result, seconds=time.time() - start, source="evaluate.py",
+                             reals=evaluator.reals_name, step=step, resolution=meta["resolution"],
+                             alpha=meta["alpha"], network=network)

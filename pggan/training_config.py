@@ -210,8 +210,10 @@ class SamplesConfig:
 class MetricsConfig:
     """Metrics of the EMA generator during training (`pggan.training_metrics`)."""
 
-    names: tuple = setting(("swd",), "metrics among swd, ms_ssim, fid, kid, is, pr (e.g. swd,fid; empty = none); "
-                                     "fid, kid, is and pr need the Inception weights")
+    names: tuple = setting(("swd",), "metrics among swd, ms_ssim, fid, kid, is, pr_inception, pr_vgg16 (e.g. swd,fid; "
+                                     "empty = none); fid, kid, is and pr_inception need the Inception weights, "
+                                     "pr_vgg16 the VGG16 weights ($PGGAN_VGG16_WEIGHTS); the Inception metrics use "
+                                     "the tf1 protocol (StyleGAN's, docs/metrics.md)")
     num_images: int = setting(4096, "real and fake images per evaluation (clipped to the dataset size)")
     batch_size: int = setting(64, "images per generator and metric step over this process's devices")
     at_stage_end: bool = setting(True, "evaluate the last state of every resolution stage")

@@ -73,17 +73,18 @@ class TrainingMetrics:
         resolution, alpha = progress["phase"]["resolution"], progress["phase"]["alpha"]
         generator = networks.merge_parameters(self._abstract_generator, parallel.local_copy(generator_ema))
         try:
-            scores = self._evaluator.evaluate(generator, resolution, alpha)
+            result = self._evaluator.evaluate(generator, resolution, alpha)
         except MetricError as error:  # e.g. a collapsed generator's constant images: training goes on
             logging.warning("Metrics at %.1f kimg could not be computed: %s", nimg / 1000, error)
-            scores = None
+            result = None
         seconds = time.time() - start
         self.seconds += seconds
-        if scores is None:
+        if result is None:
             return
+        scores = result.scores
         record = evaluation.evaluation_record(
-            step=nimg, resolution=resolution, alpha=alpha, network="ema", num_images=self._evaluator.num_images,
-            dataset=self._evaluator.dataset.name, scores=scores, seconds=seconds, source="training")
+            result=result, seconds=seconds, source="training", reals=self._evaluator.reals_name, step=nimg,
+            resolution=resolution, alpha=alpha, network="ema")
         logging.info("Metrics at %.1f kimg (%dx%d, alpha %.3f, %d images, %.1f s): %s", nimg / 1000, resolution,
                      resolution, alpha, self._evaluator.num_images, seconds,
                      "  ".join(f"{name} {value:.4g}" for name, value in scores.items()))

@@ -15,7 +15,7 @@ GOLDEN_SEED = 2015
 
 def random_inception_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED
                                 ) -> dict[str, np.ndarray]:
-    """Seeded random FID-Inception weights that keep features input-dependent (METRICS.md recipe).
+    """Seeded random FID-Inception weights that keep features input-dependent (a naive init does not).
 
     Keyed by pytorch-fid state-dict names; each tensor's values depend only on (seed, name, shape),
     so the torch side and the JAX side get identical weights whatever order they list names in.
@@ -82,6 +82,40 @@ def tf1_resize_loops(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def random_vgg16_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED
+                             ) -> dict[str, np.ndarray]:
+    """Seeded random VGG16 weights that keep the fc2 features input-dependent, torchvision's names.
+
+    Per tensor, values depend only on (seed, name, shape). Weights (conv and linear): He-normal,
+    N(0, 2 / fan_in); biases N(0, 0.1). Drawn in float32 (138 M values in about a second).
+    """
+    weights = {}
+    for name, shape in sorted(shapes.items()):
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        value = rng.standard_normal(shape, dtype=np.float32)
+        if name.endswith(".weight"):
+            value *= np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+        elif name.endswith(".bias"):
+            value *= np.float32(0.1)
+        else:
+            raise KeyError(f"no init recipe for {name}")
+        weights[name] = value
+    return weights
+
+
+def pixel_samples(size: int, count: int = 1024, seed: int = GOLDEN_SEED) -> tuple[np.ndarray, ...]:
+    """Seeded (row, column, channel) int64 positions [count] in a size x size x 3 image (golden probes)."""
+    rng = np.random.default_rng([seed, size])
+    return rng.integers(0, size, count), rng.integers(0, size, count), rng.integers(0, 3, count)
+
+
+def tiny_float_tensors() -> dict[str, np.ndarray]:
+    """A few small float32 tensors (golden/tiny_state_dict_legacy_v1.pth holds them)."""
+    return {"features.0.weight": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 2, 2),
+            "features.0.bias": np.float32([0.5, -0.25]),
+            "classifier.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7}
+
+
 def random_features(count: int, dim: int, shift: float, seed: int) -> np.ndarray:
     """Non-negative, correlated, Inception-like features: float64 [count, dim]."""
     rng = np.random.default_rng(seed)
@@ -105,26 +139,34 @@ def _pickle_int_tuple(values) -> bytes:
     return b"(" + b"".join(_pickle_int(v) for v in values) + b"t"  # MARK ... TUPLE
 
 
-def torch_state_dict_pickle(tensors: dict[str, np.ndarray], layouts: dict | None = None) -> bytes:
-    """The `data.pkl` that torch.save writes for a state dict of float32 tensors, without torch.
+def torch_state_dict_pickle(tensors: dict[str, np.ndarray], layouts: dict | None = None,
+                            rebuild: str = "torch._utils._rebuild_tensor_v2", legacy: bool = False) -> bytes:
+    """The object pickle (protocol 2) of a state dict of float32 tensors, as torch.save emits it, without torch.
 
-    The pickle is assembled from opcodes (protocol 2) with the same globals and persistent ids that
-    torch.save emits: `torch._utils._rebuild_tensor_v2`, `torch.FloatStorage`, `collections.OrderedDict`.
-    Tensor i views storage str(i), holding the tensor's elements. layouts: {name: (storage offset,
-    size, stride)} replacing a tensor's own (contiguous) layout, as a hostile file would.
+    The pickle is assembled from opcodes with the same globals and persistent ids that torch.save
+    emits: the `rebuild` function, `torch.FloatStorage`, `collections.OrderedDict`. Tensor i views
+    storage str(i), holding the tensor's elements.
+    layouts: {name: (storage offset, size, stride)} replacing a tensor's own (contiguous) layout, as a
+      hostile file would.
+    rebuild: 'torch._utils._rebuild_tensor_v2' (torch >= 0.4: storage, offset, size, stride,
+      requires_grad, backward hooks) or 'torch._utils._rebuild_tensor' (older files, e.g. torchvision's
+      vgg16-397923af.pth: storage, offset, size, stride).
+    legacy: the pre-1.6 sequential format, whose persistent ids have a sixth element (the view, None).
     """
+    module, name = rebuild.rsplit(".", 1)
     body = [b"\x80\x02", b"}", b"("]  # PROTO 2, EMPTY_DICT, MARK
-    for i, (name, array) in enumerate(tensors.items()):
+    for i, (key, array) in enumerate(tensors.items()):
         strides = [s // array.itemsize for s in np.ascontiguousarray(array).strides]
-        offset, size, stride = (layouts or {}).get(name, (0, array.shape, strides))
+        offset, size, stride = (layouts or {}).get(key, (0, array.shape, strides))
         body += [
-            _pickle_str(name), b"ctorch._utils\n_rebuild_tensor_v2\n", b"(",
+            _pickle_str(key), f"c{module}\n{name}\n".encode(), b"(",
             b"(", _pickle_str("storage"), b"ctorch\nFloatStorage\n", _pickle_str(str(i)),
-            _pickle_str("cpu"), _pickle_int(array.size), b"t", b"Q",  # TUPLE, BINPERSID
+            _pickle_str("cpu"), _pickle_int(array.size), b"N" if legacy else b"", b"t", b"Q",  # TUPLE, BINPERSID
             _pickle_int(offset), _pickle_int_tuple(size), _pickle_int_tuple(stride),
-            b"\x89", b"ccollections\nOrderedDict\n", b")", b"R",  # False, OrderedDict()
-            b"t", b"R",  # TUPLE, REDUCE -> tensor
         ]
+        if name == "_rebuild_tensor_v2":
+            body += [b"\x89", b"ccollections\nOrderedDict\n", b")", b"R"]  # False, OrderedDict()
+        body += [b"t", b"R"]  # TUPLE, REDUCE -> tensor
     body += [b"u", b"."]  # SETITEMS, STOP
     return b"".join(body)
 
@@ -151,3 +193,24 @@ def write_torch_zip_state_dict(path, tensors: dict[str, np.ndarray], layouts: di
     Agreement with real torch output is covered by the torch-written fixtures in golden/.
     """
     write_torch_zip(path, torch_state_dict_pickle(tensors, layouts), torch_storages(tensors))
+
+
+def write_torch_legacy_state_dict(path, tensors: dict[str, np.ndarray], rebuild: str) -> None:
+    """Writes float32 tensors in torch's pre-1.6 sequential format, without torch.
+
+    Magic number, protocol 1001 and system info (each a pickle), the object pickle
+    (`torch_state_dict_pickle`), the pickled list of storage keys, then per storage its int64 element
+    count and raw little-endian bytes. golden/make_protocol_goldens.py checks that torch.load reads it.
+    """
+    import pickle
+
+    with open(path, "wb") as f:
+        f.write(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2))
+        f.write(pickle.dumps(1001, protocol=2))
+        f.write(pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                              "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2))
+        f.write(torch_state_dict_pickle(tensors, rebuild=rebuild, legacy=True))
+        f.write(pickle.dumps([str(i) for i in range(len(tensors))], protocol=2))
+        for array in tensors.values():
+            f.write(np.int64(array.size).tobytes())
+            f.write(np.ascontiguousarray(array, "<f4").tobytes())

@@ -3,22 +3,26 @@ prepared synthetic dataset. The tool's main() runs in this process (flags parsed
 command line); one test starts it as a real subprocess.
 """
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pggan import checkpoint, evaluation, media
 from pggan.data import config as data_config
 from pggan.metrics import WEIGHTS_ENV, MetricSuite
 from pggan.metrics.inception_weights import expected_state_dict_shapes
-from tests.metrics_support import random_inception_state_dict, write_torch_zip_state_dict
+from tests.metrics_support import golden_images, random_inception_state_dict, write_torch_zip_state_dict
 from tests import tool_support
 from tests.run_support import REPO, load_recipe, write_checkpoints
 
 TOOL = os.path.join(REPO, "tools", "evaluate.py")
+GOLDEN = Path(__file__).parent / "golden"
 STAGES = ((1000, 8, 1.0), (2000, 16, 1.0))  # (step, resolution, alpha) of the two checkpoints
 NUM_IMAGES = 20
 
@@ -57,8 +61,9 @@ def test_all_checkpoints_give_a_table_and_records_that_follow_the_protocol(run, 
     assert [(r["step"], r["resolution"], r["alpha"], r["metric_resolution"]) for r in records] == [
         (1000, 8, 1.0, 16), (2000, 16, 1.0, 16)]
     for r in records:
-        assert (r["source"], r["network"], r["num_images"], r["dataset"]) == ("evaluate.py", "ema", NUM_IMAGES,
-                                                                              "synthetic16")
+        assert (r["source"], r["network"], r["reals"]) == ("evaluate.py", "ema", "synthetic16")
+        assert r["details"] == {"swd": {"num_reals": NUM_IMAGES, "num_fakes": NUM_IMAGES},
+                                "ms_ssim": {"num_fakes": NUM_IMAGES}}
         assert sorted(r["metrics"]) == ["ms_ssim", "swd_16", "swd_avg"]
         assert r["metrics"]["swd_16"] == r["metrics"]["swd_avg"] > 0 and 0 < r["metrics"]["ms_ssim"] < 1
     lines = capsys.readouterr().out.splitlines()
@@ -67,10 +72,14 @@ def test_all_checkpoints_give_a_table_and_records_that_follow_the_protocol(run, 
     for line, r in zip(table[1:], records):
         assert line.split() == [str(r["step"]), f"{r['kimg']:.1f}", str(r["resolution"]), "1.000",
                                 *(f"{r['metrics'][k]:.4g}" for k in ("swd_16", "swd_avg", "ms_ssim"))]
+    counts = lines[lines.index(next(line for line in lines if line.split()[:1] == ["metric"])):][:3]
+    assert [line.split() for line in counts] == [["metric", "protocol", "reals", "fakes"],
+                                                 ["swd", "-", str(NUM_IMAGES), str(NUM_IMAGES)],
+                                                 ["ms_ssim", "-", "-", str(NUM_IMAGES)]]
 
     # The 8 px checkpoint, re-derived by hand: the seeded real subset read from the 8 px level, the
     # generator called directly on the seeded latents, both upscaled 2x, scored by a fresh suite.
-    indices = np.sort(np.random.default_rng([0, 0]).choice(dataset.num_examples, NUM_IMAGES, replace=False))
+    indices = np.random.default_rng([0, 0]).permutation(dataset.num_examples)[:NUM_IMAGES]
     reals, _ = dataset.level(8).read(indices)
     generator, _ = checkpoint.load_generator(workdir, step=1000)
     latents = np.random.default_rng([0, 1]).standard_normal((NUM_IMAGES, generator.spec.latent_size),
@@ -119,16 +128,18 @@ def test_inception_metrics_from_a_weights_file(run, tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     weights = tmp_path / "pt_inception.pth"
     write_torch_zip_state_dict(weights, random_inception_state_dict(expected_state_dict_shapes()))
-    assert _tool(f"--workdir={workdir}", "--metrics=swd,ms_ssim,fid,kid,is,pr", "--num_images=10",
-                 "--batch_size=16", f"--inception_weights={weights}", f"--cache_dir={tmp_path / 'cache'}") == 0
+    assert _tool(f"--workdir={workdir}", "--metrics=swd,ms_ssim,fid,kid,is,pr_inception", "--num_images=10",
+                 "--num_reals=10", "--num_fakes=10", "--batch_size=16", f"--inception_weights={weights}",
+                 f"--cache_dir={tmp_path / 'cache'}") == 0
     record = _records_from(workdir, 1)[0]
-    assert record["step"] == 2000 and record["num_images"] == 10
+    assert record["step"] == 2000 and record["details"]["fid"] == {"protocol": "tf1", "num_reals": 10,
+                                                                   "num_fakes": 10}
     scores = record["metrics"]
     assert set(scores) == {"swd_16", "swd_avg", "ms_ssim", "fid", "kid_mean", "kid_std", "is_mean", "is_std",
-                           "precision", "recall"}
+                           "precision_inception", "recall_inception"}
     assert all(np.isfinite(v) for v in scores.values())
     assert scores["fid"] > 0 and 1.0 <= scores["is_mean"] <= 1008.0
-    assert 0.0 <= scores["precision"] <= 1.0 and 0.0 <= scores["recall"] <= 1.0
+    assert 0.0 <= scores["precision_inception"] <= 1.0 and 0.0 <= scores["recall_inception"] <= 1.0
     (cached,) = (tmp_path / "cache" / "real_stats").iterdir()
     with np.load(cached) as data:
         assert data["inception_features"].shape == (10, 2048) and data["inception_cov"].shape == (2048, 2048)
@@ -172,3 +183,100 @@ def test_command_line_error_exits_with_status_one(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: no checkpoints in")
     assert "Traceback" not in result.stderr
+
+
+def _write_folder(path, images, names=None):
+    """PNG files 000.png, 001.png, ... (or `names`) of uint8 [N, H, W, C] images; returns the folder."""
+    path.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path / (names or {}).get(i, f"{i:03d}.png"))
+    return path
+
+
+def _folder_record(capsys) -> dict:
+    """The JSON record that a folder evaluation prints last."""
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_folders_score_as_the_dataset_on_the_same_images(run, tmp_path, capsys):
+    """A folder holding the dataset's images scores exactly as the prepared dataset (same order, same subsets);
+    a corrupt file among the fakes is skipped and named."""
+    _, cache, dataset = run
+    reals, _ = dataset.level(16).read_range(0, dataset.num_examples)
+    real_dir = _write_folder(tmp_path / "reals", reals)
+    fake_dir = _write_folder(tmp_path / "fakes", np.random.default_rng(3).integers(0, 256, (24, 16, 16, 3),
+                                                                                    dtype=np.uint8))
+    (fake_dir / "zz_broken.png").write_bytes(b"\x89PNG not really")
+    common = (f"--fakes={fake_dir}", "--metrics=swd,ms_ssim", f"--num_images={NUM_IMAGES}", "--batch_size=8",
+              f"--cache_dir={cache}")
+    assert _tool(*common, f"--reals={real_dir}") == 0
+    from_folder = _folder_record(capsys)
+    data_dir = os.path.dirname(os.path.dirname(dataset.path))
+    assert _tool(*common, f"--reals={dataset.name}", f"--data_dir={data_dir}") == 0
+    from_dataset = _folder_record(capsys)
+    assert from_folder["metrics"] == from_dataset["metrics"] and from_folder["metrics"]["swd_avg"] > 0
+    assert from_folder["details"] == from_dataset["details"] == {
+        "swd": {"num_reals": NUM_IMAGES, "num_fakes": NUM_IMAGES}, "ms_ssim": {"num_fakes": NUM_IMAGES}}
+    assert (from_folder["reals"], from_folder["fakes"], from_dataset["reals"]) == (str(real_dir), str(fake_dir),
+                                                                                   "synthetic16")
+
+
+def test_metrics_of_the_fakes_alone_need_no_reals(tmp_path, capsys):
+    fake_dir = _write_folder(tmp_path / "fakes", np.random.default_rng(4).integers(0, 256, (12, 16, 16, 3),
+                                                                                    dtype=np.uint8))
+    assert _tool(f"--fakes={fake_dir}", "--metrics=ms_ssim", "--num_images=10", f"--cache_dir={tmp_path}") == 0
+    record = _folder_record(capsys)
+    assert record["reals"] == "none" and record["details"] == {"ms_ssim": {"num_fakes": 10}}
+    assert 0 < record["metrics"]["ms_ssim"] < 1
+
+
+def test_fid_of_more_fakes_than_reals_and_statistics_written_then_read(tmp_path, monkeypatch, capsys):
+    """12 fakes against 10 reals; --save_stats writes the reals' statistics, --reference_stats reads them
+    back and gives the same FID; the counts are printed and recorded next to each figure."""
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    weights = tmp_path / "pt_inception.pth"
+    write_torch_zip_state_dict(weights, random_inception_state_dict(expected_state_dict_shapes()))
+    real_dir = _write_folder(tmp_path / "reals", golden_images(10, size=24, seed=5))
+    fake_dir = _write_folder(tmp_path / "fakes", golden_images(12, size=24, seed=6))
+    common = (f"--fakes={fake_dir}", "--metrics=fid", "--batch_size=16", f"--inception_weights={weights}",
+              f"--cache_dir={tmp_path / 'cache'}")
+    assert _tool(*common, f"--reals={real_dir}", f"--save_stats={tmp_path / 'reals.npz'}") == 0
+    out = capsys.readouterr().out
+    from_images = json.loads(out.strip().splitlines()[-1])
+    assert from_images["details"] == {"fid": {"protocol": "tf1", "num_fakes": 12, "num_reals": 10}}
+    assert from_images["metrics"]["fid"] > 0 and ["fid", "tf1", "10", "12"] in [line.split() for line in out.splitlines()]
+    with np.load(tmp_path / "reals.npz") as saved:
+        assert (str(saved["pggan_protocol"]), int(saved["num_images"]), saved["mu"].shape) == ("tf1", 10, (2048,))
+    assert _tool(*common, f"--reference_stats={tmp_path / 'reals.npz'}") == 0
+    from_stats = _folder_record(capsys)
+    assert from_stats["metrics"]["fid"] == pytest.approx(from_images["metrics"]["fid"], rel=1e-9)
+    assert from_stats["details"] == from_images["details"] and from_stats["reals"] == str(tmp_path / "reals.npz")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--metrics=swd", "--fakes={mixed}", "--reals={mixed}"), "swd and ms_ssim need square images all of one size, got 16x16, 20x20"),
+    (("--metrics=fid,kid", "--fakes={mixed}", f"--reference_stats={GOLDEN}/pytorch_fid_stats_64d.npz"),
+     "serve fid, is and ms_ssim only: drop kid"),
+    (("--metrics=fid", "--fakes={mixed}", f"--reference_stats={GOLDEN}/pytorch_fid_stats_64d.npz"),
+     "holds statistics of 64-d features"),
+    (("--metrics=fid", "--fakes={mixed}", "--reference_stats={mixed}/a.png"), "is not a readable .npz"),
+    (("--metrics=fid", "--fakes={mixed}"), "nothing to compare"),
+    (("--metrics=fid", "--fakes={mixed}", "--reals={mixed}", "--dataset=x"), "--reals and --dataset both choose"),
+    (("--metrics=fid", "--fakes={empty}", "--reals={mixed}"), "no images"),
+])
+def test_folder_requests_give_one_line_errors(tmp_path, capsys, args, message):
+    mixed = _write_folder(tmp_path / "mixed", [np.zeros((16, 16, 3), np.uint8), np.zeros((20, 20, 3), np.uint8)],
+                          {0: "a.png", 1: "b.png"})
+    (tmp_path / "empty").mkdir()
+    assert _tool(f"--cache_dir={tmp_path}", "--num_images=10", *(a.format(mixed=mixed, empty=tmp_path / "empty")
+                                                                  for a in args)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_a_run_given_as_fakes_is_scored_as_with_workdir(run, tmp_path):
+    workdir, cache, _ = run
+    common = ("--metrics=swd", f"--num_images={NUM_IMAGES}", "--batch_size=8", f"--cache_dir={cache}")
+    assert _tool(f"--workdir={workdir}", *common) == 0 and _tool(f"--fakes={workdir}", *common) == 0
+    first, second = _records_from(workdir, 2)
+    assert first["metrics"] == second["metrics"] and first["step"] == second["step"]

@@ -19,7 +19,7 @@ def _pair(size, noise, seed):
 
 
 def _reference_ms_ssim(x, y):
-    """MS-SSIM of one pair [H, W, C] in float64, written from the paper's recipe (METRICS.md)."""
+    """MS-SSIM of one pair [H, W, C] in float64, written from the paper's recipe."""
     x, y = x.astype(np.float64), y.astype(np.float64)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     ssims, css = [], []

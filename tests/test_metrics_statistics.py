@@ -12,7 +12,7 @@ import scipy.stats
 from tests.metrics_support import random_features
 from pggan.metrics.errors import MetricInputError
 from pggan.metrics.precision_recall import precision_recall
-from pggan.metrics.statistics import (frechet_distance, inception_score, kernel_inception_distance,
+from pggan.metrics.statistics import (FeatureMoments, frechet_distance, inception_score, kernel_inception_distance,
                                       kid_subset_indices, mean_and_covariance)
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -109,3 +109,13 @@ def test_precision_counts_the_boundary_as_inside():
     assert precision == 0.5
     with pytest.raises(MetricInputError, match="more than k=3"):
         precision_recall(real[:3], fake)
+
+
+def test_streaming_moments_equal_numpy_whatever_the_batches():
+    features = random_features(50, 16, 3.0, seed=4) + 100.0  # far from zero-mean: no cancellation allowed
+    moments = FeatureMoments()
+    for start in (0, 1, 8, 30):
+        moments.add(features[start:{0: 1, 1: 8, 8: 30, 30: 50}[start]])
+    mean, cov = moments.result()
+    np.testing.assert_allclose(mean, features.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(cov, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-12)

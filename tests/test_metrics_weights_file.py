@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from tests import pickle_fuzz
-from tests.metrics_support import (random_inception_state_dict, torch_state_dict_pickle, torch_storages,
-                                   write_torch_zip, write_torch_zip_state_dict)
+from tests.metrics_support import (random_inception_state_dict, tiny_float_tensors, torch_state_dict_pickle,
+                                   torch_storages, write_torch_zip, write_torch_zip_state_dict)
 from pggan.metrics import inception_weights
 from pggan.metrics.errors import UnsafeWeightsFileError, WeightsFileError
-from pggan.metrics.inception_weights import (WEIGHTS_URL, convert_state_dict,
-                                             expected_state_dict_shapes, load_inception_params,
-                                             resolve_weights_path)
+from pggan.metrics.inception_weights import (INCEPTION_WEIGHTS, WEIGHTS_URL, convert_state_dict,
+                                             expected_state_dict_shapes)
 from pggan.metrics.torch_pickle import load_torch_state_dict
+from pggan.metrics.weights_files import load_params, resolve_weights_path
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -35,6 +35,15 @@ def test_reads_torch_written_files_exactly(name):
         assert loaded[key].dtype == expected[key].dtype, key
         np.testing.assert_array_equal(loaded[key], expected[key], err_msg=key)
     assert loaded["transposed"].shape == (4, 3)  # a strided view into a shared storage
+
+
+def test_reads_files_of_torch_before_0_4():
+    """torch._utils._rebuild_tensor (no requires_grad): the format of torchvision's vgg16-397923af.pth."""
+    loaded = load_torch_state_dict(GOLDEN / "tiny_state_dict_legacy_v1.pth")
+    expected = tiny_float_tensors()
+    assert sorted(loaded) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
 
 
 class _Payload:
@@ -226,14 +235,14 @@ def test_read_errors_give_one_line_errors(tmp_path, monkeypatch):
 def test_missing_weights_say_where_to_get_them(monkeypatch, tmp_path):
     monkeypatch.delenv(inception_weights.WEIGHTS_ENV, raising=False)
     with pytest.raises(WeightsFileError) as error:
-        resolve_weights_path(None)
+        resolve_weights_path(INCEPTION_WEIGHTS, None)
     message = str(error.value)
     assert WEIGHTS_URL in message and inception_weights.WEIGHTS_ENV in message and "\n" not in message
     with pytest.raises(WeightsFileError, match="does not exist"):
-        resolve_weights_path(tmp_path / "nowhere.pth")
+        resolve_weights_path(INCEPTION_WEIGHTS, tmp_path / "nowhere.pth")
     monkeypatch.setenv(inception_weights.WEIGHTS_ENV, str(tmp_path / "also_nowhere.pth"))
     with pytest.raises(WeightsFileError, match="also_nowhere"):
-        resolve_weights_path(None)
+        resolve_weights_path(INCEPTION_WEIGHTS, None)
 
 
 def test_conversion_rejects_the_wrong_network():
@@ -267,7 +276,7 @@ def test_load_converts_once_and_caches(tmp_path, monkeypatch):
     write_torch_zip_state_dict(pth, state)
     monkeypatch.setenv(inception_weights.WEIGHTS_ENV, str(pth))
     cache = tmp_path / "cache"
-    params = load_inception_params(cache=cache)
+    params = load_params(INCEPTION_WEIGHTS, cache=cache)
     cached = list(cache.glob("inception_fid_*.npz"))
     assert len(cached) == 1
     np.testing.assert_array_equal(params["Conv2d_1a_3x3/conv/kernel"],
@@ -277,8 +286,8 @@ def test_load_converts_once_and_caches(tmp_path, monkeypatch):
         edited = {k: data[k] for k in data.files}
     edited["fc/kernel"] = edited["fc/kernel"] + 1.0
     np.savez(cached[0], **edited)
-    np.testing.assert_array_equal(load_inception_params(pth, cache=cache)["fc/kernel"],
+    np.testing.assert_array_equal(load_params(INCEPTION_WEIGHTS, pth, cache=cache)["fc/kernel"],
                                   params["fc/kernel"] + 1.0)
     cached[0].write_bytes(b"damaged")  # a damaged cache is rebuilt from the .pth
-    np.testing.assert_array_equal(load_inception_params(pth, cache=cache)["fc/kernel"],
+    np.testing.assert_array_equal(load_params(INCEPTION_WEIGHTS, pth, cache=cache)["fc/kernel"],
                                   params["fc/kernel"])

@@ -54,7 +54,8 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
     by_step = {r["step"]: r for r in records}
     assert [by_step[s]["resolution"] for s in stage_ends] == [4, 8, 16]
     for r in records:
-        assert (r["source"], r["network"], r["num_images"], r["metric_resolution"]) == ("training", "ema", 16, 16)
+        assert (r["source"], r["network"], r["metric_resolution"], r["reals"]) == ("training", "ema", 16, "synthetic16")
+        assert r["details"] == {"swd": {"num_reals": 16, "num_fakes": 16}}
         assert sorted(r["metrics"]) == ["swd_16", "swd_avg"] and np.isfinite(r["metrics"]["swd_avg"])
     # Mid fade-in to 16x16: evaluated at the alpha of the last round (it started at 480 images), as saved.
     assert by_step[512]["alpha"] == pytest.approx(0.75)

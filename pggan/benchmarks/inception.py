@@ -12,7 +12,7 @@ import time
 import numpy as np
 from flax import nnx
 
-from pggan.metrics.inception_features import InceptionFeatureExtractor
+from pggan.metrics.feature_extraction import InceptionFeatureExtractor
 from pggan.metrics.inception_weights import abstract_inception
 
 

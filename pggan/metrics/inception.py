@@ -5,58 +5,21 @@ auxiliary head, BasicConv = conv (no bias) + BatchNorm (eps 1e-3, running statis
 two FID patches: the pool branch of blocks A, C and E_1 averages 3x3/s1/p1 *excluding* padding, the
 pool branch of `Mixed_7c` (E_2) takes the 3x3/s1/p1 *maximum*. Module and attribute names follow the
 PyTorch state dict (`Mixed_5b.branch1x1.conv.weight` -> `Mixed_5b/branch1x1/conv/kernel`), so the
-weight conversion is mechanical (see `inception_weights.py`). Layout is NHWC.
-
-Preprocessing matches the TF reference: TF1 bilinear resize to 299x299 (align_corners=False,
-half_pixel_centers=False, no antialias; NOT `jax.image.resize`), then (x - 128) / 128.
+weight conversion is mechanical (see `inception_weights.py`). Layout is NHWC. The input is 299x299,
+preprocessed by one of the protocols of `protocols.py`.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-INPUT_SIZE = 299
 NUM_CLASSES = 1008
 FEATURE_DIM = 2048
 BN_EPSILON = 1e-3
 TAP_NAMES = ("features_64", "features_192", "features_768", "features_2048", "logits")
 _PRECISION = jax.lax.Precision.HIGHEST  # metrics must not depend on TF32 defaults of accelerators
-
-
-def tf1_resize_indices(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TF1 `resize_bilinear` sampling (align_corners=False, half_pixel_centers=False).
-
-    Returns (lower int32 [out], upper int32 [out], lerp float32 [out]) with `src = dst * in / out`
-    in float32, `lower = floor(src)`, `upper = min(lower + 1, in - 1)`, `lerp = src - lower`.
-    """
-    scale = np.float32(in_size) / np.float32(out_size)
-    src = np.arange(out_size, dtype=np.float32) * scale
-    lower = np.floor(src).astype(np.int32)
-    upper = np.minimum(lower + 1, in_size - 1).astype(np.int32)
-    return lower, upper, (src - lower.astype(np.float32)).astype(np.float32)
-
-
-def tf1_resize_bilinear(images: jax.Array, height: int, width: int) -> jax.Array:
-    """Bilinear resize exactly as TF1 `tf.image.resize_bilinear` with default flags.
-
-    images: [N, H, W, C] any real dtype -> float32 [N, height, width, C].
-    """
-    x = images.astype(jnp.float32)
-    y0, y1, ly = tf1_resize_indices(x.shape[1], height)
-    x0, x1, lx = tf1_resize_indices(x.shape[2], width)
-    top, bottom = x[:, y0], x[:, y1]
-    lx = lx[None, None, :, None]
-    top = top[:, :, x0] + (top[:, :, x1] - top[:, :, x0]) * lx
-    bottom = bottom[:, :, x0] + (bottom[:, :, x1] - bottom[:, :, x0]) * lx
-    return top + (bottom - top) * ly[None, :, None, None]
-
-
-def preprocess(images: jax.Array) -> jax.Array:
-    """uint8 [N, H, W, 3] (0..255) -> float32 [N, 299, 299, 3] in [-1, 1] as the TF FID graph."""
-    return (tf1_resize_bilinear(images, INPUT_SIZE, INPUT_SIZE) - 128.0) / 128.0
 
 
 def _pairs(v: int | tuple[int, int]) -> tuple[int, int]:

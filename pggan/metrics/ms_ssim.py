@@ -138,6 +138,11 @@ class MSSSIMDiversity:
         self._total += float(np.sum(scores, dtype=np.float64))
         self._pairs += num_pairs
 
+    @property
+    def num_images(self) -> int:
+        """Images added so far (complete pairs and a leftover)."""
+        return 2 * self._pairs + (0 if self._leftover is None else len(self._leftover))
+
     def result(self) -> float:
         """Mean MS-SSIM over all complete pairs added."""
         if not self._pairs:

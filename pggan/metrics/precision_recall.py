@@ -1,8 +1,10 @@
-"""Improved precision and recall (Kynkaanniemi et al. 2019) on Inception features, jitted.
+"""Improved precision and recall (Kynkaanniemi et al. 2019) on feature vectors (Inception or VGG16), jitted.
 
 Each set's manifold is the union of balls around its samples with radius the distance to the k-th
 nearest other sample of the same set (k = 3, self excluded). Precision = share of fakes inside some
-real ball, recall = share of reals inside some fake ball; a point on a boundary counts as inside.
+real ball, recall = share of reals inside some fake ball; a point on a boundary counts as inside. StyleGAN2-ADA
+and torch-fidelity compute the same on VGG16 fc2 features (`pr_vgg16`); StyleGAN2-ADA rounds the features and
+the radii to float16 first, so boundary cases may differ there.
 
 Distances are computed on the device in float32 (precision HIGHEST), on features centred by the
 real mean, in row chunks so that memory stays O(chunk x N).

@@ -26,10 +26,45 @@ def _as_features(features: np.ndarray, what: str, min_count: int = 2) -> np.ndar
     return features
 
 
+class FeatureMoments:
+    """Streaming mean and unbiased covariance of feature rows, in float64, without keeping the rows.
+
+    Sums of `x - shift` and of their outer products, with `shift` the first batch's mean, so that
+    `(S - n m m^T) / (n - 1)` does not cancel (features are far from zero-mean). Memory: D^2 float64.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self._shift = self._sum = self._outer = None
+
+    def add(self, features: np.ndarray) -> None:
+        """Adds rows: float [B, D] (B >= 1)."""
+        x = np.asarray(features, np.float64)
+        if self._shift is None:
+            self._shift = x.mean(axis=0)
+            self._sum = np.zeros_like(self._shift)
+            self._outer = np.zeros((x.shape[1], x.shape[1]))
+        x = x - self._shift
+        self.count += x.shape[0]
+        self._sum += x.sum(axis=0)
+        self._outer += x.T @ x
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean float64 [D], unbiased covariance float64 [D, D]); needs at least 2 rows."""
+        if self.count < 2:
+            raise MetricInputError(f"mean/covariance: expected at least 2 feature rows, got {self.count}")
+        shifted_mean = self._sum / self.count
+        cov = (self._outer - self.count * np.outer(shifted_mean, shifted_mean)) / (self.count - 1)
+        if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(shifted_mean))):
+            raise MetricInputError("mean/covariance: features contain NaN or infinity")
+        return self._shift + shifted_mean, (cov + cov.T) / 2
+
+
 def mean_and_covariance(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean float64 [D] and unbiased covariance float64 [D, D] of features [N, D] (N >= 2)."""
-    features = _as_features(features, "mean/covariance")
-    return features.mean(axis=0), np.cov(features, rowvar=False)
+    moments = FeatureMoments()
+    moments.add(_as_features(features, "mean/covariance"))
+    return moments.result()
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ storage, `<name>/data/<key>`) and the older sequential format (magic number, pro
 the object pickle, the storage keys, then each storage as an int64 element count and raw bytes).
 
 The object pickle is read by a restricted unpickler that admits only what a state dict of tensors
-needs: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` (replaced by a NumPy stand-in)
+needs: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` and its predecessor
+`_rebuild_tensor` (both replaced by a NumPy stand-in)
 and the `torch.<Type>Storage` markers reached through persistent ids. Any other global
 (`os.system`, `builtins.eval`, ...) raises `UnsafeWeightsFileError` before anything is called.
 
@@ -105,8 +106,8 @@ class _RestrictedUnpickler(BoundedUnpickler):
     def find_class(self, module: str, name: str):
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return self._rebuild_tensor
+        if (module, name) in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
+            return self._rebuild_tensor  # the second is written by torch < 0.4 (e.g. vgg16-397923af.pth)
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
         raise UnsafeWeightsFileError(
@@ -132,7 +133,8 @@ class _RestrictedUnpickler(BoundedUnpickler):
 
     def _rebuild_tensor(self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                         metadata=None):
-        """NumPy stand-in for `torch._utils._rebuild_tensor_v2`: a read-only strided view into the storage."""
+        """NumPy stand-in for `torch._utils._rebuild_tensor_v2` (and `_rebuild_tensor` of torch < 0.4, which
+        takes the first four arguments): a read-only strided view into the storage."""
         del requires_grad, backward_hooks, metadata  # autograd details that arrays do not have
         if not isinstance(storage, _Storage):
             raise MalformedFileError("a tensor without a storage")
