@@ -101,17 +101,16 @@ class Trainer:
 
     def _restore_or_init(self) -> tuple[dict, dict]:
         """(state, progress). progress: host-side counters; 'phase' is the last round's Phase as a dict."""
-        latest = self.store.latest_step()
-        if latest is None:
+        restored = self.store.restore_newest(self.step.abstract_state(), self._check_resumable)
+        if restored is None:
             logging.info("Starting a new run in %s (%d devices, %d processes).", self.workdir, self.num_devices,
                          jax.process_count())
             self.writer.write_config(self.config)
             progress = {"nimg": 0, "round": 0, "tick": 0, "tick_start_nimg": 0, "elapsed_sec": 0.0, "phase": None}
             return self.step.init_state(self.config.seed), {**progress, "last_saved_nimg": None}
-        self._check_resumable(self.store.meta(latest))
-        state, meta = self.store.restore(latest, self.step.abstract_state())
+        step, state, meta = restored
         logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
-                     latest, meta["nimg"] / 1000, meta["phase"]["resolution"], self.workdir, self.num_devices,
+                     step, meta["nimg"] / 1000, meta["phase"]["resolution"], self.workdir, self.num_devices,
                      jax.process_count())
         progress = {k: meta[k] for k in ("nimg", "round", "tick", "tick_start_nimg", "elapsed_sec", "phase")}
         return state, {**progress, "last_saved_nimg": meta["nimg"]}

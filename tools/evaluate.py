@@ -56,14 +56,16 @@ _FIXED_COLUMNS = (("step", "{:d}"), ("kimg", "{:.1f}"), ("resolution", "{:d}"), 
 
 
 def _steps(workdir: str) -> list[int]:
-    """The checkpoints to evaluate, in step order."""
+    """The checkpoints to evaluate, in step order; damaged ones are skipped with a warning (or refused if
+    asked for by --step)."""
     if not _ALL.value:
         choice = cli.checkpoint_choice()
-        return [checkpoint.select_step(workdir, step=choice["step"], resolution=choice["resolution"])]
+        return [checkpoint.select_step(workdir, step=choice["step"], resolution=choice["resolution"],
+                                       network=choice["network"])]
     for name in ("step", "resolution"):
         if flags.FLAGS[name].present:
             raise cli.UsageError(f"--all evaluates every checkpoint: drop --{name}")
-    return checkpoint.all_steps(workdir)
+    return checkpoint.intact_steps(workdir, checkpoint.all_steps(workdir), cli.NETWORK.value)
 
 
 def _open_run_dataset(workdir: str, step: int):
