@@ -131,13 +131,16 @@ class Trainer:
 
         A state that ends its resolution stage (the next round trains at another resolution, or
         training is complete) is kept for good. While the latest steps had non-finite gradients the
-        state may have diverged: it is not checkpointed (except at the end of training), so that the
-        newest checkpoint stays the last good one.
+        state may have diverged: it is never checkpointed, so that the newest checkpoint stays the
+        last good one, and at the end of training that ends the run with a TrainingError.
         """
         if progress["last_saved_nimg"] == progress["nimg"] or progress["phase"] is None:
             return
-        consecutive = self._check_nonfinite(state)
-        if consecutive and progress["nimg"] < self.total_nimg:
+        consecutive = self._nonfinite_streak(state["counters"]["consecutive_nonfinite"], progress)
+        if consecutive and progress["nimg"] >= self.total_nimg:
+            raise self._diverged(f"training reached {self.total_nimg / 1000:g} kimg with its last {consecutive} steps "
+                                 "skipped for non-finite gradients, so its final state was not checkpointed", progress)
+        if consecutive:
             logging.warning("No checkpoint at %.1f kimg: the last %d steps had non-finite gradients; the newest "
                             "checkpoint stays the one at %s.", progress["nimg"] / 1000, consecutive,
                             "none" if progress["last_saved_nimg"] is None else
@@ -159,7 +162,34 @@ class Trainer:
     # ------------------------------------------------------------------------------------- the loop
 
     def run(self) -> None:
-        inputs, sums = None, None
+        """Trains to the end of the schedule or until a stop request (SIGTERM, Ctrl-C).
+
+        Raises TrainingError (one line) when the run diverged (see `_nonfinite_streak`, `_save`) or
+        cannot be resumed; the checkpoint saves in flight are completed first.
+        """
+        try:
+            progress, stop = self._train()
+            self._close()
+        except Exception:
+            self._close()
+            raise
+        if stop.requested:
+            saved = progress["last_saved_nimg"]
+            logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
+                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
+                         f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
+        else:
+            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
+                         _format_duration(progress["elapsed_sec"]), self.store.directory)
+
+    def _close(self) -> None:
+        """Completes the checkpoint saves in flight and closes the writers."""
+        self.store.close()
+        self.writer.close()
+
+    def _train(self) -> tuple[dict, preemption.StopRequest]:
+        """The loop of rounds, ticks and checkpoints; returns (progress, the stop request) at its end."""
+        inputs, sums, streak = None, None, None
         with preemption.StopRequest(self.mesh) as stop:
             state, progress = self._restore_or_init()
             tick_start_time = run_start = time.time()
@@ -178,6 +208,7 @@ class Trainer:
                     state = self.step.reset_optimizers(state)
                 state, round_sums = self._run_round(state, inputs, phase, progress)
                 stop.after_round()
+                streak = self._watch_streak(streak, state, progress)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
                 previous_nimg = progress["nimg"]
                 progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
@@ -193,16 +224,7 @@ class Trainer:
         if inputs is not None:
             inputs.close()
         self._save(state, progress)
-        self.store.close()
-        self.writer.close()
-        if stop.requested:
-            saved = progress["last_saved_nimg"]
-            logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
-                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
-                         f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
-        else:
-            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
-                         _format_duration(progress["elapsed_sec"]), self.store.directory)
+        return progress, stop
 
     def _start_inputs(self, phase, position: int) -> "_Inputs":
         """The input of a (resolution, minibatch) stage: the level on the devices, or the host pipeline."""
@@ -256,23 +278,44 @@ class Trainer:
             means["d_loss"], means["g_loss"], means["gradient_penalty"], scalars["img_per_sec"], sec_per_kimg,
             skipped["skipped_d"], skipped["skipped_g"], _format_duration(remaining_kimg * sec_per_kimg))
         self.writer.scalars(progress["nimg"], scalars)
-        self._check_nonfinite(state)
+        self._nonfinite_streak(state["counters"]["consecutive_nonfinite"], progress)
         if progress["tick"] % self.config.samples.every_ticks == 0 or progress["nimg"] >= self.total_nimg:
             self._write_fakes_grid(state, progress["nimg"], phase)
         if progress["tick"] % self.config.checkpoint.every_ticks == 0:
             self._save(state, progress)
 
-    def _check_nonfinite(self, state) -> int:
+    def _watch_streak(self, previous: jax.Array | None, state: dict, progress: dict) -> jax.Array | None:
+        """Checks the previous round's non-finite streak (`_nonfinite_streak`) and returns this round's.
+
+        Read one round late, the check waits only for a round that is done or nearly (the devices
+        have the next one queued); it is copied now because the next round consumes the state. The
+        compiled round changes nothing once the streak reaches the limit (`StepConfig`), so the run
+        stops at exactly the limit. None when there is no limit.
+        """
+        if not self.config.max_consecutive_nonfinite:
+            return None
+        if previous is not None:
+            self._nonfinite_streak(previous, progress)
+        return jnp.copy(state["counters"]["consecutive_nonfinite"])
+
+    def _nonfinite_streak(self, counter: jax.Array, progress: dict) -> int:
         """The number of latest consecutive steps with non-finite gradients; TrainingError at the limit."""
-        consecutive = int(jax.device_get(state["counters"]["consecutive_nonfinite"]))
+        consecutive = int(jax.device_get(counter))
         limit = self.config.max_consecutive_nonfinite
         if limit and consecutive >= limit:
-            self.store.close()
-            raise TrainingError(
-                f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
-                f"(limit config.max_consecutive_nonfinite={limit}); the last good checkpoint is kept in "
-                f"{self.store.directory}. Lower the learning rate or check the data, then resume.")
+            raise self._diverged(f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
+                                 f"(limit config.max_consecutive_nonfinite={limit})", progress)
         return consecutive
+
+    def _diverged(self, what: str, progress: dict) -> TrainingError:
+        """The one-line error of a diverged run: what happened, the last good checkpoint, what to do."""
+        saved = progress["last_saved_nimg"]
+        if saved is None:
+            return TrainingError(f"{what}; no checkpoint was written before. Lower the learning rate or check the "
+                                 "data, then run the same command to start again")
+        return TrainingError(f"{what}; the last good checkpoint is {saved} ({saved / 1000:.1f} kimg) in "
+                             f"{self.store.directory}. Lower the learning rate or check the data, then run the same "
+                             "command to resume from it")
 
     def _upscaled_grid(self, images: np.ndarray) -> np.ndarray:
         factor = self.spec.resolution // images.shape[1]

@@ -62,6 +62,8 @@ class StepConfig:
     max_microbatch_per_device: ((resolution, images), ...): at these resolutions each device runs its
       minibatch as microbatches of at most that many images and accumulates the gradients
       (`pggan.microbatching`); a memory setting that does not change the results.
+    max_consecutive_nonfinite: once this many repeats in a row had a non-finite gradient, the rest
+      of the round changes nothing (the trainer then stops at exactly this count); 0 = no limit.
     """
 
     g_beta1: float = 0.0
@@ -78,6 +80,7 @@ class StepConfig:
     repeats_per_call: int = 0
     normalization: normalization.NormalizationConfig = normalization.NormalizationConfig()
     max_microbatch_per_device: tuple[tuple[int, int], ...] = ()
+    max_consecutive_nonfinite: int = 0
 
     @classmethod
     def from_config(cls, config, schedule, label_probs: tuple[float, ...] | None = None) -> "StepConfig":
@@ -88,7 +91,8 @@ class StepConfig:
                    minibatch_repeats=schedule.minibatch_repeats, d_repeats=schedule.d_repeats,
                    g_repeats=schedule.g_repeats, label_probs=label_probs, data_seed=config.seed,
                    normalization=normalization.NormalizationConfig.from_config(config.d_normalization),
-                   max_microbatch_per_device=tuple(sorted(schedule.max_microbatch_per_device.items())))
+                   max_microbatch_per_device=tuple(sorted(schedule.max_microbatch_per_device.items())),
+                   max_consecutive_nonfinite=config.max_consecutive_nonfinite)
 
 
 def state_nbytes(spec: networks.ModelSpec) -> int:
@@ -463,7 +467,15 @@ class TrainStep:
             sums = add(sums, {"skipped_d": d_skipped, "skipped_g": g_skipped})
             return {**state, "counters": counters}, sums
 
+        def bounded_repeat(state, sums, i):
+            """one_repeat, or no change once the non-finite streak has reached the limit."""
+            limit = self.config.max_consecutive_nonfinite
+            if not limit:
+                return one_repeat(state, sums, i)
+            running = state["counters"]["consecutive_nonfinite"] < limit
+            return jax.tree.map(lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i), (state, sums))
+
         sums = {name: jnp.float32(0) for name in (*METRIC_NAMES, *COUNT_NAMES)}
         for i in range(count):
-            state, sums = one_repeat(state, sums, i)
+            state, sums = bounded_repeat(state, sums, i)
         return state, sums
