@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
+from pggan import checkpoint, disk, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.data.errors import DataError
 from pggan.schedule import Schedule
@@ -38,6 +38,8 @@ class TrainingError(Exception):
 
 # Errors whose one-line message is the whole story for the user (pggan.main prints them, exits 1).
 USER_ERRORS = (ConfigError, DataError, checkpoint.CheckpointError, TrainingError)
+# Room for the TensorBoard events and metrics.jsonl lines written between checkpoints.
+LOG_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -64,7 +66,11 @@ class Trainer:
         self.num_devices = self.mesh.size
         self.spec, self.loss_config, self.schedule = validate_training_config(config, self.num_devices)
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
-        check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
+        checkpoint_bytes, other_bytes = self._space_needed()
+        self.space_needed = checkpoint_bytes + other_bytes
+        check_workdir(self.workdir, self.space_needed,
+                      f"the next checkpoint ({disk.format_bytes(checkpoint_bytes)}, written beside the ones kept) with "
+                      f"samples and logs ({disk.format_bytes(other_bytes)})")
         # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
         # copy when every host has its own data_dir).
         self.dataset = parallel.process_zero_first(
@@ -91,6 +97,18 @@ class Trainer:
             self.grid_labels = sampling.one_hot_labels(classes, self.spec.label_size)
         self.abstract_generator = networks.abstract_generator(self.spec)
         self._stack = jax.jit(lambda xs: jnp.stack(xs), out_shardings=parallel.batch_sharded(self.mesh, 1))
+
+    def _space_needed(self) -> tuple[int, int]:
+        """(bytes of a checkpoint on the workdir's disk, bytes of the samples and logs written until the next one).
+
+        The samples: a grid PNG and its TensorBoard copy, at most their raw pixels each; the logs: the
+        events and metrics.jsonl lines of a few ticks (LOG_BYTES).
+        """
+        spectral = self.config.d_normalization.method == "spectral"
+        shapes = train_step.state_shapes(self.spec, spectral)
+        rows, cols = self._grid_shape()
+        grid = rows * cols * self.spec.resolution ** 2 * self.spec.num_channels
+        return checkpoint.disk_bytes(shapes, disk.block_size(self.workdir)), 2 * grid + LOG_BYTES
 
     def _grid_shape(self) -> tuple[int, int]:
         if self.config.samples.grid:
@@ -164,14 +182,17 @@ class Trainer:
     def run(self) -> None:
         """Trains to the end of the schedule or until a stop request (SIGTERM, Ctrl-C).
 
-        Raises TrainingError (one line) when the run diverged (see `_nonfinite_streak`, `_save`) or
-        cannot be resumed; the checkpoint saves in flight are completed first.
+        Raises TrainingError (one line) when the run diverged (see `_nonfinite_streak`, `_save`), cannot
+        be resumed, or finds its disk full (checkpoint, sample, event or metrics writes); the checkpoint
+        saves in flight are completed first.
         """
         try:
             progress, stop = self._train()
             self._close()
-        except Exception:
-            self._close()
+        except Exception as error:
+            self._close(error)
+            if disk.is_disk_full(error):
+                raise self._disk_full() from None
             raise
         if stop.requested:
             saved = progress["last_saved_nimg"]
@@ -182,10 +203,24 @@ class Trainer:
             logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
                          _format_duration(progress["elapsed_sec"]), self.store.directory)
 
-    def _close(self) -> None:
-        """Completes the checkpoint saves in flight and closes the writers."""
-        self.store.close()
-        self.writer.close()
+    def _disk_full(self) -> TrainingError:
+        """The one-line error of a run whose disk is full: the workdir, the space it needs, what to do."""
+        free, needed = disk.format_bytes(disk.free_bytes(self.workdir)), disk.format_bytes(self.space_needed)
+        return TrainingError(f"no space left on the disk of --workdir {self.workdir} ({free} free; the next checkpoint, "
+                             f"samples and logs need about {needed}): free space or move the run, then run the same "
+                             "command to resume from the newest complete checkpoint")
+
+    def _close(self, error: Exception | None = None) -> None:
+        """Completes the checkpoint saves in flight and closes the writers.
+
+        After the run ended with `error`, errors of a full disk (which repeat it) are dropped.
+        """
+        for close in (self.store.close, self.writer.close):
+            try:
+                close()
+            except Exception as close_error:
+                if error is None or not disk.is_disk_full(close_error):
+                    raise
 
     def _train(self) -> tuple[dict, preemption.StopRequest]:
         """The loop of rounds, ticks and checkpoints; returns (progress, the stop request) at its end."""
