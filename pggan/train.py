@@ -10,12 +10,13 @@ continues exactly where the checkpoint left off.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -186,14 +187,13 @@ class Trainer:
         be resumed, or finds its disk full (checkpoint, sample, event or metrics writes); the checkpoint
         saves in flight are completed first.
         """
-        try:
-            progress, stop = self._train()
+        with self._reporting_a_full_disk():
+            try:
+                progress, stop = self._train()
+            except Exception as error:
+                self._close(error)
+                raise
             self._close()
-        except Exception as error:
-            self._close(error)
-            if disk.is_disk_full(error):
-                raise self._disk_full() from None
-            raise
         if stop.requested:
             saved = progress["last_saved_nimg"]
             logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
@@ -203,12 +203,19 @@ class Trainer:
             logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
                          _format_duration(progress["elapsed_sec"]), self.store.directory)
 
-    def _disk_full(self) -> TrainingError:
-        """The one-line error of a run whose disk is full: the workdir, the space it needs, what to do."""
-        free, needed = disk.format_bytes(disk.free_bytes(self.workdir)), disk.format_bytes(self.space_needed)
-        return TrainingError(f"no space left on the disk of --workdir {self.workdir} ({free} free; the next checkpoint, "
-                             f"samples and logs need about {needed}): free space or move the run, then run the same "
-                             "command to resume from the newest complete checkpoint")
+    @contextlib.contextmanager
+    def _reporting_a_full_disk(self) -> Iterator[None]:
+        """Turns an error of a full disk into a one-line TrainingError: the workdir, the space it needs,
+        what to do."""
+        try:
+            yield
+        except Exception as error:
+            if not disk.is_disk_full(error):
+                raise
+            free, needed = disk.format_bytes(disk.free_bytes(self.workdir)), disk.format_bytes(self.space_needed)
+            raise TrainingError(f"no space left on the disk of --workdir {self.workdir} ({free} free; the next "
+                                f"checkpoint, samples and logs need about {needed}): free space or move the run, then "
+                                "run the same command to resume from the newest complete checkpoint") from None
 
     def _close(self, error: Exception | None = None) -> None:
         """Completes the checkpoint saves in flight and closes the writers.

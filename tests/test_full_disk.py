@@ -89,7 +89,7 @@ def test_a_disk_that_fills_up_mid_run_stops_it_in_one_line_and_loses_nothing(tmp
     fits, the second does not. The asynchronous save fails in Orbax's background thread."""
     mount = tmpfs("800k")
     workdir, data_dir = os.path.join(mount, "run"), str(tmp_path / "data")
-    command = _command(workdir, data_dir, "--config.checkpoint.async_save=true")
+    command = _command(workdir, data_dir, "--config.checkpoint.async_save=true", "--config.schedule.total_kimg=0.384")
     env = launcher_env(1, compilation_cache=str(tmp_path / "compiled"))
     run = TrainingProcess(command, env)
     assert run.wait() == 1, run.log[-3000:]
@@ -106,7 +106,7 @@ def test_a_disk_that_fills_up_mid_run_stops_it_in_one_line_and_loses_nothing(tmp
     run = TrainingProcess(command, env)
     assert run.wait() == 0, run.log[-3000:]
     assert "Resuming from checkpoint 160 " in run.log and "Training complete" in run.log
-    assert complete_steps(workdir)[-1] == 768
+    assert complete_steps(workdir)[-1] == 384
 
 
 def test_event_writes_on_a_full_disk_fail_in_the_caller_and_leave_nothing_for_exit(tmpfs):
