@@ -28,7 +28,7 @@ import dataclasses
 import json
 import os
 import textwrap
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import orbax.checkpoint as ocp
@@ -322,23 +322,34 @@ def _network_items(network: str) -> list[str]:
     return [NETWORK_ITEMS[network], "meta"]
 
 
-def _newest_intact(workdir: str, candidates: Sequence[int], items: Sequence[str], *, exact: bool) -> tuple[int, bool]:
-    """(step, verified) of the newest candidate whose files of `items` verify.
+def _intact(manager: ocp.CheckpointManager, steps: Iterable[int], items: Sequence[str], *,
+            exact: bool = False) -> Iterator[tuple[int, bool]]:
+    """(step, verified) for each of `steps` whose files of `items` verify, lazily.
 
-    Damaged candidates are skipped with a one-line warning; nothing is moved (a training run may be
-    using the workdir). With `exact` (a step the user asked for) a damaged one is the error itself.
+    A damaged one is skipped with a one-line warning; nothing is moved (a training run may be using
+    the workdir). With `exact` (a step the user asked for) a damaged one is the error itself.
     """
+    for step in steps:
+        try:
+            yield step, _verify(manager, step, items)
+        except CheckpointDamaged as damaged:
+            if exact:
+                raise CheckpointDamaged(damaged.step_dir, f"{damaged.reason}; choose another step (available: "
+                                        f"{sorted(manager.all_steps())})") from None
+            logging.warning("%s; skipping it.", damaged)
+
+
+def _all_damaged(workdir: str, steps: Sequence[int]) -> CheckpointError:
+    return CheckpointError(f"every checkpoint asked for in {workdir!r} ({', '.join(map(str, steps))}) is damaged "
+                           f"(see the warnings above); restore intact copies into {checkpoint_dir(workdir)}")
+
+
+def _newest_intact(workdir: str, candidates: Sequence[int], items: Sequence[str], *, exact: bool) -> tuple[int, bool]:
+    """(step, verified) of the newest candidate whose files of `items` verify (see `_intact`)."""
     with _manager(checkpoint_dir(workdir)) as manager:
-        for step in reversed(candidates):
-            try:
-                return step, _verify(manager, step, items)
-            except CheckpointDamaged as damaged:
-                if exact:
-                    raise CheckpointDamaged(damaged.step_dir, f"{damaged.reason}; choose another step (available: "
-                                            f"{sorted(manager.all_steps())})") from None
-                logging.warning("%s; skipping it.", damaged)
-    raise CheckpointError(f"every checkpoint that fits in {workdir!r} ({', '.join(map(str, candidates))}) is damaged "
-                          f"(see the warnings above); restore intact copies into {checkpoint_dir(workdir)}")
+        if newest := next(_intact(manager, reversed(candidates), items, exact=exact), None):
+            return newest
+    raise _all_damaged(workdir, candidates)
 
 
 def select_step(workdir: str, *, step: int | None = None, resolution: int | None = None,
@@ -359,19 +370,10 @@ def select_step(workdir: str, *, step: int | None = None, resolution: int | None
 def intact_steps(workdir: str, steps: Sequence[int], network: str = "ema") -> list[int]:
     """The given steps whose metadata and `network` generator verify, each damaged one skipped with a
     warning; CheckpointError if none is left."""
-    items = _network_items(network)
-    intact = []
     with _manager(checkpoint_dir(workdir)) as manager:
-        for step in steps:
-            try:
-                _verify(manager, step, items)
-                intact.append(step)
-            except CheckpointDamaged as damaged:
-                logging.warning("%s; skipping it.", damaged)
-    if not intact:
-        raise CheckpointError(f"every checkpoint of {workdir!r} asked for ({', '.join(map(str, steps))}) is damaged "
-                              f"(see the warnings above); restore intact copies into {checkpoint_dir(workdir)}")
-    return intact
+        if intact := [step for step, _ in _intact(manager, steps, _network_items(network))]:
+            return intact
+    raise _all_damaged(workdir, steps)
 
 
 def all_steps(workdir: str) -> list[int]:

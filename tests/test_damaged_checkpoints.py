@@ -5,6 +5,7 @@ test damages a copy of its workdir the way disks and people do (a truncated, del
 array file, a metadata JSON cut in half) and runs the same training command or a tool on it.
 """
 
+import gc
 import glob
 import json
 import logging
@@ -184,6 +185,9 @@ def test_readers_skip_or_refuse_damaged_checkpoints(run, caplog):
     assert meta["step"] == 256
 
 
+# Orbax's failed restore of the legacy checkpoint below leaves reads that fail after its event loop has
+# closed; Python reports them when they are garbage-collected (collected inside the test).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_checkpoint_without_its_manifest_is_damaged_unless_it_predates_checksums(run, caplog):
     step_dir = os.path.join(run, NEWEST)
     os.remove(os.path.join(step_dir, checksums.MANIFEST))
@@ -201,3 +205,4 @@ def test_a_checkpoint_without_its_manifest_is_damaged_unless_it_predates_checksu
     os.remove(_largest_array_file(step_dir))  # unverified, it is damaged when it fails to load
     with pytest.raises(checkpoint.CheckpointDamaged, match=r"is damaged: it does not load \("):
         checkpoint.load_generator(run, step=384)
+    gc.collect()
