@@ -10,8 +10,8 @@ items
   checksums.json: the size and SHA-256 of every other file of the checkpoint (`pggan.checksums`).
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
 mid-write never leaves a checkpoint that loads; the checksum manifest is written just before the
-rename (`_ChecksummedStep`), and every read checks the files it needs against it first. A checkpoint whose files fail
-their checksums (or whose manifest is missing) is damaged: the trainer moves it to
+rename (`_ChecksummedStep`), and every read checks the files it needs against it first. A checkpoint
+whose files fail their checksums (or whose manifest is missing) is damaged: the trainer moves it to
 `checkpoints/damaged/` and resumes from the newest one that verifies; the readers for tools skip it
 (never moving anything: a run may be using the workdir), or refuse it in one line when it is the
 one asked for. Checkpoints written before checksums existed (no manifest, and no 'checksums' mark in

@@ -471,7 +471,8 @@ class TrainStep:
             if not limit:
                 return one_repeat(state, sums, i)
             running = state["counters"]["consecutive_nonfinite"] < limit
-            return jax.tree.map(lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i), (state, sums))
+            return jax.tree.map(lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i),
+                                (state, sums))
 
         sums = {name: jnp.float32(0) for name in (*METRIC_NAMES, *COUNT_NAMES)}
         for i in range(count):

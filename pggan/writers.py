@@ -44,7 +44,8 @@ class EventFile:
 
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
-        self._pending += header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+        self._pending += header + struct.pack("<I", masked_crc32c(header))
+        self._pending += data + struct.pack("<I", masked_crc32c(data))
 
     def flush(self) -> None:
         pending, self._pending = memoryview(bytes(self._pending)), bytearray()
