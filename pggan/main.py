@@ -15,6 +15,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from pggan import disk
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None,
     "Path to a recipe file in configs/ (a Python file with get_config()). Override any field with "
@@ -42,10 +44,15 @@ flags.register_validator("coordinator_address", lambda value: value is None or r
 
 
 class _QuietLibraries(python_logging.Filter):
-    """Drops INFO records of Orbax (it logs every stage of every checkpoint save) unless -v is given."""
+    """Drops INFO records of Orbax (it logs every stage of every checkpoint save) and its tracebacks of a
+    full disk (the trainer reports that in one line) unless -v is given."""
 
     def filter(self, record: python_logging.LogRecord) -> bool:
-        return record.levelno >= python_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        if record.levelno < python_logging.WARNING:
+            return False
+        return not (record.exc_info and disk.is_disk_full(record.exc_info[1]))
 
 
 def _start_multihost() -> None:

@@ -56,7 +56,9 @@ class StepConfig:
     max_microbatch_per_device: ((resolution, images), ...): at these resolutions each device runs its
       minibatch as microbatches of at most that many images and accumulates the gradients
       (`pggan.microbatching`); a memory setting that does not change the results.
-    Defaults are those of the training config's sections.
+    max_consecutive_nonfinite: once this many repeats in a row had a non-finite gradient, the rest
+      of the round changes nothing (the trainer then stops at exactly this count); 0 = no limit.
+    Defaults are those of the training config's sections (but no limit of non-finite repeats).
     """
 
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -69,6 +71,7 @@ class StepConfig:
     data_seed: int = TrainingConfig.seed
     repeats_per_call: int = 0
     max_microbatch_per_device: tuple[tuple[int, int], ...] = ()
+    max_consecutive_nonfinite: int = 0
 
     @classmethod
     def from_config(cls, config: TrainingConfig, schedule: Schedule,
@@ -78,7 +81,8 @@ class StepConfig:
                    mirror_augment=config.dataset.mirror_augment,
                    minibatch_repeats=schedule.config.minibatch_repeats, d_repeats=schedule.config.d_repeats,
                    g_repeats=schedule.config.g_repeats, label_probs=label_probs, data_seed=config.seed,
-                   max_microbatch_per_device=tuple(sorted(schedule.config.max_microbatch_per_device.items())))
+                   max_microbatch_per_device=tuple(sorted(schedule.config.max_microbatch_per_device.items())),
+                   max_consecutive_nonfinite=config.max_consecutive_nonfinite)
 
     def microbatches(self, resolution: int, per_device: int, mbstd_group_size: int) -> int:
         """Microbatches per device minibatch at a resolution (`max_microbatch_per_device`)."""
@@ -387,7 +391,16 @@ class TrainingUpdates:
             sums = add(sums, {"skipped_d": d_skipped, "skipped_g": g_skipped})
             return {**state, "counters": counters}, sums
 
+        def bounded_repeat(state, sums, i):
+            """one_repeat, or no change once the non-finite streak has reached the limit."""
+            limit = self.config.max_consecutive_nonfinite
+            if not limit:
+                return one_repeat(state, sums, i)
+            running = state["counters"]["consecutive_nonfinite"] < limit
+            return jax.tree.map(lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i),
+                                (state, sums))
+
         sums = {name: jnp.float32(0) for name in (*METRIC_NAMES, *COUNT_NAMES)}
         for i in range(count):
-            state, sums = one_repeat(state, sums, i)
+            state, sums = bounded_repeat(state, sums, i)
         return state, sums

@@ -10,12 +10,13 @@ continues exactly where the checkpoint left off.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pggan import checkpoint, generation, media, networks, parallel, preemption, sampling, train_step
+from pggan import checkpoint, disk, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
 from pggan.schedule import Schedule
@@ -36,6 +37,10 @@ from pggan.writers import RunWriter
 
 class TrainingError(UserError):
     """The run cannot continue; the message says why and what to do."""
+
+
+# Room for the TensorBoard events and metrics.jsonl lines written between checkpoints.
+LOG_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -62,7 +67,11 @@ class Trainer:
         self.num_devices = self.mesh.size
         self.spec, self.loss_config = config.model, config.loss
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
-        check_workdir(self.workdir, required_bytes=int(1.1 * train_step.state_nbytes(self.spec)))
+        checkpoint_bytes, other_bytes = self._space_needed()
+        self.space_needed = checkpoint_bytes + other_bytes
+        check_workdir(self.workdir, self.space_needed,
+                      f"the next checkpoint ({disk.format_bytes(checkpoint_bytes)}, written beside the ones kept) with "
+                      f"samples and logs ({disk.format_bytes(other_bytes)})")
         # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
         # copy when every host has its own data_dir).
         self.dataset = parallel.process_zero_first(
@@ -90,21 +99,32 @@ class Trainer:
         self.abstract_generator = networks.abstract_generator(self.spec)
         self._stack = jax.jit(lambda xs: jnp.stack(xs), out_shardings=parallel.batch_sharded(self.mesh, 1))
 
+    def _space_needed(self) -> tuple[int, int]:
+        """(bytes of a checkpoint on the workdir's disk, bytes of the samples and logs written until the next one).
+
+        The samples: a grid PNG and its TensorBoard copy, at most their raw pixels each; the logs: the
+        events and metrics.jsonl lines of a few ticks (LOG_BYTES).
+        """
+        spectral = self.config.d_normalization.method == "spectral"
+        shapes = train_step.state_shapes(self.spec, spectral)
+        rows, cols = self.config.samples.grid_shape(self.spec.resolution)
+        grid = rows * cols * self.spec.resolution ** 2 * self.spec.num_channels
+        return checkpoint.disk_bytes(shapes, disk.block_size(self.workdir)), 2 * grid + LOG_BYTES
+
     # ------------------------------------------------------------------------------------ state I/O
 
     def _restore_or_init(self) -> tuple[dict, dict]:
         """(state, progress). progress: host-side counters; 'phase' is the last round's Phase as a dict."""
-        latest = self.store.latest_step()
-        if latest is None:
+        restored = self.store.restore_newest(self.step.abstract_state(), self._check_resumable)
+        if restored is None:
             logging.info("Starting a new run in %s (%d devices, %d processes).", self.workdir, self.num_devices,
                          jax.process_count())
             self.writer.write_config(self.config)
             progress = {"nimg": 0, "round": 0, "tick": 0, "tick_start_nimg": 0, "elapsed_sec": 0.0, "phase": None}
             return self.step.init_state(self.config.seed), {**progress, "last_saved_nimg": None}
-        self._check_resumable(self.store.meta(latest))
-        state, meta = self.store.restore(latest, self.step.abstract_state())
+        step, state, meta = restored
         logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
-                     latest, meta["nimg"] / 1000, meta["phase"]["resolution"], self.workdir, self.num_devices,
+                     step, meta["nimg"] / 1000, meta["phase"]["resolution"], self.workdir, self.num_devices,
                      jax.process_count())
         progress = {k: meta[k] for k in ("nimg", "round", "tick", "tick_start_nimg", "elapsed_sec", "phase")}
         return state, {**progress, "last_saved_nimg": meta["nimg"]}
@@ -125,13 +145,16 @@ class Trainer:
 
         A state that ends its resolution stage (the next round trains at another resolution, or
         training is complete) is kept for good. While the latest steps had non-finite gradients the
-        state may have diverged: it is not checkpointed (except at the end of training), so that the
-        newest checkpoint stays the last good one.
+        state may have diverged: it is never checkpointed, so that the newest checkpoint stays the
+        last good one, and at the end of training that ends the run with a TrainingError.
         """
         if progress["last_saved_nimg"] == progress["nimg"] or progress["phase"] is None:
             return
-        consecutive = self._check_nonfinite(state)
-        if consecutive and progress["nimg"] < self.total_nimg:
+        consecutive = self._nonfinite_streak(state["counters"]["consecutive_nonfinite"], progress)
+        if consecutive and progress["nimg"] >= self.total_nimg:
+            raise self._diverged(f"training reached {self.total_nimg / 1000:g} kimg with its last {consecutive} steps "
+                                 "skipped for non-finite gradients, so its final state was not checkpointed", progress)
+        if consecutive:
             logging.warning("No checkpoint at %.1f kimg: the last %d steps had non-finite gradients; the newest "
                             "checkpoint stays the one at %s.", progress["nimg"] / 1000, consecutive,
                             "none" if progress["last_saved_nimg"] is None else
@@ -153,7 +176,57 @@ class Trainer:
     # ------------------------------------------------------------------------------------- the loop
 
     def run(self) -> None:
-        inputs, sums = None, None
+        """Trains to the end of the schedule or until a stop request (SIGTERM, Ctrl-C).
+
+        Raises TrainingError (one line) when the run diverged (see `_nonfinite_streak`, `_save`), cannot
+        be resumed, or finds its disk full (checkpoint, sample, event or metrics writes); the checkpoint
+        saves in flight are completed first.
+        """
+        with self._reporting_a_full_disk():
+            try:
+                progress, stop = self._train()
+            except Exception as error:
+                self._close(error)
+                raise
+            self._close()
+        if stop.requested:
+            saved = progress["last_saved_nimg"]
+            logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
+                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
+                         f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
+        else:
+            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
+                         _format_duration(progress["elapsed_sec"]), self.store.directory)
+
+    @contextlib.contextmanager
+    def _reporting_a_full_disk(self) -> Iterator[None]:
+        """Turns an error of a full disk into a one-line TrainingError: the workdir, the space it needs,
+        what to do."""
+        try:
+            yield
+        except Exception as error:
+            if not disk.is_disk_full(error):
+                raise
+            free, needed = disk.format_bytes(disk.free_bytes(self.workdir)), disk.format_bytes(self.space_needed)
+            raise TrainingError(f"no space left on the disk of --workdir {self.workdir} ({free} free; the next "
+                                f"checkpoint, samples and logs need about {needed}): free space or move the run, then "
+                                "run the same command to resume from the newest complete checkpoint") from None
+
+    def _close(self, error: Exception | None = None) -> None:
+        """Completes the checkpoint saves in flight and closes the writers.
+
+        After the run ended with `error`, errors of a full disk (which repeat it) are dropped.
+        """
+        for close in (self.store.close, self.writer.close):
+            try:
+                close()
+            except Exception as close_error:
+                if error is None or not disk.is_disk_full(close_error):
+                    raise
+
+    def _train(self) -> tuple[dict, preemption.StopRequest]:
+        """The loop of rounds, ticks and checkpoints; returns (progress, the stop request) at its end."""
+        inputs, sums, streak = None, None, None
         with preemption.StopRequest(self.mesh) as stop:
             state, progress = self._restore_or_init()
             tick_start_time = run_start = time.time()
@@ -172,6 +245,7 @@ class Trainer:
                     state = self.step.reset_optimizers(state)
                 state, round_sums = self._run_round(state, inputs, phase, progress)
                 stop.after_round()
+                streak = self._watch_streak(streak, state, progress)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
                 previous_nimg = progress["nimg"]
                 progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
@@ -187,16 +261,7 @@ class Trainer:
         if inputs is not None:
             inputs.close()
         self._save(state, progress)
-        self.store.close()
-        self.writer.close()
-        if stop.requested:
-            saved = progress["last_saved_nimg"]
-            logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
-                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
-                         f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
-        else:
-            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
-                         _format_duration(progress["elapsed_sec"]), self.store.directory)
+        return progress, stop
 
     def _start_inputs(self, phase, position: int) -> "_Inputs":
         """The input of a (resolution, minibatch) stage: the level on the devices, or the host pipeline."""
@@ -248,23 +313,44 @@ class Trainer:
             means["d_loss"], means["g_loss"], means["gradient_penalty"], scalars["img_per_sec"], sec_per_kimg,
             skipped["skipped_d"], skipped["skipped_g"], _format_duration(remaining_kimg * sec_per_kimg))
         self.writer.scalars(progress["nimg"], scalars)
-        self._check_nonfinite(state)
+        self._nonfinite_streak(state["counters"]["consecutive_nonfinite"], progress)
         if progress["tick"] % self.config.samples.every_ticks == 0 or progress["nimg"] >= self.total_nimg:
             self._write_fakes_grid(state, progress["nimg"], phase)
         if progress["tick"] % self.config.checkpoint.every_ticks == 0:
             self._save(state, progress)
 
-    def _check_nonfinite(self, state) -> int:
+    def _watch_streak(self, previous: jax.Array | None, state: dict, progress: dict) -> jax.Array | None:
+        """Checks the previous round's non-finite streak (`_nonfinite_streak`) and returns this round's.
+
+        Read one round late, the check waits only for a round that is done or nearly (the devices
+        have the next one queued); it is copied now because the next round consumes the state. The
+        compiled round changes nothing once the streak reaches the limit (`StepConfig`), so the run
+        stops at exactly the limit. None when there is no limit.
+        """
+        if not self.config.max_consecutive_nonfinite:
+            return None
+        if previous is not None:
+            self._nonfinite_streak(previous, progress)
+        return jnp.copy(state["counters"]["consecutive_nonfinite"])
+
+    def _nonfinite_streak(self, counter: jax.Array, progress: dict) -> int:
         """The number of latest consecutive steps with non-finite gradients; TrainingError at the limit."""
-        consecutive = int(jax.device_get(state["counters"]["consecutive_nonfinite"]))
+        consecutive = int(jax.device_get(counter))
         limit = self.config.max_consecutive_nonfinite
         if limit and consecutive >= limit:
-            self.store.close()
-            raise TrainingError(
-                f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
-                f"(limit config.max_consecutive_nonfinite={limit}); the last good checkpoint is kept in "
-                f"{self.store.directory}. Lower the learning rate or check the data, then resume.")
+            raise self._diverged(f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
+                                 f"(limit config.max_consecutive_nonfinite={limit})", progress)
         return consecutive
+
+    def _diverged(self, what: str, progress: dict) -> TrainingError:
+        """The one-line error of a diverged run: what happened, the last good checkpoint, what to do."""
+        saved = progress["last_saved_nimg"]
+        if saved is None:
+            return TrainingError(f"{what}; no checkpoint was written before. Lower the learning rate or check the "
+                                 "data, then run the same command to start again")
+        return TrainingError(f"{what}; the last good checkpoint is {saved} ({saved / 1000:.1f} kimg) in "
+                             f"{self.store.directory}. Lower the learning rate or check the data, then run the same "
+                             "command to resume from it")
 
     def _upscaled_grid(self, images: np.ndarray) -> np.ndarray:
         factor = self.spec.resolution // images.shape[1]

@@ -32,11 +32,9 @@ from pggan import losses, networks, normalization, parallel
 from pggan.step_updates import RoundData, RoundScalars, StepConfig, TrainingUpdates
 
 
-def state_nbytes(spec: networks.ModelSpec) -> int:
-    """Bytes of a TrainState (= one checkpoint): G, EMA G and G's two Adam moments; D and its moments."""
-    g = networks.count_parameters(networks.abstract_generator(spec))
-    d = networks.count_parameters(networks.abstract_discriminator(spec))
-    return 4 * (4 * g + 3 * d)
+def state_shapes(spec: networks.ModelSpec, spectral: bool) -> dict:
+    """ShapeDtypeStructs of a TrainState (what a checkpoint holds), without building it."""
+    return jax.eval_shape(functools.partial(initial_state, spec, spectral), 0)
 
 
 def initial_state(spec: networks.ModelSpec, spectral: bool, seed) -> dict:
@@ -104,7 +102,7 @@ class TrainStep:
     def abstract_state(self) -> dict:
         """ShapeDtypeStructs of the state with replicated shardings on this mesh (restore target)."""
         sharding = parallel.replicated(self.mesh)
-        shapes = jax.eval_shape(functools.partial(initial_state, self.spec, self._spectral), 0)
+        shapes = state_shapes(self.spec, self._spectral)
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
     def reset_optimizers(self, state: dict) -> dict:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 
-from pggan import landscape, losses, microbatching, normalization, parallel
+from pggan import disk, landscape, losses, microbatching, normalization, parallel
 from pggan.config_section import is_int_at_least, is_number_at_least
 from pggan.schedule import Schedule
 from pggan.training_config import ConfigError, TrainingConfig
@@ -92,15 +91,15 @@ def known_failures(loss: losses.LossConfig, norm: normalization.NormalizationCon
     return []
 
 
-def check_workdir(workdir: str, required_bytes: int) -> None:
-    """Creates the workdir if needed and checks it is writable with `required_bytes` free."""
+def check_workdir(workdir: str, required_bytes: int, purpose: str = "a checkpoint") -> None:
+    """Creates the workdir if needed and checks it is writable with `required_bytes` free (for `purpose`)."""
     try:
         os.makedirs(workdir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test_"):  # a unique name per process
             pass
     except OSError as e:
         raise ConfigError(f"--workdir {workdir!r} is not writable ({e.strerror}); choose another directory") from None
-    free = shutil.disk_usage(workdir).free
+    free = disk.free_bytes(workdir)
     _require(free >= required_bytes,
-             f"--workdir {workdir!r} has {free / 2**30:.2f} GiB free but a checkpoint needs about "
-             f"{required_bytes / 2**30:.2f} GiB; free disk space or choose another directory")
+             f"--workdir {workdir!r} has {disk.format_bytes(free)} free but {purpose} needs about "
+             f"{disk.format_bytes(required_bytes)}; free disk space or choose another directory")

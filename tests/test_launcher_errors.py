@@ -37,7 +37,7 @@ CASES = {
     "unwritable_workdir": (["--workdir={tmp}/a_file/run"], "is not writable (Not a directory)"),
     # A model whose checkpoint needs more space than any disk has: the workdir's free space is too small.
     "full_workdir": (["--config.model.fmap_base=1048576", "--config.model.fmap_max=1048576"],
-                     "GiB free but a checkpoint needs about"),
+                     "GiB free but the next checkpoint ("),
 }
 
 

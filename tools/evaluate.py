@@ -95,14 +95,16 @@ _CHECKPOINT_COLUMNS = (("step", "{:d}"), ("kimg", "{:.1f}"), ("resolution", "{:d
 
 
 def _steps(workdir: str) -> list[int]:
-    """The checkpoints to evaluate, in step order."""
+    """The checkpoints to evaluate, in step order; damaged ones are skipped with a warning (or refused if
+    asked for by --step)."""
     if not _ALL.value:
         choice = cli.checkpoint_choice(workdir)
-        return [checkpoint.select_step(workdir, step=choice["step"], resolution=choice["resolution"])]
+        return [checkpoint.select_step(workdir, step=choice["step"], resolution=choice["resolution"],
+                                       network=choice["network"])]
     for name in ("step", "resolution"):
         if flags.FLAGS[name].present:
             raise UsageError(f"--all evaluates every checkpoint: drop --{name}")
-    return checkpoint.all_steps(workdir)
+    return checkpoint.intact_steps(workdir, checkpoint.all_steps(workdir), cli.NETWORK.value)
 
 
 def _run_dataset(workdir: str, step: int) -> PreparedDataset:

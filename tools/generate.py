@@ -172,7 +172,7 @@ def _write_progress_video() -> None:
         what = f"{len(paths)} sample grids"
     else:
         rows, cols = sampling.parse_grid_spec(_VIDEO_GRID.value)
-        steps = generation.progress_checkpoint_steps(workdir)
+        steps = generation.progress_checkpoint_steps(workdir, cli.NETWORK.value)
         frames = generation.stage_progress_frames(
             workdir, steps, seed=cli.SEED.value, rows=rows, cols=cols, network=cli.NETWORK.value,
             frames_per_step=max(1, round(num_frames / len(steps))), zoom=_ZOOM.value, progress=True,
