@@ -44,15 +44,33 @@ flags.register_validator("coordinator_address", lambda value: value is None or r
 
 
 class _QuietLibraries(python_logging.Filter):
-    """Drops INFO records of Orbax (it logs every stage of every checkpoint save) and its tracebacks of a
-    full disk (the trainer reports that in one line) unless -v is given."""
+    """Drops INFO records of Orbax (it logs every stage of every checkpoint save), and the tracebacks of a
+    full disk that Orbax and asyncio (Orbax's failed background writes) log (the trainer reports that in
+    one line), unless -v is given."""
 
     def filter(self, record: python_logging.LogRecord) -> bool:
-        if f"{os.sep}orbax{os.sep}" not in record.pathname:
-            return True
-        if record.levelno < python_logging.WARNING:
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        if from_orbax and record.levelno < python_logging.WARNING:
             return False
-        return not (record.exc_info and disk.is_disk_full(record.exc_info[1]))
+        if from_orbax or f"{os.sep}asyncio{os.sep}" in record.pathname:
+            return not (record.exc_info and disk.is_disk_full(record.exc_info[1]))
+        return True
+
+
+def _without_closed_loop_noise(hook):
+    """An unraisable-exception hook that passes everything to `hook` except "Event loop is closed" errors.
+
+    When a background checkpoint write fails (a full disk), Orbax closes its event loop while other
+    tensorstore writes are still running; their completion callbacks then raise this error in
+    tensorstore's threads, which report it as unraisable. The failure itself is reported in one line
+    by the trainer.
+    """
+    def filtered(unraisable) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            hook(unraisable)
+
+    return filtered
 
 
 def _start_multihost() -> None:
@@ -96,6 +114,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.get_absl_handler().addFilter(_QuietLibraries())
+        sys.unraisablehook = _without_closed_loop_noise(sys.unraisablehook)
     if _MULTIHOST.value:
         try:
             _start_multihost()
