@@ -91,7 +91,8 @@ def test_killed_and_stopped_run_resumes_to_bit_identical_parameters(runs, tmp_pa
         run = runs(workdir)
         resumed = _resumed_step(run)
         assert FADE[0] < resumed < FADE[1]
-        assert 0 < checkpoint.read_meta(workdir, resumed)["alpha"] < 1
+        with checkpoint.CheckpointReader(workdir) as reader:
+            assert 0 < reader.meta(resumed)["alpha"] < 1
         run.wait_for_line(r"tick +\d+ ")
         run.send(signal.SIGTERM)
         assert run.wait() == 0, run.log[-3000:]
@@ -114,7 +115,8 @@ def test_killed_and_stopped_run_resumes_to_bit_identical_parameters(runs, tmp_pa
     for a, b in zip(jax.tree.leaves(resumed_state), jax.tree.leaves(reference_state)):
         np.testing.assert_array_equal(a, b)
     assert partial_checkpoints(workdir) == []  # the partial write was cleaned up on restart
-    assert checkpoint.stage_final_steps(workdir) == checkpoint.stage_final_steps(runs.reference) == [160, TOTAL]
+    with checkpoint.CheckpointReader(workdir) as reader, checkpoint.CheckpointReader(runs.reference) as reference:
+        assert reader.stage_final_steps() == reference.stage_final_steps() == [160, TOTAL]
 
 
 def _file_kind(path: str) -> str:
@@ -147,9 +149,11 @@ def test_checkpoints_hold_no_pickle(runs):
 
 
 def test_the_package_loads_no_pickle_outside_its_restricted_unpicklers():
-    """Only the two restricted unpicklers of foreign files may touch pickle; nothing may allow it in NumPy."""
+    """Only the restricted unpicklers of foreign files (and their shared bounds) may touch pickle; nothing may
+    allow it in NumPy."""
     package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pggan")
-    restricted = {os.path.join("official", "unpickler.py"), os.path.join("metrics", "torch_pickle.py")}
+    restricted = {os.path.join("official", "unpickler.py"), os.path.join("metrics", "torch_pickle.py"),
+                  "safe_unpickling.py"}
     offenders = []
     for directory, _, names in os.walk(package):
         for name in (n for n in names if n.endswith(".py")):
@@ -206,12 +210,17 @@ def test_two_processes_resume_after_one_is_killed_and_match_one_device(runs, tmp
           f"both resumed from {newest} and finished")
 
     # The same computation as on one device (4 devices x 4 samples form the same minibatch-stddev
-    # groups as 1 x 16), up to the order of floating-point sums in the all-reduces. Those rounding
-    # differences grow over hundreds of steps, so the tolerance scales with each array's largest value
-    # (measured: 4.7e-5 on a G kernel of values up to 3.2; a wrong grouping or a lost step differs by
-    # orders of magnitude more).
+    # groups as 1 x 16), up to the order of floating-point sums in the all-reduces. Adam normalizes each
+    # update to about the learning rate, so where a gradient is nearly zero (biases whose pixel
+    # gradients cancel) its rounding noise steers the parameter: measured after 384 images, relative
+    # differences up to 1.6e-3 of an array's norm (biases), 1.9e-2 in Adam's first moments (the last
+    # gradient). A wrong grouping, a lost or repeated step, or another data order change every array by
+    # tens of percent.
     state, meta = final_state(workdir)
     reference, _ = final_state(runs.reference, step=MULTI_TOTAL)
     assert meta["nimg"] == MULTI_TOTAL
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=max(1e-5, 5e-5 * np.abs(b).max()))
+    assert jax.tree.map(int, state["counters"]) == jax.tree.map(int, reference["counters"])
+    for name, bound in (("generator", 1e-2), ("discriminator", 1e-2), ("generator_ema", 1e-2), ("optimizers", 1e-1)):
+        for a, b in zip(jax.tree.leaves(state[name]), jax.tree.leaves(reference[name])):
+            b = np.asarray(b, np.float64)
+            assert np.linalg.norm(a - b) <= bound * max(np.linalg.norm(b), 1e-6), name
