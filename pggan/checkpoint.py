@@ -42,6 +42,7 @@ STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "cou
 # Items only some runs' states hold (saved and restored when present): SN's power-iteration vectors.
 OPTIONAL_STATE_ITEMS = (normalization.STATE_ITEM,)
 NETWORK_ITEMS = {"ema": "generator_ema", "raw": "generator"}
+PARAMETER_ITEMS = ("generator", "discriminator", "generator_ema")
 # Step metadata mark of checkpoints that get a checksum manifest; one without the mark and without a
 # manifest was written before checksums existed.
 CHECKSUMS_KEY = "checksums"
@@ -237,6 +238,7 @@ class CheckpointStore:
                 verified = _verify(self.manager, step)
                 meta = _read(self.manager, step, verified, lambda: self.meta(step))
                 check_meta(meta)
+                check_parameter_layout(self.manager, step, {name: abstract_state[name] for name in PARAMETER_ITEMS})
                 state, meta = _read(self.manager, step, verified, lambda: self.restore(step, abstract_state))
             except CheckpointDamaged as damaged:
                 self._set_aside(damaged)
@@ -265,55 +267,134 @@ class CheckpointStore:
         self.manager.close()
 
 
-def _read_checked(workdir: str, step: int, items: Sequence[str], read: Callable[[ocp.CheckpointManager], Any]) -> Any:
-    """read(manager) of one checkpoint after checking the files of `items`; CheckpointDamaged if they differ."""
-    with _manager(checkpoint_dir(workdir)) as manager:
-        verified = _verify(manager, step, items)
-        return _read(manager, step, verified, lambda: read(manager))
+class CheckpointReader:
+    """Reads a run's checkpoints for tools and tests: one Orbax manager, nothing written or moved.
+
+    Every read checks the files it needs against the checkpoint's manifest first. Where a choice is
+    made (`select`, `intact`), a damaged checkpoint is skipped with a one-line warning (a training run
+    may be using the workdir, so nothing is moved); a step the user asked for that is damaged is a
+    CheckpointDamaged error. Use as a context manager, or call `close`.
+    """
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.directory = checkpoint_dir(workdir)
+        if not os.path.isdir(self.directory):
+            raise CheckpointError(f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
+                                  f"--config=... --workdir={workdir}) or pass the right --workdir")
+        self.manager = _manager(self.directory)
+
+    def __enter__(self) -> "CheckpointReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.manager.close()
+
+    def steps(self) -> list[int]:
+        """Steps of every complete checkpoint, oldest first; CheckpointError if there is none."""
+        steps = sorted(self.manager.all_steps())
+        if not steps:
+            raise CheckpointError(f"no complete checkpoint in {self.directory!r}")
+        return steps
+
+    def stage_final_steps(self) -> list[int]:
+        """Steps of the checkpoints kept as the last of their resolution stage, oldest first; [] if none."""
+        return [s for s in sorted(self.manager.all_steps()) if self._step_metadata(s).get("stage_final")]
+
+    def _step_metadata(self, step: int) -> dict:
+        return self.manager.metadata(step).custom_metadata
+
+    def candidates(self, step: int | None = None, resolution: int | None = None) -> list[int]:
+        """The checkpoints that fit a choice, oldest first: [step], those of a resolution stage, or all.
+
+        Raises CheckpointError with a one-line message naming what exists when none fits.
+        """
+        steps = self.steps()
+        if step is not None:
+            if step not in steps:
+                raise CheckpointError(f"no checkpoint at step {step} in {self.workdir!r}; available steps: {steps}")
+            return [step]
+        if resolution is None:
+            return steps
+        at_resolution = [s for s in steps if self._step_metadata(s).get("resolution") == resolution]
+        if not at_resolution:
+            available = sorted({self._step_metadata(s).get("resolution") for s in steps} - {None})
+            raise CheckpointError(f"no checkpoint at resolution {resolution} in {self.workdir!r}; "
+                                  f"resolutions with checkpoints: {available}")
+        return at_resolution
+
+    def select(self, step: int | None = None, resolution: int | None = None, network: str | None = None) -> int:
+        """Chooses a checkpoint: an exact step, the last one of a resolution stage, or the latest.
+
+        With `network` ('ema' or 'raw'), the checkpoint's metadata and that generator are checked against
+        their checksums: damaged checkpoints are skipped with a warning (the newest intact one is chosen),
+        or, for an exact `step`, refused.
+        """
+        candidates = self.candidates(step, resolution)
+        if network is None:
+            return candidates[-1]
+        items = _network_items(network)
+        if newest := next(self._intact(reversed(candidates), items, exact=step is not None), None):
+            return newest
+        raise self._all_damaged(candidates)
+
+    def intact(self, steps: Sequence[int], network: str = "ema") -> list[int]:
+        """The given steps whose metadata and `network` generator verify, each damaged one skipped with a
+        warning; CheckpointError if none is left."""
+        if intact := list(self._intact(steps, _network_items(network))):
+            return intact
+        raise self._all_damaged(steps)
+
+    def _intact(self, steps: Iterable[int], items: Sequence[str], *, exact: bool = False) -> Iterator[int]:
+        """Each of `steps` whose files of `items` verify, lazily (see the class docstring)."""
+        for step in steps:
+            try:
+                _verify(self.manager, step, items)
+            except CheckpointDamaged as damaged:
+                if exact:
+                    raise CheckpointDamaged(damaged.step_dir, f"{damaged.reason}; choose another step (available: "
+                                            f"{sorted(self.manager.all_steps())})") from None
+                logging.warning("%s; skipping it.", damaged)
+                continue
+            yield step
+
+    def _all_damaged(self, steps: Sequence[int]) -> CheckpointError:
+        return CheckpointError(f"every checkpoint asked for in {self.workdir!r} ({', '.join(map(str, steps))}) is "
+                               f"damaged (see the warnings above); restore intact copies into {self.directory}")
+
+    def _checked_read(self, step: int, items: Sequence[str], read: Callable[[], Any]) -> Any:
+        """read() after checking the files of `items`; CheckpointDamaged if they differ or fail to load."""
+        return _read(self.manager, step, _verify(self.manager, step, items), read)
+
+    def meta(self, step: int) -> dict:
+        """The JSON metadata of one checkpoint (see the module docstring)."""
+        return self._checked_read(step, ["meta"], lambda: _restore_meta(self.manager, step))
+
+    def counters(self, step: int) -> dict[str, int]:
+        """The int32 training counters of one checkpoint (skipped non-finite D and G updates, ...), as ints."""
+        def restore():  # no target: the counters as saved
+            return self.manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore()))["counters"]
+
+        return {k: int(v) for k, v in self._checked_read(step, ["counters"], restore).items()}
+
+    def generator(self, step: int, network: str = "ema") -> tuple[networks.Generator, dict]:
+        """(Generator on the default device, meta with 'step' added) of one checkpoint; see `load_generator`."""
+        item = _network_items(network)[0]
+        meta = self.meta(step)
+        spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
+        abstract = networks.abstract_generator(spec)
+        check_parameter_layout(self.manager, step, {item: networks.parameters(abstract)})
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), networks.parameters(abstract))
+        params = self._checked_read(step, [item], lambda: self.manager.restore(
+            step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item])
+        return networks.merge_parameters(abstract, params), {**meta, "step": step}
 
 
 def _restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
     return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-
-
-def read_meta(workdir: str, step: int) -> dict:
-    """The JSON metadata of one checkpoint, checked against its checksums (CheckpointDamaged if it differs)."""
-    return _read_checked(workdir, step, ["meta"], lambda manager: _restore_meta(manager, step))
-
-
-def read_counters(workdir: str, step: int) -> dict[str, int]:
-    """The int32 training counters of one checkpoint (skipped non-finite D and G updates, ...), as ints."""
-    def restore(manager):  # no target: the counters as saved
-        return manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore()))["counters"]
-
-    return {k: int(v) for k, v in _read_checked(workdir, step, ["counters"], restore).items()}
-
-
-def _candidates(workdir: str, step: int | None, resolution: int | None) -> list[int]:
-    """The checkpoints that fit the choice, oldest first: [step], those of a resolution stage, or all.
-
-    Raises CheckpointError with a one-line message naming what exists when none fits.
-    """
-    directory = checkpoint_dir(workdir)
-    if not os.path.isdir(directory):
-        raise CheckpointError(f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
-                              f"--config=... --workdir={workdir}) or pass the right --workdir")
-    with _manager(directory) as manager:
-        steps = sorted(manager.all_steps())
-        if not steps:
-            raise CheckpointError(f"no complete checkpoint in {directory!r}")
-        if step is not None:
-            if step not in steps:
-                raise CheckpointError(f"no checkpoint at step {step} in {workdir!r}; available steps: {steps}")
-            return [step]
-        if resolution is None:
-            return steps
-        at_resolution = [s for s in steps if manager.metadata(s).custom_metadata.get("resolution") == resolution]
-        if not at_resolution:
-            available = sorted({manager.metadata(s).custom_metadata.get("resolution") for s in steps} - {None})
-            raise CheckpointError(f"no checkpoint at resolution {resolution} in {workdir!r}; "
-                                  f"resolutions with checkpoints: {available}")
-        return at_resolution
 
 
 def _network_items(network: str) -> list[str]:
@@ -323,73 +404,30 @@ def _network_items(network: str) -> list[str]:
     return [NETWORK_ITEMS[network], "meta"]
 
 
-def _intact(manager: ocp.CheckpointManager, steps: Iterable[int], items: Sequence[str], *,
-            exact: bool = False) -> Iterator[tuple[int, bool]]:
-    """(step, verified) for each of `steps` whose files of `items` verify, lazily.
+def check_parameter_layout(manager: ocp.CheckpointManager, step: int, expected: dict) -> None:
+    """Compares the stored shapes of parameter items with `expected` ({item: tree of arrays or shapes}).
 
-    A damaged one is skipped with a one-line warning; nothing is moved (a training run may be using
-    the workdir). With `exact` (a step the user asked for) a damaged one is the error itself.
+    Reads only Orbax's array metadata. Raises CheckpointError naming the first difference; a
+    generator whose 4x4 bias has one value per pixel (16 x channels) was written by pggan before
+    it followed the official per-channel bias, and is refused as such.
     """
-    for step in steps:
-        try:
-            yield step, _verify(manager, step, items)
-        except CheckpointDamaged as damaged:
-            if exact:
-                raise CheckpointDamaged(damaged.step_dir, f"{damaged.reason}; choose another step (available: "
-                                        f"{sorted(manager.all_steps())})") from None
-            logging.warning("%s; skipping it.", damaged)
-
-
-def _all_damaged(workdir: str, steps: Sequence[int]) -> CheckpointError:
-    return CheckpointError(f"every checkpoint asked for in {workdir!r} ({', '.join(map(str, steps))}) is damaged "
-                           f"(see the warnings above); restore intact copies into {checkpoint_dir(workdir)}")
-
-
-def _newest_intact(workdir: str, candidates: Sequence[int], items: Sequence[str], *, exact: bool) -> tuple[int, bool]:
-    """(step, verified) of the newest candidate whose files of `items` verify (see `_intact`)."""
-    with _manager(checkpoint_dir(workdir)) as manager:
-        if newest := next(_intact(manager, reversed(candidates), items, exact=exact), None):
-            return newest
-    raise _all_damaged(workdir, candidates)
-
-
-def select_step(workdir: str, *, step: int | None = None, resolution: int | None = None,
-                network: str | None = None) -> int:
-    """Chooses a checkpoint: an exact step, the last one of a resolution stage, or the latest.
-
-    With `network` ('ema' or 'raw'), the checkpoint's metadata and that generator are checked against
-    their checksums: damaged checkpoints are skipped with a warning (the newest intact one is chosen),
-    or, for an exact `step`, refused. Raises CheckpointError with a one-line message naming what
-    exists when the choice is impossible.
-    """
-    candidates = _candidates(workdir, step, resolution)
-    if network is None:
-        return candidates[-1]
-    return _newest_intact(workdir, candidates, _network_items(network), exact=step is not None)[0]
-
-
-def intact_steps(workdir: str, steps: Sequence[int], network: str = "ema") -> list[int]:
-    """The given steps whose metadata and `network` generator verify, each damaged one skipped with a
-    warning; CheckpointError if none is left."""
-    with _manager(checkpoint_dir(workdir)) as manager:
-        if intact := [step for step, _ in _intact(manager, steps, _network_items(network))]:
-            return intact
-    raise _all_damaged(workdir, steps)
-
-
-def all_steps(workdir: str) -> list[int]:
-    """Steps of every complete checkpoint, oldest first. Reads only; CheckpointError if there is none."""
-    return _candidates(workdir, None, None)
-
-
-def stage_final_steps(workdir: str) -> list[int]:
-    """Steps of the checkpoints kept as the last of their resolution stage, oldest first; [] if none.
-
-    Reads only (unlike opening a CheckpointStore); call select_step first for a clear error when
-    the workdir holds no checkpoints.
-    """
-    with _manager(checkpoint_dir(workdir)) as manager:
-        return sorted(s for s in manager.all_steps() if manager.metadata(s).custom_metadata.get("stage_final"))
+    stored = manager.item_metadata(step)
+    for item, tree in expected.items():
+        saved = {jax.tree_util.keystr(p, simple=True, separator="/"): tuple(leaf.shape) for p, leaf in
+                 jax.tree_util.tree_flatten_with_path(stored[item])[0]}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            name = jax.tree_util.keystr(path, simple=True, separator="/")
+            shape = tuple(leaf.shape)
+            if saved.get(name) == shape:
+                continue
+            step_dir = _step_dir(manager, step)
+            if name == "blocks/0/dense/bias" and saved.get(name) == (16 * shape[0],):
+                raise CheckpointError(
+                    f"checkpoint {step_dir} was written by pggan 0.1, whose generator had one 4x4 bias per pixel "
+                    f"({saved[name][0]} values) instead of the official one per channel ({shape[0]}); this version "
+                    "cannot load it: train again, or import NVIDIA's network with tools/import_official.py")
+            raise CheckpointError(f"checkpoint {step_dir} holds {item} parameter {name} of shape {saved.get(name)}, "
+                                  f"but its config's model needs {shape}; it was not written by this version of pggan")
 
 
 def load_generator(workdir: str, *, step: int | None = None, resolution: int | None = None,
@@ -403,7 +441,7 @@ def load_generator(workdir: str, *, step: int | None = None, resolution: int | N
       network: 'ema' (the smoothed generator, best samples) or 'raw' (the trained G).
 
     Returns:
-      (Generator on the default device, meta dict with 'resolution', 'lod', 'nimg', 'config', ...).
+      (Generator on the default device, meta dict with 'resolution', 'alpha', 'nimg', 'config', 'step', ...).
       Sample with `G(z, labels, resolution=meta['resolution'], alpha=meta['alpha'])` (the active
       resolution and fade-in of the last training round before the checkpoint).
 
@@ -411,45 +449,5 @@ def load_generator(workdir: str, *, step: int | None = None, resolution: int | N
       CheckpointError (one line): nothing fits the choice, the asked-for step is damaged
       (CheckpointDamaged), or every checkpoint that fits is.
     """
-    items = _network_items(network)
-    chosen, verified = _newest_intact(workdir, _candidates(workdir, step, resolution), items, exact=step is not None)
-    with _manager(checkpoint_dir(workdir)) as manager:
-        meta = _read(manager, chosen, verified, lambda: _restore_meta(manager, chosen))
-        spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
-        abstract = networks.abstract_generator(spec)
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), networks.parameters(abstract))
-        item = items[0]
-        params = _read(manager, chosen, verified, lambda: manager.restore(
-            chosen, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item])
-    return networks.merge_parameters(abstract, params), {**meta, "step": chosen}
-
-
-def save_networks(workdir: str, config, generator: dict, discriminator: dict, generator_ema: dict, *,
-                  nimg: int = 0, resolution: int | None = None, alpha: float = 1.0) -> int:
-    """Writes a complete checkpoint from parameter trees alone (fresh Adam state, zero counters).
-
-    Used to import networks trained elsewhere and to build fixtures: the result loads in every tool
-    and resumes training like any checkpoint. The networks are taken as fully grown (final
-    resolution, alpha = 1) unless `resolution` and `alpha` name the stage they were at; the
-    checkpoint is kept as the last one of that stage. `config` is an ml_collections training config
-    whose `model` section matches the parameters. Returns the step written (= nimg).
-    """
-    import optax  # local: only this helper builds optimizer state outside the trainer
-
-    spec = networks.ModelSpec.from_config(config.model)
-    resolution = resolution or spec.resolution
-    lod = spec.num_levels - 1 - networks.level_of(resolution, spec) + (1.0 - alpha)  # schedule.py's lod
-    adam = optax.scale_by_adam()  # the initial state (zero moments and count) does not depend on the settings
-    state = {
-        "generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
-        "optimizers": {"g": adam.init(generator), "d": adam.init(discriminator)},
-        "counters": {k: jax.numpy.zeros((), jax.numpy.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
-    }
-    phase = {"kimg": nimg / 1000, "lod": lod, "resolution": resolution, "alpha": alpha, "minibatch": 0,
-             "g_lr": 0.0, "d_lr": 0.0, "tick_kimg": 0.0}
-    meta = {"nimg": nimg, "round": 0, "tick": 0, "tick_start_nimg": nimg, "elapsed_sec": 0.0, "phase": phase,
-            "config": config.to_json(), "data_position": nimg, "resolution": resolution, "alpha": alpha}
-    store = CheckpointStore(workdir, async_save=False)
-    store.save(nimg, state, meta, stage_final=True)
-    store.close()
-    return nimg
+    with CheckpointReader(workdir) as reader:
+        return reader.generator(reader.select(step, resolution, network), network)

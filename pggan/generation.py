@@ -273,9 +273,10 @@ def video_frames(sampler: Sampler, latents: np.ndarray, rows: int, cols: int, *,
 def progress_checkpoint_steps(workdir: str, network: str = "ema") -> list[int]:
     """Steps of a training-progress video from checkpoints: the last checkpoint of every finished
     resolution stage, then the latest checkpoint (if it is not one of them). Damaged checkpoints are
-    left out with a warning (`checkpoint.intact_steps`); CheckpointError if none is left."""
-    latest = checkpoint.select_step(workdir, network=network)
-    return checkpoint.intact_steps(workdir, sorted(set(checkpoint.stage_final_steps(workdir)) | {latest}), network)
+    left out with a warning (`checkpoint.CheckpointReader.intact`); CheckpointError if none is left."""
+    with checkpoint.CheckpointReader(workdir) as reader:
+        latest = reader.select(network=network)
+        return reader.intact(sorted(set(reader.stage_final_steps()) | {latest}), network)
 
 
 def stage_progress_frames(workdir: str, steps: Sequence[int], *, seed: int, rows: int, cols: int,

@@ -27,8 +27,9 @@ from absl import logging
 from pggan import checkpoint, disk, generation, media, networks, parallel, preemption, sampling, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
-from pggan.schedule import Schedule
+from pggan.schedule import Phase, Schedule
 from pggan.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
+from pggan.train_state import Progress, state_shapes
 from pggan.training_config import TrainingConfig
 from pggan.training_metrics import TrainingMetrics
 from pggan.validation import RunPlan, check_workdir, known_failures, plan_run
@@ -67,6 +68,7 @@ class Trainer:
         self.num_devices = self.mesh.size
         self.spec, self.loss_config = config.model, config.loss
         self.total_nimg = int(round(self.schedule.total_kimg * 1000))
+        self.last_saved_nimg: int | None = None  # the step of the newest checkpoint this run wrote or resumed from
         checkpoint_bytes, other_bytes = self._space_needed()
         self.space_needed = checkpoint_bytes + other_bytes
         check_workdir(self.workdir, self.space_needed,
@@ -106,28 +108,28 @@ class Trainer:
         events and metrics.jsonl lines of a few ticks (LOG_BYTES).
         """
         spectral = self.config.d_normalization.method == "spectral"
-        shapes = train_step.state_shapes(self.spec, spectral)
+        shapes = state_shapes(self.spec, spectral)
         rows, cols = self.config.samples.grid_shape(self.spec.resolution)
         grid = rows * cols * self.spec.resolution ** 2 * self.spec.num_channels
         return checkpoint.disk_bytes(shapes, disk.block_size(self.workdir)), 2 * grid + LOG_BYTES
 
     # ------------------------------------------------------------------------------------ state I/O
 
-    def _restore_or_init(self) -> tuple[dict, dict]:
-        """(state, progress). progress: host-side counters; 'phase' is the last round's Phase as a dict."""
+    def _restore_or_init(self) -> tuple[dict, Progress]:
+        """(state, progress) of the newest intact checkpoint, or of a new run."""
         restored = self.store.restore_newest(self.step.abstract_state(), self._check_resumable)
         if restored is None:
             logging.info("Starting a new run in %s (%d devices, %d processes).", self.workdir, self.num_devices,
                          jax.process_count())
             self.writer.write_config(self.config)
-            progress = {"nimg": 0, "round": 0, "tick": 0, "tick_start_nimg": 0, "elapsed_sec": 0.0, "phase": None}
-            return self.step.init_state(self.config.seed), {**progress, "last_saved_nimg": None}
+            return self.step.init_state(self.config.seed), Progress()
         step, state, meta = restored
+        progress = Progress.from_meta(meta)
         logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
-                     step, meta["nimg"] / 1000, meta["phase"]["resolution"], self.workdir, self.num_devices,
+                     step, progress.nimg / 1000, progress.phase.resolution, self.workdir, self.num_devices,
                      jax.process_count())
-        progress = {k: meta[k] for k in ("nimg", "round", "tick", "tick_start_nimg", "elapsed_sec", "phase")}
-        return state, {**progress, "last_saved_nimg": meta["nimg"]}
+        self.last_saved_nimg = progress.nimg
+        return state, progress
 
     def _check_resumable(self, meta: dict) -> None:
         saved = json.loads(meta["config"])
@@ -140,7 +142,7 @@ class Trainer:
                 raise TrainingError(f"{self.workdir} holds a run with a different config.{field} "
                                     f"({before} vs {now}); use a new --workdir or the original config")
 
-    def _save(self, state: dict, progress: dict) -> None:
+    def _save(self, state: dict, progress: Progress) -> None:
         """Checkpoints the state after the last round (no-op if nothing changed since the last save).
 
         A state that ends its resolution stage (the next round trains at another resolution, or
@@ -148,27 +150,23 @@ class Trainer:
         state may have diverged: it is never checkpointed, so that the newest checkpoint stays the
         last good one, and at the end of training that ends the run with a TrainingError.
         """
-        if progress["last_saved_nimg"] == progress["nimg"] or progress["phase"] is None:
+        if self.last_saved_nimg == progress.nimg or progress.phase is None:
             return
-        consecutive = self._nonfinite_streak(state["counters"]["consecutive_nonfinite"], progress)
-        if consecutive and progress["nimg"] >= self.total_nimg:
+        consecutive = self._nonfinite_streak(state["counters"]["consecutive_nonfinite"])
+        if consecutive and progress.nimg >= self.total_nimg:
             raise self._diverged(f"training reached {self.total_nimg / 1000:g} kimg with its last {consecutive} steps "
-                                 "skipped for non-finite gradients, so its final state was not checkpointed", progress)
+                                 "skipped for non-finite gradients, so its final state was not checkpointed")
         if consecutive:
             logging.warning("No checkpoint at %.1f kimg: the last %d steps had non-finite gradients; the newest "
-                            "checkpoint stays the one at %s.", progress["nimg"] / 1000, consecutive,
-                            "none" if progress["last_saved_nimg"] is None else
-                            f"{progress['last_saved_nimg'] / 1000:.1f} kimg")
+                            "checkpoint stays the one at %s.", progress.nimg / 1000, consecutive,
+                            "none" if self.last_saved_nimg is None else f"{self.last_saved_nimg / 1000:.1f} kimg")
             return
-        stage_final = (progress["nimg"] >= self.total_nimg
-                       or self.schedule.at(progress["nimg"]).resolution != progress["phase"]["resolution"])
-        meta = {k: v for k, v in progress.items() if k != "last_saved_nimg"}
-        meta.update(config=self.config.to_json(), data_position=progress["nimg"],
-                    resolution=progress["phase"]["resolution"], alpha=progress["phase"]["alpha"])
-        self.store.save(progress["nimg"], state, meta, stage_final=stage_final)
-        progress["last_saved_nimg"] = progress["nimg"]
-        resolution = progress["phase"]["resolution"]
-        logging.info("Checkpoint at %.1f kimg%s.", progress["nimg"] / 1000,
+        stage_final = (progress.nimg >= self.total_nimg
+                       or self.schedule.at(progress.nimg).resolution != progress.phase.resolution)
+        self.store.save(progress.nimg, state, progress.to_meta(self.config), stage_final=stage_final)
+        self.last_saved_nimg = progress.nimg
+        resolution = progress.phase.resolution
+        logging.info("Checkpoint at %.1f kimg%s.", progress.nimg / 1000,
                      f" (last of the {resolution}x{resolution} stage, kept)" if stage_final else "")
         if stage_final and self.metrics.at_stage_end:
             self.metrics.evaluate(state["generator_ema"], progress)
@@ -190,13 +188,13 @@ class Trainer:
                 raise
             self._close()
         if stop.requested:
-            saved = progress["last_saved_nimg"]
+            saved = self.last_saved_nimg
             logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
-                         progress["nimg"] / 1000, "no checkpoint yet" if saved is None else
+                         progress.nimg / 1000, "no checkpoint yet" if saved is None else
                          f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
         else:
-            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress["nimg"] / 1000,
-                         _format_duration(progress["elapsed_sec"]), self.store.directory)
+            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress.nimg / 1000,
+                         _format_duration(progress.elapsed_sec), self.store.directory)
 
     @contextlib.contextmanager
     def _reporting_a_full_disk(self) -> Iterator[None]:
@@ -224,37 +222,38 @@ class Trainer:
                 if error is None or not disk.is_disk_full(close_error):
                     raise
 
-    def _train(self) -> tuple[dict, preemption.StopRequest]:
+    def _train(self) -> tuple[Progress, preemption.StopRequest]:
         """The loop of rounds, ticks and checkpoints; returns (progress, the stop request) at its end."""
         inputs, sums, streak = None, None, None
         with preemption.StopRequest(self.mesh) as stop:
             state, progress = self._restore_or_init()
             tick_start_time = run_start = time.time()
             tick_metrics_start = self.metrics.seconds  # evaluation time is left out of the training speed
-            elapsed_at_start = progress["elapsed_sec"]
-            while progress["nimg"] < self.total_nimg and not stop.requested:
-                phase = self.schedule.at(progress["nimg"])
-                last = progress["phase"]
-                if last is not None and phase.resolution != last["resolution"]:
+            elapsed_at_start = progress.elapsed_sec
+            while progress.nimg < self.total_nimg and not stop.requested:
+                phase = self.schedule.at(progress.nimg)
+                last = progress.phase
+                if last is not None and phase.resolution != last.resolution:
                     self._save(state, progress)  # the last state of the stage, kept for good
                 if inputs is None or (inputs.resolution, inputs.minibatch) != (phase.resolution, phase.minibatch):
                     if inputs is not None:
                         inputs.close()
-                    inputs = self._start_inputs(phase, progress["nimg"])
-                if Schedule.crosses_lod_boundary(None if last is None else last["lod"], phase.lod):
+                    inputs = self._start_inputs(phase, progress.nimg)
+                if Schedule.crosses_lod_boundary(None if last is None else last.lod, phase.lod):
                     state = self.step.reset_optimizers(state)
                 state, round_sums = self._run_round(state, inputs, phase, progress)
                 stop.after_round()
-                streak = self._watch_streak(streak, state, progress)
+                streak = self._watch_streak(streak, state)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
-                previous_nimg = progress["nimg"]
-                progress.update(nimg=progress["nimg"] + phase.minibatch * self.schedule.d_steps_per_round,
-                                round=progress["round"] + 1, phase=dataclasses.asdict(phase))
-                if self.metrics.due(previous_nimg, progress["nimg"]):
+                previous_nimg = progress.nimg
+                progress.nimg += phase.minibatch * self.schedule.d_steps_per_round
+                progress.round += 1
+                progress.phase = phase
+                if self.metrics.due(previous_nimg, progress.nimg):
                     self.metrics.evaluate(state["generator_ema"], progress)
-                done = progress["nimg"] >= self.total_nimg
-                if progress["nimg"] >= progress["tick_start_nimg"] + phase.tick_kimg * 1000 or done or stop.requested:
-                    progress["elapsed_sec"] = elapsed_at_start + time.time() - run_start
+                done = progress.nimg >= self.total_nimg
+                if progress.nimg >= progress.tick_start_nimg + phase.tick_kimg * 1000 or done or stop.requested:
+                    progress.elapsed_sec = elapsed_at_start + time.time() - run_start
                     tick_seconds = time.time() - tick_start_time - (self.metrics.seconds - tick_metrics_start)
                     self._tick(state, progress, phase, sums, tick_seconds)
                     sums, tick_start_time, tick_metrics_start = None, time.time(), self.metrics.seconds
@@ -283,43 +282,43 @@ class Trainer:
             row_order=parallel.device_major_order(phase.minibatch, self.num_devices))
         return _Inputs(phase.resolution, phase.minibatch, iterator=iterator)
 
-    def _run_round(self, state: dict, inputs: "_Inputs", phase, progress: dict):
-        key = jax.random.fold_in(jax.random.key(self.config.seed), progress["round"])
+    def _run_round(self, state: dict, inputs: "_Inputs", phase: Phase, progress: Progress):
+        key = jax.random.fold_in(jax.random.key(self.config.seed), progress.round)
         scalars = RoundScalars(jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr),
                                jnp.float32(phase.ema_beta), key)
         if inputs.level is not None:
-            data = HeldLevel(inputs.level.images, inputs.level.labels, jnp.uint32(progress["nimg"]))
+            data = HeldLevel(inputs.level.images, inputs.level.labels, jnp.uint32(progress.nimg))
         else:
             batches = [next(inputs.iterator) for _ in range(self.schedule.d_steps_per_round)]
             data = HostBatches(self._stack([b["images"] for b in batches]), self._stack([b["labels"] for b in batches]))
         return self.step.round_fn(phase.resolution, phase.minibatch)(state, data, scalars,
-                                                                     round_index=progress["round"])
+                                                                     round_index=progress.round)
 
     # ------------------------------------------------------------------------------------ reporting
 
-    def _tick(self, state, progress, phase, sums, tick_seconds) -> None:
-        progress["tick"] += 1
-        tick_nimg = progress["nimg"] - progress["tick_start_nimg"]
-        progress["tick_start_nimg"] = progress["nimg"]
+    def _tick(self, state: dict, progress: Progress, phase: Phase, sums, tick_seconds: float) -> None:
+        progress.tick += 1
+        tick_nimg = progress.nimg - progress.tick_start_nimg
+        progress.tick_start_nimg = progress.nimg
         means, skipped = summarize_metrics(sums)
         sec_per_kimg = tick_seconds / max(tick_nimg / 1000, 1e-9)
-        remaining_kimg = (self.total_nimg - progress["nimg"]) / 1000
-        scalars = {**means, **skipped, "kimg": progress["nimg"] / 1000, "resolution": phase.resolution,
+        remaining_kimg = (self.total_nimg - progress.nimg) / 1000
+        scalars = {**means, **skipped, "kimg": progress.nimg / 1000, "resolution": phase.resolution,
                    "alpha": phase.alpha, "lod": phase.lod, "img_per_sec": tick_nimg / max(tick_seconds, 1e-9),
                    "sec_per_kimg": sec_per_kimg, "g_lr": phase.g_lr, "d_lr": phase.d_lr, "minibatch": phase.minibatch}
         logging.info(
             "tick %-4d kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  img/s %8.1f  sec/kimg %7.2f  "
-            "skipped %d/%d  ETA %s", progress["tick"], scalars["kimg"], phase.resolution, phase.alpha,
+            "skipped %d/%d  ETA %s", progress.tick, scalars["kimg"], phase.resolution, phase.alpha,
             means["d_loss"], means["g_loss"], means["gradient_penalty"], scalars["img_per_sec"], sec_per_kimg,
             skipped["skipped_d"], skipped["skipped_g"], _format_duration(remaining_kimg * sec_per_kimg))
-        self.writer.scalars(progress["nimg"], scalars)
-        self._nonfinite_streak(state["counters"]["consecutive_nonfinite"], progress)
-        if progress["tick"] % self.config.samples.every_ticks == 0 or progress["nimg"] >= self.total_nimg:
-            self._write_fakes_grid(state, progress["nimg"], phase)
-        if progress["tick"] % self.config.checkpoint.every_ticks == 0:
+        self.writer.scalars(progress.nimg, scalars)
+        self._nonfinite_streak(state["counters"]["consecutive_nonfinite"])
+        if progress.tick % self.config.samples.every_ticks == 0 or progress.nimg >= self.total_nimg:
+            self._write_fakes_grid(state, progress.nimg, phase)
+        if progress.tick % self.config.checkpoint.every_ticks == 0:
             self._save(state, progress)
 
-    def _watch_streak(self, previous: jax.Array | None, state: dict, progress: dict) -> jax.Array | None:
+    def _watch_streak(self, previous: jax.Array | None, state: dict) -> jax.Array | None:
         """Checks the previous round's non-finite streak (`_nonfinite_streak`) and returns this round's.
 
         Read one round late, the check waits only for a round that is done or nearly (the devices
@@ -330,21 +329,21 @@ class Trainer:
         if not self.config.max_consecutive_nonfinite:
             return None
         if previous is not None:
-            self._nonfinite_streak(previous, progress)
+            self._nonfinite_streak(previous)
         return jnp.copy(state["counters"]["consecutive_nonfinite"])
 
-    def _nonfinite_streak(self, counter: jax.Array, progress: dict) -> int:
+    def _nonfinite_streak(self, counter: jax.Array) -> int:
         """The number of latest consecutive steps with non-finite gradients; TrainingError at the limit."""
         consecutive = int(jax.device_get(counter))
         limit = self.config.max_consecutive_nonfinite
         if limit and consecutive >= limit:
             raise self._diverged(f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
-                                 f"(limit config.max_consecutive_nonfinite={limit})", progress)
+                                 f"(limit config.max_consecutive_nonfinite={limit})")
         return consecutive
 
-    def _diverged(self, what: str, progress: dict) -> TrainingError:
+    def _diverged(self, what: str) -> TrainingError:
         """The one-line error of a diverged run: what happened, the last good checkpoint, what to do."""
-        saved = progress["last_saved_nimg"]
+        saved = self.last_saved_nimg
         if saved is None:
             return TrainingError(f"{what}; no checkpoint was written before. Lower the learning rate or check the "
                                  "data, then run the same command to start again")

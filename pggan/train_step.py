@@ -9,11 +9,7 @@ per-device functions are in `pggan.step_updates`; `TrainStep` compiles them as o
 (round index * D steps per round + index in the round) is a multiple of k; which D steps those are
 is static per compiled call, so a resumed run repeats them exactly.
 
-TrainState (a dict pytree, the checkpoint's array content):
-  generator, discriminator, generator_ema: parameters as pure nested dicts (float32),
-  optimizers: {'g': Adam state, 'd': Adam state},
-  counters: {'consecutive_nonfinite': int32 [], 'skipped_d': int32 [], 'skipped_g': int32 []},
-  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.normalization`).
+The state the step transforms is a TrainState (`pggan.train_state`).
 """
 
 from __future__ import annotations
@@ -25,38 +21,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import PartitionSpec as P
 
-from pggan import losses, networks, normalization, parallel
+from pggan import losses, networks, parallel
 from pggan.step_updates import RoundData, RoundScalars, StepConfig, TrainingUpdates
-
-
-def state_shapes(spec: networks.ModelSpec, spectral: bool) -> dict:
-    """ShapeDtypeStructs of a TrainState (what a checkpoint holds), without building it."""
-    return jax.eval_shape(functools.partial(initial_state, spec, spectral), 0)
-
-
-def initial_state(spec: networks.ModelSpec, spectral: bool, seed) -> dict:
-    """A fresh TrainState: G and D drawn from `seed`, EMA G = G, zero Adam moments, zero counters and,
-    with `spectral` normalization of D, its power-iteration vectors.
-
-    Adam's initial state does not depend on its hyperparameters, so one function serves every
-    StepConfig.
-    """
-    g, d = networks.build_networks(spec, seed)
-    g_params, d_params = networks.parameters(g), networks.parameters(d)
-    adam = optax.scale_by_adam()
-    state = {
-        "generator": g_params, "discriminator": d_params,
-        "generator_ema": jax.tree.map(jnp.copy, g_params),
-        "optimizers": {"g": adam.init(g_params), "d": adam.init(d_params)},
-        "counters": {k: jnp.zeros((), jnp.int32) for k in ("consecutive_nonfinite", "skipped_d", "skipped_g")},
-    }
-    if spectral:
-        vectors = normalization.SpectralNorm(networks.abstract_discriminator(spec))
-        state[normalization.STATE_ITEM] = vectors.init_vectors(jax.random.fold_in(jax.random.key(seed), 2))
-    return state
+from pggan.train_state import initial_state, state_shapes
 
 
 @functools.lru_cache(maxsize=16)

@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 from pggan import evaluation, networks, parallel
 from pggan.data.dataset import PreparedDataset
 from pggan.metrics import MetricError
+from pggan.train_state import Progress
 from pggan.training_config import MetricsConfig
 from pggan.writers import RunWriter
 
@@ -59,18 +60,17 @@ class TrainingMetrics:
         """Whether the last round crossed a multiple of `metrics.every_kimg` (False when that is off)."""
         return bool(self.every_nimg) and previous_nimg // self.every_nimg < nimg // self.every_nimg
 
-    def evaluate(self, generator_ema: dict, progress: dict) -> None:
+    def evaluate(self, generator_ema: dict, progress: Progress) -> None:
         """Evaluates the EMA parameters at the last round's resolution and alpha (once per nimg).
 
-        generator_ema: the parameter tree (replicated arrays); progress: the trainer's counters
-        ('nimg' and 'phase' with 'resolution' and 'alpha').
+        generator_ema: the parameter tree (replicated arrays); progress: the run's progress.
         """
-        nimg = progress["nimg"]
+        nimg = progress.nimg
         if self._evaluator is None or nimg == self._last_nimg:
             return
         self._last_nimg = nimg
         start = time.time()
-        resolution, alpha = progress["phase"]["resolution"], progress["phase"]["alpha"]
+        resolution, alpha = progress.phase.resolution, progress.phase.alpha
         generator = networks.merge_parameters(self._abstract_generator, parallel.local_copy(generator_ema))
         try:
             result = self._evaluator.evaluate(generator, resolution, alpha)

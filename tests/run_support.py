@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from pggan import checkpoint, networks
+from pggan import networks, train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,6 +38,6 @@ def write_checkpoints(workdir, config: ml_collections.ConfigDict,
     for k, (step, resolution, alpha) in enumerate(stages):
         g, d = networks.build_networks(spec, seed=k)
         g = networks.parameters(g)
-        checkpoint.save_networks(str(workdir), config, with_random_biases(g, 10 * k + 1),
+        train_state.save_networks(str(workdir), config, with_random_biases(g, 10 * k + 1),
                                  networks.parameters(d), with_random_biases(g, 10 * k + 2),
                                  nimg=step, resolution=resolution, alpha=alpha)

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from pggan import checkpoint, checksums, train
+from pggan import checkpoint, checksums, networks, train, train_state
+from pggan.training_config import TrainingConfig
 from tests import tool_support
 from tests.training_support import REPO, complete_steps, final_state, launcher_env, tiny_config
 
@@ -174,11 +175,12 @@ def test_generate_skips_a_damaged_checkpoint_and_refuses_it_when_asked_for(run, 
 def test_readers_skip_or_refuse_damaged_checkpoints(run, caplog):
     _damage(os.path.join(run, NEWEST), "overwrite")
     caplog.set_level(logging.WARNING, logger="absl")
-    assert checkpoint.select_step(run) == 384  # listing alone reads no file
-    assert checkpoint.select_step(run, network="ema") == 256
-    assert checkpoint.select_step(run, network="raw") == 384  # the raw generator's files are intact
-    assert checkpoint.intact_steps(run, STEPS) == [160, 256]
-    assert checkpoint.read_meta(run, 384)["nimg"] == 384  # the metadata is intact
+    with checkpoint.CheckpointReader(run) as reader:
+        assert reader.select() == 384  # listing alone reads no file
+        assert reader.select(network="ema") == 256
+        assert reader.select(network="raw") == 384  # the raw generator's files are intact
+        assert reader.intact(STEPS) == [160, 256]
+        assert reader.meta(384)["nimg"] == 384  # the metadata is intact
     with pytest.raises(checkpoint.CheckpointDamaged, match="is damaged"):
         checkpoint.load_generator(run, step=384)
     _, meta = checkpoint.load_generator(run)
@@ -205,3 +207,28 @@ def test_a_checkpoint_without_its_manifest_is_damaged_unless_it_predates_checksu
     _damage(step_dir, "half_meta")
     with pytest.raises(checkpoint.CheckpointDamaged, match=r"is damaged: it does not load \(Unterminated string"):
         checkpoint.load_generator(run, step=384)
+
+
+def test_a_checkpoint_with_the_per_pixel_bias_of_pggan_0_1_is_refused_in_one_line_and_left_alone(trained, tmp_path):
+    """pggan 0.1 gave G's 4x4 dense layer one bias per output (16 x C values) instead of the official one per
+    channel; such a checkpoint (written here with that shape) is refused, never loaded or moved aside."""
+    data_dir, _, _ = trained
+    workdir = str(tmp_path / "old")
+    config = TrainingConfig.parse(_config(data_dir))
+    g, d = networks.build_networks(config.model, seed=0)
+    g = networks.parameters(g)
+    channels = g["blocks"][0]["dense"]["bias"].shape[0]
+    g["blocks"][0]["dense"]["bias"] = np.zeros(16 * channels, np.float32)
+    store = checkpoint.CheckpointStore(workdir, async_save=False)
+    progress = train_state.Progress(nimg=64, phase=train_state.imported_phase(config.model, 64, 8, 1.0))
+    store.save(64, train_state.new_state(g, networks.parameters(d), g), progress.to_meta(config))
+    store.close()
+    expected = (f"checkpoint {workdir}/checkpoints/64 was written by pggan 0.1, whose generator had one 4x4 bias per "
+                f"pixel ({16 * channels} values) instead of the official one per channel ({channels}); this version "
+                "cannot load it")
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        checkpoint.load_generator(workdir)
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(expected)):
+        train.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    assert complete_steps(workdir) == [64] and not os.path.exists(os.path.join(workdir, "checkpoints", "damaged"))

@@ -13,7 +13,7 @@ import sys
 import jax
 import pytest
 
-from pggan import checkpoint, checksums, disk, media, networks, train_step
+from pggan import checkpoint, checksums, disk, media, networks, train_state
 from tests.run_support import REPO, load_recipe
 from tests.training_support import TrainingProcess, complete_steps, launcher_env
 
@@ -63,7 +63,7 @@ def test_is_disk_full_recognises_oserror_tensorstore_and_wrapped_errors():
 def test_the_checkpoint_size_estimate_covers_a_real_checkpoint(tmp_path):
     """The estimate (used by the free-space check) against what Orbax writes for the tiny recipe."""
     spec = networks.ModelSpec.from_config(load_recipe("tiny").model)
-    shapes = train_step.state_shapes(spec, spectral=False)
+    shapes = train_state.state_shapes(spec, spectral=False)
     state = jax.tree.map(lambda s: jax.numpy.ones(s.shape, s.dtype), shapes)
     store = checkpoint.CheckpointStore(str(tmp_path), async_save=False)
     store.save(1, state, {"resolution": 16, "config": load_recipe("tiny").to_json()})

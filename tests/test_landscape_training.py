@@ -143,7 +143,8 @@ def test_spectral_norm_lazy_r1_and_ttur_resume_exactly(tmp_path):
     train.train_and_evaluate(_ttur_config(data_dir), whole, devices=devices)
     train.train_and_evaluate(_ttur_config(data_dir, total_kimg=0.096), parts, devices=devices)  # stops mid-fade
     train.train_and_evaluate(_ttur_config(data_dir), parts, devices=devices)
-    config = json.loads(checkpoint.read_meta(whole, 192)["config"])
+    with checkpoint.CheckpointReader(whole) as reader:
+        config = json.loads(reader.meta(192)["config"])
     assert config["d_normalization"]["method"] == "spectral" and config["schedule"]["g_repeats"] == 2
     uninterrupted, resumed = _final_state(whole), _final_state(parts)
     assert set(resumed) == set(checkpoint.STATE_ITEMS) | {normalization.STATE_ITEM}

@@ -22,10 +22,12 @@ def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path):
     workdir = str(tmp_path / "run8")
     train.train_and_evaluate(tiny_config(data_dir), workdir)
     assert len(jax.devices()) == 8
-    steps = checkpoint.stage_final_steps(workdir)
-    resolutions = [checkpoint.read_meta(workdir, s)["resolution"] for s in steps]
+    with checkpoint.CheckpointReader(workdir) as reader:
+        steps = reader.stage_final_steps()
+        resolutions = [reader.meta(s)["resolution"] for s in steps]
+        at_8 = reader.select(resolution=8)
     assert resolutions == [4, 8, 16]
-    assert checkpoint.select_step(workdir, resolution=8) == steps[1]
+    assert at_8 == steps[1]
     state, meta = final_state(workdir)
     assert meta["nimg"] == 768 and meta["phase"]["alpha"] == 1.0
     for leaf in jax.tree.leaves(state):

@@ -62,7 +62,8 @@ def _assert_only_the_good_checkpoint(workdir, good):
     kept, _ = final_state(workdir)
     for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(good)):
         np.testing.assert_array_equal(a, b)
-    assert checkpoint.select_step(workdir) == 64
+    with checkpoint.CheckpointReader(workdir) as reader:
+        assert reader.select() == 64
 
 
 @pytest.mark.parametrize("limit, repeats", [(3, 2), (5, 4)])

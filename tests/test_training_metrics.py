@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from pggan import checkpoint, evaluation, metrics, networks, parallel, train
+from pggan import checkpoint, evaluation, metrics, networks, parallel, train, train_state
 from pggan.data import config as data_config
+from pggan.schedule import Phase
 from pggan.training_metrics import TrainingMetrics
 from pggan.writers import RunWriter
 from pggan.training_config import ConfigError, TrainingConfig
@@ -47,7 +48,8 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
     train.train_and_evaluate(config, workdir)
 
     records = evaluation.read_records(workdir)
-    stage_ends = checkpoint.stage_final_steps(workdir)
+    with checkpoint.CheckpointReader(workdir) as reader:
+        stage_ends = reader.stage_final_steps()
     assert len(stage_ends) == 3
     # Rounds of 32 images: multiples of 256 are reached exactly; 768 is also the last stage end (once).
     assert [r["step"] for r in records] == sorted(set(stage_ends) | {256, 512, 768})
@@ -72,6 +74,11 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
     assert again["metrics"] == pytest.approx(by_step[stage_ends[1]]["metrics"], rel=1e-5)
 
 
+def _phase(resolution):
+    return Phase(kimg=0.0, lod=0.0, resolution=resolution, alpha=1.0, minibatch=16, g_lr=1e-3, d_lr=1e-3, tick_kimg=1.0,
+                 ema_beta=0.999)
+
+
 def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("PGGAN_CACHE_DIR", str(tmp_path / "cache"))
     config = TrainingConfig.parse(_config(str(tmp_path / "datasets")))
@@ -82,9 +89,9 @@ def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatc
     generator, _ = networks.build_networks(config.model, seed=0)
     params = networks.parameters(generator)
     collapsed = jax.tree.map(jnp.zeros_like, params)  # every image the same flat grey
-    metrics.evaluate(collapsed, {"nimg": 100, "phase": {"resolution": 16, "alpha": 1.0}})
+    metrics.evaluate(collapsed, train_state.Progress(nimg=100, phase=_phase(16)))
     assert evaluation.read_records(workdir) == [] and metrics.seconds > 0
-    metrics.evaluate(params, {"nimg": 200, "phase": {"resolution": 16, "alpha": 1.0}})
+    metrics.evaluate(params, train_state.Progress(nimg=200, phase=_phase(16)))
     writer.close()
     assert [r["step"] for r in evaluation.read_records(workdir)] == [200]
 

@@ -38,7 +38,8 @@ def final_state(workdir: str, step: int | None = None):
     """(state as NumPy, meta) of the latest (or the given) checkpoint, restored on one device."""
     store = checkpoint.CheckpointStore(workdir)
     step = store.latest_step() if step is None else step
-    config = json.loads(checkpoint.read_meta(workdir, step)["config"])
+    with checkpoint.CheckpointReader(workdir) as reader:
+        config = json.loads(reader.meta(step)["config"])
     restorer = train_step.TrainStep.create(networks.ModelSpec.from_config(config["model"]), losses.LossConfig(),
                                            train_step.StepConfig(), parallel.make_mesh(jax.devices()[:1]))
     state, meta = store.restore(step, restorer.abstract_state())

@@ -116,7 +116,8 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
         raise UsageError(f"{workdir} stopped at {meta['resolution']}x{meta['resolution']}: the budget must reach "
                              f"the final {generator.spec.resolution}x{generator.spec.resolution}; raise "
                              "--config.schedule.total_kimg")
-    counters = checkpoint.read_counters(workdir, meta["step"])
+    with checkpoint.CheckpointReader(workdir) as reader:
+        counters = reader.counters(meta["step"])
     final = scorer.score(generator, meta["resolution"], meta["alpha"])
     untrained = scorer.untrained_swd(generator.spec, seed)
     return {"combination": name, "seed": seed, "kimg": meta["nimg"] / 1000, "swd": final["swd_avg"],

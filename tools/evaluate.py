@@ -99,17 +99,19 @@ def _steps(workdir: str) -> list[int]:
     asked for by --step)."""
     if not _ALL.value:
         choice = cli.checkpoint_choice(workdir)
-        return [checkpoint.select_step(workdir, step=choice["step"], resolution=choice["resolution"],
-                                       network=choice["network"])]
+        with checkpoint.CheckpointReader(workdir) as reader:
+            return [reader.select(choice["step"], choice["resolution"], choice["network"])]
     for name in ("step", "resolution"):
         if flags.FLAGS[name].present:
             raise UsageError(f"--all evaluates every checkpoint: drop --{name}")
-    return checkpoint.intact_steps(workdir, checkpoint.all_steps(workdir), cli.NETWORK.value)
+    with checkpoint.CheckpointReader(workdir) as reader:
+        return reader.intact(reader.steps(), cli.NETWORK.value)
 
 
 def _run_dataset(workdir: str, step: int) -> PreparedDataset:
     """The prepared dataset of the run (from the checkpoint's config, or --data_dir / --dataset)."""
-    config = json.loads(checkpoint.read_meta(workdir, step)["config"])
+    with checkpoint.CheckpointReader(workdir) as reader:
+        config = json.loads(reader.meta(step)["config"])
     dataset = open_dataset(_DATASET.value or config["dataset"]["name"],
                            _DATA_DIR.value or config["dataset"]["data_dir"] or None)
     model = config["model"]

@@ -8,7 +8,7 @@ import re
 
 import ml_collections
 
-from pggan import checkpoint, defaults, networks
+from pggan import checkpoint, defaults, networks, train_state
 from pggan.official import convert, snapshot
 from pggan.official.errors import SnapshotError
 
@@ -75,6 +75,6 @@ def import_snapshot(pkl_path: str, workdir: str, *, kimg: float | None = None,
     if nimg < 0:
         raise SnapshotError(f"--kimg must be >= 0, got {kimg}")
     progress("writing the checkpoint")
-    step = checkpoint.save_networks(workdir, config, g, d, gs, nimg=nimg, resolution=resolution, alpha=alpha)
+    step = train_state.save_networks(workdir, config, g, d, gs, nimg=nimg, resolution=resolution, alpha=alpha)
     return ImportSummary(spec=spec, lod=loaded.generator_ema.lod, resolution=resolution, alpha=alpha, step=step,
                          dataset_name=config.dataset.name)
