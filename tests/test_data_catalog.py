@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pggan.data import builder, dataset, sources
+from pggan.data import builder, dataset, source_specs
 from pggan.data.errors import MissingDependencyError
 from tests.data_helpers import box_downsample
 
@@ -14,7 +14,7 @@ NUM_EXAMPLES = 4
 def _prepare_mocked(name, data_dir, **kwargs):
     """Prepares tfds:<name> from mocked catalog data; returns (PreparedDataset, the mocked examples)."""
     with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-        source = sources.make_source(f"tfds:{name}", tfds_data_dir=data_dir, **kwargs)
+        source = source_specs.make_source(f"tfds:{name}", tfds_data_dir=data_dir, **kwargs)
         builder.prepare_dataset(source, data_dir, progress=False)
         mocked = [tfds.data_source(name, split=split)[i] for split in source.rule.splits
                   for i in range(NUM_EXAMPLES)]
@@ -68,7 +68,7 @@ def test_missing_tensorflow_names_the_extra(monkeypatch, tmp_path):
         raise ModuleNotFoundError("No module named 'tensorflow'")
 
     with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-        source = sources.make_source("tfds:cifar10", tfds_data_dir=str(tmp_path))
+        source = source_specs.make_source("tfds:cifar10", tfds_data_dir=str(tmp_path))
         monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", needs_tensorflow)
         with pytest.raises(MissingDependencyError, match=r"pggan\[prepare\]"):
             source.list_items()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from skimage.transform import resize
 
-from pggan.data import builder, dataset, order, pipeline, sources
+from pggan.data import builder, dataset, order, pipeline, source_specs, sources
 from pggan.data.errors import DatasetMismatchError, DatasetNotFoundError, PreparationConflictError, SourceError
 from tests import data_helpers
 from tests.data_helpers import RESOLUTION
@@ -25,7 +25,7 @@ def folder(tmp_path_factory):
 def prepared(folder, tmp_path_factory):
     root, _ = folder
     data_dir = str(tmp_path_factory.mktemp("prepared"))
-    source = sources.make_source(f"folder:{root}", resolution=RESOLUTION, labels_from_subfolders=True)
+    source = source_specs.make_source(f"folder:{root}", resolution=RESOLUTION, labels_from_subfolders=True)
     summary = builder.prepare_dataset(source, data_dir, "mixed", progress=False)
     return summary, dataset.open_dataset("mixed", data_dir)
 
@@ -138,25 +138,25 @@ def test_interrupted_preparation_resumes_to_identical_result(folder, prepared, t
 
 def test_bad_folders_give_clear_errors(tmp_path):
     with pytest.raises(SourceError, match="does not exist"):
-        sources.make_source(f"folder:{tmp_path}/missing", resolution=16).list_items()
+        source_specs.make_source(f"folder:{tmp_path}/missing", resolution=16).list_items()
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
     with pytest.raises(SourceError, match="no images"):
-        builder.prepare_dataset(sources.make_source(f"folder:{tmp_path}/empty", resolution=16), str(tmp_path))
+        builder.prepare_dataset(source_specs.make_source(f"folder:{tmp_path}/empty", resolution=16), str(tmp_path))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
     with pytest.raises(SourceError, match="none of the 1 images could be read"):
-        builder.prepare_dataset(sources.make_source(f"folder:{tmp_path}/broken", resolution=16), str(tmp_path),
+        builder.prepare_dataset(source_specs.make_source(f"folder:{tmp_path}/broken", resolution=16), str(tmp_path),
                                 progress=False)
     with pytest.raises(SourceError, match="needs a target resolution"):
-        sources.make_source(f"folder:{tmp_path}")
+        source_specs.make_source(f"folder:{tmp_path}")
     with pytest.raises(SourceError, match="power of two"):
-        sources.make_source("synthetic", resolution=48)
+        source_specs.make_source("synthetic", resolution=48)
     for too_large in (2048, 1048576):  # the models stop at 1024; 2**20 once died with a MemoryError
         with pytest.raises(SourceError, match=rf"the models stop at 1024x1024\), got {too_large}"):
-            sources.make_source("synthetic", resolution=too_large)
+            source_specs.make_source("synthetic", resolution=too_large)
     with pytest.raises(SourceError, match="unknown source"):
-        sources.make_source("imagenet")
+        source_specs.make_source("imagenet")
 
 
 def test_missing_dataset_error_says_how_to_prepare(tmp_path):

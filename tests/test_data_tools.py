@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pggan.data import builder, dataset, sources
+from pggan.data import builder, dataset, source_specs
 from tests import data_helpers
 from tests.run_support import REPO
 
@@ -24,7 +24,7 @@ def test_prepare_dataset_cli_in_parallel_matches_inline_preparation(tmp_path):
                        f"--data_dir={tmp_path / 'cli'}", "--num_workers=2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Prepared 10 images at 16x16" in result.stdout and "Skipped 2 unreadable images" in result.stdout
-    inline = builder.prepare_dataset(sources.make_source(f"folder:{images}", resolution=16),
+    inline = builder.prepare_dataset(source_specs.make_source(f"folder:{images}", resolution=16),
                                      str(tmp_path / "inline"), "mixed", progress=False)
     assert inline.num_examples == 10
     from_cli = dataset.open_dataset("mixed", str(tmp_path / "cli"))

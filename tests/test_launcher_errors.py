@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from pggan.data.dataset import open_dataset
-from pggan.data.sources import make_source
+from pggan.data.source_specs import make_source
 from tests.training_support import REPO, free_port, launcher_env
 
 # name -> (extra launcher arguments; {data} and {tmp} are filled in, the expected error message part)

@@ -270,12 +270,12 @@ def run_flop_model() -> None:
 
 def _dataset_for(resolution: int):
     from pggan.data import dataset as dataset_lib  # the reading stack: tfds, array_record
-    from pggan.data import sources
+    from pggan.data import source_specs
 
     if _DATASET.value:
         return dataset_lib.open_dataset(_DATASET.value, _DATA_DIR.value)
     count = _NUM_EXAMPLES.value or max(64, min(20_000, (1 << 30) // (resolution * resolution * 3)))
-    source = sources.make_source("synthetic", resolution=resolution, num_examples=count)
+    source = source_specs.make_source("synthetic", resolution=resolution, num_examples=count)
     return dataset_lib.open_dataset(f"synthetic_{resolution}_n{count}", _DATA_DIR.value,
                                     prepare_if_missing_from=source)
 

@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from pggan.data import builder, dataset, sources
+from pggan.data import builder, dataset, source_specs
 from pggan.errors import UserError
 
 _SOURCE = flags.DEFINE_string(
@@ -52,7 +52,7 @@ def main(argv):
     del argv
     data_dir = _DATA_DIR.value or dataset.default_data_dir()
     try:
-        source = sources.make_source(
+        source = source_specs.make_source(
             _SOURCE.value, resolution=_RESOLUTION.value, num_examples=_NUM_EXAMPLES.value, crop=_CROP.value,
             channels=int(_CHANNELS.value), seed=_SEED.value, labels_from_subfolders=_LABELS_FROM_SUBFOLDERS.value,
             tfds_data_dir=_TFDS_DATA_DIR.value or data_dir, manual_dir=_MANUAL_DIR.value)

@@ -10,7 +10,7 @@ from jax.sharding import Mesh
 
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.data.pipeline import InputIterator
-from pggan.data.sources import make_source
+from pggan.data.source_specs import make_source
 
 
 def open_from_config(config, *, resolution: int, channels: int | None = None,
