@@ -124,13 +124,14 @@ def main(argv: list[str]) -> int:
     # Imported after jax.distributed.initialize: they touch the devices.
     import jax
 
-    from pggan import training_config, validation
+    from pggan import validation
     from pggan.errors import UserError
+    from pggan.training_config import TrainingConfig, describe
 
     try:  # parsed and checked once, before importing the trainer's heavier stack
-        config = training_config.TrainingConfig.parse(_CONFIG.value)
+        config = TrainingConfig.parse(_CONFIG.value)
         if _SHOW_CONFIG.value:
-            print("\n".join(training_config.describe(config)))
+            print("\n".join(describe(config)))
             return 0
         if not _WORKDIR.value:
             raise UserError("--workdir is required: the directory of the run (checkpoints, samples, logs)")

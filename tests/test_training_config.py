@@ -4,9 +4,8 @@ import dataclasses
 
 import pytest
 
-from pggan import training_config
 from pggan.defaults import default_config
-from pggan.training_config import ConfigError, TrainingConfig
+from pggan.training_config import SECTIONS, ConfigError, TrainingConfig, describe
 from tests.run_support import load_recipe
 
 RECIPES = ("quickstart", "celebahq_1024", "lsun_256", "cifar10_32", "synthetic", "tiny", "loss_comparison")
@@ -23,8 +22,8 @@ def test_every_recipe_parses_and_survives_its_saved_json(name):
 
 
 def test_every_field_has_a_one_line_meaning():
-    lines = training_config.describe(TrainingConfig())
-    fields = sum(len(dataclasses.fields(section)) for section in training_config.SECTIONS.values())
+    lines = describe(TrainingConfig())
+    fields = sum(len(dataclasses.fields(section)) for section in SECTIONS.values())
     assert len(lines) == fields + 3  # seed, compilation_cache_dir, max_consecutive_nonfinite
     assert all("  # " in line and not line.endswith("# ") for line in lines)
     assert "schedule.total_kimg = 12000.0  # length of the run in thousands of real images shown" in lines
