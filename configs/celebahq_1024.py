@@ -11,7 +11,7 @@ The minibatch and learning-rate tables follow the device count (the preset of th
 official fp32 one.
 """
 
-from pggan.defaults import default_config, v2_schedule_presets
+from pggan.training.defaults import default_config, v2_schedule_presets
 
 def get_config():
     config = default_config()

@@ -6,7 +6,7 @@
 Class-conditional variant: --config.model.label_size=10 (labels come from the dataset).
 """
 
-from pggan.defaults import default_config
+from pggan.training.defaults import default_config
 
 
 def get_config():

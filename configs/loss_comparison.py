@@ -2,7 +2,7 @@
 
     python tools/compare_losses.py --outdir=runs/loss_comparison --num_images=256
 
-Every compared combination of `pggan.landscape` trains with these settings (the tool sets the loss,
+Every compared combination of `pggan.training.landscape` trains with these settings (the tool sets the loss,
 penalties and D normalization); results in docs/loss_comparison.md. 1.5 kimg per stabilization and
 per fade, then 2 kimg at 16x16: 8 kimg per run. The quickstart's networks, learning rates and EMA are
 unchanged.

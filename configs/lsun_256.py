@@ -5,7 +5,7 @@
     # another category: --config.dataset.name=lsun_church_256
 """
 
-from pggan.defaults import default_config, v2_schedule_presets
+from pggan.training.defaults import default_config, v2_schedule_presets
 
 
 def get_config():

@@ -7,7 +7,7 @@ networks and short phases train the four stages 4, 8, 16, 32 in under 10 minutes
 give recognisable digits; everything else (losses, fade-in, EMA, Adam resets) is the official recipe.
 """
 
-from pggan.defaults import default_config
+from pggan.training.defaults import default_config
 
 
 def get_config():

@@ -7,7 +7,7 @@ Full-width official networks and the official 1-GPU v2 tables; pick the resoluti
 line (give each resolution its own dataset.name).
 """
 
-from pggan.defaults import default_config, v2_schedule_presets
+from pggan.training.defaults import default_config, v2_schedule_presets
 
 
 def get_config():

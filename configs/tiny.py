@@ -3,7 +3,7 @@
     python -m pggan.main --config=configs/tiny.py --workdir=/tmp/pggan_tiny
 """
 
-from pggan.defaults import default_config
+from pggan.training.defaults import default_config
 
 
 def get_config():

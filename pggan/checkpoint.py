@@ -35,7 +35,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
-from pggan import checksums, networks, normalization
+from pggan import checksums
+
+from pggan.model import networks, normalization
 from pggan.errors import UserError
 
 STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "counters")

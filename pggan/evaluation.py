@@ -1,6 +1,6 @@
 """Evaluating image sets: a generator or a folder of images against a dataset, a folder or published statistics.
 
-Shared by tools/evaluate.py and the trainer's metrics during training (`pggan.training_metrics`). The
+Shared by tools/evaluate.py and the trainer's metrics during training (`pggan.training.periodic_metrics`). The
 image sets and their order are those of `pggan.image_sets`. The protocol of one evaluation:
 
   - Counts: the feature metrics (fid, kid, is, pr_inception, pr_vgg16) compare `num_reals` reals
@@ -35,7 +35,9 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from pggan import checkpoint, networks
+from pggan import checkpoint
+
+from pggan.model import networks
 from pggan.data.dataset import PreparedDataset
 from pggan.errors import UserError
 from pggan.image_sets import DatasetImages, FolderImages, GeneratorImages, metric_resolution

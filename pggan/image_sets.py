@@ -27,7 +27,9 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from pggan import generation, networks
+from pggan.model import networks
+
+from pggan.sampling import generation
 from pggan.data import imaging
 from pggan.data.dataset import PreparedDataset
 from pggan.data.errors import SourceError, UnreadableImageError

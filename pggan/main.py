@@ -106,7 +106,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
         culprits = [name for name in overrides if field in name.split(".")]
         sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}"
                        f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; check the spelling "
-                       f"against the recipe file and pggan/defaults.py"))
+                       f"against the recipe file and pggan/training/defaults.py"))
 
 
 def main(argv: list[str]) -> int:
@@ -124,9 +124,9 @@ def main(argv: list[str]) -> int:
     # Imported after jax.distributed.initialize: they touch the devices.
     import jax
 
-    from pggan import validation
+    from pggan.training import validation
     from pggan.errors import UserError
-    from pggan.training_config import TrainingConfig, describe
+    from pggan.training.config import TrainingConfig, describe
 
     try:  # parsed and checked once, before importing the trainer's heavier stack
         config = TrainingConfig.parse(_CONFIG.value)
@@ -138,11 +138,11 @@ def main(argv: list[str]) -> int:
         plan = validation.plan_run(config, jax.devices())
     except UserError as e:
         return _fail(str(e))
-    from pggan import compilation_cache, train
+    from pggan.training import compilation_cache, loop
 
     compilation_cache.enable(config.compilation_cache_dir)
     try:
-        train.train_and_evaluate(plan, _WORKDIR.value)
+        loop.train_and_evaluate(plan, _WORKDIR.value)
     except UserError as e:
         return _fail(str(e))
     return 0

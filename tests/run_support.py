@@ -10,7 +10,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from pggan import networks, train_state
+from pggan.model import networks
+
+from pggan.training import train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""A process that runs empty 'rounds' under `pggan.preemption.StopRequest` until it is asked to stop.
+"""A process that runs empty 'rounds' under `pggan.training.preemption.StopRequest` until it is asked to stop.
 
     python -m tests.stop_request_worker PROCESS_ID NUM_PROCESSES PORT
 
@@ -16,7 +16,9 @@ if num_processes > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=num_processes, process_id=process_id)
 
-from pggan import parallel, preemption  # imported after jax.distributed.initialize
+from pggan import parallel
+
+from pggan.training import preemption
 
 rounds = 0
 with preemption.StopRequest(parallel.make_mesh()) as stop:

@@ -13,12 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pggan import (compilation_cache, layers, losses, microbatching, networks, normalization, parallel,
-                   train_step)
+from pggan import parallel
+
+from pggan.model import layers, losses, networks, normalization
+
+from pggan.training import compilation_cache, microbatching, train_step
 from pggan.benchmarks import model_flops, projection
-from pggan.step_updates import HostBatches, RoundScalars
-from pggan.training_config import ConfigError
-from pggan.validation import plan_run
+from pggan.training.step_updates import HostBatches, RoundScalars
+from pggan.training.config import ConfigError
+from pggan.training.validation import plan_run
 from tests import tool_support
 from tests.run_support import REPO
 

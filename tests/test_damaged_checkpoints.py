@@ -18,8 +18,12 @@ import jax
 import numpy as np
 import pytest
 
-from pggan import checkpoint, checksums, networks, train, train_state
-from pggan.training_config import TrainingConfig
+from pggan import checkpoint, checksums
+
+from pggan.model import networks
+
+from pggan.training import loop, train_state
+from pggan.training.config import TrainingConfig
 from tests import tool_support
 from tests.training_support import REPO, complete_steps, final_state, launcher_env, tiny_config
 
@@ -39,7 +43,7 @@ def _config(data_dir):
 
 
 def _train(data_dir, workdir):
-    train.train_and_evaluate(_config(data_dir), workdir, devices=jax.devices()[:1])
+    loop.train_and_evaluate(_config(data_dir), workdir, devices=jax.devices()[:1])
 
 
 @pytest.fixture(scope="module")
@@ -230,5 +234,5 @@ def test_a_checkpoint_with_the_per_pixel_bias_of_pggan_0_1_is_refused_in_one_lin
         checkpoint.load_generator(workdir)
     assert str(error.value).startswith(expected) and "\n" not in str(error.value)
     with pytest.raises(checkpoint.CheckpointError, match=re.escape(expected)):
-        train.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+        loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
     assert complete_steps(workdir) == [64] and not os.path.exists(os.path.join(workdir, "checkpoints", "damaged"))

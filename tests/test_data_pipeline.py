@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from jax.sharding import PartitionSpec as P
 
 from pggan import parallel
-from pggan.training_config import DatasetConfig
+from pggan.training.config import DatasetConfig
 from pggan.data import augment, config as data_config, device_dataset, order, pipeline
 from pggan.data.errors import DataError
 

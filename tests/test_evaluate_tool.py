@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pggan import checkpoint, evaluation, media
+from pggan import checkpoint, evaluation
+
+from pggan.sampling import media
 from pggan.data import config as data_config
 from pggan.metrics import WEIGHTS_ENV, MetricSuite
 from pggan.metrics.inception_weights import expected_state_dict_shapes

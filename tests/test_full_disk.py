@@ -13,7 +13,13 @@ import sys
 import jax
 import pytest
 
-from pggan import checkpoint, checksums, disk, media, networks, train_state
+from pggan import checkpoint, checksums, disk
+
+from pggan.model import networks
+
+from pggan.sampling import media
+
+from pggan.training import train_state
 from tests.run_support import REPO, load_recipe
 from tests.training_support import TrainingProcess, complete_steps, launcher_env
 
@@ -117,7 +123,7 @@ def test_event_writes_on_a_full_disk_fail_in_the_caller_and_leave_nothing_for_ex
     workdir = tmpfs("64k")
     script = ("import numpy as np, sys\n"
               "from pggan import disk\n"
-              "from pggan.writers import RunWriter\n"
+              "from pggan.training.writers import RunWriter\n"
               "writer = RunWriter(sys.argv[1])\n"
               "try:\n"
               "    for step in range(100000):\n"

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pggan import checkpoint, generation, media, sampling
+from pggan import checkpoint
+
+from pggan.sampling import generation, latent_space, media
 from tests import tool_support
 from tests.run_support import REPO, load_recipe, write_checkpoints
 
@@ -97,7 +99,7 @@ def test_a_checkpoint_taken_during_a_fade_in_is_sampled_at_its_alpha(tmp_path):
     assert _tool(f"--workdir={workdir}", "--grid=1x2", f"--out={out}", "--batch_size=8") == 0
     generator, meta = checkpoint.load_generator(str(workdir))
     assert (meta["resolution"], meta["alpha"], meta["phase"]["lod"]) == (FINAL, 0.25, 0.75)
-    latents = jnp.asarray(sampling.grid_latents(0, 2, generator.spec.latent_size))
+    latents = jnp.asarray(latent_space.grid_latents(0, 2, generator.spec.latent_size))
     def grid(alpha):  # the generator called directly, without the batched, sharded pipeline
         return media.make_grid(media.to_uint8(generator(latents, resolution=FINAL, alpha=alpha)), 1, 2)
     assert np.abs(media.load_png(out).astype(int) - grid(0.25)).max() <= 1
@@ -120,12 +122,12 @@ def test_conditional_models_take_labels(tmp_path):
     np.testing.assert_array_equal(sampler.class_ids(range(5)), [0, 1, 2, 0, 1])
     paths = generation.save_seed_images(sampler, [4, 5], str(tmp_path / "images"))
     assert [os.path.basename(p) for p in paths] == ["seed000004-class1.png", "seed000005-class2.png"]
-    latents = sampling.grid_latents(0, 2, sampler.spec.latent_size)
+    latents = latent_space.grid_latents(0, 2, sampler.spec.latent_size)
     fixed = _ema_sampler(str(workdir), label=2, batch_size=8)
     np.testing.assert_array_equal(fixed.class_ids(range(2)), [2, 2])
     np.testing.assert_array_equal(fixed.images(latents)[0], sampler.images(latents, [2, 2])[0])
     assert not np.array_equal(fixed.images(latents)[0], sampler.images(latents)[0])  # class 2 vs class 0
-    with pytest.raises(sampling.SamplingError, match=r"integers in \[0, 3\)"):
+    with pytest.raises(latent_space.SamplingError, match=r"integers in \[0, 3\)"):
         _ema_sampler(str(workdir), label=3)
 
 
@@ -146,7 +148,7 @@ def test_random_walk_video_has_duration_times_fps_frames_that_show_the_walk(run_
                  "--video_grid=1x2", "--seed=3", "--smoothing_sec=0.5", f"--zoom={zoom}", "--batch_size=8") == 0
     info, frames = _decoded(path)
     assert (info.num_frames, info.height, info.width) == (duration * fps, FINAL * zoom, 2 * FINAL * zoom)
-    walk = sampling.smooth_random_walk(duration * fps, 8, fps=fps, smoothing_sec=0.5, seed=3, num_walks=2)
+    walk = latent_space.smooth_random_walk(duration * fps, 8, fps=fps, smoothing_sec=0.5, seed=3, num_walks=2)
     sampler = _ema_sampler(run_dir, batch_size=8)
     for t in (0, duration * fps // 2):
         expected = media.make_grid(sampler.images(walk[t]), 1, 2).repeat(zoom, 0).repeat(zoom, 1)
@@ -157,10 +159,10 @@ def test_keyframes_of_the_interpolation_are_the_images_of_their_seeds(run_dir, t
     seeds, fps, duration = [4, 9, 2], 4, 2.0
     num_frames = int(duration * fps)
     sampler = _ema_sampler(run_dir, batch_size=8)
-    latents = sampling.keyframe_walk(seeds, num_frames, sampler.spec.latent_size, num_walks=2, loop=True)
+    latents = latent_space.keyframe_walk(seeds, num_frames, sampler.spec.latent_size, num_walks=2, loop=True)
     frames = list(generation.video_frames(sampler, latents, 1, 2, zoom=1))
     assert len(frames) == num_frames and frames[0].shape == (FINAL, 2 * FINAL, 3)
-    for k, index in enumerate(sampling.keyframe_indices(len(seeds), num_frames, loop=True)):
+    for k, index in enumerate(latent_space.keyframe_indices(len(seeds), num_frames, loop=True)):
         np.testing.assert_array_equal(frames[index], generation.sample_grid(sampler, seeds[k], 1, 2))
     # The tool writes the same video (lossless H.264; zoomed, as 4:2:0 chroma needs more than 16 pixels).
     path = tmp_path / "keys.mp4"

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pggan import generation, media, networks, sampling
+from pggan.model import networks
+
+from pggan.sampling import generation, latent_space, media
 
 RESOLUTION = 8
 
@@ -35,19 +37,19 @@ def _generate(generator, latents, labels=None, **kwargs):
 
 
 def test_same_seed_gives_the_same_png_bytes_and_the_grid_has_the_right_size(generator, tmp_path):
-    rows, cols = sampling.parse_grid_spec("2x3")
+    rows, cols = latent_space.parse_grid_spec("2x3")
     for name in ("a.png", "b.png"):
-        images = _generate(generator, sampling.grid_latents(5, rows * cols, 8))
+        images = _generate(generator, latent_space.grid_latents(5, rows * cols, 8))
         media.save_png(media.make_grid(images, rows, cols), tmp_path / name)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert media.load_png(tmp_path / "a.png").shape == (rows * RESOLUTION, cols * RESOLUTION, 3)
-    other = media.make_grid(_generate(generator, sampling.grid_latents(6, rows * cols, 8)), rows, cols)
+    other = media.make_grid(_generate(generator, latent_space.grid_latents(6, rows * cols, 8)), rows, cols)
     assert not np.array_equal(other, media.load_png(tmp_path / "a.png"))
 
 
 def test_one_and_eight_devices_agree_whatever_the_batching(generator):
     assert jax.device_count() == 8
-    latents = sampling.latents_for_seeds(range(10), 8)
+    latents = latent_space.latents_for_seeds(range(10), 8)
     eight = _generate(generator, latents, batch_size=5)  # rounded up to 8: two batches, the last padded
     one_device = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:1])
     one = _generate(generator, latents, batch_size=3, mesh=one_device)
@@ -58,18 +60,18 @@ def test_one_and_eight_devices_agree_whatever_the_batching(generator):
 
 def test_streamed_batches_are_trimmed_to_the_latents():
     generator = _tiny_generator()
-    batches = list(generation.generate_image_batches(generator, sampling.grid_latents(0, 10, 8),
+    batches = list(generation.generate_image_batches(generator, latent_space.grid_latents(0, 10, 8),
                                                      resolution=RESOLUTION, batch_size=8))
     assert [len(b) for b in batches] == [8, 2]
 
 
 def test_truncation_psi_zero_gives_the_same_image_for_every_latent(generator):
     spec = generator.spec
-    latents = sampling.grid_latents(3, 8, 8) * np.linspace(0.5, 3, 8, dtype=np.float32)[:, None]
-    collapsed = _generate(generator, sampling.truncate(latents, None, 0.0, spec)[0])
+    latents = latent_space.grid_latents(3, 8, 8) * np.linspace(0.5, 3, 8, dtype=np.float32)[:, None]
+    collapsed = _generate(generator, latent_space.truncate(latents, None, 0.0, spec)[0])
     assert (collapsed == collapsed[0]).all() and collapsed[0].std() > 10
-    half = _generate(generator, sampling.truncate(latents, None, 0.5, spec)[0])
-    full = _generate(generator, sampling.truncate(latents, None, 1.0, spec)[0])
+    half = _generate(generator, latent_space.truncate(latents, None, 0.5, spec)[0])
+    full = _generate(generator, latent_space.truncate(latents, None, 1.0, spec)[0])
     np.testing.assert_array_equal(full, _generate(generator, latents))
     assert len({image.tobytes() for image in half}) == 8
     distance = lambda images: np.abs(images.astype(np.float32) - collapsed).mean()  # noqa: E731
@@ -78,8 +80,8 @@ def test_truncation_psi_zero_gives_the_same_image_for_every_latent(generator):
 
 def test_conditional_truncation_psi_zero_gives_one_image_per_label():
     generator = _tiny_generator(label_size=3)
-    labels = sampling.one_hot_labels([0, 0, 0, 0, 2, 2, 2, 2], 3)
-    latents, labels = sampling.truncate(sampling.grid_latents(4, 8, 8), labels, 0.0, generator.spec)
+    labels = latent_space.one_hot_labels([0, 0, 0, 0, 2, 2, 2, 2], 3)
+    latents, labels = latent_space.truncate(latent_space.grid_latents(4, 8, 8), labels, 0.0, generator.spec)
     images = _generate(generator, latents, labels)
     assert (images[:4] == images[0]).all() and (images[4:] == images[4]).all()
     assert not np.array_equal(images[0], images[4])
@@ -87,16 +89,16 @@ def test_conditional_truncation_psi_zero_gives_one_image_per_label():
 
 def test_keyframes_of_the_interpolation_are_the_images_of_their_seeds(generator):
     seeds = [10, 20, 30]
-    keys = sampling.latents_for_seeds(seeds, 8)
-    path = sampling.keyframe_path(keys, 16, loop=False)
+    keys = latent_space.latents_for_seeds(seeds, 8)
+    path = latent_space.keyframe_path(keys, 16, loop=False)
     frames = _generate(generator, path)
-    np.testing.assert_array_equal(frames[sampling.keyframe_indices(3, 16, loop=False)], _generate(generator, keys))
+    np.testing.assert_array_equal(frames[latent_space.keyframe_indices(3, 16, loop=False)], _generate(generator, keys))
 
 
 @pytest.mark.parametrize("extension", [".mp4", ".gif"])
 def test_random_walk_grid_video_has_duration_times_fps_frames(generator, tmp_path, extension):
     duration, fps, rows, cols, zoom = 2, 6, 2, 2, 4
-    walk = sampling.smooth_random_walk(duration * fps, 8, fps=fps, smoothing_sec=0.5, seed=1, num_walks=rows * cols)
+    walk = latent_space.smooth_random_walk(duration * fps, 8, fps=fps, smoothing_sec=0.5, seed=1, num_walks=rows * cols)
     batches = generation.generate_image_batches(generator, walk.reshape(-1, 8), resolution=RESOLUTION, batch_size=8)
     size = (rows * RESOLUTION * zoom, cols * RESOLUTION * zoom)  # H.264's 4:2:0 chroma needs more than 8x8 pixels
     frames = (media.fit_to_frame(grid, *size) for grid in media.grids_from_batches(batches, rows, cols))

@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pggan import (checkpoint, defaults, landscape, losses, media, networks, normalization, parallel, sampling, train,
-                   train_step, validation)
-from pggan.step_updates import HostBatches, RoundScalars, summarize_metrics
+from pggan import checkpoint, parallel
+
+from pggan.model import losses, networks, normalization
+
+from pggan.sampling import latent_space, media
+
+from pggan.training import defaults, landscape, loop, train_step, validation
+from pggan.training.step_updates import HostBatches, RoundScalars, summarize_metrics
 from tests import tool_support
 from tests.run_support import REPO, load_recipe
 
@@ -140,9 +145,9 @@ def _ttur_config(data_dir, **schedule):
 def test_spectral_norm_lazy_r1_and_ttur_resume_exactly(tmp_path):
     data_dir, devices = str(tmp_path / "data"), jax.devices()[:1]
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    train.train_and_evaluate(_ttur_config(data_dir), whole, devices=devices)
-    train.train_and_evaluate(_ttur_config(data_dir, total_kimg=0.096), parts, devices=devices)  # stops mid-fade
-    train.train_and_evaluate(_ttur_config(data_dir), parts, devices=devices)
+    loop.train_and_evaluate(_ttur_config(data_dir), whole, devices=devices)
+    loop.train_and_evaluate(_ttur_config(data_dir, total_kimg=0.096), parts, devices=devices)  # stops mid-fade
+    loop.train_and_evaluate(_ttur_config(data_dir), parts, devices=devices)
     with checkpoint.CheckpointReader(whole) as reader:
         config = json.loads(reader.meta(192)["config"])
     assert config["d_normalization"]["method"] == "spectral" and config["schedule"]["g_repeats"] == 2
@@ -153,14 +158,14 @@ def test_spectral_norm_lazy_r1_and_ttur_resume_exactly(tmp_path):
     # Turning spectral normalization off in this workdir is refused (its state holds the vectors).
     config = _ttur_config(data_dir, total_kimg=0.256)
     config.d_normalization.method = "none"
-    with pytest.raises(train.TrainingError, match="different config.d_normalization.method"):
-        train.train_and_evaluate(config, parts, devices=devices)
+    with pytest.raises(loop.TrainingError, match="different config.d_normalization.method"):
+        loop.train_and_evaluate(config, parts, devices=devices)
 
 
 def _final_state(workdir):
     """The latest checkpoint's state as NumPy, restored with the run's own step settings."""
     plan = validation.plan_run(_ttur_config(os.path.join(os.path.dirname(workdir), "data")), jax.devices()[:1])
-    trainer = train.Trainer(plan, workdir)
+    trainer = loop.Trainer(plan, workdir)
     store = checkpoint.CheckpointStore(workdir)
     state, _ = store.restore(store.latest_step(), trainer.step.abstract_state())
     store.close()
@@ -174,7 +179,7 @@ def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
     config.model.update(resolution=8, label_size=10)
     config.schedule.update(stabilize_kimg=0.064, transition_kimg=0.064, total_kimg=0.192)
     workdir = str(tmp_path / "run")
-    train.train_and_evaluate(config, workdir, devices=jax.devices()[:2])
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:2])
 
     grids = {}
     for label in (3, 7):
@@ -185,7 +190,7 @@ def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
     # Independently: the trained EMA generator on the grid's latents with one-hot class 3.
     generator, meta = checkpoint.load_generator(workdir)
     assert meta["resolution"] == 8 and meta["nimg"] == 192
-    latents = sampling.grid_latents(4, 6, generator.spec.latent_size)
+    latents = latent_space.grid_latents(4, 6, generator.spec.latent_size)
     onehot = np.eye(10, dtype=np.float32)[[3] * 6]
     expected = media.make_grid(media.to_uint8(generator(latents, onehot, resolution=8, alpha=meta["alpha"])), 2, 3)
     assert np.abs(grids[3].astype(int) - expected).max() <= 1  # rounding of float32 images on other devices

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pggan import layers
+from pggan.model import layers
 from tests import np_reference as ref
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pggan import losses
+from pggan.model import losses
 
 
 def _linear_critic(weights, label_weights=None):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from pggan import media
+from pggan.sampling import media
 
 
 def _smooth_frames(num, height, width):

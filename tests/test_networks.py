@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pggan import layers, networks
+from pggan.model import layers, networks
 from tests import np_reference as ref
 
 SMALL = networks.ModelSpec(resolution=32, latent_size=16, fmap_base=128, fmap_max=16)

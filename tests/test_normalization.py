@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pggan import networks, normalization
+from pggan.model import networks, normalization
 
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=16, label_size=3)
 
@@ -88,7 +88,7 @@ def test_gran_is_only_piecewise_lipschitz_its_jumps_between_pieces_grow_with_the
     # f(x) = c + s(t) t with t = mean(x) and slope s = 1 for t < 0, 10 for t >= 0: continuous, two linear
     # pieces. Across the kink g = K f n / (n^2 + eps) jumps by about K c (1 / n_left - 1 / n_right), with
     # n = s / sqrt(48) the gradient norm: unbounded as c grows, however close the two inputs are
-    # (why the linear WGAN objective needs the drift term with GraN, pggan/landscape.py).
+    # (why the linear WGAN objective needs the drift term with GraN, pggan/training/landscape.py).
     k, eps, step = 1.0, 1e-6, 1e-4
     x = jnp.stack([jnp.full((4, 4, 3), -step / 2), jnp.full((4, 4, 3), step / 2)])  # ||x0 - x1|| = sqrt(48) step
     jumps = []

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from pggan import networks
+from pggan.model import networks
 from pggan.official import convert, snapshot
 from tests import official_format as fmt
 from tests import official_numpy as ref

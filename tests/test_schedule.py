@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from pggan.defaults import default_config
-from pggan.schedule import Schedule
-from pggan.training_config import TrainingConfig
+from pggan.training.defaults import default_config
+from pggan.training.schedule import Schedule
+from pggan.training.config import TrainingConfig
 from tests.run_support import load_recipe
 
 

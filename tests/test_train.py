@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from pggan import checkpoint, train
+from pggan import checkpoint
+
+from pggan.training import loop
 from tests.training_support import REPO, final_state, tiny_config
 
 
@@ -20,7 +22,7 @@ def data_dir(tmp_path_factory):
 
 def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path):
     workdir = str(tmp_path / "run8")
-    train.train_and_evaluate(tiny_config(data_dir), workdir)
+    loop.train_and_evaluate(tiny_config(data_dir), workdir)
     assert len(jax.devices()) == 8
     with checkpoint.CheckpointReader(workdir) as reader:
         steps = reader.stage_final_steps()
@@ -42,11 +44,11 @@ def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path):
 def test_stopped_and_resumed_run_equals_an_uninterrupted_run(data_dir, tmp_path):
     one_device = jax.devices()[:1]
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    train.train_and_evaluate(tiny_config(data_dir), whole, devices=one_device)
+    loop.train_and_evaluate(tiny_config(data_dir), whole, devices=one_device)
     # Stop in the middle of the 8x8 fade-in (0.192 kimg: lod 1.5), then run the same command again.
-    train.train_and_evaluate(tiny_config(data_dir, total_kimg=0.192), parts, devices=one_device)
+    loop.train_and_evaluate(tiny_config(data_dir, total_kimg=0.192), parts, devices=one_device)
     stopped, _ = final_state(parts)
-    train.train_and_evaluate(tiny_config(data_dir), parts, devices=one_device)
+    loop.train_and_evaluate(tiny_config(data_dir), parts, devices=one_device)
     resumed, meta = final_state(parts)
     uninterrupted, _ = final_state(whole)
     assert meta["nimg"] == 768
@@ -59,11 +61,11 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_run(data_dir, tmp_path)
 
 def test_a_different_model_in_an_existing_workdir_is_refused(data_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    train.train_and_evaluate(tiny_config(data_dir, total_kimg=0.064), workdir, devices=jax.devices()[:1])
+    loop.train_and_evaluate(tiny_config(data_dir, total_kimg=0.064), workdir, devices=jax.devices()[:1])
     config = tiny_config(data_dir)
     config.model.fmap_max = 4
-    with pytest.raises(train.TrainingError, match="different config.model"):
-        train.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    with pytest.raises(loop.TrainingError, match="different config.model"):
+        loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
 
 
 def test_launcher_help_and_one_line_errors(tmp_path):

@@ -5,8 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pggan import losses, networks, parallel, train_step
-from pggan.step_updates import HostBatches, RoundScalars
+from pggan import parallel
+
+from pggan.model import losses, networks
+
+from pggan.training import train_step
+from pggan.training.step_updates import HostBatches, RoundScalars
 
 SPEC = networks.ModelSpec(resolution=16, latent_size=16, fmap_base=64, fmap_max=16)
 RESOLUTION = 8

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from pggan.defaults import default_config
-from pggan.training_config import SECTIONS, ConfigError, TrainingConfig, describe
+from pggan.training.defaults import default_config
+from pggan.training.config import SECTIONS, ConfigError, TrainingConfig, describe
 from tests.run_support import load_recipe
 
 RECIPES = ("quickstart", "celebahq_1024", "lsun_256", "cifar10_32", "synthetic", "tiny", "loss_comparison")

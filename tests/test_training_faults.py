@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from pggan import checkpoint, train
+from pggan import checkpoint
+
+from pggan.training import loop
 from pggan.errors import UserError
 from tests.training_support import complete_steps, final_state, tiny_config
 
@@ -30,10 +32,10 @@ def test_checkpoints_restore_on_other_device_counts_and_training_continues(data_
     chained, whole = str(tmp_path / "8-1-2"), str(tmp_path / "whole")
     # 8 devices until 64 images, 1 device until 128, then 2 devices until 192 (all in the 4x4 stage).
     for devices, total in ((8, 64), (1, 128), (2, 192)):
-        train.train_and_evaluate(small_config(data_dir, total / 1000), chained, devices=jax.devices()[:devices])
+        loop.train_and_evaluate(small_config(data_dir, total / 1000), chained, devices=jax.devices()[:devices])
         _, meta = final_state(chained)
         assert meta["nimg"] == total and meta["round"] == total // 64  # rounds of 2 x 32 images
-    train.train_and_evaluate(small_config(data_dir, 0.192), whole, devices=jax.devices()[:1])
+    loop.train_and_evaluate(small_config(data_dir, 0.192), whole, devices=jax.devices()[:1])
     state, _ = final_state(chained)
     reference, _ = final_state(whole)
     # The same computation up to the order of float sums in the all-device means.
@@ -53,7 +55,7 @@ def _diverging(data_dir, limit: int, total_kimg: float = 0.192, **schedule):
 def good_run(data_dir, tmp_path):
     """A workdir with one good checkpoint at 64 images; returns (workdir, its state)."""
     workdir = str(tmp_path / "run")
-    train.train_and_evaluate(small_config(data_dir, 0.064), workdir, devices=jax.devices()[:1])
+    loop.train_and_evaluate(small_config(data_dir, 0.064), workdir, devices=jax.devices()[:1])
     return workdir, final_state(workdir)[0]
 
 
@@ -73,8 +75,8 @@ def test_diverging_training_stops_at_exactly_the_limit_keeping_the_last_good_che
     reached in the second round, at its second step (3 = 1 + 2) or in its middle (5 = 3 + 2 of 4)."""
     workdir, good = good_run
     caplog.set_level(logging.INFO, logger="absl")  # a tool run earlier in this process may have raised it
-    with pytest.raises(train.TrainingError) as error:
-        train.train_and_evaluate(_diverging(data_dir, limit, 0.064 + 3 * repeats * 0.032, minibatch_repeats=repeats),
+    with pytest.raises(loop.TrainingError) as error:
+        loop.train_and_evaluate(_diverging(data_dir, limit, 0.064 + 3 * repeats * 0.032, minibatch_repeats=repeats),
                                  workdir, devices=jax.devices()[:1])
     message = str(error.value)
     assert isinstance(error.value, UserError) and "\n" not in message
@@ -94,8 +96,8 @@ def test_diverging_training_stops_at_exactly_the_limit_keeping_the_last_good_che
 def test_a_run_that_diverged_at_its_end_fails_naming_the_last_good_checkpoint(data_dir, good_run, caplog):
     workdir, good = good_run
     caplog.set_level(logging.INFO, logger="absl")
-    with pytest.raises(train.TrainingError) as error:
-        train.train_and_evaluate(_diverging(data_dir, 0), workdir, devices=jax.devices()[:1])  # no limit
+    with pytest.raises(loop.TrainingError) as error:
+        loop.train_and_evaluate(_diverging(data_dir, 0), workdir, devices=jax.devices()[:1])  # no limit
     assert str(error.value) == (
         "training reached 0.192 kimg with its last 3 steps skipped for non-finite gradients, so its final state was "
         f"not checkpointed; the last good checkpoint is 64 (0.1 kimg) in {workdir}/checkpoints. Lower the learning "

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from pggan import checkpoint, evaluation, metrics, networks, parallel, train, train_state
+from pggan import checkpoint, evaluation, metrics, parallel
+
+from pggan.model import networks
+
+from pggan.training import loop, train_state
 from pggan.data import config as data_config
-from pggan.schedule import Phase
-from pggan.training_metrics import TrainingMetrics
-from pggan.writers import RunWriter
-from pggan.training_config import ConfigError, TrainingConfig
+from pggan.training.schedule import Phase
+from pggan.training.periodic_metrics import TrainingMetrics
+from pggan.training.writers import RunWriter
+from pggan.training.config import ConfigError, TrainingConfig
 from tests.run_support import load_recipe
 
 
@@ -45,7 +49,7 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
     monkeypatch.setenv("PGGAN_CACHE_DIR", str(tmp_path / "cache"))
     workdir = str(tmp_path / "run")
     config = _config(str(tmp_path / "datasets"), at_stage_end=True, every_kimg=0.256)
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
 
     records = evaluation.read_records(workdir)
     with checkpoint.CheckpointReader(workdir) as reader:

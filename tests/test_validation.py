@@ -3,8 +3,8 @@
 import jax
 import pytest
 
-from pggan import validation
-from pggan.training_config import ConfigError
+from pggan.training import validation
+from pggan.training.config import ConfigError
 from tests.run_support import load_recipe
 
 # (field, value, devices, the expected message part)

@@ -2,7 +2,7 @@
 
 Each tool defines its absl flags on the process-wide FLAGS when imported, and tools share flag names
 (--data_dir, --seeds, --config). `run_main` imports a tool once, keeps the flags it defined itself
-(`pggan.cli`'s shared flags stay registered), and before every run registers exactly that tool's flags (removing those of the others and ml_collections'
+(`pggan.cli.checkpoint_flags`'s shared flags stay registered), and before every run registers exactly that tool's flags (removing those of the others and ml_collections'
 --config.<field> override flags left by an earlier parse), so each tool parses its own command line.
 """
 
@@ -14,7 +14,7 @@ import sys
 
 from absl import flags
 
-import pggan.cli  # noqa: F401  (defines the flags tools share: they stay registered)
+import pggan.cli.checkpoint_flags  # noqa: F401  (defines the flags tools share: they stay registered)
 from tests.run_support import REPO
 
 _TOOLS: dict[str, tuple[object, dict[str, flags.Flag]]] = {}

@@ -19,7 +19,11 @@ import time
 import jax
 import numpy as np
 
-from pggan import checkpoint, losses, networks, parallel, train_step
+from pggan import checkpoint, parallel
+
+from pggan.model import losses, networks
+
+from pggan.training import train_step
 from tests.run_support import REPO, load_recipe
 
 TMP_MARK = ".orbax-checkpoint-tmp"

@@ -37,13 +37,15 @@ from absl import app, flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from pggan import compilation_cache, microbatching, parallel, train_step
+from pggan import parallel
+
+from pggan.training import compilation_cache, microbatching, train_step
 from pggan.benchmarks import model_flops, projection
 from pggan.benchmarks import step as step_benchmark
-from pggan.tool_errors import UsageError, run_tool
-from pggan.step_updates import StepConfig
-from pggan.training_config import TrainingConfig
-from pggan.validation import schedule_for_devices
+from pggan.cli.runner import UsageError, run_tool
+from pggan.training.step_updates import StepConfig
+from pggan.training.config import TrainingConfig
+from pggan.training.validation import schedule_for_devices
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe (configs/*.py) for the step, quality and "
                                           "FLOP-model modes; override fields with --config.<field>=<value>.")

@@ -6,7 +6,7 @@
 
 Each (combination, seed) trains in OUTDIR/<combination>/seed<k> with --config (default
 configs/loss_comparison.py, the quickstart digits up to 16x16) plus the combination's loss,
-penalties and D normalization (`pggan.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn; by default the
+penalties and D normalization (`pggan.training.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn; by default the
 ten of landscape.COMPARED, seeds 0, 1, 2). Its EMA generator is then scored: 1e3 x SWD (averaged over
 the pyramid levels) of --num_images generated images against as many real ones at the final
 resolution. The untrained generator of each seed is scored the same way (the baseline). Runs already
@@ -27,10 +27,16 @@ from absl import app, flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from pggan import checkpoint, generation, landscape, networks, sampling, train
+from pggan import checkpoint
+
+from pggan.model import networks
+
+from pggan.sampling import generation, latent_space
+
+from pggan.training import landscape, loop
 from pggan.data import config as data_config
 from pggan.metrics import MetricSuite
-from pggan.tool_errors import UsageError, run_tool
+from pggan.cli.runner import UsageError, run_tool
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                                "loss_comparison.py")
@@ -40,7 +46,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _OUTDIR = flags.DEFINE_string("outdir", None, "Directory for the runs (OUTDIR/<combination>/seed<k>), "
                               "results.jsonl and summary.md.")
 _COMBINATIONS = flags.DEFINE_list("combinations", list(landscape.COMPARED),
-                                  "Combinations <loss>_<regularizer> to train (see pggan/landscape.py); 'all' "
+                                  "Combinations <loss>_<regularizer> to train (see pggan/training/landscape.py); 'all' "
                                   "for every one of landscape.COMBINATIONS.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds of every combination.")
 _EVAL_SEED = flags.DEFINE_integer("eval_seed", 1000, "Seed of the generated images' latents, of the real images "
@@ -81,7 +87,7 @@ class Scorer:
         reals, _ = dataset.level(spec.resolution).read(chosen)
         self.suite = MetricSuite(names=("swd",), seed=eval_seed)
         self.real_stats = self.suite.real_statistics([reals])
-        self.latents = sampling.grid_latents(eval_seed, count, spec.latent_size)
+        self.latents = latent_space.grid_latents(eval_seed, count, spec.latent_size)
         self._untrained: dict[int, float] = {}
 
     def score(self, generator: networks.Generator, resolution: int, alpha: float) -> dict[str, float]:
@@ -107,8 +113,8 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
     run_config.seed = seed
     started = time.time()
     try:
-        train.train_and_evaluate(run_config, workdir)
-    except train.TrainingError as e:  # diverged: recorded, the comparison goes on
+        loop.train_and_evaluate(run_config, workdir)
+    except loop.TrainingError as e:  # diverged: recorded, the comparison goes on
         return {"combination": name, "seed": seed, "finite": False, "train_seconds": time.time() - started,
                 "error": str(e)}
     generator, meta = checkpoint.load_generator(workdir)

@@ -45,11 +45,13 @@ import time
 from absl import app, flags
 from tqdm import tqdm
 
-from pggan import checkpoint, cli, evaluation
+from pggan import checkpoint, evaluation
+
+from pggan.cli import checkpoint_flags
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.image_sets import FolderImages
 from pggan.metrics import ALL_METRICS, DEFAULT_PROTOCOL, MIN_IMAGES, PROTOCOLS, REAL_METRICS, parse_metric_names
-from pggan.tool_errors import UsageError, run_tool
+from pggan.cli.runner import UsageError, run_tool
 
 _ALL = flags.DEFINE_bool("all", False, "Evaluate every checkpoint of the run, in step order (instead of --step, "
                          "--resolution or the latest).")
@@ -87,7 +89,7 @@ _VGG16_WEIGHTS = flags.DEFINE_string(
 _CACHE_DIR = flags.DEFINE_string("cache_dir", "", "Cache of real statistics and converted weights. "
                                  "Default: $PGGAN_CACHE_DIR or ~/.cache/pggan.")
 
-flags.adopt_module_key_flags(cli)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
+flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -98,14 +100,14 @@ def _steps(workdir: str) -> list[int]:
     """The checkpoints to evaluate, in step order; damaged ones are skipped with a warning (or refused if
     asked for by --step)."""
     if not _ALL.value:
-        choice = cli.checkpoint_choice(workdir)
+        choice = checkpoint_flags.checkpoint_choice(workdir)
         with checkpoint.CheckpointReader(workdir) as reader:
             return [reader.select(choice["step"], choice["resolution"], choice["network"])]
     for name in ("step", "resolution"):
         if flags.FLAGS[name].present:
             raise UsageError(f"--all evaluates every checkpoint: drop --{name}")
     with checkpoint.CheckpointReader(workdir) as reader:
-        return reader.intact(reader.steps(), cli.NETWORK.value)
+        return reader.intact(reader.steps(), checkpoint_flags.NETWORK.value)
 
 
 def _run_dataset(workdir: str, step: int) -> PreparedDataset:
@@ -143,12 +145,12 @@ def _given_reals(names: tuple[str, ...]):
 def _fakes_workdir() -> str | None:
     """The run whose checkpoints are scored (--workdir, or --fakes naming a run), or None."""
     if _FAKES.value and os.path.isdir(os.path.join(_FAKES.value, "checkpoints")):
-        if cli.WORKDIR.value:
+        if checkpoint_flags.WORKDIR.value:
             raise UsageError("--workdir and --fakes both choose the fakes: give one of them")
         return _FAKES.value
-    if _FAKES.value and cli.WORKDIR.value:
+    if _FAKES.value and checkpoint_flags.WORKDIR.value:
         raise UsageError("--workdir and --fakes both choose the fakes: give one of them")
-    return cli.WORKDIR.value or None
+    return checkpoint_flags.WORKDIR.value or None
 
 
 def format_table(records: list[dict]) -> str:
@@ -183,7 +185,7 @@ def _aligned(rows: list[list[str]]) -> str:
 def _evaluator(reals, names, reals_name: str | None = None) -> evaluation.Evaluator:
     evaluator = evaluation.Evaluator(
         reals, names, num_images=_NUM_IMAGES.value, num_reals=_NUM_REALS.value, num_fakes=_NUM_FAKES.value,
-        protocol=_PROTOCOL.value, batch_size=cli.BATCH_SIZE.value or DEFAULT_BATCH_SIZE, seed=cli.SEED.value,
+        protocol=_PROTOCOL.value, batch_size=checkpoint_flags.BATCH_SIZE.value or DEFAULT_BATCH_SIZE, seed=checkpoint_flags.SEED.value,
         inception_weights_path=_INCEPTION_WEIGHTS.value or None, vgg16_weights_path=_VGG16_WEIGHTS.value or None,
         cache_dir=_CACHE_DIR.value or None, progress=True, reals_name=reals_name)
     if evaluator.note:
@@ -201,11 +203,11 @@ def _evaluate_checkpoints(workdir: str, reals, names) -> None:
     steps = _steps(workdir)
     reals = _run_dataset(workdir, steps[0]) if reals is None else reals
     evaluator = _evaluator(reals, names, _REFERENCE_STATS.value or None)
-    print(f"Evaluating {len(steps)} checkpoint(s) of {workdir} ({cli.NETWORK.value} generator) against "
+    print(f"Evaluating {len(steps)} checkpoint(s) of {workdir} ({checkpoint_flags.NETWORK.value} generator) against "
           f"{evaluator.reals_name}: {','.join(evaluator.names)}.")
     records = []
     for step in tqdm(steps, unit="ckpt", desc="checkpoints", disable=len(steps) == 1):
-        records.append(evaluation.evaluate_checkpoint(evaluator, workdir, step, cli.NETWORK.value))
+        records.append(evaluation.evaluate_checkpoint(evaluator, workdir, step, checkpoint_flags.NETWORK.value))
         path = evaluation.append_record(workdir, records[-1])
     print(format_table(records))
     print(format_details(records[-1]))
@@ -218,7 +220,7 @@ def _dataset_level(reals) -> int:
     """The dataset level a folder of fakes (or --save_stats) is compared with: --resolution or the top level."""
     if not isinstance(reals, PreparedDataset):
         return 0
-    return cli.RESOLUTION.value or reals.resolution
+    return checkpoint_flags.RESOLUTION.value or reals.resolution
 
 
 def run() -> None:

@@ -26,8 +26,10 @@ import os
 
 from absl import app, flags
 
-from pggan import cli, generation, media, sampling
-from pggan.tool_errors import UsageError, run_tool
+from pggan.cli import checkpoint_flags
+
+from pggan.sampling import generation, latent_space, media
+from pggan.cli.runner import UsageError, run_tool
 
 _GRID = flags.DEFINE_string("grid", "", "Grid mode: write a ROWSxCOLS sample grid (e.g. 8x8) to --out.")
 _OUT = flags.DEFINE_string("out", "", "Grid mode: the PNG file to write.")
@@ -62,7 +64,7 @@ _ZOOM = flags.DEFINE_integer("zoom", 0, "Integer upscaling (nearest neighbour) o
                              f"PNGs; for videos, enough for frames at least {media.MIN_VIDEO_SIDE} pixels high "
                              "and wide.", lower_bound=0)
 
-flags.adopt_module_key_flags(cli)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
+flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
 
 # The output flag of each mode, and the modes each optional flag applies to.
 MODE_FLAGS = {"grid": _GRID, "images": _NUM, "video": _VIDEO, "progress": _PROGRESS_VIDEO}
@@ -119,51 +121,51 @@ def _keyframe_seeds() -> list[int]:
 
 def _load_sampler() -> tuple[generation.Sampler, dict]:
     sampler, meta = generation.Sampler.from_checkpoint(
-        **cli.checkpoint_choice(), psi=_TRUNCATION.value, label=_LABEL.value, batch_size=cli.BATCH_SIZE.value)
+        **checkpoint_flags.checkpoint_choice(), psi=_TRUNCATION.value, label=_LABEL.value, batch_size=checkpoint_flags.BATCH_SIZE.value)
     print(f"Sampling {meta['resolution']}x{meta['resolution']} images (alpha {meta['alpha']:.2f}) with the "
-          f"{cli.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg.")
+          f"{checkpoint_flags.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg.")
     return sampler, meta
 
 
 def _write_grid() -> None:
-    rows, cols = sampling.parse_grid_spec(_GRID.value)
+    rows, cols = latent_space.parse_grid_spec(_GRID.value)
     out = _output_path(_OUT, (".png",))
     sampler, _ = _load_sampler()
-    media.save_png(generation.sample_grid(sampler, cli.SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True), out)
-    print(f"Wrote the {rows}x{cols} grid of seed {cli.SEED.value} to {out}.")
+    media.save_png(generation.sample_grid(sampler, checkpoint_flags.SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True), out)
+    print(f"Wrote the {rows}x{cols} grid of seed {checkpoint_flags.SEED.value} to {out}.")
 
 
 def _write_images() -> None:
     outdir = _output_path(_OUTDIR, ())
     sampler, _ = _load_sampler()
-    seeds = range(cli.SEED.value, cli.SEED.value + _NUM.value)
+    seeds = range(checkpoint_flags.SEED.value, checkpoint_flags.SEED.value + _NUM.value)
     paths = generation.save_seed_images(sampler, seeds, outdir, zoom=_ZOOM.value or 1, progress=True)
     print(f"Wrote {len(paths)} images to {outdir} ({os.path.basename(paths[0])} ...).")
 
 
 def _write_video() -> None:
     out = _output_path(_VIDEO, media.VIDEO_EXTENSIONS)
-    rows, cols = sampling.parse_grid_spec(_VIDEO_GRID.value)
+    rows, cols = latent_space.parse_grid_spec(_VIDEO_GRID.value)
     num_frames = _num_frames()
     seeds = _keyframe_seeds() if _KEYFRAMES.value else None
     sampler, _ = _load_sampler()
     if seeds:
-        latents = sampling.keyframe_walk(seeds, num_frames, sampler.spec.latent_size, num_walks=rows * cols,
+        latents = latent_space.keyframe_walk(seeds, num_frames, sampler.spec.latent_size, num_walks=rows * cols,
                                          loop=_LOOP.value)
     else:
-        latents = sampling.smooth_random_walk(num_frames, sampler.spec.latent_size, fps=_FPS.value,
-                                              smoothing_sec=_SMOOTHING_SEC.value, seed=cli.SEED.value,
+        latents = latent_space.smooth_random_walk(num_frames, sampler.spec.latent_size, fps=_FPS.value,
+                                              smoothing_sec=_SMOOTHING_SEC.value, seed=checkpoint_flags.SEED.value,
                                               num_walks=rows * cols)
     frames = generation.video_frames(sampler, latents, rows, cols, zoom=_ZOOM.value, progress=True)
     count = media.write_video(frames, out, fps=_FPS.value, crf=_CRF.value)
-    kind = f"keyframes {','.join(map(str, seeds))}" if seeds else f"random walk of seed {cli.SEED.value}"
+    kind = f"keyframes {','.join(map(str, seeds))}" if seeds else f"random walk of seed {checkpoint_flags.SEED.value}"
     print(f"Wrote {out}: {count} frames at {_FPS.value:g} fps, {rows}x{cols} {kind}.")
 
 
 def _write_progress_video() -> None:
     out = _output_path(_PROGRESS_VIDEO, media.VIDEO_EXTENSIONS)
     num_frames = _num_frames()
-    workdir = cli.workdir()
+    workdir = checkpoint_flags.workdir()
     if _PROGRESS_FROM.value == "samples":
         paths = [path for _, path in media.list_sample_grids(os.path.join(workdir, "samples"))]
         height, width = media.progress_frame_size(paths)
@@ -171,12 +173,12 @@ def _write_progress_video() -> None:
         frames = media.progress_frames(paths, height * zoom, width * zoom, max(1, round(num_frames / len(paths))))
         what = f"{len(paths)} sample grids"
     else:
-        rows, cols = sampling.parse_grid_spec(_VIDEO_GRID.value)
-        steps = generation.progress_checkpoint_steps(workdir, cli.NETWORK.value)
+        rows, cols = latent_space.parse_grid_spec(_VIDEO_GRID.value)
+        steps = generation.progress_checkpoint_steps(workdir, checkpoint_flags.NETWORK.value)
         frames = generation.stage_progress_frames(
-            workdir, steps, seed=cli.SEED.value, rows=rows, cols=cols, network=cli.NETWORK.value,
+            workdir, steps, seed=checkpoint_flags.SEED.value, rows=rows, cols=cols, network=checkpoint_flags.NETWORK.value,
             frames_per_step=max(1, round(num_frames / len(steps))), zoom=_ZOOM.value, progress=True,
-            psi=_TRUNCATION.value, label=_LABEL.value, batch_size=cli.BATCH_SIZE.value)
+            psi=_TRUNCATION.value, label=_LABEL.value, batch_size=checkpoint_flags.BATCH_SIZE.value)
         what = f"{len(steps)} checkpoints"
     count = media.write_video(frames, out, fps=_FPS.value, crf=_CRF.value)
     print(f"Wrote {out}: {count} frames at {_FPS.value:g} fps from {what}.")

@@ -12,9 +12,9 @@ from __future__ import annotations
 from absl import app, flags
 from tqdm import tqdm
 
-from pggan import cli
+from pggan.cli import checkpoint_flags
 from pggan.official import importer
-from pggan.tool_errors import run_tool
+from pggan.cli.runner import run_tool
 
 _PKL = flags.DEFINE_string("pkl", None, "Official network pickle: karras2018iclr-*.pkl or network-snapshot-*.pkl "
                            "holding (G, D, Gs).")
@@ -24,7 +24,7 @@ flags.mark_flags_as_required(["pkl"])
 
 
 def run() -> None:
-    workdir = cli.workdir()  # a new pggan run directory (it must hold no checkpoints)
+    workdir = checkpoint_flags.workdir()  # a new pggan run directory (it must hold no checkpoints)
     with tqdm(total=3, unit="stage", leave=False) as bar:
         started: list[str] = []
 

@@ -9,7 +9,7 @@ runs the 3x3 kernel on the upsampled map (9 taps per output pixel), the fused 't
 
 from __future__ import annotations
 
-from pggan import networks
+from pggan.model import networks
 
 # One WGAN-GP training iteration per real image ~ 4 G forwards + 14 D forwards (PERFORMANCE.md):
 # D step: G fwd, D(real) and D(fake) fwd + bwd, the gradient penalty (fwd, input gradient, double

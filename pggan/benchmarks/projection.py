@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pggan.schedule import Schedule
+from pggan.training.schedule import Schedule
 
 
 @dataclasses.dataclass(frozen=True)

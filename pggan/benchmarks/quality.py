@@ -16,9 +16,11 @@ from collections.abc import Callable
 import ml_collections
 import numpy as np
 
-from pggan import sampling, train
+from pggan.sampling import latent_space
+
+from pggan.training import loop
 from pggan.data import config as data_config
-from pggan.generation import Sampler
+from pggan.sampling.generation import Sampler
 from pggan.metrics import MetricSuite
 
 BATCH = 256
@@ -38,7 +40,7 @@ def final_swd(config: ml_collections.ConfigDict, workdir: str, sample_seed: int 
     dataset = data_config.open_from_config(config.dataset, resolution=spec.resolution,
                                            channels=spec.num_channels, label_size=spec.label_size)
     reals, _ = dataset.read_level(meta["resolution"])
-    fakes = sampler.images(sampling.grid_latents(sample_seed, len(reals), spec.latent_size))
+    fakes = sampler.images(latent_space.grid_latents(sample_seed, len(reals), spec.latent_size))
     suite = MetricSuite(names=("swd",))
     return suite.evaluate(_batches(fakes), suite.real_statistics(_batches(reals)))
 
@@ -61,7 +63,7 @@ def compare_dtypes(config: ml_collections.ConfigDict, workdir_root: str, seeds: 
             run_config.seed = seed
             workdir = os.path.join(workdir_root, f"{dtype}_seed{seed}")
             start = time.perf_counter()
-            train.train_and_evaluate(run_config, workdir)
+            loop.train_and_evaluate(run_config, workdir)
             row = {"dtype": dtype, "seed": seed, "seconds": time.perf_counter() - start,
                    **final_swd(run_config, workdir)}
             runs.append(row)

@@ -15,8 +15,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from pggan import parallel, train_step
-from pggan.step_updates import HeldLevel, RoundScalars
+from pggan import parallel
+
+from pggan.training import train_step
+from pggan.training.step_updates import HeldLevel, RoundScalars
 from pggan.benchmarks import devices, model_flops
 
 HOST_PROBE_ROUNDS = 3

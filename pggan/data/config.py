@@ -1,6 +1,6 @@
 """Opening the dataset and the input pipeline that a config's `dataset` section describes.
 
-`config` below is that section (`pggan.training_config.DatasetConfig`: name, data_dir, source, ...).
+`config` below is that section (`pggan.training.config.DatasetConfig`: name, data_dir, source, ...).
 """
 
 from __future__ import annotations

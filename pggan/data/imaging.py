@@ -13,7 +13,7 @@ from pggan.data.errors import UnreadableImageError
 CROP_MODES = ("center", "pad")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MIN_RESOLUTION = 4
-MAX_RESOLUTION = 1024  # the largest model resolution (pggan.networks.ModelSpec)
+MAX_RESOLUTION = 1024  # the largest model resolution (pggan.model.networks.ModelSpec)
 
 
 def is_power_of_two(value: int) -> bool:

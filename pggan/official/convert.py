@@ -25,7 +25,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from pggan import networks
+from pggan.model import networks
 from pggan.official.errors import SnapshotError
 from pggan.official.snapshot import OfficialNetwork
 

@@ -8,7 +8,11 @@ import re
 
 import ml_collections
 
-from pggan import checkpoint, defaults, networks, train_state
+from pggan import checkpoint
+
+from pggan.model import networks
+
+from pggan.training import defaults, train_state
 from pggan.official import convert, snapshot
 from pggan.official.errors import SnapshotError
 

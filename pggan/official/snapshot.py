@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pggan import networks
+from pggan.model import networks
 from pggan.official import unpickler
 from pggan.official.errors import THEANO_PICKLE_MESSAGE, SnapshotError
 from pggan.safe_unpickling import one_line

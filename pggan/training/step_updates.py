@@ -1,11 +1,11 @@
 """The pure functions of a training round: D step, lazy penalty step, G step, EMA, and their repeats.
 
 Everything here is a function of arrays, written per device (it runs inside `jax.shard_map` over the
-1-D 'data' mesh, see `pggan.train_step` which compiles it): parameters and optimizer state are
+1-D 'data' mesh, see `pggan.training.train_step` which compiles it): parameters and optimizer state are
 replicated, the batch is this device's rows in the strided layout of `pggan.parallel`, and gradients
 are those of the all-device mean loss (pmap's `pmean` of per-device gradients). Where memory
 requires it, a device runs its minibatch as microbatches of whole minibatch-stddev groups and
-averages their gradients (`pggan.microbatching`): the same function.
+averages their gradients (`pggan.training.microbatching`): the same function.
 
 Randomness is a pure function of (seed, round index, step within the round, global sample id), so
 results do not depend on the device count and a resumed run repeats an uninterrupted one exactly.
@@ -27,10 +27,14 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from pggan import layers, losses, microbatching, networks, normalization, parallel
+from pggan import parallel
+
+from pggan.model import layers, losses, networks, normalization
+
+from pggan.training import microbatching
 from pggan.data import augment, device_dataset
-from pggan.schedule import Schedule
-from pggan.training_config import DatasetConfig, OptimizerConfig, ScheduleConfig, TrainingConfig
+from pggan.training.schedule import Schedule
+from pggan.training.config import DatasetConfig, OptimizerConfig, ScheduleConfig, TrainingConfig
 
 # Streams of per-sample randomness within one step.
 _LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G = range(5)
@@ -46,7 +50,7 @@ class StepConfig:
 
     optimizer: Adam of G and of D; D's betas get the lazy-regularization correction
       (`LossConfig.adam_correction`).
-    normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.normalization`).
+    normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.model.normalization`).
     mirror_augment: random horizontal flips of reals.
     minibatch_repeats, d_repeats, g_repeats: round structure (D and G updates per repeat: TTUR counts).
     label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
@@ -55,7 +59,7 @@ class StepConfig:
       `TrainStep.repeats_per_call`); a speed setting that does not change the results.
     max_microbatch_per_device: ((resolution, images), ...): at these resolutions each device runs its
       minibatch as microbatches of at most that many images and accumulates the gradients
-      (`pggan.microbatching`); a memory setting that does not change the results.
+      (`pggan.training.microbatching`); a memory setting that does not change the results.
     max_consecutive_nonfinite: once this many repeats in a row had a non-finite gradient, the rest
       of the round changes nothing (the trainer then stops at exactly this count); 0 = no limit.
     Defaults are those of the training config's sections (but no limit of non-finite repeats).
@@ -210,7 +214,7 @@ class TrainingUpdates:
 
     A round is `minibatch_repeats` times { `d_repeats` x (D step + EMA update), then `g_repeats` G
     steps }, at one lod. With lazy regularization (`LossConfig.reg_interval` = k) a penalty-only D
-    step follows the D steps a static `pattern` marks (see `pggan.train_step.TrainStep.penalty_pattern`).
+    step follows the D steps a static `pattern` marks (see `pggan.training.train_step.TrainStep.penalty_pattern`).
     """
 
     def __init__(self, spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig):

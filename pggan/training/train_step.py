@@ -3,13 +3,13 @@
 A *round* is what the official loop runs between two schedule evaluations: `minibatch_repeats`
 times { `d_repeats` x (D step + EMA update), then `g_repeats` G steps }, all at one lod (alpha and
 learning rates are traced scalars, the resolution is static: one compile per resolution). The pure
-per-device functions are in `pggan.step_updates`; `TrainStep` compiles them as one jitted
+per-device functions are in `pggan.training.step_updates`; `TrainStep` compiles them as one jitted
 `shard_map` over the 1-D 'data' mesh and caches the compiled calls. With lazy regularization
 (`LossConfig.reg_interval` = k) a penalty-only D step follows every D step whose run-wide index
 (round index * D steps per round + index in the round) is a multiple of k; which D steps those are
 is static per compiled call, so a resumed run repeats them exactly.
 
-The state the step transforms is a TrainState (`pggan.train_state`).
+The state the step transforms is a TrainState (`pggan.training.train_state`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from pggan import losses, networks, parallel
-from pggan.step_updates import RoundData, RoundScalars, StepConfig, TrainingUpdates
-from pggan.train_state import initial_state, state_shapes
+from pggan import parallel
+
+from pggan.model import losses, networks
+from pggan.training.step_updates import RoundData, RoundScalars, StepConfig, TrainingUpdates
+from pggan.training.train_state import initial_state, state_shapes
 
 
 @functools.lru_cache(maxsize=16)

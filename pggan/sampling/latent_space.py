@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from pggan.errors import UserError
-from pggan.networks import ModelSpec
+from pggan.model.networks import ModelSpec
 
 # Taps of the Gaussian filter reach `GAUSSIAN_TRUNCATE * sigma` frames (scipy.ndimage's default).
 GAUSSIAN_TRUNCATE = 4.0

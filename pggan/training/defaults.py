@@ -2,7 +2,7 @@
 
 Recipes in `configs/` start from `default_config()` and override what they need; every field can be
 overridden on the command line: `--config.schedule.total_kimg=100`. The fields, their defaults,
-meanings and checks are defined once, in `pggan.training_config` (`python -m pggan.main
+meanings and checks are defined once, in `pggan.training.config` (`python -m pggan.main
 --config=... --show_config` lists them with their values).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from pggan.training_config import TrainingConfig
+from pggan.training.config import TrainingConfig
 
 # Official v2 presets (config.py): {devices: (minibatch_base, minibatch table, learning-rate table)}.
 V2_PRESETS = {

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from pggan import media
-from pggan.training_config import TrainingConfig
+from pggan.sampling import media
+from pggan.training.config import TrainingConfig
 
 FLUSH_SECONDS = 30
 

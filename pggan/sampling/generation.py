@@ -22,9 +22,11 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from pggan import checkpoint, media, parallel, sampling
+from pggan import checkpoint, parallel
+
+from pggan.sampling import latent_space, media
 from pggan.errors import UserError
-from pggan.networks import Generator, ModelSpec, level_of
+from pggan.model.networks import Generator, ModelSpec, level_of
 
 
 class GenerationError(UserError):
@@ -132,7 +134,7 @@ DEFAULT_BATCH_PER_DEVICE = 8
 
 def _check_sampler_options(psi: float, batch_size: int) -> None:
     if not 0.0 <= psi <= 1.0:
-        raise sampling.SamplingError(f"truncation psi must be in [0, 1] (1 = no truncation), got {psi}")
+        raise latent_space.SamplingError(f"truncation psi must be in [0, 1] (1 = no truncation), got {psi}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
         raise GenerationError(f"batch_size must be a non-negative integer (0 = automatic), got {batch_size!r}")
 
@@ -162,7 +164,7 @@ class Sampler:
         except ValueError as e:
             raise GenerationError(str(e)) from None
         if label is not None:
-            sampling.one_hot_labels([label], generator.spec.label_size)  # unconditional model, out of range
+            latent_space.one_hot_labels([label], generator.spec.label_size)  # unconditional model, out of range
         self.generator, self.resolution, self.alpha, self.psi, self.label = generator, resolution, alpha, psi, label
         self.mesh = mesh or parallel.make_mesh(jax.local_devices())
         self.batch_size = batch_size or DEFAULT_BATCH_PER_DEVICE * self.mesh.size
@@ -195,8 +197,8 @@ class Sampler:
         """
         latents = np.asarray(latents, np.float32)
         classes = self.class_ids(np.arange(len(latents)) if default_classes is None else default_classes)
-        labels = None if classes is None else sampling.one_hot_labels(classes, self.spec.label_size)
-        latents, labels = sampling.truncate(latents, labels, self.psi, self.spec)
+        labels = None if classes is None else latent_space.one_hot_labels(classes, self.spec.label_size)
+        latents, labels = latent_space.truncate(latents, labels, self.psi, self.spec)
         return generate_image_batches(self.generator, latents, labels, resolution=self.resolution,
                                       batch_size=self.batch_size, alpha=self.alpha, mesh=self.mesh, progress=progress)
 
@@ -219,7 +221,7 @@ def sample_grid(sampler: Sampler, seed: int, rows: int, cols: int, *, zoom: int 
 
     Returns uint8 [rows * R * zoom, cols * R * zoom, C], R = sampler.resolution.
     """
-    images = sampler.images(sampling.grid_latents(seed, rows * cols, sampler.spec.latent_size), progress=progress)
+    images = sampler.images(latent_space.grid_latents(seed, rows * cols, sampler.spec.latent_size), progress=progress)
     return _zoomed(media.make_grid(images, rows, cols), zoom)
 
 
@@ -237,7 +239,7 @@ def save_seed_images(sampler: Sampler, seeds: Sequence[int], outdir: str, *, zoo
     Images are uint8 [R * zoom, R * zoom, C]. Returns the paths written, in seed order.
     """
     seeds = list(seeds)
-    latents = sampling.latents_for_seeds(seeds, sampler.spec.latent_size)
+    latents = latent_space.latents_for_seeds(seeds, sampler.spec.latent_size)
     classes = sampler.class_ids(seeds)
     paths = [os.path.join(outdir, seed_image_filename(seed, None if classes is None else int(classes[i])))
              for i, seed in enumerate(seeds)]

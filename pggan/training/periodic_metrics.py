@@ -1,6 +1,6 @@
 """Metrics during training: the EMA generator evaluated at the end of every resolution stage and every N kimg.
 
-The config's `metrics` section (`pggan.training_config.MetricsConfig`) chooses the metrics and when they
+The config's `metrics` section (`pggan.training.config.MetricsConfig`) chooses the metrics and when they
 run; `pggan.evaluation` does the work, with the same protocol, real-statistics cache and records as
 tools/evaluate.py. Results go to the log, to TensorBoard (`metrics/<name>`, step = images shown) and to
 WORKDIR/metrics.jsonl (source 'training').
@@ -18,12 +18,14 @@ import jax
 from absl import logging
 from jax.sharding import Mesh
 
-from pggan import evaluation, networks, parallel
+from pggan import evaluation, parallel
+
+from pggan.model import networks
 from pggan.data.dataset import PreparedDataset
 from pggan.metrics import MetricError
-from pggan.train_state import Progress
-from pggan.training_config import MetricsConfig
-from pggan.writers import RunWriter
+from pggan.training.train_state import Progress
+from pggan.training.config import MetricsConfig
+from pggan.training.writers import RunWriter
 
 
 class TrainingMetrics:

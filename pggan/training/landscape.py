@@ -23,7 +23,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from pggan import losses
+from pggan.model import losses
 
 R1_GAMMA = 1.0
 LAZY_INTERVAL = 4

@@ -35,7 +35,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pggan import config_section, layers
+from pggan import config_section
+
+from pggan.model import layers
 from pggan.config_section import setting
 
 METHODS = ("none", "spectral", "gran")

@@ -17,10 +17,14 @@ from typing import Any
 
 import jax
 
-from pggan import disk, landscape, losses, microbatching, normalization, parallel
+from pggan import disk, parallel
+
+from pggan.model import losses, normalization
+
+from pggan.training import landscape, microbatching
 from pggan.config_section import is_int_at_least, is_number_at_least
-from pggan.schedule import Schedule
-from pggan.training_config import ConfigError, TrainingConfig
+from pggan.training.schedule import Schedule
+from pggan.training.config import ConfigError, TrainingConfig
 
 
 def _require(condition: bool, message: str) -> None:

@@ -40,7 +40,7 @@ import optax
 
 from pggan import config_section
 from pggan.config_section import setting
-from pggan.normalization import safe_norm, scores_and_squared_input_grads
+from pggan.model.normalization import safe_norm, scores_and_squared_input_grads
 
 LOSSES = ("wgan", "logistic", "lsgan", "hinge")
 LOSS_ALIASES = {"non_saturating": "logistic", "least_squares": "lsgan"}

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from absl import flags
 
-from pggan import checkpoint, generation
-from pggan.tool_errors import UsageError
+from pggan import checkpoint
+
+from pggan.sampling import generation
+from pggan.cli.runner import UsageError
 
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory of the training run (the --workdir given to pggan.main): its checkpoints/ and "

@@ -6,7 +6,7 @@ A faithful re-derivation of the official `TrainingSchedule` (train.py):
   lod = max(lod, 0); resolution = 2 ** (log2(R) - floor(lod)); alpha = 1 - (lod - floor(lod)).
 During a fade the minibatch, learning rates and tick length already use the new (higher)
 resolution's values. The minibatch is capped at `max_minibatch_per_device * devices` as in the official
-code; one that does not divide over the devices is refused by `pggan.validation` (the official code
+code; one that does not divide over the devices is refused by `pggan.training.validation` (the official code
 rounded it down).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from pggan.training_config import EmaConfig, ScheduleConfig
+from pggan.training.config import EmaConfig, ScheduleConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Schedule:
         """Global minibatch at a resolution: the table value, capped at `max_minibatch_per_device` per device.
 
         Unlike the official code, a minibatch that does not divide over the devices is not rounded
-        down: `pggan.validation` refuses it.
+        down: `pggan.training.validation` refuses it.
         """
         minibatch = self.config.minibatch.get(resolution, self.config.minibatch_base)
         cap = self.config.max_minibatch_per_device.get(resolution)

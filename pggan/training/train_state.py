@@ -4,7 +4,7 @@ TrainState (a dict pytree, the checkpoint's array items):
   generator, discriminator, generator_ema: parameters as pure nested dicts (float32),
   optimizers: {'g': Adam state, 'd': Adam state},
   counters: {'consecutive_nonfinite', 'skipped_d', 'skipped_g'}: int32 scalars,
-  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.normalization`).
+  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.model.normalization`).
 `new_state` builds one from parameter trees (fresh Adam moments and counters), for a new run and for
 networks imported from elsewhere.
 
@@ -24,9 +24,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pggan import checkpoint, networks, normalization
-from pggan.schedule import Phase
-from pggan.training_config import TrainingConfig
+from pggan import checkpoint
+
+from pggan.model import networks, normalization
+from pggan.training.schedule import Phase
+from pggan.training.config import TrainingConfig
 
 COUNTER_NAMES = ("consecutive_nonfinite", "skipped_d", "skipped_g")
 

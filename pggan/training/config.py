@@ -1,12 +1,12 @@
 """The training config, typed: one frozen dataclass per section, parsed and checked once at the entry point.
 
 Recipes (`configs/*.py`) and the command line work on an ml_collections ConfigDict
-(`pggan.defaults.default_config()`), so every field can be overridden with `--config.<section>.<field>`.
+(`pggan.training.defaults.default_config()`), so every field can be overridden with `--config.<section>.<field>`.
 `TrainingConfig.parse` turns that ConfigDict (or a checkpoint's saved JSON) into a `TrainingConfig`,
 checking every field; everything below the entry point takes the typed object. Each field is
 defined once: its default (the official PGGAN v2 setting unless its help says otherwise), its
 one-line meaning and its checks live in the section's dataclass. Checks that involve the device
-count (minibatch splits) are in `pggan.validation`.
+count (minibatch splits) are in `pggan.training.validation`.
 
 Sections: model (`networks.ModelSpec`), dataset, schedule, loss (`losses.LossConfig`),
 d_normalization (`normalization.NormalizationConfig`), optimizer, ema, checkpoint, samples, metrics.
@@ -19,7 +19,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pggan import losses, metrics, networks, normalization, sampling
+from pggan import metrics
+
+from pggan.model import losses, networks, normalization
+
+from pggan.sampling import latent_space
 from pggan.config_section import (from_section, help_of, is_int_at_least, is_number_at_least, is_power_of_two,
                                   require, resolution_table, setting)
 from pggan.data.device_dataset import ON_DEVICE_MODES
@@ -74,7 +78,7 @@ _TABLES = ("minibatch", "max_minibatch_per_device", "max_microbatch_per_device",
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
-    """Images shown -> resolution, fade-in, minibatch, learning rates and tick length (`pggan.schedule`).
+    """Images shown -> resolution, fade-in, minibatch, learning rates and tick length (`pggan.training.schedule`).
 
     Tables map a resolution to a value; a resolution missing from a table uses the field's `_base`.
     """
@@ -197,18 +201,18 @@ class SamplesConfig:
                     f"config.samples.{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.grid:
             try:
-                sampling.parse_grid_spec(self.grid)
-            except sampling.SamplingError as e:
+                latent_space.parse_grid_spec(self.grid)
+            except latent_space.SamplingError as e:
                 raise ValueError(f"config.samples.grid: {e}") from None
 
     def grid_shape(self, resolution: int) -> tuple[int, int]:
         """(rows, cols) of the grid of a model trained up to `resolution`."""
-        return sampling.parse_grid_spec(self.grid) if self.grid else sampling.snapshot_grid_size(resolution)
+        return latent_space.parse_grid_spec(self.grid) if self.grid else latent_space.snapshot_grid_size(resolution)
 
 
 @dataclasses.dataclass(frozen=True)
 class MetricsConfig:
-    """Metrics of the EMA generator during training (`pggan.training_metrics`)."""
+    """Metrics of the EMA generator during training (`pggan.training.periodic_metrics`)."""
 
     names: tuple = setting(("swd",), "metrics among swd, ms_ssim, fid, kid, is, pr_inception, pr_vgg16 (e.g. swd,fid; "
                                      "empty = none); fid, kid, is and pr_inception need the Inception weights, "

@@ -24,16 +24,22 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pggan import checkpoint, disk, generation, media, networks, parallel, preemption, sampling, train_step
+from pggan import checkpoint, disk, parallel
+
+from pggan.model import networks
+
+from pggan.sampling import generation, latent_space, media
+
+from pggan.training import preemption, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
-from pggan.schedule import Phase, Schedule
-from pggan.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
-from pggan.train_state import Progress, state_shapes
-from pggan.training_config import TrainingConfig
-from pggan.training_metrics import TrainingMetrics
-from pggan.validation import RunPlan, check_workdir, known_failures, plan_run
-from pggan.writers import RunWriter
+from pggan.training.schedule import Phase, Schedule
+from pggan.training.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
+from pggan.training.train_state import Progress, state_shapes
+from pggan.training.config import TrainingConfig
+from pggan.training.periodic_metrics import TrainingMetrics
+from pggan.training.validation import RunPlan, check_workdir, known_failures, plan_run
+from pggan.training.writers import RunWriter
 
 
 class TrainingError(UserError):
@@ -93,11 +99,11 @@ class Trainer:
         self.metrics = TrainingMetrics(config.metrics, self.spec, self.dataset, self.workdir, self.writer, self.mesh)
         rows, cols = config.samples.grid_shape(self.spec.resolution)
         self.grid_rows, self.grid_cols = rows, cols
-        self.grid_latents = sampling.grid_latents(config.seed, rows * cols, self.spec.latent_size)
+        self.grid_latents = latent_space.grid_latents(config.seed, rows * cols, self.spec.latent_size)
         self.grid_labels = None
         if self.spec.label_size:
             classes = np.arange(rows * cols) % self.spec.label_size
-            self.grid_labels = sampling.one_hot_labels(classes, self.spec.label_size)
+            self.grid_labels = latent_space.one_hot_labels(classes, self.spec.label_size)
         self.abstract_generator = networks.abstract_generator(self.spec)
         self._stack = jax.jit(lambda xs: jnp.stack(xs), out_shardings=parallel.batch_sharded(self.mesh, 1))
 
@@ -392,7 +398,7 @@ def train_and_evaluate(config: RunPlan | ml_collections.ConfigDict | TrainingCon
                        devices=None) -> None:
     """Trains (or resumes) a run in `workdir`.
 
-    config: a checked `RunPlan` (`pggan.validation.plan_run`), or a config (ConfigDict or typed) that is
+    config: a checked `RunPlan` (`pggan.training.validation.plan_run`), or a config (ConfigDict or typed) that is
     planned here for `devices` (default: every device).
     Raises a `pggan.errors.UserError` (ConfigError, DataError, CheckpointError, TrainingError, ...) with a
     one-line message when the user has something to fix.

@@ -1,0 +1,1 @@
+"""What the programs in tools/ share: checkpoint-choosing flags and one-line error reporting."""

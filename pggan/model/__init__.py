@@ -1,0 +1,1 @@
+"""The networks and what is computed on them: equalized layers, G and D, losses, D normalizations."""
