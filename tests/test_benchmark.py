@@ -18,7 +18,8 @@ from pggan import parallel
 from pggan.model import layers, losses, networks, normalization
 
 from pggan.training import compilation_cache, microbatching, train_step
-from pggan.benchmarks import model_flops, projection
+from pggan.model import flops as model_flops
+from pggan.training import run_length
 from pggan.training.step_updates import HostBatches, RoundScalars
 from pggan.training.config import ConfigError
 from pggan.training.validation import plan_run
@@ -45,19 +46,19 @@ def _run_tool(monkeypatch, *args):
 
 # ------------------------------------------------------------------------------------ FLOP model
 
-# PERFORMANCE.md, full-width official networks: G forward ~ D forward per image (GFLOP) with the
+# docs/flop_model.md, full-width official networks: G forward ~ D forward per image (GFLOP) with the
 # naive and the fused resampling forms, and GFLOP of a training iteration per image.
-PERFORMANCE_TABLE = {  # res: (fwd fused, fwd naive, iteration fused, iteration naive)
+FLOP_TABLE = {  # res: (fwd fused, fwd naive, iteration fused, iteration naive)
     8: (0.52, 0.69, 9.4, 12.4), 16: (2.27, 3.10, 41, 56), 32: (9.25, 12.8, 167, 230), 64: (18.4, 27.3, 331, 491),
     128: (27.5, 41.8, 495, 752), 256: (36.7, 56.3, 660, 1013), 512: (45.8, 70.8, 824, 1274),
     1024: (55.0, 85.4, 990, 1536)}
 
 
-@pytest.mark.parametrize("resolution", sorted(PERFORMANCE_TABLE))
-def test_analytic_flops_reproduce_the_performance_table(resolution):
+@pytest.mark.parametrize("resolution", sorted(FLOP_TABLE))
+def test_analytic_flops_reproduce_the_flop_table(resolution):
     fused = networks.ModelSpec(upsample_impl="transposed", downsample_impl="strided")
     naive = networks.ModelSpec()
-    fwd_fused, fwd_naive, it_fused, it_naive = PERFORMANCE_TABLE[resolution]
+    fwd_fused, fwd_naive, it_fused, it_naive = FLOP_TABLE[resolution]
     for spec, fwd, iteration in ((fused, fwd_fused, it_fused), (naive, fwd_naive, it_naive)):
         for fn in (model_flops.generator_forward_flops, model_flops.discriminator_forward_flops):
             assert fn(spec, resolution) / 1e9 == pytest.approx(fwd, rel=0.01, abs=0.01)
@@ -81,7 +82,7 @@ def test_flop_model_mode_projects_the_performance_targets(tmp_path, monkeypatch)
               "--utilisation=0.4", "--devices=1", "--config.model.upsample_impl=transposed",
               "--config.model.downsample_impl=strided", f"--json={out}")
     result = json.loads(out.read_text())
-    # PERFORMANCE.md: ideal img/s on one H100 at 40% of 800 TFLOP/s, and ~6.0e18 FLOP in all.
+    # docs/flop_model.md: ideal img/s on one H100 at 40% of 800 TFLOP/s, and ~6.0e18 FLOP in all.
     for resolution, ideal in {4: 212e3, 8: 34e3, 16: 7.8e3, 32: 1.9e3, 64: 967, 128: 646, 256: 485, 512: 388}.items():
         assert result["img_per_s"][str(resolution)] == pytest.approx(ideal, rel=0.02)
     assert result["total_flops"] == pytest.approx(6.0e18, rel=0.01)
@@ -108,17 +109,17 @@ def _brute_force_stages(schedule):
 def test_projection_replays_the_schedule_round_by_round():
     config = _config("quickstart")
     schedule = plan_run(config, jax.devices()[:1]).schedule
-    stages = projection.images_per_resolution(schedule)
+    stages = run_length.images_per_resolution(schedule)
     assert [dataclasses.astuple(s) for s in stages] == _brute_force_stages(schedule)
     config.schedule.minibatch = {8: 32, 16: 8}  # uneven rounds, overshooting phase boundaries
     schedule = plan_run(config, jax.devices()[:1]).schedule
-    stages = projection.images_per_resolution(schedule)
+    stages = run_length.images_per_resolution(schedule)
     assert [dataclasses.astuple(s) for s in stages] == _brute_force_stages(schedule)
-    wall = projection.project_wall_time(stages, {4: 100.0, 8: 50.0, 16: 20.0, 32: 10.0}, {4: 1.0, 32: 2.0})
+    wall = run_length.project_wall_time(stages, {4: 100.0, 8: 50.0, 16: 20.0, 32: 10.0}, {4: 1.0, 32: 2.0})
     expected = sum(s.images / {4: 100.0, 8: 50.0, 16: 20.0, 32: 10.0}[s.resolution] for s in stages)
     assert wall["train_s"] == pytest.approx(expected) and wall["compile_s"] == 3.0
     with pytest.raises(KeyError, match=r"\[32\]"):
-        projection.project_wall_time(stages, {4: 1.0, 8: 1.0, 16: 1.0})
+        run_length.project_wall_time(stages, {4: 1.0, 8: 1.0, 16: 1.0})
 
 
 # ------------------------------------------------------------------------------------ microbatches

@@ -40,7 +40,8 @@ from tqdm import tqdm
 from pggan import parallel
 
 from pggan.training import compilation_cache, microbatching, train_step
-from pggan.benchmarks import model_flops, projection
+from pggan.model import flops as model_flops
+from pggan.training import run_length
 from pggan.benchmarks import step as step_benchmark
 from pggan.cli.runner import UsageError, run_tool
 from pggan.training.step_updates import StepConfig
@@ -137,7 +138,7 @@ def _format_hours(seconds: float) -> str:
 
 
 def _print_projection(stages, img_per_s: dict, compile_s: dict | None = None) -> dict:
-    result = projection.project_wall_time(stages, img_per_s, compile_s)
+    result = run_length.project_wall_time(stages, img_per_s, compile_s)
     print(f"{'res':>5} {'kimg':>10} {'img/s':>12} {'time':>12}")
     for resolution, entry in sorted(result["per_resolution"].items()):
         print(f"{resolution:>5} {entry['images'] / 1000:>10.1f} {img_per_s[resolution]:>12.1f} "
@@ -227,7 +228,7 @@ def run_step_benchmark() -> None:
         print(f"\n{spec.compute_dtype}, {spec.upsample_impl}/{spec.downsample_impl}, repeats per call "
               f"{rows[0].repeats_per_call}:")
         print(step_benchmark.results_table(rows))
-        stages = projection.images_per_resolution(schedule)
+        stages = run_length.images_per_resolution(schedule)
         missing = sorted({s.resolution for s in stages} - set(resolutions))
         reasons = ([f"resolutions {missing} not measured"] if missing else []) + (
             ["--batch is not the recipe's minibatch"] if _BATCH.value else [])
@@ -261,7 +262,7 @@ def run_flop_model() -> None:
     img_per_s = {r: flops_per_s / model_flops.iteration_flops_per_image(spec, r) for r in schedule.resolutions()}
     print(f"FLOP model: {num_devices} device(s) x {_PEAK_TFLOPS.value:g} TFLOP/s x {_UTILISATION.value:g} utilisation, "
           f"{spec.upsample_impl}/{spec.downsample_impl} convolution forms")
-    result = _print_projection(projection.images_per_resolution(schedule), img_per_s)
+    result = _print_projection(run_length.images_per_resolution(schedule), img_per_s)
     total_flops = sum(e["images"] * model_flops.iteration_flops_per_image(spec, r)
                       for r, e in result["per_resolution"].items())
     print(f"whole schedule: {total_flops:.2e} FLOP")

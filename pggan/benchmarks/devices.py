@@ -2,8 +2,8 @@
 
 Nominal peaks are dense (no sparsity) per device, in FLOP/s, for the compute dtype the step uses:
 bfloat16 on the matrix units, float32 as the accelerator runs JAX's default-precision float32 matmuls
-(TF32 on NVIDIA Ampere and later, bf16 passes on TPUs). The H100/H200 value is the ~800 TFLOP/s
-PERFORMANCE.md plans with (the SXM data sheet says 989). CPUs have no entry: their peak is measured
+(TF32 on NVIDIA Ampere and later, bf16 passes on TPUs). The H100/H200 value is a sustained ~800
+TFLOP/s (the SXM data sheet says 989). CPUs have no entry: their peak is measured
 with a matmul (`measured_matmul_flops`).
 """
 

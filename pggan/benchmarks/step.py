@@ -19,7 +19,8 @@ from pggan import parallel
 
 from pggan.training import train_step
 from pggan.training.step_updates import HeldLevel, RoundScalars
-from pggan.benchmarks import devices, model_flops
+from pggan.benchmarks import devices
+from pggan.model import flops as model_flops
 
 HOST_PROBE_ROUNDS = 3
 

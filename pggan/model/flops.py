@@ -1,7 +1,7 @@
 """Analytic FLOPs of the networks (convolutions and dense layers, FLOPs = 2 x multiply-adds).
 
-An independent count from the architecture, to set beside XLA's cost analysis and to check the table
-of PERFORMANCE.md. Resampling convolutions cost what their form computes: 'naive' upsample+conv
+An independent count from the architecture, to set beside XLA's cost analysis; docs/flop_model.md
+tabulates it for the official networks. Resampling convolutions cost what their form computes: 'naive' upsample+conv
 runs the 3x3 kernel on the upsampled map (9 taps per output pixel), the fused 'transposed' and
 'subpixel' forms need 4 taps per output pixel; D's 'naive' conv+pool convolves at full resolution
 (9 taps per input pixel), the fused 'strided' form needs 16 taps per output pixel (4 per input pixel).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pggan.model import networks
 
-# One WGAN-GP training iteration per real image ~ 4 G forwards + 14 D forwards (PERFORMANCE.md):
+# One WGAN-GP training iteration per real image ~ 4 G forwards + 14 D forwards (docs/flop_model.md):
 # D step: G fwd, D(real) and D(fake) fwd + bwd, the gradient penalty (fwd, input gradient, double
 # backward); G step: G fwd + bwd through D fwd + bwd.
 G_FORWARDS_PER_ITERATION = 4

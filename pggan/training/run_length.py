@@ -1,4 +1,4 @@
-"""Wall time of a whole recipe from measured per-resolution speeds: the schedule, round by round.
+"""Length of a run: the images it shows per resolution stage, and its wall time from per-resolution speeds.
 
 The training loop shows `minibatch * d_steps_per_round` real images per round at the resolution
 `Schedule.at(images shown)` gives (its minibatch included), until `total_kimg`. `images_per_resolution`
