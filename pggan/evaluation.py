@@ -60,6 +60,42 @@ class EvaluationError(UserError):
     """Impossible evaluation settings (no metric left, too few images); the message says what to do."""
 
 
+# Decimals per metric, one format everywhere (log lines, the evaluate tool's table); others get 4.
+_DECIMALS = {"fid": 2, "is_mean": 2, "is_std": 2, "kid_mean": 5, "kid_std": 5}
+_SWD_DECIMALS = 2
+
+
+def format_value(name: str, value: float) -> str:
+    """A metric value with the fixed number of decimals of its kind, e.g. swd_16 50.82 -> '50.82'."""
+    decimals = _SWD_DECIMALS if name.startswith("swd_") else _DECIMALS.get(name, 4)
+    return f"{value:.{decimals}f}"
+
+
+def swd_levels(scores: dict[str, float]) -> list[int]:
+    """The SWD pyramid levels present in `scores` (pixels per side), largest first."""
+    return sorted((int(name[4:]) for name in scores if name.startswith("swd_") and name[4:].isdigit()), reverse=True)
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    """Scores as people read them: 'SWD x1e3 32 px 42.00, 16 px 50.82 (mean of 16-32 px 46.41); fid 12.30'.
+
+    Each SWD level is named by its size, so a level compares across stages and evaluations; the mean
+    names the levels it averages (a new level joining the mean is not a regression).
+    """
+    parts = []
+    levels = swd_levels(scores)
+    if levels:
+        per_level = ", ".join(f"{level} px {format_value('swd_', scores[f'swd_{level}'])}" for level in levels)
+        mean = ""
+        if "swd_avg" in scores and len(levels) > 1:
+            mean = f" (mean of {levels[-1]}-{levels[0]} px {format_value('swd_', scores['swd_avg'])})"
+        parts.append(f"SWD x1e3 {per_level}{mean}")
+    others = [f"{name} {format_value(name, value)}" for name, value in scores.items() if not name.startswith("swd_")]
+    if others:
+        parts.append("  ".join(others))
+    return "; ".join(parts)
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
     """scores: {'fid': ..., 'swd_avg': ...}; details: per metric {'protocol', 'num_reals', 'num_fakes'}

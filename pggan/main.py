@@ -43,15 +43,20 @@ flags.register_validator("coordinator_address", lambda value: value is None or r
                          message="--coordinator_address must be HOST:PORT, e.g. 10.0.0.2:8476")
 
 
+# Libraries whose INFO records are noise for a user: Orbax logs every stage of every checkpoint save,
+# tensorflow_datasets that a prepared dataset's module name differs from the code's, and JAX that the
+# TPU and other backends this machine lacks cannot be initialised.
+_QUIET_INFO_OF = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}xla_bridge.py")
+
+
 class _QuietLibraries(python_logging.Filter):
-    """Drops INFO records of Orbax (it logs every stage of every checkpoint save), and the tracebacks of a
-    full disk that Orbax and asyncio (Orbax's failed background writes) log (the trainer reports that in
-    one line), unless -v is given."""
+    """Drops the INFO records of `_QUIET_INFO_OF`, and the tracebacks of a full disk that Orbax and asyncio
+    (Orbax's failed background writes) log (the trainer reports that in one line), unless -v is given."""
 
     def filter(self, record: python_logging.LogRecord) -> bool:
-        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
-        if from_orbax and record.levelno < python_logging.WARNING:
+        if record.levelno < python_logging.WARNING and any(part in record.pathname for part in _QUIET_INFO_OF):
             return False
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
         if from_orbax or f"{os.sep}asyncio{os.sep}" in record.pathname:
             return not (record.exc_info and disk.is_disk_full(record.exc_info[1]))
         return True

@@ -73,7 +73,8 @@ def test_all_checkpoints_give_a_table_and_records_that_follow_the_protocol(run, 
     assert table[0].split() == ["step", "kimg", "resolution", "alpha", "swd_16", "swd_avg", "ms_ssim"]
     for line, r in zip(table[1:], records):
         assert line.split() == [str(r["step"]), f"{r['kimg']:.1f}", str(r["resolution"]), "1.000",
-                                *(f"{r['metrics'][k]:.4g}" for k in ("swd_16", "swd_avg", "ms_ssim"))]
+                                f"{r['metrics']['swd_16']:.2f}", f"{r['metrics']['swd_avg']:.2f}",
+                                f"{r['metrics']['ms_ssim']:.4f}"]
     counts = lines[lines.index(next(line for line in lines if line.split()[:1] == ["metric"])):][:3]
     assert [line.split() for line in counts] == [["metric", "protocol", "reals", "fakes"],
                                                  ["swd", "-", str(NUM_IMAGES), str(NUM_IMAGES)],
@@ -282,3 +283,10 @@ def test_a_run_given_as_fakes_is_scored_as_with_workdir(run, tmp_path):
     assert _tool(f"--workdir={workdir}", *common) == 0 and _tool(f"--fakes={workdir}", *common) == 0
     first, second = _records_from(workdir, 2)
     assert first["metrics"] == second["metrics"] and first["step"] == second["step"]
+
+
+def test_scores_are_formatted_as_people_read_them():
+    scores = {"swd_32": 42.0, "swd_16": 50.8234, "swd_avg": 46.4117, "fid": 12.3, "kid_mean": 0.0123456}
+    assert evaluation.format_scores(scores) == ("SWD x1e3 32 px 42.00, 16 px 50.82 (mean of 16-32 px 46.41); "
+                                                "fid 12.30  kid_mean 0.01235")
+    assert evaluation.format_scores({"swd_16": 139.0, "swd_avg": 139.0}) == "SWD x1e3 16 px 139.00"

@@ -1,7 +1,9 @@
 """End-to-end training runs of the tiny recipe: stages, checkpoints, samples, exact resume."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -10,9 +12,11 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint
+from pggan.errors import UserError
 
-from pggan.training import loop
-from tests.training_support import REPO, final_state, tiny_config
+from pggan.training import loop, run_length
+from pggan.training.validation import plan_run
+from tests.training_support import REPO, final_state, tensorboard_events, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +24,8 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("datasets"))
 
 
-def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path):
+def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="absl")  # a tool run earlier in this process may have raised it
     workdir = str(tmp_path / "run8")
     loop.train_and_evaluate(tiny_config(data_dir), workdir)
     assert len(jax.devices()) == 8
@@ -39,6 +44,22 @@ def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path):
     assert any(name.startswith("fakes_kimg") for name in samples)
     assert os.listdir(os.path.join(workdir, "tensorboard"))
     assert json.load(open(os.path.join(workdir, "config.json")))["model"]["resolution"] == 16
+    # The log states the plan, says what it compiles and when that is done, and has a progress line in
+    # every stage.
+    log = [r.getMessage() for r in caplog.records]
+    assert ("Plan: 4x4 -> 16x16, 0.768 kimg: 0.128 kimg at 4x4, then per resolution (8, 16) a 0.128 kimg fade-in "
+            "and 0.128 kimg stable, then 0.128 kimg more at 16x16.") in log
+    compiled = [m for m in log if m.startswith("Compiled the ")]
+    assert [m.split()[2] for m in compiled] == ["4x4", "8x8", "16x16"]
+    lines = [m for m in log if m.startswith(("progress ", "tick "))]
+    assert {int(re.search(r" res +(\d+) ", m).group(1)) for m in lines} == {4, 8, 16}
+    assert all("ETA" in m and "ETA ?" not in m for m in lines)
+    # Each stage's real images are logged at the stage's first step.
+    stages = run_length.images_per_resolution(plan_run(tiny_config(data_dir), jax.devices()).schedule)
+    starts = np.cumsum([0] + [stage.images for stage in stages])[:-1]
+    reals = [(step, tag) for step, tag in tensorboard_events(workdir) if tag.startswith("reals/")]
+    assert reals == [(int(start), f"reals/{stage.resolution}") for start, stage in zip(starts, stages)]
+    assert starts[1] > 0 and starts[2] > starts[1]
 
 
 def test_stopped_and_resumed_run_equals_an_uninterrupted_run(data_dir, tmp_path):
@@ -66,6 +87,36 @@ def test_a_different_model_in_an_existing_workdir_is_refused(data_dir, tmp_path)
     config.model.fmap_max = 4
     with pytest.raises(loop.TrainingError, match="different config.model"):
         loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+
+
+def test_a_start_refused_before_training_leaves_no_workdir(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    config.dataset.name = "missing"
+    config.dataset.source = ""
+    workdir = tmp_path / "new_run"
+    with pytest.raises(UserError):
+        loop.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1])
+    assert not workdir.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(UserError):
+        loop.train_and_evaluate(config, str(existing), devices=jax.devices()[:1])
+    assert (existing / "notes.txt").read_text() == "mine"  # a folder that was there is never removed
+
+
+def test_out_of_memory_is_answered_in_one_line_naming_the_settings(data_dir, tmp_path, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.")
+
+    monkeypatch.setattr(loop.Trainer, "_run_round", exhausted)
+    with pytest.raises(loop.TrainingError) as error:
+        loop.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "run"), devices=jax.devices()[:1])
+    assert str(error.value) == (
+        "the devices ran out of memory at 4x4, minibatch 16 (16 per device): run each device's minibatch in smaller "
+        "pieces with --config.schedule.max_microbatch_per_device='{4: 4}' (same result, less memory), or lower the "
+        "minibatch with --config.schedule.minibatch='{4: 8}'; then run the same command to resume")
+    assert not loop.is_out_of_memory(RuntimeError("INTERNAL: something else"))
 
 
 def test_launcher_help_and_one_line_errors(tmp_path):

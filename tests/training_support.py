@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -49,6 +50,23 @@ def final_state(workdir: str, step: int | None = None):
     state, meta = store.restore(step, restorer.abstract_state())
     store.close()
     return jax.tree.map(np.asarray, state), meta
+
+
+def tensorboard_events(workdir: str) -> list[tuple[int, str]]:
+    """(step, tag) of every summary value in the run's TensorBoard event files, read back frame by frame."""
+    from tensorboardX.proto import event_pb2
+
+    found = []
+    directory = os.path.join(workdir, "tensorboard")
+    for name in sorted(os.listdir(directory)):
+        data = open(os.path.join(directory, name), "rb").read()
+        offset = 0
+        while offset < len(data):  # TFRecord frames: length (u64), its CRC (u32), payload, payload CRC (u32)
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            found.extend((event.step, value.tag) for value in event.summary.value)
+            offset += 12 + length + 4
+    return found
 
 
 def complete_steps(workdir: str) -> list[int]:

@@ -155,15 +155,16 @@ def _fakes_workdir() -> str | None:
 
 def format_table(records: list[dict]) -> str:
     """One row per record: step, kimg, resolution, alpha (checkpoints) or fakes (a folder), then every
-    metric (4 significant digits). SWD levels come first, largest first (checkpoints of different stages
-    have different levels)."""
+    metric (`evaluation.format_value`). SWD levels come first, largest first (checkpoints of different
+    stages have different levels)."""
     metric_names = list(dict.fromkeys(name for r in records for name in r["metrics"]))
-    levels = sorted((n for n in metric_names if n.startswith("swd_") and n[4:].isdigit()), key=lambda n: -int(n[4:]))
+    levels = [f"swd_{level}" for level in evaluation.swd_levels(dict.fromkeys(metric_names))]
     metric_names = levels + [n for n in metric_names if n not in levels]
     columns = _CHECKPOINT_COLUMNS if "step" in records[0] else (("fakes", "{}"),)
     header = [name for name, _ in columns] + metric_names
     rows = [[fmt.format(r[name]) for name, fmt in columns]
-            + [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "-" for m in metric_names] for r in records]
+            + [evaluation.format_value(m, r["metrics"][m]) if m in r["metrics"] else "-" for m in metric_names]
+            for r in records]
     return _aligned([header, *rows])
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any, Iterator
 
@@ -30,7 +31,7 @@ from pggan.model import networks
 
 from pggan.sampling import generation, latent_space, media
 
-from pggan.training import preemption, train_step
+from pggan.training import eta, preemption, run_length, train_step
 from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
 from pggan.training.schedule import Phase, Schedule
@@ -48,6 +49,8 @@ class TrainingError(UserError):
 
 # Room for the TensorBoard events and metrics.jsonl lines written between checkpoints.
 LOG_BYTES = 64 * 1024
+# A progress line at least this often, and at the end of every stage, whatever the tick length.
+MAX_SECONDS_BETWEEN_LINES = 60.0
 
 
 @dataclasses.dataclass
@@ -106,6 +109,9 @@ class Trainer:
             self.grid_labels = latent_space.one_hot_labels(classes, self.spec.label_size)
         self.abstract_generator = networks.abstract_generator(self.spec)
         self._stack = jax.jit(lambda xs: jnp.stack(xs), out_shardings=parallel.batch_sharded(self.mesh, 1))
+        self.remaining = eta.RemainingTime(self.spec, run_length.images_per_resolution(self.schedule))
+        self.started_training = False  # whether a round has run: a start refused before leaves no workdir
+        self.current_phase: Phase | None = None  # the phase of the round running now
 
     def _space_needed(self) -> tuple[int, int]:
         """(bytes of a checkpoint on the workdir's disk, bytes of the samples and logs written until the next one).
@@ -123,12 +129,20 @@ class Trainer:
 
     def _restore_or_init(self) -> tuple[dict, Progress]:
         """(state, progress) of the newest intact checkpoint, or of a new run."""
+        logging.info("Plan: %s.", self.schedule.plan_text())
+        shortfall = self.schedule.shortfall()
+        if shortfall:
+            logging.warning("Schedule: %s.", shortfall)
         restored = self.store.restore_newest(self.step.abstract_state(), self._check_resumable)
         if restored is None:
-            logging.info("Starting a new run in %s (%d devices, %d processes).", self.workdir, self.num_devices,
+            logging.info("Starting a new run in %s (%d devices, %d processes). Initialising the networks (compiled "
+                         "once per architecture; up to a minute on a CPU)...", self.workdir, self.num_devices,
                          jax.process_count())
             self.writer.write_config(self.config)
-            return self.step.init_state(self.config.seed), Progress()
+            start = time.time()
+            state = jax.block_until_ready(self.step.init_state(self.config.seed))
+            logging.info("Networks initialised in %.1f s.", time.time() - start)
+            return state, Progress()
         step, state, meta = restored
         progress = Progress.from_meta(meta)
         logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
@@ -191,6 +205,8 @@ class Trainer:
                 progress, stop = self._train()
             except Exception as error:
                 self._close(error)
+                if is_out_of_memory(error):
+                    raise TrainingError(self._out_of_memory_message()) from None
                 raise
             self._close()
         if stop.requested:
@@ -216,6 +232,17 @@ class Trainer:
                                 f"checkpoint, samples and logs need about {needed}): free space or move the run, then "
                                 "run the same command to resume from the newest complete checkpoint") from None
 
+    def _out_of_memory_message(self) -> str:
+        """The one-line answer to a device out of memory: where, and the two settings that lower the memory."""
+        phase = self.current_phase
+        where = "" if phase is None else (f" at {phase.resolution}x{phase.resolution}, minibatch {phase.minibatch} "
+                                          f"({phase.minibatch // self.num_devices} per device)")
+        resolution = "R" if phase is None else phase.resolution
+        return (f"the devices ran out of memory{where}: run each device's minibatch in smaller pieces with "
+                f"--config.schedule.max_microbatch_per_device='{{{resolution}: 4}}' (same result, less memory), or "
+                f"lower the minibatch with --config.schedule.minibatch='{{{resolution}: 8}}'; then run the same "
+                "command to resume")
+
     def _close(self, error: Exception | None = None) -> None:
         """Completes the checkpoint saves in flight and closes the writers.
 
@@ -233,21 +260,28 @@ class Trainer:
         inputs, sums, streak = None, None, None
         with preemption.StopRequest(self.mesh) as stop:
             state, progress = self._restore_or_init()
-            tick_start_time = run_start = time.time()
-            tick_metrics_start = self.metrics.seconds  # evaluation time is left out of the training speed
+            run_start = time.time()
+            line = _LineWindow(progress.nimg, self.metrics.seconds)
             elapsed_at_start = progress.elapsed_sec
             while progress.nimg < self.total_nimg and not stop.requested:
-                phase = self.schedule.at(progress.nimg)
+                phase = self.current_phase = self.schedule.at(progress.nimg)
                 last = progress.phase
                 if last is not None and phase.resolution != last.resolution:
                     self._save(state, progress)  # the last state of the stage, kept for good
-                if inputs is None or (inputs.resolution, inputs.minibatch) != (phase.resolution, phase.minibatch):
+                new_stage = inputs is None or (inputs.resolution, inputs.minibatch) != (phase.resolution,
+                                                                                       phase.minibatch)
+                if new_stage:
                     if inputs is not None:
                         inputs.close()
                     inputs = self._start_inputs(phase, progress.nimg)
                 if Schedule.crosses_lod_boundary(None if last is None else last.lod, phase.lod):
                     state = self.step.reset_optimizers(state)
+                round_start = time.time()
+                self.started_training = True
                 state, round_sums = self._run_round(state, inputs, phase, progress)
+                if new_stage:  # the first round of a stage compiles its step: said, and left out of the speed
+                    jax.block_until_ready(state)
+                    line.compile_seconds += self._compiled(phase, time.time() - round_start)
                 stop.after_round()
                 streak = self._watch_streak(streak, state)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
@@ -258,15 +292,28 @@ class Trainer:
                 if self.metrics.due(previous_nimg, progress.nimg):
                     self.metrics.evaluate(state["generator_ema"], progress)
                 done = progress.nimg >= self.total_nimg
-                if progress.nimg >= progress.tick_start_nimg + phase.tick_kimg * 1000 or done or stop.requested:
+                tick_due = progress.nimg >= progress.tick_start_nimg + phase.tick_kimg * 1000 or done or stop.requested
+                stage_ends = not done and self.schedule.at(progress.nimg).resolution != phase.resolution
+                if tick_due or stage_ends or time.time() - line.start_time >= MAX_SECONDS_BETWEEN_LINES:
                     progress.elapsed_sec = elapsed_at_start + time.time() - run_start
-                    tick_seconds = time.time() - tick_start_time - (self.metrics.seconds - tick_metrics_start)
-                    self._tick(state, progress, phase, sums, tick_seconds)
-                    sums, tick_start_time, tick_metrics_start = None, time.time(), self.metrics.seconds
+                    seconds = line.training_seconds(self.metrics.seconds)
+                    self.remaining.add_training(phase.resolution, progress.nimg - line.start_nimg, seconds)
+                    self._report(progress, phase, sums, progress.nimg - line.start_nimg, seconds, tick_due)
+                    if tick_due:
+                        self._tick(state, progress, phase)
+                    sums, line = None, _LineWindow(progress.nimg, self.metrics.seconds)
         if inputs is not None:
             inputs.close()
         self._save(state, progress)
         return progress, stop
+
+    def _compiled(self, phase: Phase, seconds: float) -> float:
+        """Logs and records the compile of a stage's step (its first round, which includes one round of
+        training); returns `seconds`."""
+        logging.info("Compiled the %dx%d training step and ran its first round in %.1f s.", phase.resolution,
+                     phase.resolution, seconds)
+        self.remaining.add_compile(seconds)
+        return seconds
 
     def _start_inputs(self, phase, position: int) -> "_Inputs":
         """The input of a (resolution, minibatch) stage: the level on the devices, or the host pipeline."""
@@ -275,10 +322,11 @@ class Trainer:
                                                         self.mesh, dataset_config.on_device_memory_fraction)
         if jax.process_count() > 1:  # all processes must take the same path: on the devices only if all can
             on_device = not bool(jax.device_get(parallel.any_process(not on_device, self.mesh)))
-        logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg; data %s.", phase.resolution,
-                     phase.resolution, phase.minibatch, phase.minibatch // self.num_devices, position / 1000,
+        logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg; data %s. Compiling its "
+                     "training step...", phase.resolution, phase.resolution, phase.minibatch,
+                     phase.minibatch // self.num_devices, position / 1000,
                      "held on the devices" if on_device else "from the host pipeline")
-        self._write_reals_grid(phase.resolution)
+        self._write_reals_grid(phase.resolution, position)
         if on_device:
             return _Inputs(phase.resolution, phase.minibatch,
                            level=device_dataset.load_level_to_device(self.dataset, phase.resolution, self.mesh))
@@ -302,22 +350,27 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ reporting
 
-    def _tick(self, state: dict, progress: Progress, phase: Phase, sums, tick_seconds: float) -> None:
-        progress.tick += 1
-        tick_nimg = progress.nimg - progress.tick_start_nimg
-        progress.tick_start_nimg = progress.nimg
+    def _report(self, progress: Progress, phase: Phase, sums, images: int, seconds: float, tick: bool) -> None:
+        """The progress line and its TensorBoard scalars: losses averaged over the rounds since the last line,
+        speed over their `images` and training `seconds`. A tick's line starts with 'tick N', others with
+        'progress'."""
         means, skipped = summarize_metrics(sums)
-        sec_per_kimg = tick_seconds / max(tick_nimg / 1000, 1e-9)
-        remaining_kimg = (self.total_nimg - progress.nimg) / 1000
+        sec_per_kimg = seconds / max(images / 1000, 1e-9)
         scalars = {**means, **skipped, "kimg": progress.nimg / 1000, "resolution": phase.resolution,
-                   "alpha": phase.alpha, "lod": phase.lod, "img_per_sec": tick_nimg / max(tick_seconds, 1e-9),
+                   "alpha": phase.alpha, "lod": phase.lod, "img_per_sec": images / max(seconds, 1e-9),
                    "sec_per_kimg": sec_per_kimg, "g_lr": phase.g_lr, "d_lr": phase.d_lr, "minibatch": phase.minibatch}
         logging.info(
-            "tick %-4d kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  img/s %8.1f  sec/kimg %7.2f  "
-            "skipped %d/%d  ETA %s", progress.tick, scalars["kimg"], phase.resolution, phase.alpha,
-            means["d_loss"], means["g_loss"], means["gradient_penalty"], scalars["img_per_sec"], sec_per_kimg,
-            skipped["skipped_d"], skipped["skipped_g"], _format_duration(remaining_kimg * sec_per_kimg))
+            "%-9s kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  img/s %8.1f  sec/kimg %7.2f  "
+            "skipped %d/%d  ETA %s", f"tick {progress.tick + 1}" if tick else "progress", scalars["kimg"],
+            phase.resolution, phase.alpha, means["d_loss"], means["g_loss"], means["gradient_penalty"],
+            scalars["img_per_sec"], sec_per_kimg, skipped["skipped_d"], skipped["skipped_g"],
+            _format_duration(self.remaining.seconds_left(progress.nimg)))
         self.writer.scalars(progress.nimg, scalars)
+
+    def _tick(self, state: dict, progress: Progress, phase: Phase) -> None:
+        """The end of a tick (every `tick_kimg`): the divergence check, sample grids and checkpoints by tick count."""
+        progress.tick += 1
+        progress.tick_start_nimg = progress.nimg
         self._nonfinite_streak(state["counters"]["consecutive_nonfinite"])
         if progress.tick % self.config.samples.every_ticks == 0 or progress.nimg >= self.total_nimg:
             self._write_fakes_grid(state, progress.nimg, phase)
@@ -373,13 +426,34 @@ class Trainer:
         self.writer.image(nimg, "fakes", self._upscaled_grid(images),
                           os.path.join("samples", media.sample_grid_filename(nimg / 1000)))
 
-    def _write_reals_grid(self, resolution: int) -> None:
+    def _write_reals_grid(self, resolution: int, nimg: int) -> None:
+        """The real images of a stage, logged at the stage's first step `nimg`."""
         if not self.writer.enabled:
             return
         count = self.grid_rows * self.grid_cols
         images, _ = self.dataset.level(resolution).read(np.arange(count) % self.dataset.num_examples)
-        self.writer.image(0, f"reals/{resolution}", self._upscaled_grid(images),
+        self.writer.image(nimg, f"reals/{resolution}", self._upscaled_grid(images),
                           os.path.join("samples", f"reals_res{resolution:04d}.png"))
+
+
+@dataclasses.dataclass
+class _LineWindow:
+    """The rounds since the last progress line: where they started, and the time to leave out of their speed."""
+
+    start_nimg: int
+    metrics_seconds_at_start: float
+    start_time: float = dataclasses.field(default_factory=time.time)
+    compile_seconds: float = 0.0
+
+    def training_seconds(self, metrics_seconds: float) -> float:
+        """Wall time since the window started, without compiles and evaluations."""
+        evaluation = metrics_seconds - self.metrics_seconds_at_start
+        return max(time.time() - self.start_time - self.compile_seconds - evaluation, 1e-9)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is XLA's RESOURCE_EXHAUSTED (a device or host allocation failed)."""
+    return "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
 
 
 def _format_duration(seconds: float) -> str:
@@ -404,5 +478,13 @@ def train_and_evaluate(config: RunPlan | ml_collections.ConfigDict | TrainingCon
     one-line message when the user has something to fix.
     """
     plan = config if isinstance(config, RunPlan) else plan_run(config, devices)
-    Trainer(plan, workdir).run()
+    path = os.path.abspath(os.path.expanduser(workdir))
+    existed, trainer = os.path.exists(path), None
+    try:
+        trainer = Trainer(plan, path)
+        trainer.run()
+    except UserError:
+        if not existed and (trainer is None or not trainer.started_training):
+            shutil.rmtree(path, ignore_errors=True)  # refused before training: nothing to keep
+        raise
 

@@ -22,6 +22,7 @@ from pggan import evaluation, parallel
 
 from pggan.model import networks
 from pggan.data.dataset import PreparedDataset
+from pggan.image_sets import metric_resolution
 from pggan.metrics import MetricError
 from pggan.training.train_state import Progress
 from pggan.training.config import MetricsConfig
@@ -87,9 +88,10 @@ class TrainingMetrics:
         record = evaluation.evaluation_record(
             result=result, seconds=seconds, source="training", reals=self._evaluator.reals_name, step=nimg,
             resolution=resolution, alpha=alpha, network="ema")
-        logging.info("Metrics at %.1f kimg (%dx%d, alpha %.3f, %d images, %.1f s): %s", nimg / 1000, resolution,
-                     resolution, alpha, self._evaluator.num_images, seconds,
-                     "  ".join(f"{name} {value:.4g}" for name, value in scores.items()))
+        upscaled = metric_resolution(resolution)
+        note = f", upscaled to {upscaled}x{upscaled}" if upscaled != resolution else ""
+        logging.info("Metrics at %.1f kimg (%dx%d%s, alpha %.3f, %d images, %.1f s): %s", nimg / 1000, resolution,
+                     resolution, note, alpha, self._evaluator.num_images, seconds, evaluation.format_scores(scores))
         self.writer.scalars(nimg, scores, prefix="metrics")
         if jax.process_index() == 0:
             evaluation.append_record(self.workdir, record)
