@@ -90,13 +90,13 @@ def test_a_different_model_in_an_existing_workdir_is_refused(data_dir, tmp_path)
 
 
 def test_a_start_refused_before_training_leaves_no_workdir(data_dir, tmp_path):
+    # The recipe's built-in source (synthetic) does not fill a dataset named for the user's own images.
     config = tiny_config(data_dir)
-    config.dataset.name = "missing"
-    config.dataset.source = ""
+    config.dataset.name = "icons"
     workdir = tmp_path / "new_run"
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="no prepared dataset icons in .*: run tools/prepare_dataset.py"):
         loop.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1])
-    assert not workdir.exists()
+    assert not workdir.exists() and not os.path.exists(os.path.join(data_dir, "icons"))
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")

@@ -10,7 +10,7 @@ from jax.sharding import Mesh
 
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.data.pipeline import InputIterator
-from pggan.data.source_specs import make_source
+from pggan.data.source_specs import BUILTIN_SOURCES, make_source
 
 
 def open_from_config(config, *, resolution: int, channels: int | None = None,
@@ -18,9 +18,14 @@ def open_from_config(config, *, resolution: int, channels: int | None = None,
     """Opens (auto-preparing if configured) the dataset of `config` and checks it fits the model.
 
     resolution, channels, label_size: the model's final resolution, image channels and classes.
+    Raises a DataError (one line, with the command that prepares it) when the dataset is missing and
+    cannot be prepared from `config.source`.
     """
     source = None
-    if config.source:
+    # The built-in sources prepare only datasets named after them (digits, synthetic16, ...): a recipe's
+    # default source never fills a dataset the user named for their own images.
+    builtin = config.source in BUILTIN_SOURCES
+    if config.source and (not builtin or config.name.startswith(config.source)):
         source = make_source(config.source, resolution=resolution, num_examples=config.num_examples,
                              tfds_data_dir=config.data_dir or None)
     dataset = open_dataset(config.name, config.data_dir or None, prepare_if_missing_from=source,

@@ -265,11 +265,12 @@ def check_dataset(dataset: PreparedDataset, *, resolution: int, channels: int | 
     if dataset.resolution < resolution:
         raise DatasetMismatchError(
             f"dataset {dataset.name} is {dataset.resolution}x{dataset.resolution} but the model trains up to "
-            f"{resolution}x{resolution}: prepare the images at --resolution={resolution} or lower model.resolution")
+            f"{resolution}x{resolution}: prepare the images at --resolution={resolution} or train to "
+            f"{dataset.resolution}x{dataset.resolution} with --config.model.resolution={dataset.resolution}")
     if channels is not None and dataset.channels != channels:
         raise DatasetMismatchError(f"dataset {dataset.name} has {dataset.channels} channels but the model "
-                                   f"has {channels}: set model.num_channels={dataset.channels}")
+                                   f"has {channels}: add --config.model.num_channels={dataset.channels}")
     if label_size and dataset.num_classes != label_size:
         raise DatasetMismatchError(
             f"the model is conditioned on {label_size} classes but dataset {dataset.name} has "
-            f"{dataset.num_classes or 'no'} labels: set model.label_size={dataset.num_classes}")
+            f"{dataset.num_classes or 'no'} labels: add --config.model.label_size={dataset.num_classes}")

@@ -11,6 +11,10 @@ from pggan.data.errors import SourceError
 from pggan.data.sources import DIGITS_RESOLUTION, DigitsSource, FolderSource, Source, SyntheticSource
 
 
+# Sources that make their images themselves (no path): they auto-prepare datasets named after them.
+BUILTIN_SOURCES = ("digits", "synthetic")
+
+
 def make_source(spec: str, *, resolution: int | None = None, num_examples: int | None = None,
                 crop: str = "center", channels: int = 3, seed: int = 0, labels_from_subfolders: bool = False,
                 tfds_data_dir: str | None = None, manual_dir: str | None = None) -> Source:
