@@ -17,12 +17,37 @@ from pggan.training import train_state
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_recipe(name: str) -> ml_collections.ConfigDict:
-    """get_config() of configs/<name>.py."""
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(REPO, "configs", f"{name}.py"))
+# Set by conftest.py: one persistent compilation cache for the whole test session, shared by every
+# subprocess, so a program compiled once (the same executable, hence the same results) is not compiled again.
+COMPILATION_CACHE_ENV = "PGGAN_TEST_COMPILATION_CACHE"
+
+
+def load_module(relative_path: str, name: str | None = None):
+    """The Python file REPO/<relative_path> (a recipe, a tool) imported as a module of its own."""
+    name = name or relative_path.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relative_path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module
+
+
+def load_recipe(name: str) -> ml_collections.ConfigDict:
+    """get_config() of configs/<name>.py."""
+    return load_module(f"configs/{name}.py", f"recipe_{name}").get_config()
+
+
+def subprocess_env(num_devices: int = 1, compilation_cache: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment of a pggan subprocess in a test: this checkout on the path, CPU with `num_devices` fake
+    devices, unoptimised (fast) XLA compiles and a persistent compilation cache (`compilation_cache`, or
+    the session's), plus `extra` variables."""
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
+    cache = compilation_cache or os.environ.get(COMPILATION_CACHE_ENV)
+    if cache:
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(extra)
+    return env
 
 
 def with_random_biases(params: dict, seed: int) -> dict:

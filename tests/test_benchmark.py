@@ -1,42 +1,25 @@
-"""Speed work: the benchmark tool on a tiny recipe, the FLOP model, the schedule projection,
-bfloat16 vs float32 steps, and gradient accumulation over microbatches."""
+"""Speed work: the benchmark tool on a tiny recipe, the FLOP model and the schedule projection."""
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from pggan import parallel
 
-from pggan.model import layers, losses, networks, normalization
+from pggan.model import networks
 
-from pggan.training import compilation_cache, microbatching, train_step
 from pggan.model import flops as model_flops
 from pggan.training import run_length
-from pggan.training.step_updates import HostBatches, RoundScalars
-from pggan.training.config import ConfigError
 from pggan.training.validation import plan_run
 from tests import tool_support
-from tests.run_support import REPO
+from tests.run_support import REPO, load_recipe, subprocess_env
 
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _config(name):
-    return _load(f"{name}_config", f"configs/{name}.py").get_config()
 
 
 def _run_tool(monkeypatch, *args):
@@ -107,7 +90,7 @@ def _brute_force_stages(schedule):
 
 
 def test_projection_replays_the_schedule_round_by_round():
-    config = _config("quickstart")
+    config = load_recipe("quickstart")
     schedule = plan_run(config, jax.devices()[:1]).schedule
     stages = run_length.images_per_resolution(schedule)
     assert [dataclasses.astuple(s) for s in stages] == _brute_force_stages(schedule)
@@ -122,103 +105,9 @@ def test_projection_replays_the_schedule_round_by_round():
         run_length.project_wall_time(stages, {4: 1.0, 8: 1.0, 16: 1.0})
 
 
-# ------------------------------------------------------------------------------------ microbatches
-
-def test_microbatch_count_keeps_whole_stddev_groups():
-    assert microbatching.microbatch_count(16, None, 4) == 1
-    assert microbatching.microbatch_count(16, 16, 4) == 1
-    assert microbatching.microbatch_count(16, 8, 4) == 2
-    assert microbatching.microbatch_count(16, 5, 4) == 4  # 4 groups of 4: microbatches of 4
-    assert microbatching.microbatch_count(24, 10, 4) == 3  # 6 groups: 3 microbatches of 8
-    assert microbatching.microbatch_count(6, 1, 1) == 6  # no stddev layer: single images
-    with pytest.raises(ValueError, match=r"possible microbatch sizes: \[4, 8, 16\]"):
-        microbatching.microbatch_count(16, 3, 4)
-
-
-def test_split_microbatches_reproduce_the_minibatch_stddev_of_the_whole_batch():
-    x = jax.random.normal(jax.random.key(0), (24, 2, 2, 3))
-    whole = layers.minibatch_stddev(x, 4)[..., -1]  # [24, 2, 2]: the statistic each row sees
-    parts = microbatching.split(x, 3, 4)
-    rows = microbatching.split(jnp.arange(24), 3, 4)
-    for part, ids in zip(parts, rows):
-        np.testing.assert_allclose(layers.minibatch_stddev(part, 4)[..., -1], whole[np.asarray(ids)], rtol=1e-6)
-    assert sorted(np.asarray(rows).ravel().tolist()) == list(range(24))
-
-
-def test_impossible_microbatch_setting_is_a_config_error():
-    config = _config("tiny")
-    config.schedule.max_microbatch_per_device = {16: 3}
-    with pytest.raises(ConfigError, match=r"max_microbatch_per_device\[16\].*possible microbatch sizes"):
-        plan_run(config, jax.devices()[:1])
-
-
-SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)
-
-
-def _one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1, loss=losses.LossConfig()):
-    """(state before, state after, metric sums) of one round from seed 0 on fixed random reals (host arrays)."""
-    mesh = parallel.make_mesh(jax.devices()[:num_devices])
-    step = train_step.TrainStep.create(spec, loss, step_config, mesh)
-    images = np.random.default_rng(0).integers(0, 256, (1, minibatch, resolution, resolution, 3), np.uint8)
-    sharding = parallel.batch_sharded(mesh, 1)
-    order = parallel.device_major_order(minibatch, num_devices)
-    data = HostBatches(jax.device_put(images[:, order], sharding),
-                       jax.device_put(np.zeros((1, minibatch), np.int32), sharding))
-    scalars = RoundScalars(jnp.float32(0.7), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.9), jax.random.key(3))
-    before = jax.device_get(step.init_state(0))
-    after, sums = step.round_fn(resolution, minibatch)(step.init_state(0), data, scalars)
-    return before, jax.device_get(after), {k: float(v) for k, v in sums.items()}
-
-
-# The paper's WGAN-GP; and a logistic loss with lazy R1 (round 0's D step is followed by a penalty-only
-# step) and a spectrally normalized D, whose power-iteration vectors are updated once per D step.
-ACCUMULATED_SETTINGS = {
-    "wgan_gp": (losses.LossConfig(), normalization.NormalizationConfig()),
-    "logistic_r1lazy_spectral": (losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0,
-                                                   reg_interval=4),
-                                 normalization.NormalizationConfig(method="spectral")),
-}
-
-
-@pytest.mark.parametrize("settings", ACCUMULATED_SETTINGS)
-def test_gradient_accumulation_equals_the_full_batch(settings):
-    loss, norm = ACCUMULATED_SETTINGS[settings]
-    config = train_step.StepConfig(minibatch_repeats=1, mirror_augment=True, normalization=norm)
-    _, full_state, full_sums = _one_round(SPEC, config, loss=loss)
-    accumulated = dataclasses.replace(config, max_microbatch_per_device=((8, 4),))  # 16 images -> 4 x 4
-    _, micro_state, micro_sums = _one_round(SPEC, accumulated, loss=loss)
-    assert full_sums["penalty_steps"] == 1
-    for name, value in full_sums.items():
-        assert micro_sums[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
-    for a, b in zip(jax.tree.leaves(full_state), jax.tree.leaves(micro_state)):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-
-
-# ------------------------------------------------------------------------------------ bfloat16
-
-def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
-    config = train_step.StepConfig(minibatch_repeats=1)
-    before, f32_state, f32_sums = _one_round(SPEC, config)
-    _, bf16_state, bf16_sums = _one_round(dataclasses.replace(SPEC, compute_dtype="bfloat16"), config)
-    # Without the step's exact-bfloat16 compile option, d_loss was 8.73 vs 6.98 here (the gradient
-    # penalty's input gradients 2.5x too small). Master weights and both Adam states stay float32.
-    assert {x.dtype for x in jax.tree.leaves(bf16_state) if x.dtype.kind == "f"} == {np.dtype(np.float32)}
-    for name in ("d_loss", "g_loss", "real_score", "fake_score", "gradient_penalty", "grad_norm"):
-        assert bf16_sums[name] == pytest.approx(f32_sums[name], rel=0.05, abs=0.02), name
-    # Adam's first step moves every weight by lr * g / |g|: the two steps move the weights alike
-    # except where bfloat16 rounding flips the sign of a tiny gradient.
-    def flat(state, network):
-        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(state[network])])
-
-    for network in ("generator", "discriminator"):
-        f32_update = flat(f32_state, network) - flat(before, network)
-        bf16_update = flat(bf16_state, network) - flat(before, network)
-        agree = np.mean(np.abs(bf16_update - f32_update) < 1e-4)
-        assert agree > 0.9, network
-
-
 # ------------------------------------------------------------------------------------ the tool
 
+@pytest.mark.slow
 def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch):
     out = tmp_path / "step.json"
     _run_tool(monkeypatch, f"--config={REPO}/configs/tiny.py", "--resolutions=4", "--steps=2", "--peak_tflops=1",
@@ -226,7 +115,7 @@ def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch
     result = json.loads(out.read_text())
     assert result["mode"] == "step" and result["num_devices"] == 8 and result["jax"] == jax.__version__
     (row,) = result["results"]
-    spec = networks.ModelSpec.from_config(_config("tiny").model)
+    spec = networks.ModelSpec.from_config(load_recipe("tiny").model)
     assert row["resolution"] == 4 and row["minibatch"] == 16 and row["microbatches"] == 1
     assert row["img_per_s"] > 0 and row["compile_s"] > 0 and row["memory_bytes_per_device"] > 0
     assert row["model_gflop_per_img"] == pytest.approx(model_flops.iteration_flops_per_image(spec, 4) / 1e9)
@@ -236,8 +125,9 @@ def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch
     assert result["projections"] == []  # 8 and 16 px not measured
 
 
+@pytest.mark.slow
 def test_benchmark_errors_are_one_line():
-    env = {**os.environ, "PYTHONPATH": REPO}
+    env = subprocess_env()
     for args, message in (((f"--config={REPO}/configs/tiny.py", "--resolutions=64"), "not trained by this recipe"),
                           ((f"--config={REPO}/configs/tiny.py", "--batch=6"), "--batch=6 must split"),
                           (("--flop_model",), "--config is required")):
@@ -257,18 +147,6 @@ def test_benchmark_runs_without_the_data_and_media_stack():
               f"sys.argv = ['benchmark.py', '--flop_model', '--config={REPO}/configs/tiny.py', '--peak_tflops=1', "
               f"'--json=']\nrunpy.run_path('{REPO}/tools/benchmark.py', run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+                            env=subprocess_env(), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "whole schedule:" in result.stdout
-
-
-def test_compilation_cache_setting_and_the_environment_variable_precedence(tmp_path, monkeypatch):
-    before = jax.config.jax_compilation_cache_dir
-    try:
-        monkeypatch.delenv(compilation_cache.ENV_VARIABLE, raising=False)
-        assert compilation_cache.enable("") == before
-        assert compilation_cache.enable(str(tmp_path / "jax")) == str(tmp_path / "jax")
-        monkeypatch.setenv(compilation_cache.ENV_VARIABLE, str(tmp_path / "exported"))
-        assert compilation_cache.enable(str(tmp_path / "other")) == str(tmp_path / "jax")  # left as it was
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)

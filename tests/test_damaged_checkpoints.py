@@ -25,7 +25,10 @@ from pggan.model import networks
 from pggan.training import loop, train_state
 from pggan.training.config import TrainingConfig
 from tests import tool_support
-from tests.training_support import REPO, complete_steps, final_state, launcher_env, tiny_config
+from tests.run_support import REPO, subprocess_env
+from tests.training_support import complete_steps, final_state, tiny_config
+
+pytestmark = pytest.mark.slow  # training runs whose checkpoints are damaged
 
 STEPS = [160, 256, 384]
 NEWEST = os.path.join("checkpoints", str(STEPS[-1]))
@@ -146,7 +149,7 @@ def test_without_an_intact_checkpoint_the_run_stops_in_one_line_every_time(train
         _damage(os.path.join(run, "checkpoints", str(step)), "overwrite")
     command = [sys.executable, "-m", "pggan.main", "--config=configs/tiny.py", f"--workdir={run}",
                f"--config.dataset.data_dir={trained[0]}", *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]
-    env = launcher_env(1)
+    env = subprocess_env(1)
     for attempt in range(2):  # the first start moves them aside, the second finds only damaged/
         result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert result.returncode == 1, result.stderr[-3000:]
@@ -157,6 +160,7 @@ def test_without_an_intact_checkpoint_the_run_stops_in_one_line_every_time(train
                         f"move {run}/checkpoints/damaged away to train from scratch")
         assert sum("is damaged" in line for line in result.stderr.splitlines()) == (3 if attempt == 0 else 0)
     assert complete_steps(run) == []
+
 
 
 def test_generate_skips_a_damaged_checkpoint_and_refuses_it_when_asked_for(run, tmp_path, caplog, capsys):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,8 @@ from pggan import parallel
 from pggan.training.config import DatasetConfig
 from pggan.data import augment, config as data_config, device_dataset, order, pipeline
 from pggan.data.errors import DataError
+from tests.run_support import subprocess_env
+from tests.training_support import free_port
 
 SEED = 42
 RESOLUTION = 32
@@ -167,9 +168,7 @@ def test_strided_row_order_puts_samples_on_their_devices(digits, mesh):
 
 
 _TWO_PROCESS_SCRIPT = """
-import json, os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-os.environ["JAX_PLATFORMS"] = "cpu"
+import json, sys
 import jax, numpy as np
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 process_id, port, data_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -191,10 +190,8 @@ def test_two_processes_read_disjoint_parts_of_each_global_batch(digits, tmp_path
     data_dir = os.path.dirname(os.path.dirname(digits.path))
     script = tmp_path / "worker.py"
     script.write_text(_TWO_PROCESS_SCRIPT)
-    with socket.socket() as probe:  # a free port for the coordinator
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    port = str(free_port())
+    env = subprocess_env(4)
     workers = [subprocess.Popen([sys.executable, str(script), str(i), port, data_dir], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
     outputs = [worker.communicate(timeout=120) for worker in workers]

@@ -9,12 +9,14 @@ import pytest
 
 from pggan.data import builder, dataset, source_specs
 from tests import data_helpers
-from tests.run_support import REPO
+from tests.run_support import REPO, subprocess_env
+
+pytestmark = pytest.mark.slow  # the data tools as subprocesses
 
 
 def _run_tool(*args):
-    env = {**os.environ, "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=subprocess_env(), timeout=300,
+                          cwd=REPO)
 
 
 def test_prepare_dataset_cli_in_parallel_matches_inline_preparation(tmp_path):

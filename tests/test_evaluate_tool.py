@@ -21,7 +21,7 @@ from pggan.metrics import WEIGHTS_ENV, MetricSuite
 from pggan.metrics.inception_weights import expected_state_dict_shapes
 from tests.metrics_support import golden_images, random_inception_state_dict, write_torch_zip_state_dict
 from tests import tool_support
-from tests.run_support import REPO, load_recipe, write_checkpoints
+from tests.run_support import REPO, load_recipe, subprocess_env, write_checkpoints
 
 TOOL = os.path.join(REPO, "tools", "evaluate.py")
 GOLDEN = Path(__file__).parent / "golden"
@@ -180,8 +180,7 @@ def test_bad_requests_give_one_line_errors(run, tmp_path, capsys, args, message)
 
 
 def test_command_line_error_exits_with_status_one(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, TOOL, f"--workdir={tmp_path}"], env=env, capture_output=True,
+    result = subprocess.run([sys.executable, TOOL, f"--workdir={tmp_path}"], env=subprocess_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: no checkpoints in")

@@ -20,8 +20,10 @@ from pggan.model import networks
 from pggan.sampling import media
 
 from pggan.training import train_state
-from tests.run_support import REPO, load_recipe
-from tests.training_support import TrainingProcess, complete_steps, launcher_env
+from tests.run_support import REPO, load_recipe, subprocess_env
+from tests.training_support import TrainingProcess, complete_steps
+
+pytestmark = pytest.mark.slow  # launcher runs on a full disk
 
 
 @pytest.fixture
@@ -83,7 +85,7 @@ def test_the_checkpoint_size_estimate_covers_a_real_checkpoint(tmp_path):
 def test_a_disk_too_small_for_a_checkpoint_is_refused_in_one_line(tmpfs, tmp_path):
     workdir = os.path.join(tmpfs("200k"), "run")
     result = subprocess.run([sys.executable, "-m", "pggan.main", *_command(workdir, str(tmp_path / "data"))],
-                            env=launcher_env(1), cwd=REPO, capture_output=True, text=True, timeout=300)
+                            env=subprocess_env(1), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: --workdir '{workdir}' has 200 KiB free but the next checkpoint (564 KiB, written beside the ones "
@@ -97,7 +99,7 @@ def test_a_disk_that_fills_up_mid_run_stops_it_in_one_line_and_loses_nothing(tmp
     mount = tmpfs("700k")
     workdir, data_dir = os.path.join(mount, "run"), str(tmp_path / "data")
     command = _command(workdir, data_dir, "--config.checkpoint.async_save=true", "--config.schedule.total_kimg=0.384")
-    env = launcher_env(1, compilation_cache=str(tmp_path / "compiled"))
+    env = subprocess_env(1, compilation_cache=str(tmp_path / "compiled"))
     run = TrainingProcess(command, env)
     assert run.wait() == 1, run.log[-3000:]
     assert "Traceback" not in run.log and "Exception ignored" not in run.log, run.log[-3000:]
@@ -135,6 +137,6 @@ def test_event_writes_on_a_full_disk_fail_in_the_caller_and_leave_nothing_for_ex
               "    writer.close()\n"
               "except OSError as error:\n"
               "    print('close:', disk.is_disk_full(error))\n")
-    result = subprocess.run([sys.executable, "-c", script, workdir], env=launcher_env(1), cwd=REPO,
+    result = subprocess.run([sys.executable, "-c", script, workdir], env=subprocess_env(1), cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == (0, "stopped: OSError True\n", "")

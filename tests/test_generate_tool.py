@@ -18,7 +18,7 @@ from pggan import checkpoint
 
 from pggan.sampling import generation, latent_space, media
 from tests import tool_support
-from tests.run_support import REPO, load_recipe, write_checkpoints
+from tests.run_support import REPO, load_recipe, subprocess_env, write_checkpoints
 
 TOOL = os.path.join(REPO, "tools", "generate.py")
 FINAL, FIRST = 16, 8  # the tiny recipe's resolution, and the stage of the first checkpoint
@@ -45,9 +45,7 @@ def _tool(*args: str) -> int:
 
 
 def _subprocess(*args: str, devices: int = 8) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    return subprocess.run([sys.executable, TOOL, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, TOOL, *args], env=subprocess_env(devices), capture_output=True, text=True, timeout=300)
 
 
 def _ema_sampler(run_dir, **kwargs):
@@ -236,6 +234,7 @@ def test_the_command_line_tool_exits_with_one_line_errors(tmp_path):
     assert result.stderr.startswith("error: no checkpoints in") and result.stderr.count("\n") == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_grid_on_one_and_eight_devices(run_dir, tmp_path):
     for devices in (1, 8):
         result = _subprocess(f"--workdir={run_dir}", "--grid=3x3", "--seed=5", f"--out={tmp_path / f'{devices}.png'}",

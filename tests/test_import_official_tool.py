@@ -1,7 +1,6 @@
 """tools/import_official.py end to end: a real subprocess writes an Orbax checkpoint that load_generator reads."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -12,6 +11,9 @@ import pytest
 from pggan import checkpoint
 from tests import official_format as fmt
 from tests import official_numpy as ref
+from tests.run_support import subprocess_env
+
+pytestmark = pytest.mark.slow  # the import tool as a subprocess
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STATIC_G = dict(num_channels=3, resolution=16, label_size=0, fmap_base=64, fmap_max=16, latent_size=8)
@@ -20,10 +22,8 @@ LOD = 0.5  # a mid-fade snapshot: tools must sample it at 16x16 with alpha 0.5
 
 
 def _run_tool(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     return subprocess.run([sys.executable, str(REPO / "tools" / "import_official.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def test_imported_checkpoint_samples_like_the_official_networks(imported_run, ne
     want = ref.g_paper(imported_run["networks"][official_index].vars, imported_run["settings"][0], z,
                        np.zeros((4, 0)), LOD)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
 
 
 def test_tool_reports_what_it_imported(imported_run):

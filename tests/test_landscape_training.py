@@ -21,6 +21,8 @@ from pggan.training.step_updates import HostBatches, RoundScalars, summarize_met
 from tests import tool_support
 from tests.run_support import REPO, load_recipe
 
+pytestmark = pytest.mark.slow  # a training run per loss setting
+
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
 MINIBATCH, REPEATS, ROUNDS = 16, 4, 4  # 4 rounds of 4 minibatches of 16: 256 images per combination
 

@@ -12,7 +12,10 @@ import pytest
 
 from pggan.data.dataset import open_dataset
 from pggan.data.source_specs import make_source
-from tests.training_support import REPO, free_port, launcher_env
+from tests.run_support import REPO, subprocess_env
+from tests.training_support import free_port
+
+pytestmark = pytest.mark.slow  # the launcher as a subprocess
 
 # name -> (extra launcher arguments; {data} and {tmp} are filled in, the expected error message part)
 CASES = {
@@ -52,7 +55,7 @@ def results(tmp_path_factory):
         extra = [arg.format(data=data, tmp=tmp) for arg in CASES[name][0]]
         args = ["--config=configs/tiny.py", f"--workdir={tmp}/{name}", f"--config.dataset.data_dir={data}", *extra]
         result = subprocess.run([sys.executable, "-m", "pggan.main", *args], capture_output=True, text=True,
-                                cwd=REPO, env=launcher_env(8), timeout=300, check=False)
+                                cwd=REPO, env=subprocess_env(8), timeout=300, check=False)
         return result, os.path.join(tmp, name)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
@@ -76,7 +79,7 @@ def test_a_dataset_error_on_process_0_stops_every_process(tmp_path):
               "--config.dataset.name=absent", "--config.dataset.source=", "--multihost",
               f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
     processes = [subprocess.Popen([sys.executable, "-m", "pggan.main", *common, f"--process_id={i}"],
-                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=launcher_env(2)) for i in range(2)]
+                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=subprocess_env(2)) for i in range(2)]
     errors = [p.communicate(timeout=300)[1] for p in processes]
     assert [p.returncode for p in processes] == [1, 1], errors
     last_lines = [e.strip().splitlines()[-1] for e in errors]

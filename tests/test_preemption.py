@@ -2,14 +2,19 @@
 
 import signal
 
-from tests.training_support import TrainingProcess, free_port, launcher_env
+from tests.run_support import subprocess_env
+from tests.training_support import TrainingProcess, free_port
+import pytest
+
+pytestmark = pytest.mark.slow  # stop requests to launcher subprocesses
+
 
 WORKER = "tests.stop_request_worker"
 STOPPED = r"stopped after (\d+) rounds by (.+)$"
 
 
 def test_sigterm_stops_a_single_process_after_the_current_round():
-    worker = TrainingProcess(["0", "1", "0"], launcher_env(2), module=WORKER)
+    worker = TrainingProcess(["0", "1", "0"], subprocess_env(2), module=WORKER)
     try:
         worker.wait_for_line(r"round 3$")
         worker.send(signal.SIGTERM)
@@ -22,7 +27,7 @@ def test_sigterm_stops_a_single_process_after_the_current_round():
 
 def test_ctrl_c_on_one_process_stops_both_after_the_same_round():
     port = str(free_port())
-    workers = [TrainingProcess([str(i), "2", port], launcher_env(2), module=WORKER) for i in range(2)]
+    workers = [TrainingProcess([str(i), "2", port], subprocess_env(2), module=WORKER) for i in range(2)]
     try:
         for worker in workers:
             worker.wait_for_line(r"round 5$")

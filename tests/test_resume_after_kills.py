@@ -22,8 +22,10 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint
-from tests.training_support import (TrainingProcess, complete_steps, final_state, free_port, launcher_env,
-                                    partial_checkpoints)
+from tests.run_support import subprocess_env
+from tests.training_support import TrainingProcess, complete_steps, final_state, free_port, partial_checkpoints
+
+pytestmark = pytest.mark.slow  # subprocess training runs killed and resumed
 
 TOTAL = 640
 FADE = (160, 256)
@@ -37,7 +39,7 @@ RESUMED = r"Resuming from checkpoint (\d+) "
 def runs(tmp_path_factory):
     """An uninterrupted reference run; returns a function starting the same command in another workdir."""
     root = tmp_path_factory.mktemp("kills")
-    env = launcher_env(1, compilation_cache=str(root / "compiled"))
+    env = subprocess_env(1, compilation_cache=str(root / "compiled"))
 
     def start(workdir: str) -> TrainingProcess:
         return TrainingProcess([*RECIPE, f"--workdir={workdir}", f"--config.dataset.data_dir={root / 'data'}"], env)
@@ -181,10 +183,11 @@ def test_two_processes_resume_after_one_is_killed_and_match_one_device(runs, tmp
     workdir, port = str(tmp_path / "multi"), free_port()
     shutil.copytree(os.path.join(runs.reference, "checkpoints", str(FADE[0])),
                     os.path.join(workdir, "checkpoints", str(FADE[0])))
-    env = launcher_env(2, compilation_cache=str(tmp_path / "compiled"))
+    env = subprocess_env(2, compilation_cache=str(tmp_path / "compiled"))
     args = [*RECIPE, f"--config.schedule.total_kimg={MULTI_TOTAL / 1000}", f"--workdir={workdir}",
             f"--config.dataset.data_dir={tmp_path / 'data'}", "--multihost", f"--coordinator_address=127.0.0.1:{port}",
             "--num_processes=2"]
+
 
     def start():
         return [TrainingProcess([*args, f"--process_id={i}"], env) for i in range(2)]

@@ -16,18 +16,16 @@ from pggan.errors import UserError
 
 from pggan.training import loop, run_length
 from pggan.training.validation import plan_run
-from tests.training_support import REPO, final_state, tensorboard_events, tiny_config
+from tests.run_support import REPO, subprocess_env
+from tests.training_support import final_state, tensorboard_events, tiny_config
+
+pytestmark = pytest.mark.slow  # multi-stage training runs
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("datasets"))
-
-
-def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path, caplog):
+def test_tiny_run_on_eight_devices_writes_every_stage(tiny_data_dir, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="absl")  # a tool run earlier in this process may have raised it
     workdir = str(tmp_path / "run8")
-    loop.train_and_evaluate(tiny_config(data_dir), workdir)
+    loop.train_and_evaluate(tiny_config(tiny_data_dir), workdir)
     assert len(jax.devices()) == 8
     with checkpoint.CheckpointReader(workdir) as reader:
         steps = reader.stage_final_steps()
@@ -55,21 +53,21 @@ def test_tiny_run_on_eight_devices_writes_every_stage(data_dir, tmp_path, caplog
     assert {int(re.search(r" res +(\d+) ", m).group(1)) for m in lines} == {4, 8, 16}
     assert all("ETA" in m and "ETA ?" not in m for m in lines)
     # Each stage's real images are logged at the stage's first step.
-    stages = run_length.images_per_resolution(plan_run(tiny_config(data_dir), jax.devices()).schedule)
+    stages = run_length.images_per_resolution(plan_run(tiny_config(tiny_data_dir), jax.devices()).schedule)
     starts = np.cumsum([0] + [stage.images for stage in stages])[:-1]
     reals = [(step, tag) for step, tag in tensorboard_events(workdir) if tag.startswith("reals/")]
     assert reals == [(int(start), f"reals/{stage.resolution}") for start, stage in zip(starts, stages)]
     assert starts[1] > 0 and starts[2] > starts[1]
 
 
-def test_stopped_and_resumed_run_equals_an_uninterrupted_run(data_dir, tmp_path):
+def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tiny_data_dir, tmp_path):
     one_device = jax.devices()[:1]
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    loop.train_and_evaluate(tiny_config(data_dir), whole, devices=one_device)
+    loop.train_and_evaluate(tiny_config(tiny_data_dir), whole, devices=one_device)
     # Stop in the middle of the 8x8 fade-in (0.192 kimg: lod 1.5), then run the same command again.
-    loop.train_and_evaluate(tiny_config(data_dir, total_kimg=0.192), parts, devices=one_device)
+    loop.train_and_evaluate(tiny_config(tiny_data_dir, total_kimg=0.192), parts, devices=one_device)
     stopped, _ = final_state(parts)
-    loop.train_and_evaluate(tiny_config(data_dir), parts, devices=one_device)
+    loop.train_and_evaluate(tiny_config(tiny_data_dir), parts, devices=one_device)
     resumed, meta = final_state(parts)
     uninterrupted, _ = final_state(whole)
     assert meta["nimg"] == 768
@@ -80,23 +78,23 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_run(data_dir, tmp_path)
     assert max(moved) > 0  # the second run really trained
 
 
-def test_a_different_model_in_an_existing_workdir_is_refused(data_dir, tmp_path):
+def test_a_different_model_in_an_existing_workdir_is_refused(tiny_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    loop.train_and_evaluate(tiny_config(data_dir, total_kimg=0.064), workdir, devices=jax.devices()[:1])
-    config = tiny_config(data_dir)
+    loop.train_and_evaluate(tiny_config(tiny_data_dir, total_kimg=0.064), workdir, devices=jax.devices()[:1])
+    config = tiny_config(tiny_data_dir)
     config.model.fmap_max = 4
     with pytest.raises(loop.TrainingError, match="different config.model"):
         loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
 
 
-def test_a_start_refused_before_training_leaves_no_workdir(data_dir, tmp_path):
+def test_a_start_refused_before_training_leaves_no_workdir(tiny_data_dir, tmp_path):
     # The recipe's built-in source (synthetic) does not fill a dataset named for the user's own images.
-    config = tiny_config(data_dir)
+    config = tiny_config(tiny_data_dir)
     config.dataset.name = "icons"
     workdir = tmp_path / "new_run"
     with pytest.raises(UserError, match="no prepared dataset icons in .*: run tools/prepare_dataset.py"):
         loop.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1])
-    assert not workdir.exists() and not os.path.exists(os.path.join(data_dir, "icons"))
+    assert not workdir.exists() and not os.path.exists(os.path.join(tiny_data_dir, "icons"))
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
@@ -105,13 +103,13 @@ def test_a_start_refused_before_training_leaves_no_workdir(data_dir, tmp_path):
     assert (existing / "notes.txt").read_text() == "mine"  # a folder that was there is never removed
 
 
-def test_out_of_memory_is_answered_in_one_line_naming_the_settings(data_dir, tmp_path, monkeypatch):
+def test_out_of_memory_is_answered_in_one_line_naming_the_settings(tiny_data_dir, tmp_path, monkeypatch):
     def exhausted(*args, **kwargs):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.")
 
     monkeypatch.setattr(loop.Trainer, "_run_round", exhausted)
     with pytest.raises(loop.TrainingError) as error:
-        loop.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "run"), devices=jax.devices()[:1])
+        loop.train_and_evaluate(tiny_config(tiny_data_dir), str(tmp_path / "run"), devices=jax.devices()[:1])
     assert str(error.value) == (
         "the devices ran out of memory at 4x4, minibatch 16 (16 per device): run each device's minibatch in smaller "
         "pieces with --config.schedule.max_microbatch_per_device='{4: 4}' (same result, less memory), or lower the "
@@ -120,7 +118,7 @@ def test_out_of_memory_is_answered_in_one_line_naming_the_settings(data_dir, tmp
 
 
 def test_launcher_help_and_one_line_errors(tmp_path):
-    env = {**os.environ, "PYTHONPATH": REPO}
+    env = subprocess_env()
     help_text = subprocess.run([sys.executable, "-m", "pggan.main", "--help"], capture_output=True, text=True,
                                env=env, timeout=120).stdout
     assert "--config" in help_text and "--workdir" in help_text and "--multihost" in help_text

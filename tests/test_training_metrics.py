@@ -21,6 +21,8 @@ from pggan.training.writers import RunWriter
 from pggan.training.config import ConfigError, TrainingConfig
 from tests.run_support import load_recipe
 
+pytestmark = pytest.mark.slow  # multi-stage training runs with metrics
+
 
 def _tensorboard_scalars(logdir: str) -> dict[str, dict[int, float]]:
     """{tag: {step: value}} of every scalar in the event files (TFRecord framing of Event protos)."""

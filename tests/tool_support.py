@@ -8,14 +8,12 @@ Each tool defines its absl flags on the process-wide FLAGS when imported, and to
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import sys
 
 from absl import flags
 
 import pggan.cli.checkpoint_flags  # noqa: F401  (defines the flags tools share: they stay registered)
-from tests.run_support import REPO
+from tests.run_support import load_module
 
 _TOOLS: dict[str, tuple[object, dict[str, flags.Flag]]] = {}
 
@@ -32,9 +30,7 @@ def load_tool(name: str):
     if name not in _TOOLS:
         _release_tool_flags()
         before = set(flags.FLAGS)
-        spec = importlib.util.spec_from_file_location(f"{name}_tool", os.path.join(REPO, "tools", f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_module(f"tools/{name}.py", f"{name}_tool")
         _TOOLS[name] = (module, {n: flags.FLAGS[n] for n in set(flags.FLAGS) - before})
     return _TOOLS[name][0]
 

@@ -18,6 +18,7 @@ import threading
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pggan import checkpoint, parallel
@@ -25,6 +26,7 @@ from pggan import checkpoint, parallel
 from pggan.model import losses, networks
 
 from pggan.training import train_step
+from pggan.training.step_updates import HostBatches, RoundScalars
 from tests.run_support import REPO, load_recipe
 
 TMP_MARK = ".orbax-checkpoint-tmp"
@@ -37,6 +39,21 @@ def tiny_config(data_dir: str, **schedule):
     for key, value in schedule.items():
         config.schedule[key] = value
     return config
+
+
+def one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1, loss=losses.LossConfig()):
+    """(state before, state after, metric sums) of one round from seed 0 on fixed random reals (host arrays)."""
+    mesh = parallel.make_mesh(jax.devices()[:num_devices])
+    step = train_step.TrainStep.create(spec, loss, step_config, mesh)
+    images = np.random.default_rng(0).integers(0, 256, (1, minibatch, resolution, resolution, 3), np.uint8)
+    sharding = parallel.batch_sharded(mesh, 1)
+    order = parallel.device_major_order(minibatch, num_devices)
+    data = HostBatches(jax.device_put(images[:, order], sharding),
+                       jax.device_put(np.zeros((1, minibatch), np.int32), sharding))
+    scalars = RoundScalars(jnp.float32(0.7), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.9), jax.random.key(3))
+    before = jax.device_get(step.init_state(0))
+    after, sums = step.round_fn(resolution, minibatch)(step.init_state(0), data, scalars)
+    return before, jax.device_get(after), {k: float(v) for k, v in sums.items()}
 
 
 def final_state(workdir: str, step: int | None = None):
@@ -86,20 +103,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def launcher_env(num_devices: int, compilation_cache: str | None = None) -> dict[str, str]:
-    """Environment of a launcher subprocess: CPU, `num_devices` fake devices, the tests' fast compiles.
-
-    With `compilation_cache`, compiled steps are kept in that directory and reused by later processes
-    (the same executables, so results are unchanged; restarts then skip compiling).
-    """
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
-    if compilation_cache:
-        env.update(JAX_COMPILATION_CACHE_DIR=compilation_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return env
 
 
 class TrainingProcess:
