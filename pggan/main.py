@@ -13,9 +13,13 @@ import re
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from pggan import disk
+from pggan import dependencies, disk
+
+try:
+    from ml_collections import config_flags
+except ModuleNotFoundError as _error:
+    sys.exit(f"error: {dependencies.missing_package(_error, 'reading recipe files (configs/*.py)')}")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None,
