@@ -134,6 +134,7 @@ def test_microbatch_count_keeps_whole_stddev_groups():
         microbatching.microbatch_count(16, 3, 4)
 
 
+@pytest.mark.accelerator
 def test_split_microbatches_reproduce_the_minibatch_stddev_of_the_whole_batch():
     x = jax.random.normal(jax.random.key(0), (24, 2, 2, 3))
     whole = layers.minibatch_stddev(x, 4)[..., -1]  # [24, 2, 2]: the statistic each row sees
@@ -179,6 +180,7 @@ ACCUMULATED_SETTINGS = {
 }
 
 
+@pytest.mark.accelerator
 @pytest.mark.parametrize("settings", ACCUMULATED_SETTINGS)
 def test_gradient_accumulation_equals_the_full_batch(settings):
     loss, norm = ACCUMULATED_SETTINGS[settings]
@@ -195,6 +197,7 @@ def test_gradient_accumulation_equals_the_full_batch(settings):
 
 # ------------------------------------------------------------------------------------ bfloat16
 
+@pytest.mark.accelerator
 def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
     config = train_step.StepConfig(minibatch_repeats=1)
     before, f32_state, f32_sums = _one_round(SPEC, config)

@@ -59,6 +59,7 @@ def test_eight_devices_equal_one_device_when_stddev_groups_coincide():
         assert sums8[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
 
 
+@pytest.mark.accelerator
 def test_ema_is_updated_after_each_d_step_before_the_g_step():
     beta = 0.9
     one = _make(1, minibatch_repeats=1)
@@ -73,6 +74,7 @@ def test_ema_is_updated_after_each_d_step_before_the_g_step():
         np.testing.assert_allclose(got, e, atol=1e-6)
 
 
+@pytest.mark.accelerator
 def test_nonfinite_gradients_skip_updates_and_are_counted():
     step = _make(1)
     state = step.init_state(0)
@@ -93,6 +95,7 @@ def test_nonfinite_gradients_skip_updates_and_are_counted():
     assert int(healthy["counters"]["consecutive_nonfinite"]) == 0
 
 
+@pytest.mark.accelerator
 def test_adam_reset_zeroes_moments_and_count():
     step = _make(1)
     state, _ = _run(step, step.init_state(0), 8)
