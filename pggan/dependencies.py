@@ -9,6 +9,7 @@ tensorflow-datasets. A machine that lacks one of them (e.g. a GPU machine with o
 from __future__ import annotations
 
 import importlib
+import sys
 import types
 
 from pggan.errors import UserError
@@ -45,3 +46,11 @@ def require(module: str, purpose: str) -> types.ModuleType:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:
         raise missing_package(error, purpose) from None
+
+
+def import_or_exit(module: str, purpose: str) -> types.ModuleType:
+    """`require` for a program's top-level imports: prints the one-line error and exits 1 if it is missing."""
+    try:
+        return require(module, purpose)
+    except MissingPackageError as error:
+        sys.exit(f"error: {error}")

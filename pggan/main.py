@@ -16,10 +16,7 @@ from absl import app, flags, logging
 
 from pggan import dependencies, disk
 
-try:
-    from ml_collections import config_flags
-except ModuleNotFoundError as _error:
-    sys.exit(f"error: {dependencies.missing_package(_error, 'reading recipe files (configs/*.py)')}")
+config_flags = dependencies.import_or_exit("ml_collections.config_flags", "reading recipe files (configs/*.py)")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None,

@@ -119,3 +119,10 @@ def _require_hidden(module: str, purpose: str):
             del sys.modules[module]
         else:
             sys.modules[module] = saved
+
+
+def test_the_benchmark_names_a_missing_package_in_one_line():
+    tool = os.path.join(REPO, "tools", "benchmark.py")
+    result = _run_with_hidden_packages(("ml_collections",), f"import runpy\nrunpy.run_path({tool!r}, run_name='__main__')")
+    assert result.returncode == 1 and result.stderr.strip().startswith(
+        "error: reading recipe files (configs/*.py) needs the Python package ml_collections, which is not installed")
