@@ -63,3 +63,10 @@ def test_unmeasured_resolutions_are_interpolated_geometrically_or_take_the_neare
     assert rates[32][0] == pytest.approx(4000.0, rel=1e-12)  # halfway in log2: the geometric mean
     assert rates[256][0] == pytest.approx(2000.0 * (100.0 / 2000.0) ** 0.5, rel=1e-12)
     assert rates[128][0] == pytest.approx(2000.0 * (100.0 / 2000.0) ** 0.25, rel=1e-12)
+
+
+def test_the_gpu_check_fits_in_seven_minutes_and_has_every_part_the_issue_lists():
+    budgets = load_tool("accelerator_check").BUDGETS
+    assert sum(seconds for _, seconds in budgets) == 7 * 60
+    assert [name for name, _ in budgets] == ["env", "step_bf16_64", "step_bf16_256", "step_bf16_16", "step_f32_256",
+                                             "step_bf16_1024", "train", "tests", "projection"]
