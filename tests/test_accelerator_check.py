@@ -51,6 +51,13 @@ def test_rehearsal_runs_every_part_without_tfds_grain_or_imageio(tmp_path):
     assert sum(e["images"] for e in projection["per_resolution"].values()) == 768
     log = (out / "accelerator_check.log").read_text()
     assert "part tests: ok" in log and "Traceback" not in log
+    # A part rerun alone replaces its own result and keeps the others'.
+    rerun = subprocess.run([sys.executable, os.path.join(REPO, "tools", "accelerator_check.py"), f"--out={out}",
+                            "--rehearse", "--parts=projection"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    again = json.loads((out / "accelerator_check.json").read_text())
+    assert list(again["parts"]) == list(parts) and again["parts"]["train"] == train
+    assert again["parts"]["projection"]["per_resolution"] == projection["per_resolution"]
 
 
 def test_unmeasured_resolutions_are_interpolated_geometrically_or_take_the_nearest():

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,10 @@ class Check:
         self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                         "command": " ".join(sys.argv), "rehearsal": args.rehearse,
                         "hidden_packages": args.hide_packages, "budget_s": sum(s for _, s in budgets), "parts": {}}
+        path = os.path.join(args.out, JSON_NAME)
+        if os.path.exists(path):  # a rerun of some parts (--parts) keeps the other parts' results
+            with open(path) as f:
+                self.results["parts"] = json.load(f).get("parts", {})
 
     def _hiding_dir(self) -> str | None:
         """A folder with a sitecustomize.py that makes the --hide_packages unimportable in every child."""
@@ -342,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--parts: unknown {unknown}; choose among {[name for name, _ in budgets]}")
     budgets = tuple((name, seconds) for name, seconds in budgets if name in chosen)
     check = Check(args, budgets)
+    try:
+        return _run_parts(check, budgets)
+    finally:
+        check.log.close()
+        shutil.rmtree(check.work, ignore_errors=True)  # the run's checkpoints, the children's outputs
+
+
+def _run_parts(check: Check, budgets: tuple) -> int:
+    """Runs the parts in order, each with its budget plus what the earlier ones left; the exit status."""
     check.write()
     for index, (name, _) in enumerate(budgets):
         later = sum(seconds for _, seconds in budgets[index + 1:])
