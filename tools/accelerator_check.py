@@ -333,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hide_packages", default="", help="comma-separated modules made unimportable in every "
                         "child, to rehearse a machine that lacks them (e.g. tensorflow_datasets,grain)")
     parser.add_argument("--parts", default="", help="comma-separated parts to run (default: all)")
+    parser.add_argument("--budget_s", type=float, default=0.0, help="scale the chosen parts' budgets to this "
+                        "total (default: their own sum, 420 s for the whole GPU check)")
     parser.add_argument("--project", action="store_true", help="only print the projection of --out's JSON")
     args = parser.parse_args(argv)
     if args.project:
@@ -346,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--parts: unknown {unknown}; choose among {[name for name, _ in budgets]}")
     budgets = tuple((name, seconds) for name, seconds in budgets if name in chosen)
+    if args.budget_s:
+        scale = args.budget_s / sum(seconds for _, seconds in budgets)
+        budgets = tuple((name, seconds * scale) for name, seconds in budgets)
     check = Check(args, budgets)
     try:
         return _run_parts(check, budgets)
