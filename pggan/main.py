@@ -13,9 +13,10 @@ import re
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from pggan import disk
+from pggan import dependencies, disk
+
+config_flags = dependencies.import_or_exit("ml_collections.config_flags", "reading recipe files (configs/*.py)")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None,

@@ -10,6 +10,8 @@ from flax import nnx
 from pggan.model import layers
 from tests import np_reference as ref
 
+pytestmark = pytest.mark.accelerator  # numerics that depend on the device's matmul precision
+
 
 def _random(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pggan"
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
     {"pggan.errors", "pggan.config_section", "pggan.safe_unpickling", "pggan.parallel", "pggan.disk",
-     "pggan.checksums"},
+     "pggan.checksums", "pggan.dependencies"},
     {"pggan.model", "pggan.data", "pggan.metrics"},
     {"pggan.checkpoint"},
     {"pggan.sampling"},

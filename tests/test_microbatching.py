@@ -29,6 +29,7 @@ def test_microbatch_count_keeps_whole_stddev_groups():
         microbatching.microbatch_count(16, 3, 4)
 
 
+@pytest.mark.accelerator
 def test_split_microbatches_reproduce_the_minibatch_stddev_of_the_whole_batch():
     x = jax.random.normal(jax.random.key(0), (24, 2, 2, 3))
     whole = layers.minibatch_stddev(x, 4)[..., -1]  # [24, 2, 2]: the statistic each row sees
@@ -57,6 +58,7 @@ ACCUMULATED_SETTINGS = {
 
 
 @pytest.mark.slow
+@pytest.mark.accelerator
 @pytest.mark.parametrize("settings", ACCUMULATED_SETTINGS)
 def test_gradient_accumulation_equals_the_full_batch(settings):
     loss, norm = ACCUMULATED_SETTINGS[settings]

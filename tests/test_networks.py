@@ -12,6 +12,8 @@ from flax import nnx
 from pggan.model import layers, networks
 from tests import np_reference as ref
 
+pytestmark = pytest.mark.accelerator  # numerics that depend on the device's matmul precision
+
 SMALL = networks.ModelSpec(resolution=32, latent_size=16, fmap_base=128, fmap_max=16)
 
 

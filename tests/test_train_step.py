@@ -64,6 +64,7 @@ def test_eight_devices_equal_one_device_when_stddev_groups_coincide():
 
 
 @pytest.mark.slow
+@pytest.mark.accelerator
 def test_ema_is_updated_after_each_d_step_before_the_g_step():
     beta = 0.9
     one = _make(1, minibatch_repeats=1)
@@ -78,6 +79,7 @@ def test_ema_is_updated_after_each_d_step_before_the_g_step():
         np.testing.assert_allclose(got, e, atol=1e-6)
 
 
+@pytest.mark.accelerator
 def test_nonfinite_gradients_skip_updates_and_are_counted():
     step = _make(1)
     state = step.init_state(0)
@@ -98,6 +100,7 @@ def test_nonfinite_gradients_skip_updates_and_are_counted():
     assert int(healthy["counters"]["consecutive_nonfinite"]) == 0
 
 
+@pytest.mark.accelerator
 def test_adam_reset_zeroes_moments_and_count():
     step = _make(1)
     state, _ = _run(step, step.init_state(0), 8)
@@ -122,6 +125,7 @@ SMALL_SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_
 
 
 @pytest.mark.slow
+@pytest.mark.accelerator
 def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
     config = train_step.StepConfig(minibatch_repeats=1)
     before, f32_state, f32_sums = one_round(SMALL_SPEC, config)

@@ -34,19 +34,22 @@ import flax
 import jax
 import jaxlib
 from absl import app, flags
-from ml_collections import config_flags
 from tqdm import tqdm
 
-from pggan import parallel
+from pggan import dependencies
 
-from pggan.training import compilation_cache, microbatching, train_step
-from pggan.model import flops as model_flops
-from pggan.training import run_length
-from pggan.benchmarks import step as step_benchmark
-from pggan.cli.runner import UsageError, run_tool
-from pggan.training.step_updates import StepConfig
-from pggan.training.config import TrainingConfig
-from pggan.training.validation import schedule_for_devices
+# First: the modules below need it too, and a missing package is reported in one line.
+config_flags = dependencies.import_or_exit("ml_collections.config_flags", "reading recipe files (configs/*.py)")
+
+from pggan import parallel  # noqa: E402
+from pggan.training import compilation_cache, microbatching, train_step  # noqa: E402
+from pggan.model import flops as model_flops  # noqa: E402
+from pggan.training import run_length  # noqa: E402
+from pggan.benchmarks import step as step_benchmark  # noqa: E402
+from pggan.cli.runner import UsageError, run_tool  # noqa: E402
+from pggan.training.step_updates import StepConfig  # noqa: E402
+from pggan.training.config import TrainingConfig  # noqa: E402
+from pggan.training.validation import schedule_for_devices  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe (configs/*.py) for the step, quality and "
                                           "FLOP-model modes; override fields with --config.<field>=<value>.")

@@ -39,10 +39,9 @@ import shutil
 from typing import Callable
 
 import numpy as np
-import tensorflow_datasets as tfds
-from array_record.python import array_record_module
 from tqdm import tqdm
 
+from pggan import dependencies
 from pggan.data import imaging
 from pggan.data.errors import DataError, PreparationConflictError, SourceError, UnreadableImageError
 from pggan.data.sources import Source
@@ -69,8 +68,14 @@ def split_name(resolution: int) -> str:
     return f"res{resolution}"
 
 
-def features_for(channels: int) -> tfds.features.FeaturesDict:
-    """The tfds features of every split: image uint8 [r, r, channels] (raw bytes), label int64."""
+def _tfds():
+    """tensorflow_datasets, the writer of prepared datasets (reading them does not need it)."""
+    return dependencies.require("tensorflow_datasets", "preparing a dataset")
+
+
+def features_for(channels: int):
+    """The tfds features of every split (a FeaturesDict): image uint8 [r, r, channels] (raw bytes), label int64."""
+    tfds = _tfds()
     return tfds.features.FeaturesDict({
         "image": tfds.features.Tensor(shape=(None, None, channels), dtype=np.uint8,
                                       encoding=tfds.features.Encoding.BYTES),
@@ -117,6 +122,7 @@ def _write_shard(source: Source, items: list, shard: int, num_shards: int, work_
     """Loads `items`, writes all their levels to shard `shard`, then its marker. Returns the marker."""
     features = features_for(source.channels)
     levels = imaging.level_resolutions(source.resolution)
+    array_record_module = dependencies.require("array_record.python.array_record_module", "preparing a dataset")
     writers = {r: array_record_module.ArrayRecordWriter(shard_path(work_dir, name, r, shard, num_shards),
                                                         WRITER_OPTIONS) for r in levels}
     num_examples, skipped = 0, []
@@ -215,6 +221,7 @@ def _finalize(source: Source, name: str, work_dir: str, final_dir: str, shards: 
         shutil.rmtree(work_dir)
         raise SourceError(f"none of the {num_skipped} images could be read (first: {skipped[0]})")
     levels = imaging.level_resolutions(source.resolution)
+    tfds = _tfds()
     split_infos = [
         tfds.core.SplitInfo(name=split_name(r), shard_lengths=lengths,
                             num_bytes=sum(os.path.getsize(shard_path(work_dir, name, r, i, len(shards)))

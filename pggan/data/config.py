@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from jax.sharding import Mesh
 
+from pggan import dependencies
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
-from pggan.data.pipeline import InputIterator
 from pggan.data.source_specs import BUILTIN_SOURCES, make_source
+
+if TYPE_CHECKING:  # the host pipeline needs grain, which levels held on the devices do not
+    from pggan.data.pipeline import InputIterator
 
 
 def open_from_config(config, *, resolution: int, channels: int | None = None,
@@ -38,6 +43,11 @@ def iterator_from_config(config, dataset: PreparedDataset, *, resolution: int,
                          batch_size: int, mesh: Mesh, seed: int, position: int = 0,
                          row_order: np.ndarray | None = None) -> InputIterator:
     """The host input pipeline for one (resolution, batch size) stage, starting at `position`."""
+    try:
+        from pggan.data.pipeline import InputIterator
+    except ModuleNotFoundError as error:
+        raise dependencies.missing_package(error, f"reading {resolution}x{resolution} batches on the host (a level "
+                                           f"not held on the devices, see dataset.on_device)") from None
     return InputIterator(dataset, resolution=resolution, batch_size=batch_size, mesh=mesh, seed=seed,
                          position=position, num_threads=config.num_threads, row_order=row_order,
                          prefetch_batches=config.prefetch_batches, device_prefetch=config.device_prefetch)

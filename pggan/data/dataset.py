@@ -1,13 +1,14 @@
 """Opening prepared datasets (see builder.py for the format) and reading their levels by index.
 
-Reading needs neither TensorFlow nor the source: the tfds metadata lists each level's array_record
-shards. `LevelReader` reads records in batches and decodes them with a fast path instead of tfds's
-per-example parser (~100 us per example, too slow for 10k img/s on two cores). A record is a
-serialized tf.train.Example; the raw image bytes are the payload of the 'image/value' entry, whose
-headers have a fixed size for a given level. The reader finds that entry, takes the payload as the
-image (zero parsing), and maps the few bytes outside the payload to the label through a cache filled
-by tfds's own decoder (one decode per distinct label, checked against the payload).
-`PreparedDataset.data_source` gives tfds's own decoder.
+Reading needs neither TensorFlow, nor tensorflow-datasets, nor the source, only array_record: the
+tfds metadata files (JSON) list each level's shards. `LevelReader` reads records in batches and
+decodes them with a fast path instead of a per-example parser (~100 us per example in tfds, too slow
+for 10k img/s on two cores). A record is a serialized tf.train.Example; the raw image bytes are the
+payload of the 'image/value' entry, whose headers have a fixed size for a given level. The reader
+finds that entry, takes the payload as the image (zero parsing), and maps the few bytes outside the
+payload to the label through a cache filled by a full decode (`example_proto`, one decode per
+distinct label, checked against the payload). `PreparedDataset.data_source` gives tfds's own
+decoder (needs tensorflow-datasets).
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import json
 import os
 import platform
 import threading
 
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import logging
-from array_record.python import array_record_module
 
-from pggan.data import buffers, builder
+from pggan import dependencies
+from pggan.data import buffers, builder, example_proto
 from pggan.data.errors import DataError, DatasetMismatchError, DatasetNotFoundError
 from pggan.data.sources import Source
 
@@ -81,14 +82,12 @@ class LevelReader:
     read(indices) -> (images uint8 [n, r, r, C], labels int32 [n]) in the order of `indices`.
     """
 
-    def __init__(self, paths: list[str], shard_lengths: list[int], resolution: int, channels: int,
-                 features: tfds.features.FeaturesDict):
+    def __init__(self, paths: list[str], shard_lengths: list[int], resolution: int, channels: int):
         self.paths = paths
         self.offsets = np.cumsum([0] + list(shard_lengths))
         self.num_examples = int(self.offsets[-1])
         self.shape = (resolution, resolution, channels)
         self._image_bytes = resolution * resolution * channels
-        self._features = features
         self._payload_offset = _payload_offset(self._image_bytes)
         if self._image_bytes >= _LARGE_RECORD_BYTES:
             keep_large_buffers_in_heap()
@@ -103,22 +102,21 @@ class LevelReader:
             with self._open_lock:
                 reader = self._shard_readers[shard]
                 if reader is None:
-                    reader = array_record_module.ArrayRecordReader(self.paths[shard], READER_OPTIONS)
+                    module = dependencies.require("array_record.python.array_record_module",
+                                                  "reading a prepared dataset")
+                    reader = module.ArrayRecordReader(self.paths[shard], READER_OPTIONS)
                     self._shard_readers[shard] = reader
         return reader
 
     def _learn_label(self, record: bytes, rest: bytes, start: int) -> int:
-        """Decodes a record with tfds, checks the image is the payload found, caches its label."""
+        """Decodes a whole record, checks the image is the payload found, caches its label."""
         try:
-            example = self._features.deserialize_example_np(record)
-        except Exception as error:
-            raise DataError(f"corrupt record in {os.path.dirname(self.paths[0])} ({error}); "
-                            f"prepare the dataset again") from error
-        image = example["image"]
+            image, label = example_proto.decode_image_example(record)
+        except DataError as error:
+            raise DataError(f"corrupt record in {os.path.dirname(self.paths[0])} ({error})") from None
         if image.shape != self.shape or image.tobytes() != record[start:start + self._image_bytes]:
             raise DataError(f"{self.paths[0]} holds {image.shape} images in an unexpected layout, expected "
                             f"{self.shape}; was it written by tools/prepare_dataset.py?")
-        label = int(example["label"])
         self._labels_by_rest[rest] = label
         return label
 
@@ -180,36 +178,40 @@ class PreparedDataset:
     num_examples: int
     levels: tuple[int, ...]
     source: dict
-    tfds_builder: tfds.core.DatasetBuilder = dataclasses.field(repr=False)
+    shard_lengths: dict[int, tuple[int, ...]] = dataclasses.field(repr=False)  # examples per shard, per level
     _readers: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def from_directory(cls, path: str) -> "PreparedDataset":
-        """Opens <data_dir>/<name>/<version>."""
+        """Opens <data_dir>/<name>/<version> from its metadata files (tfds's JSON, read without tfds)."""
         if not os.path.exists(os.path.join(path, "dataset_info.json")):
             raise DatasetNotFoundError(f"no prepared dataset in {path}")
-        ds_builder = tfds.builder_from_directory(path)
-        meta = ds_builder.info.metadata
-        if meta is None or "levels" not in meta:
+        meta = {}
+        if os.path.exists(os.path.join(path, "metadata.json")):
+            with open(os.path.join(path, "metadata.json")) as file:
+                meta = json.load(file)
+        if "levels" not in meta:
             raise DataError(f"{path} is a tfds dataset but not a prepared PGGAN dataset "
                             f"(no levels in metadata.json); prepare it with tools/prepare_dataset.py")
-        return cls(name=ds_builder.name, path=path, resolution=meta["resolution"], channels=meta["channels"],
+        with open(os.path.join(path, "dataset_info.json")) as file:
+            info = json.load(file)
+        splits = {split["name"]: tuple(int(n) for n in split["shardLengths"]) for split in info["splits"]}
+        return cls(name=info["name"], path=path, resolution=meta["resolution"], channels=meta["channels"],
                    num_classes=meta["num_classes"], class_names=tuple(meta["class_names"]),
                    num_examples=meta["num_examples"], levels=tuple(meta["levels"]), source=dict(meta["source"]),
-                   tfds_builder=ds_builder)
+                   shard_lengths={r: splits[builder.split_name(r)] for r in meta["levels"]})
 
-    def _split(self, resolution: int):
+    def _check_level(self, resolution: int) -> None:
         if resolution not in self.levels:
             raise DatasetMismatchError(f"dataset {self.name} has levels {list(self.levels)}, not {resolution}")
-        return self.tfds_builder.info.splits[builder.split_name(resolution)]
 
     def level(self, resolution: int) -> LevelReader:
         """The reader of one level (one per dataset and resolution, shared)."""
         if resolution not in self._readers:
-            split = self._split(resolution)
-            self._readers[resolution] = LevelReader([os.fspath(p) for p in split.filepaths],
-                                                    list(split.shard_lengths), resolution, self.channels,
-                                                    self.tfds_builder.info.features)
+            self._check_level(resolution)
+            lengths = self.shard_lengths[resolution]
+            paths = [builder.shard_path(self.path, self.name, resolution, i, len(lengths)) for i in range(len(lengths))]
+            self._readers[resolution] = LevelReader(paths, list(lengths), resolution, self.channels)
         return self._readers[resolution]
 
     def read_level(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,9 +230,10 @@ class PreparedDataset:
         return self.num_examples * (resolution * resolution * self.channels + 4)
 
     def data_source(self, resolution: int):
-        """tfds's own random-access data source of one level: items {'image', 'label'} (slower)."""
-        self._split(resolution)
-        return self.tfds_builder.as_data_source(split=builder.split_name(resolution))
+        """tfds's own random-access data source of one level: items {'image', 'label'} (slower; needs tfds)."""
+        self._check_level(resolution)
+        tfds = dependencies.require("tensorflow_datasets", "tfds's reader of prepared datasets")
+        return tfds.builder_from_directory(self.path).as_data_source(split=builder.split_name(resolution))
 
 
 def open_dataset(name: str, data_dir: str | None = None, *, prepare_if_missing_from: Source | None = None,

@@ -16,10 +16,10 @@ import uuid
 import warnings
 from typing import Iterable, Iterator, NamedTuple
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from pggan import dependencies
 from pggan.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
@@ -212,6 +212,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
       The number of frames written.
     """
     options = _ffmpeg_options(path, crf)
+    imageio_ffmpeg = dependencies.require("imageio_ffmpeg", "writing videos")
     if not fps > 0:
         raise MediaError(f"fps must be positive, got {fps}")
     count, size, writer = 0, None, None
@@ -257,6 +258,7 @@ def read_video(path: str | os.PathLike) -> tuple[VideoInfo, Iterator[np.ndarray]
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MediaError(f"video not found: {path}")
+    imageio_ffmpeg = dependencies.require("imageio_ffmpeg", "reading videos")
     try:
         with _spawning_ffmpeg():
             num_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)

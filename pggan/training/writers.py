@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from pggan import dependencies
 from pggan.sampling import media
 from pggan.training.config import TrainingConfig
 
@@ -31,7 +32,7 @@ class EventFile:
     """
 
     def __init__(self, logdir: str):
-        from tensorboardX.proto import event_pb2
+        event_pb2 = dependencies.require("tensorboardX.proto.event_pb2", "writing TensorBoard events")
 
         os.makedirs(logdir, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
