@@ -24,6 +24,7 @@ from pggan import metrics
 from pggan.model import losses, networks, normalization
 
 from pggan.sampling import latent_space
+from pggan.training import optimizers
 from pggan.config_section import (from_section, help_of, is_int_at_least, is_number_at_least, is_power_of_two,
                                   require, resolution_table, setting)
 from pggan.data.device_dataset import ON_DEVICE_MODES
@@ -141,20 +142,37 @@ class ScheduleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Adam per network (TTUR: separate betas here; learning rates and update counts in `schedule`)."""
+    """The optimizer of each network (`pggan.training.optimizers`; TTUR: separate betas here, learning rates and
+    update counts in `schedule`)."""
 
+    name: str = setting("adam", "optimizer of both networks: adam (official), rmsprop (WGAN's; decay = the beta2 "
+                                "fields) or optimistic_adam (Daskalakis et al.)")
     g_beta1: float = setting(0.0, "generator Adam beta1 (official 0)")
-    g_beta2: float = setting(0.99, "generator Adam beta2 (official 0.99)")
+    g_beta2: float = setting(0.99, "generator Adam beta2 / RMSProp decay (official 0.99)")
     d_beta1: float = setting(0.0, "discriminator Adam beta1 (official 0)")
-    d_beta2: float = setting(0.99, "discriminator Adam beta2 (official 0.99)")
-    eps: float = setting(1e-8, "Adam epsilon of both networks")
+    d_beta2: float = setting(0.99, "discriminator Adam beta2 / RMSProp decay (official 0.99)")
+    eps: float = setting(1e-8, "epsilon of both networks' optimizer denominators")
+    optimism: float = setting(1.0, "optimistic_adam: o in u_t = (1 + o) r_t - o r_(t-1) (1 = the paper's)")
+    extragradient: bool = setting(False, "extragradient steps (Korpelevich; Gidel et al. 2019): the gradient at a "
+                                         "lookahead step, applied from the current point (twice the gradients)")
 
     def __post_init__(self):
+        require(self.name in optimizers.OPTIMIZERS,
+                f"config.optimizer.name must be one of {optimizers.OPTIMIZERS}, got {self.name!r}")
         for name in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
             value = getattr(self, name)
-            require(is_number_at_least(value, 0) and value < 1, f"config.optimizer.{name} must be in [0, 1), got {value}")
+            require(is_number_at_least(value, 0) and value < 1,
+                    f"config.optimizer.{name} must be in [0, 1), got {value}")
         require(is_number_at_least(self.eps, 0) and self.eps > 0,
                 f"config.optimizer.eps must be a positive number, got {self.eps}")
+        require(is_number_at_least(self.optimism, 0), f"config.optimizer.optimism must be >= 0, got {self.optimism}")
+        require(isinstance(self.extragradient, bool),
+                f"config.optimizer.extragradient must be true or false, got {self.extragradient!r}")
+
+    def transform(self, network: str, correction: float = 1.0):
+        """The optax transform of `network` ('g' or 'd'), betas raised to `correction` (`optimizers.direction`)."""
+        beta1, beta2 = (self.g_beta1, self.g_beta2) if network == "g" else (self.d_beta1, self.d_beta2)
+        return optimizers.direction(self.name, beta1, beta2, self.eps, self.optimism, correction)
 
 
 @dataclasses.dataclass(frozen=True)

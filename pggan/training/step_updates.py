@@ -23,7 +23,6 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
@@ -48,9 +47,9 @@ COUNT_NAMES = ("d_steps", "g_steps", "penalty_steps")
 class StepConfig:
     """Static settings of the compiled step (hashable: the compiled functions are cached by it).
 
-    optimizer: Adam of G and of D; D's betas get the lazy-regularization correction
-      (`LossConfig.adam_correction`).
-    normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.model.normalization`).
+    optimizer: the optimizer of G and of D (`pggan.training.optimizers`; extragradient steps or not); D's
+      betas get the lazy-regularization correction (`LossConfig.adam_correction`).
+    normalization: D's Lipschitz constraint (none, spectral, GraN, clip; `pggan.model.normalization`).
     mirror_augment: random horizontal flips of reals.
     minibatch_repeats, d_repeats, g_repeats: round structure (D and G updates per repeat: TTUR counts).
     label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
@@ -200,11 +199,16 @@ def _per_sample(key: jax.Array, sample_ids: jax.Array, fn):
     return jax.vmap(lambda i: fn(jax.random.fold_in(key, i)))(sample_ids)
 
 
-def _adam_if_finite(adam, params, opt_state, grads, lr):
-    """Adam step, skipped entirely (params and moments kept) if any gradient is non-finite."""
+def _step(optimizer, params, opt_state, grads, lr):
+    """(params - lr * u, new optimizer state) with u the optimizer's direction for `grads`."""
+    updates, new_opt = optimizer.update(grads, opt_state, params)
+    return jax.tree.map(lambda p, u: p - lr * u, params, updates), new_opt
+
+
+def _step_if_finite(optimizer, params, opt_state, grads, lr):
+    """Optimizer step, skipped entirely (params and moments kept) if any gradient is non-finite."""
     finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    updates, new_opt = adam.update(grads, opt_state, params)
-    new_params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    new_params, new_opt = _step(optimizer, params, opt_state, grads, lr)
     keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
     return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), ~finite
 
@@ -222,15 +226,14 @@ class TrainingUpdates:
         self.g_def = nnx.graphdef(networks.abstract_generator(spec))
         abstract_d = networks.abstract_discriminator(spec)
         self.d_def = nnx.graphdef(abstract_d)
-        c = loss.adam_correction
-        adam = config.optimizer
-        self.g_adam = optax.scale_by_adam(b1=adam.g_beta1, b2=adam.g_beta2, eps=adam.eps)
-        self.d_adam = optax.scale_by_adam(b1=adam.d_beta1 ** c, b2=adam.d_beta2 ** c, eps=adam.eps)
+        self.g_optimizer = config.optimizer.transform("g")
+        self.d_optimizer = config.optimizer.transform("d", loss.adam_correction)
         self.spectral = normalization.SpectralNorm(abstract_d) if config.normalization.method == "spectral" else None
 
     def reset_optimizers(self, state: dict) -> dict:
-        """The state with both Adam states at their initial value (official reset at every lod boundary)."""
-        optimizers = {"g": self.g_adam.init(state["generator"]), "d": self.d_adam.init(state["discriminator"])}
+        """The state with both optimizer states at their initial value (official reset at every lod boundary)."""
+        optimizers = {"g": self.g_optimizer.init(state["generator"]),
+                      "d": self.d_optimizer.init(state["discriminator"])}
         return {**state, "optimizers": optimizers}
 
     # ------------------------------------------------------------------------------------- pieces
@@ -277,24 +280,47 @@ class TrainingUpdates:
         fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
         return DInputs(reals, jax.lax.stop_gradient(fakes), mix, onehot)
 
+    def _optimizer_step(self, optimizer, params, opt_state, gradients, lr, constrain=lambda params: params):
+        """One optimizer step of a network -> (value, params, optimizer state, skipped).
+
+        gradients(params) -> (value, gradient tree) at those parameters; constrain: the projection applied
+        after every step (D's weight clipping). With `OptimizerConfig.extragradient` the gradient is taken
+        at the lookahead point constrain(params - lr * u(g(params))) (the optimizer state is not advanced
+        by the lookahead) and that gradient steps from `params`; `value` is the one at `params`.
+        """
+        value, grads = gradients(params)
+        if self.config.optimizer.extragradient:
+            lookahead, _ = _step(optimizer, params, opt_state, grads, lr)
+            _, grads = gradients(constrain(lookahead))
+        new_params, new_opt, skipped = _step_if_finite(optimizer, params, opt_state, grads, lr)
+        return value, constrain(new_params), new_opt, skipped
+
+    def _constrain_d(self, d_params):
+        """D's parameters after an optimizer step: clipped with weight clipping, else as they are."""
+        norm = self.config.normalization
+        return normalization.clip_parameters(d_params, norm.clip_value) if norm.method == "clip" else d_params
+
     def _d_update(self, state, vectors, loss_of_critic, batch, d_lr, resolution, alpha):
         """One D optimizer step on the all-device mean of loss_of_critic(critic, batch) -> (loss, aux).
 
         batch: a tuple of this device's per-row arrays (None entries allowed), run as microbatches where
         `StepConfig.max_microbatch_per_device` asks for them.
         """
-        def loss_and_grads(microbatch):
-            def loss_fn(d_params):
-                critic = self._critic(d_params, vectors, resolution, alpha)
-                return jax.lax.pmean(loss_of_critic(critic, microbatch), parallel.DATA_AXIS)
+        def gradients(d_params):
+            def loss_and_grads(microbatch):
+                def loss_fn(params):
+                    critic = self._critic(params, vectors, resolution, alpha)
+                    return jax.lax.pmean(loss_of_critic(critic, microbatch), parallel.DATA_AXIS)
 
-            # The parameters are replicated (device-invariant), so differentiating the all-device mean
-            # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
-            return jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+                # The parameters are replicated (device-invariant), so differentiating the all-device mean
+                # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
+                return jax.value_and_grad(loss_fn, has_aux=True)(d_params)
 
-        (loss, aux), grads = self._mean_over_microbatches(loss_and_grads, batch, resolution)
-        d_params, d_opt, skipped = _adam_if_finite(self.d_adam, state["discriminator"], state["optimizers"]["d"],
-                                                   grads, d_lr * self.loss.adam_correction)
+            return self._mean_over_microbatches(loss_and_grads, batch, resolution)
+
+        (loss, aux), d_params, d_opt, skipped = self._optimizer_step(
+            self.d_optimizer, state["discriminator"], state["optimizers"]["d"], gradients,
+            d_lr * self.loss.adam_correction, self._constrain_d)
         state = {**state, "discriminator": d_params, "optimizers": {**state["optimizers"], "d": d_opt}}
         return state, loss, aux, skipped
 
@@ -337,18 +363,20 @@ class TrainingUpdates:
             onehot = self._labels_onehot(labels)
         critic = self._critic(state["discriminator"], state.get(normalization.STATE_ITEM), resolution, alpha)
 
-        def loss_and_grads(batch):  # one microbatch of (latents, onehot)
-            latents, onehot = batch
+        def gradients(g_params):
+            def loss_and_grads(batch):  # one microbatch of (latents, onehot)
+                latents, onehot = batch
 
-            def loss_fn(g_params):
-                fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
-                return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+                def loss_fn(params):
+                    fakes = self._generator(params)(latents, onehot, resolution=resolution, alpha=alpha)
+                    return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
 
-            return jax.value_and_grad(loss_fn)(state["generator"])
+                return jax.value_and_grad(loss_fn)(g_params)
 
-        loss, grads = self._mean_over_microbatches(loss_and_grads, (latents, onehot), resolution)
-        g_params, g_opt, skipped = _adam_if_finite(self.g_adam, state["generator"], state["optimizers"]["g"],
-                                                   grads, g_lr)
+            return self._mean_over_microbatches(loss_and_grads, (latents, onehot), resolution)
+
+        loss, g_params, g_opt, skipped = self._optimizer_step(self.g_optimizer, state["generator"],
+                                                              state["optimizers"]["g"], gradients, g_lr)
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
         return state, loss, skipped
 

@@ -1,0 +1,93 @@
+"""The stability options train for real: WGAN weight clipping with RMSProp (also microbatched), optimistic
+Adam with extragradient steps (resuming exactly)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from pggan import checkpoint, parallel
+
+from pggan.model import losses, networks, normalization
+from pggan.training import loop, train_step, validation
+from pggan.training.config import OptimizerConfig
+from pggan.training.step_updates import HostBatches, RoundScalars, summarize_metrics
+from tests.run_support import load_recipe
+
+SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
+MINIBATCH, REPEATS, ROUNDS = 16, 4, 3
+
+
+def _train_rounds(step, rounds=ROUNDS, lr=2e-3):
+    """`rounds` rounds at 4x4 on random images; returns (state, metric means, skipped counts)."""
+    state, total = step.init_state(0), None
+    for round_index in range(rounds):
+        rng = np.random.default_rng(round_index)
+        images = rng.integers(0, 256, (REPEATS, MINIBATCH, 4, 4, 3), dtype=np.uint8)
+        order = parallel.device_major_order(MINIBATCH, step.mesh.size)
+        sharding = parallel.batch_sharded(step.mesh, 1)
+        data = HostBatches(jax.device_put(images[:, order], sharding),
+                           jax.device_put(np.zeros((REPEATS, MINIBATCH), np.int32), sharding))
+        scalars = RoundScalars(jnp.float32(1), jnp.float32(lr), jnp.float32(lr), jnp.float32(0.9),
+                               jax.random.key(round_index))
+        state, sums = step.round_fn(4, MINIBATCH)(state, data, scalars, round_index=round_index)
+        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    means, skipped = summarize_metrics(total)
+    return state, means, skipped
+
+
+def test_wgan_weight_clipping_with_rmsprop_and_microbatches_keeps_d_in_the_box():
+    loss = losses.LossConfig(gp_lambda=0.0)  # WGAN: the clipping is the only constraint (drift kept)
+    config = train_step.StepConfig(minibatch_repeats=REPEATS, optimizer=OptimizerConfig(name="rmsprop"),
+                                   normalization=normalization.NormalizationConfig(method="clip", clip_value=0.01),
+                                   max_microbatch_per_device=((4, 4),))
+    step = train_step.TrainStep.create(SPEC, loss, config, parallel.make_mesh(jax.devices()[:2]))
+    assert config.microbatches(4, MINIBATCH // step.mesh.size, SPEC.mbstd_group_size) == 2
+    state, means, skipped = _train_rounds(step, lr=5e-5 * 20)
+    assert skipped == {"skipped_d": 0, "skipped_g": 0}
+    assert all(np.isfinite(v) for v in means.values()), means
+    d_leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state["discriminator"])]
+    assert max(np.abs(leaf).max() for leaf in d_leaves) <= 0.01
+    assert sum((np.abs(leaf) == 0.01).sum() for leaf in d_leaves) > 0  # the bound was reached, not idle
+    g_leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state["generator"])]
+    assert max(np.abs(leaf).max() for leaf in g_leaves) > 0.01  # G is not clipped
+    assert isinstance(state["optimizers"]["d"], optax.ScaleByRmsState)  # RMSProp's state, not Adam's
+
+
+def _optimistic_config(data_dir, **schedule):
+    config = load_recipe("tiny")
+    config.dataset.data_dir = data_dir
+    config.model.resolution = 8
+    config.schedule.update({"stabilize_kimg": 0.064, "transition_kimg": 0.064, "total_kimg": 0.192, **schedule})
+    config.optimizer.update(name="optimistic_adam", optimism=0.5, extragradient=True)
+    return config
+
+
+def _final_state(config, workdir):
+    plan = validation.plan_run(config, jax.devices()[:1])
+    trainer = loop.Trainer(plan, workdir)
+    store = checkpoint.CheckpointStore(workdir)
+    state, _ = store.restore(store.latest_step(), trainer.step.abstract_state())
+    store.close()
+    trainer.store.close()
+    return jax.tree.map(np.asarray, state)
+
+
+def test_optimistic_adam_with_extragradient_trains_and_resumes_exactly(tmp_path):
+    data_dir, devices = str(tmp_path / "data"), jax.devices()[:1]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    loop.train_and_evaluate(_optimistic_config(data_dir), whole, devices=devices)
+    loop.train_and_evaluate(_optimistic_config(data_dir, total_kimg=0.096), parts, devices=devices)  # mid-fade
+    loop.train_and_evaluate(_optimistic_config(data_dir), parts, devices=devices)
+    uninterrupted = _final_state(_optimistic_config(data_dir), whole)
+    resumed = _final_state(_optimistic_config(data_dir), parts)
+    assert "ScaleByOptimisticGradientState" in repr(jax.tree.structure(resumed["optimizers"]["g"]))
+    for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
+        assert np.isfinite(a).all()
+        np.testing.assert_array_equal(a, b)
+    # Another optimizer in this workdir is refused in one line (its state has another structure).
+    config = _optimistic_config(data_dir, total_kimg=0.256)
+    config.optimizer.name = "adam"
+    with pytest.raises(loop.TrainingError, match=r"different config.optimizer.name \(optimistic_adam vs adam\)"):
+        loop.train_and_evaluate(config, parts, devices=devices)
