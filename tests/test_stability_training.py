@@ -1,19 +1,23 @@
 """The stability options train for real: WGAN weight clipping with RMSProp (also microbatched), optimistic
-Adam with extragradient steps (resuming exactly)."""
+Adam with extragradient steps (resuming exactly), differentiable augmentation (p = 0 trains as without it;
+adaptive p is logged and resumes exactly; the few-images recipe trains on a folder)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from PIL import Image
 
 from pggan import checkpoint, parallel
 
+from pggan.data import diff_augment
+from pggan.data.diff_augment import AugmentConfig
 from pggan.model import losses, networks, normalization
-from pggan.training import loop, train_step, validation
+from pggan.training import loop, train_step, validation, writers
 from pggan.training.config import OptimizerConfig
 from pggan.training.step_updates import HostBatches, RoundScalars, summarize_metrics
-from tests.run_support import load_recipe
+from tests.run_support import REPO, load_recipe
 
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
 MINIBATCH, REPEATS, ROUNDS = 16, 4, 3
@@ -91,3 +95,83 @@ def test_optimistic_adam_with_extragradient_trains_and_resumes_exactly(tmp_path)
     config.optimizer.name = "adam"
     with pytest.raises(loop.TrainingError, match=r"different config.optimizer.name \(optimistic_adam vs adam\)"):
         loop.train_and_evaluate(config, parts, devices=devices)
+
+
+def _augment_step(augment, num_devices=2, **overrides):
+    config = train_step.StepConfig(minibatch_repeats=REPEATS, augment=augment, **overrides)
+    return train_step.TrainStep.create(SPEC, losses.LossConfig(), config,
+                                       parallel.make_mesh(jax.devices()[:num_devices]))
+
+
+def test_augmentation_with_p_zero_trains_as_without_and_p_one_trains_microbatched():
+    _, plain, _ = _train_rounds(_augment_step(AugmentConfig()), rounds=1)
+    state_off = _train_rounds(_augment_step(AugmentConfig()), rounds=1)[0]
+    state_zero, zero, _ = _train_rounds(_augment_step(AugmentConfig(policy="diffaugment", probability=0.0)), rounds=1)
+    assert zero.pop("augment_p") == 0.0 and set(zero) == set(plain)
+    for a, b in zip(jax.tree.leaves(state_off), jax.tree.leaves(state_zero)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    augment = AugmentConfig(policy="xflip,rotate90,color,translation,cutout")
+    state, means, skipped = _train_rounds(_augment_step(augment, max_microbatch_per_device=((4, 4),)))
+    assert skipped == {"skipped_d": 0, "skipped_g": 0} and means["augment_p"] == 1.0
+    assert all(np.isfinite(v) for v in means.values()), means
+    assert np.isfinite(means["gradient_penalty"])  # the penalty's interpolates were augmented too
+    for leaf in jax.tree.leaves(state):
+        assert np.isfinite(np.asarray(leaf)).all()
+
+
+def _ada_config(data_dir, **schedule):
+    config = load_recipe("tiny")
+    config.dataset.data_dir = data_dir
+    config.model.resolution = 8
+    config.schedule.update({"stabilize_kimg": 0.064, "transition_kimg": 0.064, "total_kimg": 0.192, **schedule})
+    config.loss.update(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0)  # ADA's loss
+    # p moves by 2 * 16 / 160 = 0.2 every 2 D steps, up or down from 0.5: it visibly adapts within the run.
+    config.augment.update(policy="ada", probability=0.5, target=0.6, speed_kimg=0.16, interval=2)
+    return config
+
+
+def test_adaptive_augmentation_logs_p_and_resumes_exactly(tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(writers.RunWriter, "scalars",
+                        lambda self, step, values, prefix="train": logged.append((prefix, dict(values))))
+    data_dir, devices = str(tmp_path / "data"), jax.devices()[:1]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    loop.train_and_evaluate(_ada_config(data_dir), whole, devices=devices)
+    train_logs = [values for prefix, values in logged if prefix == "train"]
+    assert train_logs and all(0.0 <= values["augment_p"] <= 1.0 and -1 <= values["augment_rt"] <= 1
+                              for values in train_logs)
+    loop.train_and_evaluate(_ada_config(data_dir, total_kimg=0.096), parts, devices=devices)  # stops mid-fade
+    loop.train_and_evaluate(_ada_config(data_dir), parts, devices=devices)
+    uninterrupted = _final_state(_ada_config(data_dir), whole)
+    resumed = _final_state(_ada_config(data_dir), parts)
+    assert set(resumed) == set(checkpoint.STATE_ITEMS) | {diff_augment.STATE_ITEM}
+    assert uninterrupted[diff_augment.STATE_ITEM]["p"] != 0.5  # it adapted
+    for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    config = _ada_config(data_dir, total_kimg=0.256)
+    config.augment.target = 0.0
+    with pytest.raises(loop.TrainingError, match=r"different config.augment.target > 0 \(True vs False\)"):
+        loop.train_and_evaluate(config, parts, devices=devices)
+
+
+def test_the_few_images_recipe_trains_on_a_folder_of_a_hundred_images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    digits = np.load(f"{REPO}/pggan/data/digits.npz")
+    images = digits["images"][:100]
+    for n, image in enumerate(images):
+        pixels = np.uint8(np.clip(image * 255.0 / images.max(), 0, 255))
+        Image.fromarray(np.repeat(pixels[..., None], 3, axis=-1)).save(folder / f"{n:03d}.png")
+    config = load_recipe("few_images")
+    config.dataset.update(source=f"folder:{folder}", name="hundred", data_dir=str(tmp_path / "data"))
+    config.model.update(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
+    config.schedule.update(total_kimg=0.192, tick_kimg_base=0.064)
+    config.augment.speed_kimg = 0.16
+    config.metrics.update(names=("swd",), num_images=64)
+    config.checkpoint.async_save = False
+    workdir = str(tmp_path / "run")
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    state = _final_state(config, workdir)
+    assert diff_augment.STATE_ITEM in state and 0.0 <= state[diff_augment.STATE_ITEM]["p"] <= 1.0
+    for leaf in jax.tree.leaves(state):
+        assert np.isfinite(leaf).all()

@@ -175,7 +175,7 @@ def _gradient_penalties(cfg: LossConfig, critic: Critic, reals, fakes, mix, real
 
 
 def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array,
-                       labels_onehot: jax.Array | None, *, penalties: bool = True):
+                       labels_onehot: jax.Array | None, *, penalties: bool = True, real_sign: bool = False):
     """Per-device D loss on one minibatch.
 
     Args:
@@ -186,10 +186,11 @@ def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes:
       mix: float32 [N] interpolation factors in [0, 1].
       labels_onehot: float [N, label_size] or None.
       penalties: include the gradient penalties (False for the main step of lazy regularization).
+      real_sign: also return 'real_sign', the mean of sign(D(real)) (ADA's overfitting heuristic r_t).
 
     Returns:
-      (scalar loss = mean over samples, dict of per-batch means: real/fake scores and, for the
-      penalties computed, the PENALTY_METRICS they define).
+      (scalar loss = mean over samples, dict of per-batch means: real/fake scores, 'real_sign' if asked
+      and, for the penalties computed, the PENALTY_METRICS they define).
     """
     with_r1, with_r2 = penalties and cfg.r1_gamma > 0, penalties and cfg.r2_gamma > 0
     real_out, real_squared = _scores(critic, reals, with_r1)
@@ -197,6 +198,8 @@ def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes:
     real_scores, fake_scores = real_out[:, 0], fake_out[:, 0]
     loss = d_adversarial(cfg.name, real_scores, fake_scores)
     aux = {"real_score": jnp.mean(real_scores), "fake_score": jnp.mean(fake_scores)}
+    if real_sign:
+        aux["real_sign"] = jnp.mean(jnp.sign(real_scores))
     if penalties:
         penalty, penalty_aux = _gradient_penalties(cfg, critic, reals, fakes, mix, real_squared, fake_squared)
         loss, aux = loss + penalty, {**aux, **penalty_aux}

@@ -9,7 +9,8 @@ one-line meaning and its checks live in the section's dataclass. Checks that inv
 count (minibatch splits) are in `pggan.training.validation`.
 
 Sections: model (`networks.ModelSpec`), dataset, schedule, loss (`losses.LossConfig`),
-d_normalization (`normalization.NormalizationConfig`), optimizer, ema, checkpoint, samples, metrics.
+d_normalization (`normalization.NormalizationConfig`), optimizer, ema, checkpoint, samples, metrics,
+augment (`diff_augment.AugmentConfig`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pggan.training import optimizers
 from pggan.config_section import (from_section, help_of, is_int_at_least, is_number_at_least, is_power_of_two,
                                   require, resolution_table, setting)
 from pggan.data.device_dataset import ON_DEVICE_MODES
+from pggan.data.diff_augment import AugmentConfig
 from pggan.errors import UserError
 
 # Official tick lengths (kimg) per resolution.
@@ -260,7 +262,7 @@ class MetricsConfig:
 SECTIONS = {
     "model": networks.ModelSpec, "dataset": DatasetConfig, "schedule": ScheduleConfig, "loss": losses.LossConfig,
     "d_normalization": normalization.NormalizationConfig, "optimizer": OptimizerConfig, "ema": EmaConfig,
-    "checkpoint": CheckpointConfig, "samples": SamplesConfig, "metrics": MetricsConfig,
+    "checkpoint": CheckpointConfig, "samples": SamplesConfig, "metrics": MetricsConfig, "augment": AugmentConfig,
 }
 
 
@@ -280,6 +282,7 @@ class TrainingConfig:
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     samples: SamplesConfig = dataclasses.field(default_factory=SamplesConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     compilation_cache_dir: str = setting("~/.cache/pggan/jax", "compiled training rounds are kept here between runs "
                                                                "('' = off; an exported JAX_COMPILATION_CACHE_DIR wins)")
     max_consecutive_nonfinite: int = setting(100, "stop after this many training steps in a row were skipped for "

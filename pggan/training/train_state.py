@@ -4,7 +4,8 @@ TrainState (a dict pytree, the checkpoint's array items):
   generator, discriminator, generator_ema: parameters as pure nested dicts (float32),
   optimizers: {'g': optimizer state, 'd': optimizer state} (`OptimizerConfig.transform`'s),
   counters: {'consecutive_nonfinite', 'skipped_d', 'skipped_g'}: int32 scalars,
-  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.model.normalization`).
+  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.model.normalization`),
+  augment: only with adaptive augmentation, its probability and running sums (`pggan.data.diff_augment`).
 `new_state` builds one from parameter trees (fresh optimizer states and counters), for a new run and for
 networks imported from elsewhere.
 
@@ -26,6 +27,8 @@ import jax.numpy as jnp
 from pggan import checkpoint
 
 from pggan.model import networks, normalization
+from pggan.data import diff_augment
+from pggan.data.diff_augment import AugmentConfig
 from pggan.training.schedule import Phase
 from pggan.training.config import OptimizerConfig, TrainingConfig
 
@@ -33,7 +36,7 @@ COUNTER_NAMES = ("consecutive_nonfinite", "skipped_d", "skipped_g")
 
 
 def new_state(generator: dict, discriminator: dict, generator_ema: dict, spectral_u: dict | None = None,
-              optimizer: OptimizerConfig = OptimizerConfig()) -> dict:
+              optimizer: OptimizerConfig = OptimizerConfig(), augment: dict | None = None) -> dict:
     """A TrainState of the given parameter trees, with fresh optimizer states and zero counters.
 
     An optimizer's initial state does not depend on its hyperparameters, only on `optimizer.name`.
@@ -46,25 +49,29 @@ def new_state(generator: dict, discriminator: dict, generator_ema: dict, spectra
     }
     if spectral_u is not None:
         state[normalization.STATE_ITEM] = spectral_u
+    if augment is not None:
+        state[diff_augment.STATE_ITEM] = augment
     return state
 
 
-def initial_state(spec: networks.ModelSpec, spectral: bool, seed,
-                  optimizer: OptimizerConfig = OptimizerConfig()) -> dict:
-    """A fresh TrainState: G and D drawn from `seed`, EMA G = G, `optimizer`'s states and, with `spectral`
-    normalization of D, its power-iteration vectors drawn from `seed` too."""
+def initial_state(spec: networks.ModelSpec, spectral: bool, seed, optimizer: OptimizerConfig = OptimizerConfig(),
+                  augment: AugmentConfig = AugmentConfig()) -> dict:
+    """A fresh TrainState: G and D drawn from `seed`, EMA G = G, `optimizer`'s states, with `spectral`
+    normalization of D its power-iteration vectors drawn from `seed` too, and adaptive augmentation's state."""
     g, d = networks.build_networks(spec, seed)
     g_params, d_params = networks.parameters(g), networks.parameters(d)
     vectors = None
     if spectral:
         vectors = normalization.SpectralNorm(networks.abstract_discriminator(spec)).init_vectors(
             jax.random.fold_in(jax.random.key(seed), 2))
-    return new_state(g_params, d_params, jax.tree.map(jnp.copy, g_params), vectors, optimizer)
+    augment_state = augment.initial_state() if augment.adaptive else None
+    return new_state(g_params, d_params, jax.tree.map(jnp.copy, g_params), vectors, optimizer, augment_state)
 
 
-def state_shapes(spec: networks.ModelSpec, spectral: bool, optimizer: OptimizerConfig = OptimizerConfig()) -> dict:
+def state_shapes(spec: networks.ModelSpec, spectral: bool, optimizer: OptimizerConfig = OptimizerConfig(),
+                 augment: AugmentConfig = AugmentConfig()) -> dict:
     """ShapeDtypeStructs of a TrainState (what a checkpoint holds), without building it."""
-    return jax.eval_shape(functools.partial(initial_state, spec, spectral, optimizer=optimizer), 0)
+    return jax.eval_shape(functools.partial(initial_state, spec, spectral, optimizer=optimizer, augment=augment), 0)
 
 
 @dataclasses.dataclass
