@@ -212,3 +212,49 @@ def test_lazy_split_main_loss_without_penalties_and_weighted_penalty_step(batch)
     assert float(main) + float(penalty) / 3 == pytest.approx(float(both), rel=1e-5)
     r_sq = np.sum(reals.astype(np.float64) ** 2, axis=(1, 2, 3))
     assert float(penalty_aux["r1_penalty"]) == pytest.approx(r_sq.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_dat_perturbs_within_the_ball_towards_a_higher_d_loss(batch, steps):
+    """Linear critic <w, x>: the WGAN D loss f - r rises fastest along -sign(w) for reals, +sign(w) for fakes,
+    so PGD ends on the ball's corner: loss = mean(<w, fake - real>) + 2 eps ||w||_1."""
+    reals, fakes, mix = batch
+    weights = np.random.default_rng(4).standard_normal((4, 4, 3)).astype(np.float32)
+    cfg = losses.LossConfig(gp_lambda=0.0, drift=0.0, dat_epsilon=0.05, dat_steps=steps)
+    critic = _linear_critic(jnp.asarray(weights))
+    loss, _ = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
+    w = weights.astype(np.float64)
+    clean = np.mean(np.einsum("nhwc,hwc->n", fakes - reals, w))
+    assert float(loss) == pytest.approx(clean + 2 * 0.05 * np.abs(w).sum(), rel=1e-5)
+    adv_reals, adv_fakes = losses.adversarial_inputs(cfg, critic, jnp.asarray(reals), jnp.asarray(fakes))
+    np.testing.assert_allclose(np.asarray(adv_reals) - reals, np.broadcast_to(-0.05 * np.sign(w), reals.shape),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(adv_fakes) - fakes, np.broadcast_to(0.05 * np.sign(w), fakes.shape),
+                               atol=1e-6)
+
+
+def test_dat_fgsm_on_a_quadratic_critic_matches_numpy(batch):
+    """D(x) = sum(x^2) / 2 with the logistic loss: FGSM moves reals by -eps sign(x), fakes by +eps sign(x)."""
+    reals, fakes, mix = batch
+    cfg = losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, dat_epsilon=0.1, dat_steps=1)
+    loss, aux = losses.discriminator_loss(cfg, _quadratic_critic, reals, fakes, mix, None)
+    r64, f64 = reals.astype(np.float64), fakes.astype(np.float64)
+    r = 0.5 * np.sum((r64 - 0.1 * np.sign(r64)) ** 2, axis=(1, 2, 3))
+    f = 0.5 * np.sum((f64 + 0.1 * np.sign(f64)) ** 2, axis=(1, 2, 3))
+    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731
+    assert float(loss) == pytest.approx(np.mean(softplus(f) + softplus(-r)), rel=1e-5)
+    assert float(aux["real_score"]) == pytest.approx(r.mean(), rel=1e-5)
+    # no gradient flows through the perturbation: D's parameter gradient is that at the perturbed inputs
+    w = jnp.asarray(np.random.default_rng(5).standard_normal((4, 4, 3)).astype(np.float32))
+    cfg = losses.LossConfig(gp_lambda=0.0, drift=0.0, dat_epsilon=0.1)
+    grad = jax.grad(lambda w: losses.discriminator_loss(cfg, _linear_critic(w), reals, fakes, mix, None)[0])(w)
+    adv_reals, adv_fakes = losses.adversarial_inputs(cfg, _linear_critic(w), jnp.asarray(reals), jnp.asarray(fakes))
+    np.testing.assert_allclose(np.asarray(grad), np.mean(np.asarray(adv_fakes) - np.asarray(adv_reals), axis=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_dat_settings_are_checked():
+    with pytest.raises(ValueError, match="loss.dat_epsilon must be a number >= 0"):
+        losses.LossConfig(dat_epsilon=-0.1)
+    with pytest.raises(ValueError, match="loss.dat_steps must be an integer >= 1"):
+        losses.LossConfig(dat_steps=0)

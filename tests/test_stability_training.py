@@ -1,6 +1,6 @@
 """The stability options train for real: WGAN weight clipping with RMSProp (also microbatched), optimistic
 Adam with extragradient steps (resuming exactly), differentiable augmentation (p = 0 trains as without it;
-adaptive p is logged and resumes exactly; the few-images recipe trains on a folder)."""
+adaptive p is logged and resumes exactly; the few-images recipe trains on a folder), DAT."""
 
 import jax
 import jax.numpy as jnp
@@ -175,3 +175,15 @@ def test_the_few_images_recipe_trains_on_a_folder_of_a_hundred_images(tmp_path):
     assert diff_augment.STATE_ITEM in state and 0.0 <= state[diff_augment.STATE_ITEM]["p"] <= 1.0
     for leaf in jax.tree.leaves(state):
         assert np.isfinite(leaf).all()
+
+
+def test_dat_trains_with_pgd_perturbed_inputs_and_lazy_r1():
+    loss = losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0, reg_interval=2,
+                             dat_epsilon=0.02, dat_steps=2)
+    config = train_step.StepConfig(minibatch_repeats=REPEATS)
+    step = train_step.TrainStep.create(SPEC, loss, config, parallel.make_mesh(jax.devices()[:2]))
+    state, means, skipped = _train_rounds(step)
+    assert skipped == {"skipped_d": 0, "skipped_g": 0}
+    assert all(np.isfinite(v) for v in means.values()) and means["r1_penalty"] > 0, means
+    for leaf in jax.tree.leaves(state):
+        assert np.isfinite(np.asarray(leaf)).all()

@@ -21,6 +21,13 @@ of D's score, as in the official code):
 - drift: drift * D(real)^2.
 - AC-GAN: with class labels, cross-entropy of D's label logits on reals and fakes (D) and on fakes
   (G), weighted by `cond_weight`.
+Adversarial training of D (DAT; Zhong et al. 2020): with dat_epsilon = eps > 0, D's step sees reals
+and fakes moved within the L-inf ball of radius eps (images in [-1, 1]) to where they *raise* D's
+adversarial loss, by `dat_steps` steps of projected gradient ascent from the clean images (PGD,
+Madry et al. 2018): delta <- clip(delta + a * sign(grad_delta sum(D loss)), -eps, eps) with
+a = eps for one step (FGSM) and a = 2.5 eps / steps otherwise. The perturbed images are constants
+of D's gradient and replace the clean ones in every term of D's step (penalties included); G's
+step is unchanged.
 Lazy regularization (StyleGAN2): with reg_interval = k > 0 the gradient penalties (not the drift)
 leave the D step and run as a separate D optimizer step after every k-th D step, weighted by k, and
 D's Adam uses lr * c, beta1 ** c, beta2 ** c with c = k / (k + 1) (`adam_correction`).
@@ -63,6 +70,9 @@ class LossConfig:
     reg_interval: int = setting(0, "0 = penalties in every D step; k >= 1 = lazy, a penalty step every k D steps")
     drift: float = setting(0.001, "weight of D(real)^2 (official epsilon drift)")
     cond_weight: float = setting(1.0, "weight of the AC-GAN label terms (conditional models)")
+    dat_epsilon: float = setting(0.0, "DAT: L-inf radius of the adversarial perturbation of D's reals and fakes "
+                                      "(images in [-1, 1]; 0 = off)")
+    dat_steps: int = setting(1, "DAT: projected gradient ascent steps of that perturbation (1 = FGSM)")
 
     def __post_init__(self):
         object.__setattr__(self, "name", LOSS_ALIASES.get(self.name, self.name))
@@ -73,6 +83,10 @@ class LossConfig:
         negative = [f"loss.{k}={v}" for k, v in weights.items() if not v >= 0]
         if negative:
             raise ValueError(f"{', '.join(negative)}: loss weights must be >= 0")
+        if not (isinstance(self.dat_epsilon, (int, float)) and 0 <= self.dat_epsilon < float("inf")):
+            raise ValueError(f"loss.dat_epsilon must be a number >= 0 (0 = off), got {self.dat_epsilon!r}")
+        if not isinstance(self.dat_steps, int) or isinstance(self.dat_steps, bool) or self.dat_steps < 1:
+            raise ValueError(f"loss.dat_steps must be an integer >= 1, got {self.dat_steps!r}")
         if not self.gp_target > 0:
             raise ValueError(f"loss.gp_target must be > 0, got {self.gp_target}")
         if not isinstance(self.reg_interval, int) or self.reg_interval < 0:
@@ -135,6 +149,25 @@ def label_cross_entropy(label_logits: jax.Array, labels_onehot: jax.Array) -> ja
     return optax.softmax_cross_entropy(label_logits.astype(jnp.float32), labels_onehot.astype(jnp.float32))
 
 
+def adversarial_inputs(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array):
+    """DAT's perturbed (reals, fakes), float [N, H, W, C], each within dat_epsilon of the clean image in
+    L-inf, ascending the sum of D's adversarial loss (see the module docstring); no gradient flows
+    through them."""
+    epsilon, steps = cfg.dat_epsilon, cfg.dat_steps
+    step_size = epsilon if steps == 1 else 2.5 * epsilon / steps
+
+    def objective(deltas):
+        delta_real, delta_fake = deltas
+        real_scores, fake_scores = critic(reals + delta_real)[:, 0], critic(fakes + delta_fake)[:, 0]
+        return jnp.sum(d_adversarial(cfg.name, real_scores, fake_scores))
+
+    deltas = (jnp.zeros_like(reals), jnp.zeros_like(fakes))
+    for _ in range(steps):
+        grads = jax.grad(objective)(deltas)
+        deltas = jax.tree.map(lambda d, g: jnp.clip(d + step_size * jnp.sign(g), -epsilon, epsilon), deltas, grads)
+    return jax.lax.stop_gradient(reals + deltas[0]), jax.lax.stop_gradient(fakes + deltas[1])
+
+
 def _scores(critic: Critic, images: jax.Array, with_grads: bool):
     """(D output [N, 1 + L], squared input-gradient norms [N] or None)."""
     if with_grads:
@@ -192,6 +225,8 @@ def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes:
       (scalar loss = mean over samples, dict of per-batch means: real/fake scores, 'real_sign' if asked
       and, for the penalties computed, the PENALTY_METRICS they define).
     """
+    if cfg.dat_epsilon > 0:
+        reals, fakes = adversarial_inputs(cfg, critic, reals, fakes)
     with_r1, with_r2 = penalties and cfg.r1_gamma > 0, penalties and cfg.r2_gamma > 0
     real_out, real_squared = _scores(critic, reals, with_r1)
     fake_out, fake_squared = _scores(critic, fakes, with_r2)
@@ -214,8 +249,11 @@ def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes:
 def penalty_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array):
     """The lazy penalty step's loss: reg_interval * (all gradient penalties), mean over samples.
 
-    Same arguments as `discriminator_loss`; returns (scalar loss, dict of PENALTY_METRICS means).
+    Same arguments as `discriminator_loss` (DAT's perturbation included); returns (scalar loss, dict of
+    PENALTY_METRICS means).
     """
+    if cfg.dat_epsilon > 0:
+        reals, fakes = adversarial_inputs(cfg, critic, reals, fakes)
     real_squared = scores_and_squared_input_grads(critic, reals)[1] if cfg.r1_gamma > 0 else None
     fake_squared = scores_and_squared_input_grads(critic, fakes)[1] if cfg.r2_gamma > 0 else None
     loss, aux = _gradient_penalties(cfg, critic, reals, fakes, mix, real_squared, fake_squared)
