@@ -258,3 +258,67 @@ def test_dat_settings_are_checked():
         losses.LossConfig(dat_epsilon=-0.1)
     with pytest.raises(ValueError, match="loss.dat_steps must be an integer >= 1"):
         losses.LossConfig(dat_steps=0)
+
+
+def _numpy_kernel(kernel, x, y):
+    d2 = np.sum((x[:, None, :] - y[None, :, :]) ** 2, axis=-1)
+    if kernel == "rq":
+        return sum((1 + d2 / (2 * a)) ** (-a) for a in (0.2, 0.5, 1.0, 2.0, 5.0))
+    return sum(np.exp(-d2 / (2 * s * s)) for s in (1.0, 2.0, 4.0, 8.0, 16.0))
+
+
+def _numpy_mmd2(kernel, r, f):
+    n, m = len(r), len(f)
+    k_rr, k_ff, k_rf = _numpy_kernel(kernel, r, r), _numpy_kernel(kernel, f, f), _numpy_kernel(kernel, r, f)
+    off = lambda k: k.sum() - np.trace(k)  # noqa: E731
+    return off(k_rr) / (n * (n - 1)) + off(k_ff) / (m * (m - 1)) - 2 * k_rf.mean()
+
+
+@pytest.mark.parametrize("kernel", ["rq", "rbf"])
+def test_mmd_losses_and_witness_penalty_match_numpy(batch, kernel):
+    """Features h(x) = x W (linear): the MMD of the features, and the witness's gradient W^T grad_h w in closed form."""
+    reals, fakes, mix = batch
+    w = np.random.default_rng(6).standard_normal((48, 5)).astype(np.float32) * 0.3
+    critic = lambda images: jnp.matmul(images.reshape(images.shape[0], -1), jnp.asarray(w),  # noqa: E731
+                                       precision=jax.lax.Precision.HIGHEST)
+    cfg = losses.LossConfig(name="mmd", mmd_kernel=kernel, gp_lambda=2.0, drift=0.0)
+    loss, aux = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
+    w64 = w.astype(np.float64)
+    r, f = reals.reshape(6, -1) @ w64, fakes.reshape(6, -1) @ w64
+    mmd2 = _numpy_mmd2(kernel, r, f)
+    x_hat = (reals + (fakes - reals) * mix[:, None, None, None]).reshape(6, -1).astype(np.float64)
+    h = x_hat @ w64
+
+    def grad_k(y):  # d/dh of sum over the mixture of k(h, y_j), per (sample, j): [N, M, F]
+        diff = h[:, None, :] - y[None, :, :]
+        d2 = np.sum(diff ** 2, axis=-1)[..., None]
+        if kernel == "rq":
+            return sum(-(1 + d2 / (2 * a)) ** (-a - 1) * diff for a in (0.2, 0.5, 1.0, 2.0, 5.0))
+        return sum(-np.exp(-d2 / (2 * s * s)) * diff / (s * s) for s in (1.0, 2.0, 4.0, 8.0, 16.0))
+
+    grad_h = grad_k(r).mean(axis=1) - grad_k(f).mean(axis=1)
+    norms = np.linalg.norm(grad_h @ w64.T, axis=1)
+    assert float(loss) == pytest.approx(-mmd2 + 2.0 * np.mean((norms - 1) ** 2), rel=1e-4, abs=1e-6)
+    assert float(aux["grad_norm"]) == pytest.approx(norms.mean(), rel=1e-4)
+    witness_real = _numpy_kernel(kernel, r, r).mean(axis=1) - _numpy_kernel(kernel, r, f).mean(axis=1)
+    assert float(aux["real_score"]) == pytest.approx(witness_real.mean(), rel=1e-4, abs=1e-6)
+    g_loss = losses.generator_loss(cfg, critic, fakes, None, reals)
+    assert float(g_loss) == pytest.approx(mmd2, rel=1e-4, abs=1e-6)
+
+
+def test_mmd_is_zero_in_expectation_and_positive_between_different_distributions():
+    rng = np.random.default_rng(7)
+    same = [float(losses.mmd2_unbiased("rq", jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+                                       jnp.asarray(rng.standard_normal((64, 4)), jnp.float32))) for _ in range(20)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(20)  # unbiased: mean zero within its error
+    shifted = float(losses.mmd2_unbiased("rbf", jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+                                         jnp.asarray(rng.standard_normal((64, 4)) + 2.0, jnp.float32)))
+    assert shifted > 10 * np.std(same)
+
+
+def test_mmd_settings_are_checked_in_one_line():
+    with pytest.raises(ValueError, match=r"loss.name='mmd' takes only the gradient penalty on its witness "
+                                         r"\(gp_lambda\); set loss.drift=0.001 to 0"):
+        losses.LossConfig(name="mmd")
+    with pytest.raises(ValueError, match="loss.mmd_kernel must be one of"):
+        losses.LossConfig(name="mmd", drift=0.0, mmd_kernel="linear")

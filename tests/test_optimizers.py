@@ -87,7 +87,8 @@ def test_weight_clipping_bounds_every_parameter():
 
 def test_config_checks_are_one_line():
     for section, values, message in (
-            ("optimizer", {"name": "sgd"}, "config.optimizer.name must be one of ('adam', 'rmsprop', 'optimistic_adam')"),
+            ("optimizer", {"name": "sgd"},
+             "config.optimizer.name must be one of ('adam', 'rmsprop', 'optimistic_adam')"),
             ("optimizer", {"optimism": -1.0}, "config.optimizer.optimism must be >= 0"),
             ("optimizer", {"extragradient": 1}, "config.optimizer.extragradient must be true or false"),
             ("d_normalization", {"method": "clip", "clip_value": 0.0}, "d_normalization.clip_value must be a positive"),

@@ -1,6 +1,8 @@
 """The stability options train for real: WGAN weight clipping with RMSProp (also microbatched), optimistic
 Adam with extragradient steps (resuming exactly), differentiable augmentation (p = 0 trains as without it;
-adaptive p is logged and resumes exactly; the few-images recipe trains on a folder), DAT."""
+adaptive p is logged and resumes exactly; the few-images recipe trains on a folder), DAT, MMD GAN."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,7 @@ from pggan.data import diff_augment
 from pggan.data.diff_augment import AugmentConfig
 from pggan.model import losses, networks, normalization
 from pggan.training import loop, train_step, validation, writers
-from pggan.training.config import OptimizerConfig
+from pggan.training.config import ConfigError, OptimizerConfig, TrainingConfig
 from pggan.training.step_updates import HostBatches, RoundScalars, summarize_metrics
 from tests.run_support import REPO, load_recipe
 
@@ -187,3 +189,31 @@ def test_dat_trains_with_pgd_perturbed_inputs_and_lazy_r1():
     assert all(np.isfinite(v) for v in means.values()) and means["r1_penalty"] > 0, means
     for leaf in jax.tree.leaves(state):
         assert np.isfinite(np.asarray(leaf)).all()
+
+
+@pytest.mark.parametrize("kernel, method", [("rq", "none"), ("rbf", "spectral")])
+def test_mmd_gan_trains_on_d_features(kernel, method):
+    loss = losses.LossConfig(name="mmd", mmd_kernel=kernel, drift=0.0, gp_lambda=1.0 if method == "none" else 0.0)
+    config = train_step.StepConfig(minibatch_repeats=REPEATS,
+                                   normalization=normalization.NormalizationConfig(method=method))
+    step = train_step.TrainStep.create(dataclasses.replace(SPEC, critic_size=8), loss, config,
+                                       parallel.make_mesh(jax.devices()[:2]))
+    state, means, skipped = _train_rounds(step)
+    assert skipped == {"skipped_d": 0, "skipped_g": 0}
+    assert all(np.isfinite(v) for v in means.values()), means
+    assert means["d_loss"] != 0.0 and means["g_loss"] != 0.0
+    assert np.asarray(state["discriminator"]["blocks"][0]["dense1"]["kernel"]).shape[-1] == 8
+    for leaf in jax.tree.leaves(state):
+        assert np.isfinite(np.asarray(leaf)).all()
+
+
+def test_mmd_and_critic_size_go_together_in_one_line():
+    for config, message in (({"model": {"critic_size": 8}}, "config.model.critic_size=8 is the feature size of the "
+                                                             "MMD loss"),
+                            ({"loss": {"name": "mmd", "drift": 0.0}, "model": {"critic_size": 8, "label_size": 10}},
+                             "config.loss.name='mmd' trains unconditional models"),
+                            ({"loss": {"name": "mmd", "drift": 0.0}, "d_normalization": {"method": "gran"}},
+                             "without GraN")):
+        with pytest.raises(ConfigError) as raised:
+            TrainingConfig.parse(config)
+        assert message in str(raised.value) and "\n" not in str(raised.value)

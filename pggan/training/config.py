@@ -293,6 +293,13 @@ class TrainingConfig:
                 f"config.seed must be an integer in [0, 2**32), got {self.seed!r}")
         require(is_int_at_least(self.max_consecutive_nonfinite, 0),
                 f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {self.max_consecutive_nonfinite}")
+        mmd = self.loss.name == losses.MMD
+        require(mmd or self.model.critic_size == 1,
+                f"config.model.critic_size={self.model.critic_size} is the feature size of the MMD loss: set "
+                "config.loss.name=mmd or model.critic_size=1")
+        require(not mmd or (self.model.label_size == 0 and self.d_normalization.method != "gran"),
+                "config.loss.name='mmd' trains unconditional models (model.label_size=0) without GraN (which "
+                "normalizes a scalar score)")
         initial = self.schedule.initial_resolution
         require(is_power_of_two(initial) and 4 <= initial <= self.model.resolution,
                 f"config.schedule.initial_resolution must be a power of two in [4, model.resolution="

@@ -391,8 +391,11 @@ class TrainingUpdates:
             (inputs.reals, inputs.fakes, inputs.mix, inputs.augment), d_lr, resolution, alpha)
         return state, {**aux, "penalty_steps": jnp.float32(1)}, skipped
 
-    def g_step(self, state, local_batch, alpha, g_lr, key, resolution):
-        """G update on `local_batch` fresh latents per device (and labels from the class prior)."""
+    def g_step(self, state, local_batch, alpha, g_lr, key, resolution, reals=None):
+        """G update on `local_batch` fresh latents per device (and labels from the class prior).
+
+        reals: the MMD loss's reference batch, float [local_batch, r, r, C] (the last D step's), else None.
+        """
         spec = self.spec
         sample_ids = parallel.local_sample_ids(local_batch)
         latents = _per_sample(jax.random.fold_in(key, _LATENT_G), sample_ids,
@@ -407,18 +410,19 @@ class TrainingUpdates:
         augment_params = self._augment_params(state, key, sample_ids, resolution)
 
         def gradients(g_params):
-            def loss_and_grads(batch):  # one microbatch of (latents, onehot, augmentation parameters)
-                latents, onehot, augment_rows = batch
+            def loss_and_grads(batch):  # one microbatch of (latents, onehot, augmentation parameters, reals)
+                latents, onehot, augment_rows, reals = batch
                 augmented = self._augmented(critic, augment_rows)
 
                 def loss_fn(params):
                     fakes = self._generator(params)(latents, onehot, resolution=resolution, alpha=alpha)
-                    return jax.lax.pmean(losses.generator_loss(self.loss, augmented, fakes, onehot),
+                    return jax.lax.pmean(losses.generator_loss(self.loss, augmented, fakes, onehot, reals),
                                          parallel.DATA_AXIS)
 
                 return jax.value_and_grad(loss_fn)(g_params)
 
-            return self._mean_over_microbatches(loss_and_grads, (latents, onehot, augment_params), resolution)
+            return self._mean_over_microbatches(loss_and_grads, (latents, onehot, augment_params, reals),
+                                                resolution)
 
         loss, g_params, g_opt, skipped = self._optimizer_step(self.g_optimizer, state["generator"],
                                                               state["optimizers"]["g"], gradients, g_lr)
@@ -454,9 +458,10 @@ class TrainingUpdates:
                 if pattern and pattern[i * d_repeats + j]:
                     state, metrics, skipped = self.penalty_step(state, inputs, d_lr, resolution, alpha)
                     sums, d_skipped = add(sums, metrics), d_skipped + skipped.astype(jnp.int32)
+            reals = inputs.reals if self.loss.name == losses.MMD else None
             for j in range(g_repeats):
                 state, g_loss, skipped = self.g_step(state, local_batch, alpha, g_lr,
-                                                     jax.random.fold_in(step_key, d_repeats + j), resolution)
+                                                     jax.random.fold_in(step_key, d_repeats + j), resolution, reals)
                 sums = add(sums, {"g_loss": g_loss, "g_steps": jnp.float32(1)})
                 g_skipped += skipped.astype(jnp.int32)
             counters = state["counters"]
