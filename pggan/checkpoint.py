@@ -3,8 +3,9 @@
 Layout: `WORKDIR/checkpoints/<nimg>/` (the step number is the number of real images shown), with
 items
   generator, discriminator, generator_ema: parameter trees (pure nested dicts, float32),
-  optimizers: {'g', 'd'} Adam states,   counters: int32 scalars,
+  optimizers: {'g', 'd'} optimizer states,   counters: int32 scalars,
   spectral_u: only in runs with spectral normalization of D, its power-iteration vectors,
+  augment: only in runs with adaptive augmentation, its probability and running sums,
   meta: JSON {'nimg', 'round', 'phase' (the last round's schedule values), 'resolution', 'alpha',
     'stage_final', 'config' (the run's config as JSON), 'data_position', ...}.
   checksums.json: the size and SHA-256 of every other file of the checkpoint (`pggan.checksums`).
@@ -38,11 +39,12 @@ from orbax.checkpoint import checkpoint_managers
 from pggan import checksums
 
 from pggan.model import networks, normalization
+from pggan.data import diff_augment
 from pggan.errors import UserError
 
 STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "counters")
 # Items only some runs' states hold (saved and restored when present): SN's power-iteration vectors.
-OPTIONAL_STATE_ITEMS = (normalization.STATE_ITEM,)
+OPTIONAL_STATE_ITEMS = (normalization.STATE_ITEM, diff_augment.STATE_ITEM)
 NETWORK_ITEMS = {"ema": "generator_ema", "raw": "generator"}
 PARAMETER_ITEMS = ("generator", "discriminator", "generator_ema")
 # Step metadata mark of checkpoints that get a checksum manifest; one without the mark and without a

@@ -212,3 +212,113 @@ def test_lazy_split_main_loss_without_penalties_and_weighted_penalty_step(batch)
     assert float(main) + float(penalty) / 3 == pytest.approx(float(both), rel=1e-5)
     r_sq = np.sum(reals.astype(np.float64) ** 2, axis=(1, 2, 3))
     assert float(penalty_aux["r1_penalty"]) == pytest.approx(r_sq.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_dat_perturbs_within_the_ball_towards_a_higher_d_loss(batch, steps):
+    """Linear critic <w, x>: the WGAN D loss f - r rises fastest along -sign(w) for reals, +sign(w) for fakes,
+    so PGD ends on the ball's corner: loss = mean(<w, fake - real>) + 2 eps ||w||_1."""
+    reals, fakes, mix = batch
+    weights = np.random.default_rng(4).standard_normal((4, 4, 3)).astype(np.float32)
+    cfg = losses.LossConfig(gp_lambda=0.0, drift=0.0, dat_epsilon=0.05, dat_steps=steps)
+    critic = _linear_critic(jnp.asarray(weights))
+    loss, _ = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
+    w = weights.astype(np.float64)
+    clean = np.mean(np.einsum("nhwc,hwc->n", fakes - reals, w))
+    assert float(loss) == pytest.approx(clean + 2 * 0.05 * np.abs(w).sum(), rel=1e-5)
+    adv_reals, adv_fakes = losses.adversarial_inputs(cfg, critic, jnp.asarray(reals), jnp.asarray(fakes))
+    np.testing.assert_allclose(np.asarray(adv_reals) - reals, np.broadcast_to(-0.05 * np.sign(w), reals.shape),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(adv_fakes) - fakes, np.broadcast_to(0.05 * np.sign(w), fakes.shape),
+                               atol=1e-6)
+
+
+def test_dat_fgsm_on_a_quadratic_critic_matches_numpy(batch):
+    """D(x) = sum(x^2) / 2 with the logistic loss: FGSM moves reals by -eps sign(x), fakes by +eps sign(x)."""
+    reals, fakes, mix = batch
+    cfg = losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, dat_epsilon=0.1, dat_steps=1)
+    loss, aux = losses.discriminator_loss(cfg, _quadratic_critic, reals, fakes, mix, None)
+    r64, f64 = reals.astype(np.float64), fakes.astype(np.float64)
+    r = 0.5 * np.sum((r64 - 0.1 * np.sign(r64)) ** 2, axis=(1, 2, 3))
+    f = 0.5 * np.sum((f64 + 0.1 * np.sign(f64)) ** 2, axis=(1, 2, 3))
+    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731
+    assert float(loss) == pytest.approx(np.mean(softplus(f) + softplus(-r)), rel=1e-5)
+    assert float(aux["real_score"]) == pytest.approx(r.mean(), rel=1e-5)
+    # no gradient flows through the perturbation: D's parameter gradient is that at the perturbed inputs
+    w = jnp.asarray(np.random.default_rng(5).standard_normal((4, 4, 3)).astype(np.float32))
+    cfg = losses.LossConfig(gp_lambda=0.0, drift=0.0, dat_epsilon=0.1)
+    grad = jax.grad(lambda w: losses.discriminator_loss(cfg, _linear_critic(w), reals, fakes, mix, None)[0])(w)
+    adv_reals, adv_fakes = losses.adversarial_inputs(cfg, _linear_critic(w), jnp.asarray(reals), jnp.asarray(fakes))
+    np.testing.assert_allclose(np.asarray(grad), np.mean(np.asarray(adv_fakes) - np.asarray(adv_reals), axis=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_dat_settings_are_checked():
+    with pytest.raises(ValueError, match="loss.dat_epsilon must be a number >= 0"):
+        losses.LossConfig(dat_epsilon=-0.1)
+    with pytest.raises(ValueError, match="loss.dat_steps must be an integer >= 1"):
+        losses.LossConfig(dat_steps=0)
+
+
+def _numpy_kernel(kernel, x, y):
+    d2 = np.sum((x[:, None, :] - y[None, :, :]) ** 2, axis=-1)
+    if kernel == "rq":
+        return sum((1 + d2 / (2 * a)) ** (-a) for a in (0.2, 0.5, 1.0, 2.0, 5.0))
+    return sum(np.exp(-d2 / (2 * s * s)) for s in (1.0, 2.0, 4.0, 8.0, 16.0))
+
+
+def _numpy_mmd2(kernel, r, f):
+    n, m = len(r), len(f)
+    k_rr, k_ff, k_rf = _numpy_kernel(kernel, r, r), _numpy_kernel(kernel, f, f), _numpy_kernel(kernel, r, f)
+    off = lambda k: k.sum() - np.trace(k)  # noqa: E731
+    return off(k_rr) / (n * (n - 1)) + off(k_ff) / (m * (m - 1)) - 2 * k_rf.mean()
+
+
+@pytest.mark.parametrize("kernel", ["rq", "rbf"])
+def test_mmd_losses_and_witness_penalty_match_numpy(batch, kernel):
+    """Features h(x) = x W (linear): the MMD of the features, and the witness's gradient W^T grad_h w in closed form."""
+    reals, fakes, mix = batch
+    w = np.random.default_rng(6).standard_normal((48, 5)).astype(np.float32) * 0.3
+    critic = lambda images: jnp.matmul(images.reshape(images.shape[0], -1), jnp.asarray(w),  # noqa: E731
+                                       precision=jax.lax.Precision.HIGHEST)
+    cfg = losses.LossConfig(name="mmd", mmd_kernel=kernel, gp_lambda=2.0, drift=0.0)
+    loss, aux = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
+    w64 = w.astype(np.float64)
+    r, f = reals.reshape(6, -1) @ w64, fakes.reshape(6, -1) @ w64
+    mmd2 = _numpy_mmd2(kernel, r, f)
+    x_hat = (reals + (fakes - reals) * mix[:, None, None, None]).reshape(6, -1).astype(np.float64)
+    h = x_hat @ w64
+
+    def grad_k(y):  # d/dh of sum over the mixture of k(h, y_j), per (sample, j): [N, M, F]
+        diff = h[:, None, :] - y[None, :, :]
+        d2 = np.sum(diff ** 2, axis=-1)[..., None]
+        if kernel == "rq":
+            return sum(-(1 + d2 / (2 * a)) ** (-a - 1) * diff for a in (0.2, 0.5, 1.0, 2.0, 5.0))
+        return sum(-np.exp(-d2 / (2 * s * s)) * diff / (s * s) for s in (1.0, 2.0, 4.0, 8.0, 16.0))
+
+    grad_h = grad_k(r).mean(axis=1) - grad_k(f).mean(axis=1)
+    norms = np.linalg.norm(grad_h @ w64.T, axis=1)
+    assert float(loss) == pytest.approx(-mmd2 + 2.0 * np.mean((norms - 1) ** 2), rel=1e-4, abs=1e-6)
+    assert float(aux["grad_norm"]) == pytest.approx(norms.mean(), rel=1e-4)
+    witness_real = _numpy_kernel(kernel, r, r).mean(axis=1) - _numpy_kernel(kernel, r, f).mean(axis=1)
+    assert float(aux["real_score"]) == pytest.approx(witness_real.mean(), rel=1e-4, abs=1e-6)
+    g_loss = losses.generator_loss(cfg, critic, fakes, None, reals)
+    assert float(g_loss) == pytest.approx(mmd2, rel=1e-4, abs=1e-6)
+
+
+def test_mmd_is_zero_in_expectation_and_positive_between_different_distributions():
+    rng = np.random.default_rng(7)
+    same = [float(losses.mmd2_unbiased("rq", jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+                                       jnp.asarray(rng.standard_normal((64, 4)), jnp.float32))) for _ in range(20)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(20)  # unbiased: mean zero within its error
+    shifted = float(losses.mmd2_unbiased("rbf", jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+                                         jnp.asarray(rng.standard_normal((64, 4)) + 2.0, jnp.float32)))
+    assert shifted > 10 * np.std(same)
+
+
+def test_mmd_settings_are_checked_in_one_line():
+    with pytest.raises(ValueError, match=r"loss.name='mmd' takes only the gradient penalty on its witness "
+                                         r"\(gp_lambda\); set loss.drift=0.001 to 0"):
+        losses.LossConfig(name="mmd")
+    with pytest.raises(ValueError, match="loss.mmd_kernel must be one of"):
+        losses.LossConfig(name="mmd", drift=0.0, mmd_kernel="linear")

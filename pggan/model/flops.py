@@ -49,7 +49,7 @@ def discriminator_forward_flops(spec: networks.ModelSpec, resolution: int) -> in
     if level > 0:
         flops += _conv(spec.num_channels, c(level), 1, (resolution // 2) ** 2)
     mbstd = 1 if spec.mbstd_group_size > 1 else 0
-    flops += _conv(c(1) + mbstd, c(1), 9, 16) + 2 * 16 * c(1) * c(0) + 2 * c(0) * (1 + spec.label_size)
+    flops += _conv(c(1) + mbstd, c(1), 9, 16) + 2 * 16 * c(1) * c(0) + 2 * c(0) * (spec.critic_size + spec.label_size)
     return flops
 
 

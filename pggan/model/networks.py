@@ -32,7 +32,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 class ModelSpec:
     """Architecture hyper-parameters shared by G and D (official names and defaults where they exist).
 
-    G concatenates one-hot labels to the latent; D outputs 1 + label_size values. The last three
+    G concatenates one-hot labels to the latent; D outputs critic_size + label_size values. The last three
     fields (COMPUTE_FIELDS) are compute settings, not architecture: a run may change them when it resumes.
     """
 
@@ -40,6 +40,8 @@ class ModelSpec:
     num_channels: int = setting(3, "image channels: 3 (RGB) or 1 (greyscale)")
     latent_size: int = setting(512, "length of the latent vector z")
     label_size: int = setting(0, "classes of a class-conditional model (0 = unconditional)")
+    critic_size: int = setting(1, "D's outputs before the class logits: 1 = a score (every loss but mmd), "
+                                  "> 1 = the feature vector of the MMD loss")
     fmap_base: int = setting(8192, "channel widths: nf(stage) = min(fmap_base / 2**(stage * fmap_decay), fmap_max)")
     fmap_decay: float = setting(1.0, "see fmap_base")
     fmap_max: int = setting(512, "see fmap_base")
@@ -83,6 +85,8 @@ class ModelSpec:
                              f"{self.resolution} blocks would have 0 channels; raise fmap_base or lower fmap_decay")
         if self.label_size < 0:
             raise ValueError(f"model.label_size must be >= 0, got {self.label_size}")
+        if not isinstance(self.critic_size, int) or self.critic_size < 1:
+            raise ValueError(f"model.critic_size must be an integer >= 1, got {self.critic_size!r}")
         if self.mbstd_group_size < 0:
             raise ValueError(f"model.mbstd_group_size must be >= 0 (0 or 1 = no minibatch-stddev layer), "
                              f"got {self.mbstd_group_size}")
@@ -227,7 +231,8 @@ def _concat_labels(latents: jax.Array, labels: jax.Array | None, spec: ModelSpec
 
 
 class DiscriminatorFinalBlock(nnx.Module):
-    """4x4 block: minibatch stddev -> conv3x3 -> lrelu -> dense nf(0) -> lrelu -> dense 1 + labels (gain 1)."""
+    """4x4 block: minibatch stddev -> conv3x3 -> lrelu -> dense nf(0) -> lrelu -> dense critic_size + labels
+    (gain 1)."""
 
     def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
         c = spec.channels(1)
@@ -236,11 +241,11 @@ class DiscriminatorFinalBlock(nnx.Module):
         self.conv = layers.EqualizedConv(c + extra, c, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
         self.dense0 = layers.EqualizedDense(16 * c, spec.channels(0), use_wscale=spec.use_wscale,
                                             dtype=spec.dtype, rngs=rngs)
-        self.dense1 = layers.EqualizedDense(spec.channels(0), 1 + spec.label_size, gain=1.0,
+        self.dense1 = layers.EqualizedDense(spec.channels(0), spec.critic_size + spec.label_size, gain=1.0,
                                             use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """[N, 4, 4, nf(1)] -> [N, 1 + label_size]."""
+        """[N, 4, 4, nf(1)] -> [N, critic_size + label_size]."""
         if self.spec.mbstd_group_size > 1:
             x = layers.minibatch_stddev(x, self.spec.mbstd_group_size)
         x = layers.leaky_relu(self.conv(x))
@@ -293,7 +298,8 @@ class Discriminator(nnx.Module):
           alpha: fade-in weight of the active resolution in [0, 1] (traced); ignored at 4x4.
 
         Returns:
-          float32 [N, 1 + label_size]: column 0 is the critic score, the rest are class logits.
+          float32 [N, critic_size + label_size]: the critic score (critic_size 1; MMD's features when
+          larger), then the class logits.
         """
         level = level_of(resolution, self.spec)
         if images.shape[1:] != (resolution, resolution, self.spec.num_channels):

@@ -1,7 +1,9 @@
-"""Lipschitz normalizations of the discriminator: spectral normalization (SN) and gradient normalization (GraN).
+"""Lipschitz constraints of the discriminator: spectral normalization (SN), gradient normalization (GraN)
+and weight clipping.
 
-Both act on the discriminator from outside the network code: SN rewrites D's parameter tree before
-the forward pass, GraN wraps the critic function. `config.d_normalization.method` chooses one:
+All act on the discriminator from outside the network code: SN rewrites D's parameter tree before
+the forward pass, GraN wraps the critic function, clipping follows every D optimizer step.
+`config.d_normalization.method` chooses one (so none of them combines with another):
 
 - 'none' (default, the official PGGAN): D as it is.
 - 'spectral' (Miyato et al. 2018): every weight layer of D (convolutions, dense layers, from_rgb)
@@ -24,6 +26,11 @@ the forward pass, GraN wraps the critic function. `config.d_normalization.method
   ||grad g|| = K * ||grad f||^2 / (||grad f||^2 + epsilon) < K, and |g(x)| <= K |f(x)| / ||grad f(x)||.
   Class logits (AC-GAN columns) are left as they are. Every D evaluation, in the G step too, then
   needs an input gradient: D and G steps cost about twice as much, penalties on top a third order.
+- 'clip' (WGAN, Arjovsky et al. 2017): after every D optimizer step (the lazy penalty step included,
+  after the gradients of all microbatches were averaged) every parameter of D, weights and biases,
+  is clipped to [-clip_value, clip_value]. With equalized learning rate the stored (unscaled) kernels
+  are clipped, so the weights D computes with lie in [-c * s, c * s], s the layer's He constant.
+  WGAN trains it with RMSProp (`config.optimizer.name=rmsprop`).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from pggan import config_section
 from pggan.model import layers
 from pggan.config_section import setting
 
-METHODS = ("none", "spectral", "gran")
+METHODS = ("none", "spectral", "gran", "clip")
 STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration vectors
 
 
@@ -48,10 +55,12 @@ STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration ve
 class NormalizationConfig:
     """D's Lipschitz normalization (see the module docstring)."""
 
-    method: str = setting("none", "'none', 'spectral' (spectral normalization) or 'gran' (gradient normalization)")
+    method: str = setting("none", "'none', 'spectral' (spectral normalization), 'gran' (gradient normalization) or "
+                                  "'clip' (WGAN weight clipping); one method at a time")
     power_iterations: int = setting(1, "spectral: power iterations per D step (>= 1)")
     gran_k: float = setting(1.0, "GraN: the Lipschitz constant K (> 0)")
     gran_epsilon: float = setting(1e-4, "GraN: epsilon (> 0)")
+    clip_value: float = setting(0.01, "clip: every D parameter is clipped to [-clip_value, clip_value] (> 0)")
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -60,6 +69,8 @@ class NormalizationConfig:
             raise ValueError(f"d_normalization.power_iterations must be an integer >= 1, got {self.power_iterations!r}")
         if not (self.gran_k > 0 and self.gran_epsilon > 0):
             raise ValueError("d_normalization.gran_k and gran_epsilon must be > 0")
+        if not (isinstance(self.clip_value, (int, float)) and 0 < self.clip_value < float("inf")):
+            raise ValueError(f"d_normalization.clip_value must be a positive number, got {self.clip_value!r}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "NormalizationConfig":
@@ -183,3 +194,11 @@ def gran(critic: Callable[[jax.Array], jax.Array], k: float, epsilon: float) -> 
         return out.at[:, 0].set(score)
 
     return normalized
+
+
+# ------------------------------------------------------------------------------------ weight clipping
+
+
+def clip_parameters(params, clip_value: float):
+    """Every leaf of D's parameter tree clipped to [-clip_value, clip_value] (same tree, dtypes kept)."""
+    return jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), params)

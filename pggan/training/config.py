@@ -9,7 +9,8 @@ one-line meaning and its checks live in the section's dataclass. Checks that inv
 count (minibatch splits) are in `pggan.training.validation`.
 
 Sections: model (`networks.ModelSpec`), dataset, schedule, loss (`losses.LossConfig`),
-d_normalization (`normalization.NormalizationConfig`), optimizer, ema, checkpoint, samples, metrics.
+d_normalization (`normalization.NormalizationConfig`), optimizer, ema, checkpoint, samples, metrics,
+augment (`diff_augment.AugmentConfig`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from pggan import metrics
 from pggan.model import losses, networks, normalization
 
 from pggan.sampling import latent_space
+from pggan.training import optimizers
 from pggan.config_section import (from_section, help_of, is_int_at_least, is_number_at_least, is_power_of_two,
                                   require, resolution_table, setting)
 from pggan.data.device_dataset import ON_DEVICE_MODES
+from pggan.data.diff_augment import AugmentConfig
 from pggan.errors import UserError
 
 # Official tick lengths (kimg) per resolution.
@@ -141,20 +144,37 @@ class ScheduleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Adam per network (TTUR: separate betas here; learning rates and update counts in `schedule`)."""
+    """The optimizer of each network (`pggan.training.optimizers`; TTUR: separate betas here, learning rates and
+    update counts in `schedule`)."""
 
+    name: str = setting("adam", "optimizer of both networks: adam (official), rmsprop (WGAN's; decay = the beta2 "
+                                "fields) or optimistic_adam (Daskalakis et al.)")
     g_beta1: float = setting(0.0, "generator Adam beta1 (official 0)")
-    g_beta2: float = setting(0.99, "generator Adam beta2 (official 0.99)")
+    g_beta2: float = setting(0.99, "generator Adam beta2 / RMSProp decay (official 0.99)")
     d_beta1: float = setting(0.0, "discriminator Adam beta1 (official 0)")
-    d_beta2: float = setting(0.99, "discriminator Adam beta2 (official 0.99)")
-    eps: float = setting(1e-8, "Adam epsilon of both networks")
+    d_beta2: float = setting(0.99, "discriminator Adam beta2 / RMSProp decay (official 0.99)")
+    eps: float = setting(1e-8, "epsilon of both networks' optimizer denominators")
+    optimism: float = setting(1.0, "optimistic_adam: o in u_t = (1 + o) r_t - o r_(t-1) (1 = the paper's)")
+    extragradient: bool = setting(False, "extragradient steps (Korpelevich; Gidel et al. 2019): the gradient at a "
+                                         "lookahead step, applied from the current point (twice the gradients)")
 
     def __post_init__(self):
+        require(self.name in optimizers.OPTIMIZERS,
+                f"config.optimizer.name must be one of {optimizers.OPTIMIZERS}, got {self.name!r}")
         for name in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
             value = getattr(self, name)
-            require(is_number_at_least(value, 0) and value < 1, f"config.optimizer.{name} must be in [0, 1), got {value}")
+            require(is_number_at_least(value, 0) and value < 1,
+                    f"config.optimizer.{name} must be in [0, 1), got {value}")
         require(is_number_at_least(self.eps, 0) and self.eps > 0,
                 f"config.optimizer.eps must be a positive number, got {self.eps}")
+        require(is_number_at_least(self.optimism, 0), f"config.optimizer.optimism must be >= 0, got {self.optimism}")
+        require(isinstance(self.extragradient, bool),
+                f"config.optimizer.extragradient must be true or false, got {self.extragradient!r}")
+
+    def transform(self, network: str, correction: float = 1.0):
+        """The optax transform of `network` ('g' or 'd'), betas raised to `correction` (`optimizers.direction`)."""
+        beta1, beta2 = (self.g_beta1, self.g_beta2) if network == "g" else (self.d_beta1, self.d_beta2)
+        return optimizers.direction(self.name, beta1, beta2, self.eps, self.optimism, correction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +262,7 @@ class MetricsConfig:
 SECTIONS = {
     "model": networks.ModelSpec, "dataset": DatasetConfig, "schedule": ScheduleConfig, "loss": losses.LossConfig,
     "d_normalization": normalization.NormalizationConfig, "optimizer": OptimizerConfig, "ema": EmaConfig,
-    "checkpoint": CheckpointConfig, "samples": SamplesConfig, "metrics": MetricsConfig,
+    "checkpoint": CheckpointConfig, "samples": SamplesConfig, "metrics": MetricsConfig, "augment": AugmentConfig,
 }
 
 
@@ -262,6 +282,7 @@ class TrainingConfig:
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     samples: SamplesConfig = dataclasses.field(default_factory=SamplesConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     compilation_cache_dir: str = setting("~/.cache/pggan/jax", "compiled training rounds are kept here between runs "
                                                                "('' = off; an exported JAX_COMPILATION_CACHE_DIR wins)")
     max_consecutive_nonfinite: int = setting(100, "stop after this many training steps in a row were skipped for "
@@ -272,6 +293,13 @@ class TrainingConfig:
                 f"config.seed must be an integer in [0, 2**32), got {self.seed!r}")
         require(is_int_at_least(self.max_consecutive_nonfinite, 0),
                 f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {self.max_consecutive_nonfinite}")
+        mmd = self.loss.name == losses.MMD
+        require(mmd or self.model.critic_size == 1,
+                f"config.model.critic_size={self.model.critic_size} is the feature size of the MMD loss: set "
+                "config.loss.name=mmd or model.critic_size=1")
+        require(not mmd or (self.model.label_size == 0 and self.d_normalization.method != "gran"),
+                "config.loss.name='mmd' trains unconditional models (model.label_size=0) without GraN (which "
+                "normalizes a scalar score)")
         initial = self.schedule.initial_resolution
         require(is_power_of_two(initial) and 4 <= initial <= self.model.resolution,
                 f"config.schedule.initial_resolution must be a power of two in [4, model.resolution="

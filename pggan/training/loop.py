@@ -120,7 +120,7 @@ class Trainer:
         events and metrics.jsonl lines of a few ticks (LOG_BYTES).
         """
         spectral = self.config.d_normalization.method == "spectral"
-        shapes = state_shapes(self.spec, spectral)
+        shapes = state_shapes(self.spec, spectral, self.config.optimizer, self.config.augment)
         rows, cols = self.config.samples.grid_shape(self.spec.resolution)
         grid = rows * cols * self.spec.resolution ** 2 * self.spec.num_channels
         return checkpoint.disk_bytes(shapes, disk.block_size(self.workdir)), 2 * grid + LOG_BYTES
@@ -157,6 +157,10 @@ class Trainer:
         saved_normalization = saved.get("d_normalization", {}).get("method", "none")
         for field, before, now in (("model", saved_architecture, self.spec.architecture()),
                                    ("seed", saved["seed"], self.config.seed),
+                                   ("optimizer.name", saved.get("optimizer", {}).get("name", "adam"),
+                                    self.config.optimizer.name),
+                                   ("augment.target > 0", saved.get("augment", {}).get("target", 0.0) > 0,
+                                    self.config.augment.adaptive),
                                    ("d_normalization.method", saved_normalization, self.normalization.method)):
             if before != now:
                 raise TrainingError(f"{self.workdir} holds a run with a different config.{field} "

@@ -23,7 +23,6 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
@@ -32,14 +31,16 @@ from pggan import parallel
 from pggan.model import layers, losses, networks, normalization
 
 from pggan.training import microbatching
-from pggan.data import augment, device_dataset
+from pggan.data import augment, device_dataset, diff_augment
 from pggan.training.schedule import Schedule
 from pggan.training.config import DatasetConfig, OptimizerConfig, ScheduleConfig, TrainingConfig
 
 # Streams of per-sample randomness within one step.
-_LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G = range(5)
+_LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G, _AUGMENT = range(6)
 
 METRIC_NAMES = ("d_loss", "g_loss", "real_score", "fake_score", *losses.PENALTY_METRICS, "skipped_d", "skipped_g")
+# Beside them with differentiable augmentation: its probability p and, when adaptive, r_t = mean sign(D(real)).
+AUGMENT_METRICS = ("augment_p", "augment_rt")
 # Step counts summed beside the metrics: the divisors of their means (see `summarize_metrics`).
 COUNT_NAMES = ("d_steps", "g_steps", "penalty_steps")
 
@@ -48,9 +49,10 @@ COUNT_NAMES = ("d_steps", "g_steps", "penalty_steps")
 class StepConfig:
     """Static settings of the compiled step (hashable: the compiled functions are cached by it).
 
-    optimizer: Adam of G and of D; D's betas get the lazy-regularization correction
-      (`LossConfig.adam_correction`).
-    normalization: D's Lipschitz normalization (none, spectral, GraN; `pggan.model.normalization`).
+    optimizer: the optimizer of G and of D (`pggan.training.optimizers`; extragradient steps or not); D's
+      betas get the lazy-regularization correction (`LossConfig.adam_correction`).
+    normalization: D's Lipschitz constraint (none, spectral, GraN, clip; `pggan.model.normalization`).
+    augment: differentiable augmentation of every image D sees (`pggan.data.diff_augment`).
     mirror_augment: random horizontal flips of reals.
     minibatch_repeats, d_repeats, g_repeats: round structure (D and G updates per repeat: TTUR counts).
     label_probs: class prior [label_size] for the G step's random labels (None if unconditional).
@@ -67,6 +69,7 @@ class StepConfig:
 
     optimizer: OptimizerConfig = OptimizerConfig()
     normalization: normalization.NormalizationConfig = normalization.NormalizationConfig()
+    augment: diff_augment.AugmentConfig = diff_augment.AugmentConfig()
     mirror_augment: bool = DatasetConfig.mirror_augment
     minibatch_repeats: int = ScheduleConfig.minibatch_repeats
     d_repeats: int = ScheduleConfig.d_repeats
@@ -81,7 +84,7 @@ class StepConfig:
     def from_config(cls, config: TrainingConfig, schedule: Schedule,
                     label_probs: tuple[float, ...] | None = None) -> "StepConfig":
         """The step settings of a typed training config and its schedule for the devices."""
-        return cls(optimizer=config.optimizer, normalization=config.d_normalization,
+        return cls(optimizer=config.optimizer, normalization=config.d_normalization, augment=config.augment,
                    mirror_augment=config.dataset.mirror_augment,
                    minibatch_repeats=schedule.config.minibatch_repeats, d_repeats=schedule.config.d_repeats,
                    g_repeats=schedule.config.g_repeats, label_probs=label_probs, data_seed=config.seed,
@@ -174,12 +177,17 @@ RoundData = HostBatches | HeldLevel
 
 class DInputs(NamedTuple):
     """One D step's inputs on a device: faded (mirrored) reals and G's fakes, float [b, r, r, C];
-    interpolation factors float32 [b] in [0, 1]; one-hot labels float32 [b, label_size] or None."""
+    interpolation factors float32 [b] in [0, 1]; one-hot labels float32 [b, label_size] or None;
+    augmentation parameters (`diff_augment.draw`'s, leading axis b) or None.
+
+    Row n's real, fake and interpolate share row n's augmentation draw: the transforms are affine in
+    the image, so the augmented interpolate is the interpolate of the augmented pair."""
 
     reals: jax.Array
     fakes: jax.Array
     mix: jax.Array
     onehot: jax.Array | None
+    augment: dict | None = None
 
 
 def summarize_metrics(sums: dict) -> tuple[dict[str, float], dict[str, int]]:
@@ -200,11 +208,16 @@ def _per_sample(key: jax.Array, sample_ids: jax.Array, fn):
     return jax.vmap(lambda i: fn(jax.random.fold_in(key, i)))(sample_ids)
 
 
-def _adam_if_finite(adam, params, opt_state, grads, lr):
-    """Adam step, skipped entirely (params and moments kept) if any gradient is non-finite."""
+def _step(optimizer, params, opt_state, grads, lr):
+    """(params - lr * u, new optimizer state) with u the optimizer's direction for `grads`."""
+    updates, new_opt = optimizer.update(grads, opt_state, params)
+    return jax.tree.map(lambda p, u: p - lr * u, params, updates), new_opt
+
+
+def _step_if_finite(optimizer, params, opt_state, grads, lr):
+    """Optimizer step, skipped entirely (params and moments kept) if any gradient is non-finite."""
     finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    updates, new_opt = adam.update(grads, opt_state, params)
-    new_params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    new_params, new_opt = _step(optimizer, params, opt_state, grads, lr)
     keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
     return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), ~finite
 
@@ -222,15 +235,14 @@ class TrainingUpdates:
         self.g_def = nnx.graphdef(networks.abstract_generator(spec))
         abstract_d = networks.abstract_discriminator(spec)
         self.d_def = nnx.graphdef(abstract_d)
-        c = loss.adam_correction
-        adam = config.optimizer
-        self.g_adam = optax.scale_by_adam(b1=adam.g_beta1, b2=adam.g_beta2, eps=adam.eps)
-        self.d_adam = optax.scale_by_adam(b1=adam.d_beta1 ** c, b2=adam.d_beta2 ** c, eps=adam.eps)
+        self.g_optimizer = config.optimizer.transform("g")
+        self.d_optimizer = config.optimizer.transform("d", loss.adam_correction)
         self.spectral = normalization.SpectralNorm(abstract_d) if config.normalization.method == "spectral" else None
 
     def reset_optimizers(self, state: dict) -> dict:
-        """The state with both Adam states at their initial value (official reset at every lod boundary)."""
-        optimizers = {"g": self.g_adam.init(state["generator"]), "d": self.d_adam.init(state["discriminator"])}
+        """The state with both optimizer states at their initial value (official reset at every lod boundary)."""
+        optimizers = {"g": self.g_optimizer.init(state["generator"]),
+                      "d": self.d_optimizer.init(state["discriminator"])}
         return {**state, "optimizers": optimizers}
 
     # ------------------------------------------------------------------------------------- pieces
@@ -246,6 +258,25 @@ class TrainingUpdates:
         critic = lambda images: d(images, resolution=resolution, alpha=alpha)  # noqa: E731
         norm = self.config.normalization
         return normalization.gran(critic, norm.gran_k, norm.gran_epsilon) if norm.method == "gran" else critic
+
+    def _augment_params(self, state, key, sample_ids, resolution):
+        """This device's augmentation parameters (leading axis: rows), or None when augmentation is off."""
+        cfg = self.config.augment
+        if not cfg.ops:
+            return None
+        p = state[diff_augment.STATE_ITEM]["p"] if cfg.adaptive else jnp.float32(cfg.probability)
+        return _per_sample(jax.random.fold_in(key, _AUGMENT), sample_ids,
+                           lambda k: diff_augment.draw(k, p, resolution))
+
+    def _augmented(self, critic, params):
+        """The critic as it sees images augmented with `params` (None: the critic itself)."""
+        return critic if params is None else diff_augment.augmented_critic(critic, params, self.config.augment.ops)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metric sums of a call (`repeats`), besides COUNT_NAMES."""
+        augment = self.config.augment
+        return METRIC_NAMES + (AUGMENT_METRICS if augment.adaptive else AUGMENT_METRICS[:1] if augment.ops else ())
 
     def _labels_onehot(self, labels):
         if self.spec.label_size == 0:
@@ -275,7 +306,28 @@ class TrainingUpdates:
         mix = _per_sample(jax.random.fold_in(key, _MIX), sample_ids, lambda k: jax.random.uniform(k))
         onehot = self._labels_onehot(labels)
         fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
-        return DInputs(reals, jax.lax.stop_gradient(fakes), mix, onehot)
+        augment_params = self._augment_params(state, key, sample_ids, resolution)
+        return DInputs(reals, jax.lax.stop_gradient(fakes), mix, onehot, augment_params)
+
+    def _optimizer_step(self, optimizer, params, opt_state, gradients, lr, constrain=lambda params: params):
+        """One optimizer step of a network -> (value, params, optimizer state, skipped).
+
+        gradients(params) -> (value, gradient tree) at those parameters; constrain: the projection applied
+        after every step (D's weight clipping). With `OptimizerConfig.extragradient` the gradient is taken
+        at the lookahead point constrain(params - lr * u(g(params))) (the optimizer state is not advanced
+        by the lookahead) and that gradient steps from `params`; `value` is the one at `params`.
+        """
+        value, grads = gradients(params)
+        if self.config.optimizer.extragradient:
+            lookahead, _ = _step(optimizer, params, opt_state, grads, lr)
+            _, grads = gradients(constrain(lookahead))
+        new_params, new_opt, skipped = _step_if_finite(optimizer, params, opt_state, grads, lr)
+        return value, constrain(new_params), new_opt, skipped
+
+    def _constrain_d(self, d_params):
+        """D's parameters after an optimizer step: clipped with weight clipping, else as they are."""
+        norm = self.config.normalization
+        return normalization.clip_parameters(d_params, norm.clip_value) if norm.method == "clip" else d_params
 
     def _d_update(self, state, vectors, loss_of_critic, batch, d_lr, resolution, alpha):
         """One D optimizer step on the all-device mean of loss_of_critic(critic, batch) -> (loss, aux).
@@ -283,18 +335,21 @@ class TrainingUpdates:
         batch: a tuple of this device's per-row arrays (None entries allowed), run as microbatches where
         `StepConfig.max_microbatch_per_device` asks for them.
         """
-        def loss_and_grads(microbatch):
-            def loss_fn(d_params):
-                critic = self._critic(d_params, vectors, resolution, alpha)
-                return jax.lax.pmean(loss_of_critic(critic, microbatch), parallel.DATA_AXIS)
+        def gradients(d_params):
+            def loss_and_grads(microbatch):
+                def loss_fn(params):
+                    critic = self._critic(params, vectors, resolution, alpha)
+                    return jax.lax.pmean(loss_of_critic(critic, microbatch), parallel.DATA_AXIS)
 
-            # The parameters are replicated (device-invariant), so differentiating the all-device mean
-            # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
-            return jax.value_and_grad(loss_fn, has_aux=True)(state["discriminator"])
+                # The parameters are replicated (device-invariant), so differentiating the all-device mean
+                # loss yields the all-device mean gradient: shard_map's transpose inserts the psum.
+                return jax.value_and_grad(loss_fn, has_aux=True)(d_params)
 
-        (loss, aux), grads = self._mean_over_microbatches(loss_and_grads, batch, resolution)
-        d_params, d_opt, skipped = _adam_if_finite(self.d_adam, state["discriminator"], state["optimizers"]["d"],
-                                                   grads, d_lr * self.loss.adam_correction)
+            return self._mean_over_microbatches(loss_and_grads, batch, resolution)
+
+        (loss, aux), d_params, d_opt, skipped = self._optimizer_step(
+            self.d_optimizer, state["discriminator"], state["optimizers"]["d"], gradients,
+            d_lr * self.loss.adam_correction, self._constrain_d)
         state = {**state, "discriminator": d_params, "optimizers": {**state["optimizers"], "d": d_opt}}
         return state, loss, aux, skipped
 
@@ -305,26 +360,42 @@ class TrainingUpdates:
             vectors = self.spectral.update_vectors(state["discriminator"], vectors,
                                                    self.config.normalization.power_iterations)
             state = {**state, normalization.STATE_ITEM: vectors}
-        lazy = self.loss.lazy
-        state, loss, aux, skipped = self._d_update(
-            state, vectors,
-            lambda critic, batch: losses.discriminator_loss(self.loss, critic, *batch, penalties=not lazy),
-            tuple(inputs), d_lr, resolution, alpha)
+        lazy, augment = self.loss.lazy, self.config.augment
+
+        def loss_of_critic(critic, batch):
+            *images, params = batch
+            return losses.discriminator_loss(self.loss, self._augmented(critic, params), *images, penalties=not lazy,
+                                             real_sign=augment.adaptive)
+
+        augment_metrics = {}
+        if augment.ops:
+            p = state[diff_augment.STATE_ITEM]["p"] if augment.adaptive else jnp.float32(augment.probability)
+            augment_metrics["augment_p"] = p
+        state, loss, aux, skipped = self._d_update(state, vectors, loss_of_critic, tuple(inputs), d_lr, resolution,
+                                                   alpha)
+        if augment.adaptive:
+            augment_metrics["augment_rt"] = real_sign = aux.pop("real_sign")
+            minibatch = inputs.reals.shape[0] * jax.lax.axis_size(parallel.DATA_AXIS)
+            state = {**state, diff_augment.STATE_ITEM: augment.update_state(state[diff_augment.STATE_ITEM], real_sign,
+                                                                            minibatch)}
         ema = jax.tree.map(lambda g, e: g + (e - g) * ema_beta, state["generator"], state["generator_ema"])
         penalty_steps = jnp.float32(0 if lazy or not self.loss.has_gradient_penalty else 1)
-        metrics = {"d_loss": loss, **aux, "d_steps": jnp.float32(1), "penalty_steps": penalty_steps}
+        metrics = {"d_loss": loss, **aux, **augment_metrics, "d_steps": jnp.float32(1), "penalty_steps": penalty_steps}
         return {**state, "generator_ema": ema}, metrics, skipped
 
     def penalty_step(self, state, inputs: DInputs, d_lr, resolution, alpha):
         """Lazy regularization: a D optimizer step on reg_interval * (gradient penalties) alone."""
         state, _, aux, skipped = self._d_update(
             state, state.get(normalization.STATE_ITEM),
-            lambda critic, batch: losses.penalty_loss(self.loss, critic, *batch),
-            (inputs.reals, inputs.fakes, inputs.mix), d_lr, resolution, alpha)
+            lambda critic, batch: losses.penalty_loss(self.loss, self._augmented(critic, batch[3]), *batch[:3]),
+            (inputs.reals, inputs.fakes, inputs.mix, inputs.augment), d_lr, resolution, alpha)
         return state, {**aux, "penalty_steps": jnp.float32(1)}, skipped
 
-    def g_step(self, state, local_batch, alpha, g_lr, key, resolution):
-        """G update on `local_batch` fresh latents per device (and labels from the class prior)."""
+    def g_step(self, state, local_batch, alpha, g_lr, key, resolution, reals=None):
+        """G update on `local_batch` fresh latents per device (and labels from the class prior).
+
+        reals: the MMD loss's reference batch, float [local_batch, r, r, C] (the last D step's), else None.
+        """
         spec = self.spec
         sample_ids = parallel.local_sample_ids(local_batch)
         latents = _per_sample(jax.random.fold_in(key, _LATENT_G), sample_ids,
@@ -336,19 +407,25 @@ class TrainingUpdates:
                                  lambda k: jax.random.categorical(k, log_probs))
             onehot = self._labels_onehot(labels)
         critic = self._critic(state["discriminator"], state.get(normalization.STATE_ITEM), resolution, alpha)
+        augment_params = self._augment_params(state, key, sample_ids, resolution)
 
-        def loss_and_grads(batch):  # one microbatch of (latents, onehot)
-            latents, onehot = batch
+        def gradients(g_params):
+            def loss_and_grads(batch):  # one microbatch of (latents, onehot, augmentation parameters, reals)
+                latents, onehot, augment_rows, reals = batch
+                augmented = self._augmented(critic, augment_rows)
 
-            def loss_fn(g_params):
-                fakes = self._generator(g_params)(latents, onehot, resolution=resolution, alpha=alpha)
-                return jax.lax.pmean(losses.generator_loss(self.loss, critic, fakes, onehot), parallel.DATA_AXIS)
+                def loss_fn(params):
+                    fakes = self._generator(params)(latents, onehot, resolution=resolution, alpha=alpha)
+                    return jax.lax.pmean(losses.generator_loss(self.loss, augmented, fakes, onehot, reals),
+                                         parallel.DATA_AXIS)
 
-            return jax.value_and_grad(loss_fn)(state["generator"])
+                return jax.value_and_grad(loss_fn)(g_params)
 
-        loss, grads = self._mean_over_microbatches(loss_and_grads, (latents, onehot), resolution)
-        g_params, g_opt, skipped = _adam_if_finite(self.g_adam, state["generator"], state["optimizers"]["g"],
-                                                   grads, g_lr)
+            return self._mean_over_microbatches(loss_and_grads, (latents, onehot, augment_params, reals),
+                                                resolution)
+
+        loss, g_params, g_opt, skipped = self._optimizer_step(self.g_optimizer, state["generator"],
+                                                              state["optimizers"]["g"], gradients, g_lr)
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
         return state, loss, skipped
 
@@ -381,9 +458,10 @@ class TrainingUpdates:
                 if pattern and pattern[i * d_repeats + j]:
                     state, metrics, skipped = self.penalty_step(state, inputs, d_lr, resolution, alpha)
                     sums, d_skipped = add(sums, metrics), d_skipped + skipped.astype(jnp.int32)
+            reals = inputs.reals if self.loss.name == losses.MMD else None
             for j in range(g_repeats):
                 state, g_loss, skipped = self.g_step(state, local_batch, alpha, g_lr,
-                                                     jax.random.fold_in(step_key, d_repeats + j), resolution)
+                                                     jax.random.fold_in(step_key, d_repeats + j), resolution, reals)
                 sums = add(sums, {"g_loss": g_loss, "g_steps": jnp.float32(1)})
                 g_skipped += skipped.astype(jnp.int32)
             counters = state["counters"]
@@ -404,7 +482,7 @@ class TrainingUpdates:
             return jax.tree.map(lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i),
                                 (state, sums))
 
-        sums = {name: jnp.float32(0) for name in (*METRIC_NAMES, *COUNT_NAMES)}
+        sums = {name: jnp.float32(0) for name in (*self.metric_names, *COUNT_NAMES)}
         for i in range(count):
             state, sums = bounded_repeat(state, sums, i)
         return state, sums

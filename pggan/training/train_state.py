@@ -2,10 +2,11 @@
 
 TrainState (a dict pytree, the checkpoint's array items):
   generator, discriminator, generator_ema: parameters as pure nested dicts (float32),
-  optimizers: {'g': Adam state, 'd': Adam state},
+  optimizers: {'g': optimizer state, 'd': optimizer state} (`OptimizerConfig.transform`'s),
   counters: {'consecutive_nonfinite', 'skipped_d', 'skipped_g'}: int32 scalars,
-  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.model.normalization`).
-`new_state` builds one from parameter trees (fresh Adam moments and counters), for a new run and for
+  spectral_u: only with spectral normalization of D, its power-iteration vectors (`pggan.model.normalization`),
+  augment: only with adaptive augmentation, its probability and running sums (`pggan.data.diff_augment`).
+`new_state` builds one from parameter trees (fresh optimizer states and counters), for a new run and for
 networks imported from elsewhere.
 
 `Progress` holds the host-side counters of a run and converts itself to and from the checkpoint's
@@ -22,48 +23,55 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from pggan import checkpoint
 
 from pggan.model import networks, normalization
+from pggan.data import diff_augment
+from pggan.data.diff_augment import AugmentConfig
 from pggan.training.schedule import Phase
-from pggan.training.config import TrainingConfig
+from pggan.training.config import OptimizerConfig, TrainingConfig
 
 COUNTER_NAMES = ("consecutive_nonfinite", "skipped_d", "skipped_g")
 
 
-def new_state(generator: dict, discriminator: dict, generator_ema: dict, spectral_u: dict | None = None) -> dict:
-    """A TrainState of the given parameter trees, with zero Adam moments and zero counters.
+def new_state(generator: dict, discriminator: dict, generator_ema: dict, spectral_u: dict | None = None,
+              optimizer: OptimizerConfig = OptimizerConfig(), augment: dict | None = None) -> dict:
+    """A TrainState of the given parameter trees, with fresh optimizer states and zero counters.
 
-    Adam's initial state does not depend on its hyperparameters, so it serves every configuration.
+    An optimizer's initial state does not depend on its hyperparameters, only on `optimizer.name`.
     """
-    adam = optax.scale_by_adam()
+    transform = optimizer.transform("g")
     state = {
         "generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
-        "optimizers": {"g": adam.init(generator), "d": adam.init(discriminator)},
+        "optimizers": {"g": transform.init(generator), "d": transform.init(discriminator)},
         "counters": {name: jnp.zeros((), jnp.int32) for name in COUNTER_NAMES},
     }
     if spectral_u is not None:
         state[normalization.STATE_ITEM] = spectral_u
+    if augment is not None:
+        state[diff_augment.STATE_ITEM] = augment
     return state
 
 
-def initial_state(spec: networks.ModelSpec, spectral: bool, seed) -> dict:
-    """A fresh TrainState: G and D drawn from `seed`, EMA G = G and, with `spectral` normalization of D,
-    its power-iteration vectors drawn from `seed` too."""
+def initial_state(spec: networks.ModelSpec, spectral: bool, seed, optimizer: OptimizerConfig = OptimizerConfig(),
+                  augment: AugmentConfig = AugmentConfig()) -> dict:
+    """A fresh TrainState: G and D drawn from `seed`, EMA G = G, `optimizer`'s states, with `spectral`
+    normalization of D its power-iteration vectors drawn from `seed` too, and adaptive augmentation's state."""
     g, d = networks.build_networks(spec, seed)
     g_params, d_params = networks.parameters(g), networks.parameters(d)
     vectors = None
     if spectral:
         vectors = normalization.SpectralNorm(networks.abstract_discriminator(spec)).init_vectors(
             jax.random.fold_in(jax.random.key(seed), 2))
-    return new_state(g_params, d_params, jax.tree.map(jnp.copy, g_params), vectors)
+    augment_state = augment.initial_state() if augment.adaptive else None
+    return new_state(g_params, d_params, jax.tree.map(jnp.copy, g_params), vectors, optimizer, augment_state)
 
 
-def state_shapes(spec: networks.ModelSpec, spectral: bool) -> dict:
+def state_shapes(spec: networks.ModelSpec, spectral: bool, optimizer: OptimizerConfig = OptimizerConfig(),
+                 augment: AugmentConfig = AugmentConfig()) -> dict:
     """ShapeDtypeStructs of a TrainState (what a checkpoint holds), without building it."""
-    return jax.eval_shape(functools.partial(initial_state, spec, spectral), 0)
+    return jax.eval_shape(functools.partial(initial_state, spec, spectral, optimizer=optimizer, augment=augment), 0)
 
 
 @dataclasses.dataclass
@@ -116,6 +124,7 @@ def save_networks(workdir: str, config: TrainingConfig | Mapping[str, Any], gene
     resolution = resolution or config.model.resolution
     progress = Progress(nimg=nimg, tick_start_nimg=nimg, phase=imported_phase(config.model, nimg, resolution, alpha))
     store = checkpoint.CheckpointStore(workdir, async_save=False)
-    store.save(nimg, new_state(generator, discriminator, generator_ema), progress.to_meta(config), stage_final=True)
+    state = new_state(generator, discriminator, generator_ema, optimizer=config.optimizer)
+    store.save(nimg, state, progress.to_meta(config), stage_final=True)
     store.close()
     return nimg

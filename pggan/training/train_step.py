@@ -26,15 +26,19 @@ from jax.sharding import PartitionSpec as P
 from pggan import parallel
 
 from pggan.model import losses, networks
+from pggan.data.diff_augment import AugmentConfig
+from pggan.training.config import OptimizerConfig
 from pggan.training.step_updates import RoundData, RoundScalars, StepConfig, TrainingUpdates
 from pggan.training.train_state import initial_state, state_shapes
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_initial_state(architecture: networks.ModelSpec, spectral: bool, mesh: jax.sharding.Mesh):
-    """seed (uint32) -> replicated TrainState, jitted once per architecture and mesh: the seed is
-    traced, and XLA:CPU needs tens of seconds to compile the parameter RNG."""
-    return jax.jit(functools.partial(initial_state, architecture, spectral), out_shardings=parallel.replicated(mesh))
+def _compiled_initial_state(architecture: networks.ModelSpec, spectral: bool, optimizer: OptimizerConfig,
+                            augment: AugmentConfig, mesh: jax.sharding.Mesh):
+    """seed (uint32) -> replicated TrainState, jitted once per architecture, state settings and mesh: the seed
+    is traced, and XLA:CPU needs tens of seconds to compile the parameter RNG."""
+    return jax.jit(functools.partial(initial_state, architecture, spectral, optimizer=optimizer, augment=augment),
+                   out_shardings=parallel.replicated(mesh))
 
 
 class TrainStep:
@@ -64,7 +68,10 @@ class TrainStep:
         # The compute settings do not change the parameters: every dtype and form shares one compile.
         architecture = dataclasses.replace(self.spec, **{f: getattr(networks.ModelSpec, f)
                                                          for f in networks.ModelSpec.COMPUTE_FIELDS})
-        return _compiled_initial_state(architecture, self._spectral, self.mesh)(np.uint32(seed))
+        # Nor do the optimizer's hyperparameters: only its name shapes its state.
+        optimizer = OptimizerConfig(name=self.config.optimizer.name)
+        return _compiled_initial_state(architecture, self._spectral, optimizer, self.config.augment,
+                                       self.mesh)(np.uint32(seed))
 
     @property
     def _spectral(self) -> bool:
@@ -73,11 +80,11 @@ class TrainStep:
     def abstract_state(self) -> dict:
         """ShapeDtypeStructs of the state with replicated shardings on this mesh (restore target)."""
         sharding = parallel.replicated(self.mesh)
-        shapes = state_shapes(self.spec, self._spectral)
+        shapes = state_shapes(self.spec, self._spectral, self.config.optimizer, self.config.augment)
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
     def reset_optimizers(self, state: dict) -> dict:
-        """Zeroes both Adam states (official reset at every lod boundary). Donates `state`."""
+        """Resets both optimizer states (official reset at every lod boundary). Donates `state`."""
         return self._reset(state)
 
     # ---------------------------------------------------------------------------------------- round
