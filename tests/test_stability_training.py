@@ -21,6 +21,8 @@ from pggan.training.config import ConfigError, OptimizerConfig, TrainingConfig
 from pggan.training.step_updates import HostBatches, RoundScalars, summarize_metrics
 from tests.run_support import REPO, load_recipe
 
+pytestmark = pytest.mark.slow  # short training runs of every new mode
+
 SPEC = networks.ModelSpec(resolution=8, latent_size=8, fmap_base=32, fmap_max=8)
 MINIBATCH, REPEATS, ROUNDS = 16, 4, 3
 
