@@ -16,6 +16,7 @@ from tests.tool_support import load_tool
 HIDDEN = "tensorflow_datasets,grain,imageio_ffmpeg,imageio"
 
 
+@pytest.mark.slow
 def test_rehearsal_runs_every_part_without_tfds_grain_or_imageio(tmp_path):
     builder.prepare_dataset(SyntheticSource(16, 64), str(tmp_path / "data"), "carried", num_workers=1, progress=False)
     out = tmp_path / "out"

@@ -126,6 +126,7 @@ def test_real_statistics_are_cached_per_resolution_and_reused(run, tmp_path):
     assert _tool(*args[:-1], f"--cache_dir={blocked}") == 0 and _records_from(workdir, 1)[0]["metrics"] == first
 
 
+@pytest.mark.slow
 def test_inception_metrics_from_a_weights_file(run, tmp_path, monkeypatch):
     workdir, _, _ = run
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
@@ -232,6 +233,7 @@ def test_metrics_of_the_fakes_alone_need_no_reals(tmp_path, capsys):
     assert 0 < record["metrics"]["ms_ssim"] < 1
 
 
+@pytest.mark.slow
 def test_fid_of_more_fakes_than_reals_and_statistics_written_then_read(tmp_path, monkeypatch, capsys):
     """12 fakes against 10 reals; --save_stats writes the reals' statistics, --reference_stats reads them
     back and gives the same FID; the counts are printed and recorded next to each figure."""

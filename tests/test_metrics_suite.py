@@ -47,6 +47,7 @@ def test_inception_metrics_without_weights_say_where_to_get_them(monkeypatch):
     assert WEIGHTS_URL in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_all_metrics_from_a_weights_file(monkeypatch, tmp_path):
     pth = tmp_path / "pt_inception.pth"
     write_torch_zip_state_dict(pth, random_inception_state_dict(expected_state_dict_shapes()))
