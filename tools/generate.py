@@ -6,7 +6,9 @@ the same images on every run and every device count. Exactly one output mode per
 
   # a sample grid (PNG)
   python tools/generate.py --workdir=runs/quickstart --grid=8x8 --seed=0 --out=grid.png
-  # one PNG per seed: seed000000.png ... seed000099.png
+  # one PNG per seed: seed000001.png, seed000005.png, seed000007.png ... seed000010.png
+  python tools/generate.py --workdir=runs/quickstart --seeds=1,5,7-10 --outdir=images
+  # or the 100 seeds 0 ... 99
   python tools/generate.py --workdir=runs/quickstart --num=100 --seed=0 --outdir=images
   # a smooth random walk in latent space, a 2x3 grid of independent walks (MP4 or GIF)
   python tools/generate.py --workdir=runs/quickstart --video=walk.mp4 --duration=20 --video_grid=2x3
@@ -35,6 +37,8 @@ _GRID = flags.DEFINE_string("grid", "", "Grid mode: write a ROWSxCOLS sample gri
 _OUT = flags.DEFINE_string("out", "", "Grid mode: the PNG file to write.")
 _NUM = flags.DEFINE_integer("num", 0, "Images mode: write this many images, seeds --seed ... --seed+num-1, "
                             "one PNG per seed into --outdir.", lower_bound=0)
+_SEEDS = flags.DEFINE_string("seeds", "", "Images mode: write the image of each of these seeds, e.g. 1,5,7-10 "
+                             "(ranges inclusive), one PNG per seed into --outdir.")
 _OUTDIR = flags.DEFINE_string("outdir", "", "Images mode: the folder for the PNGs (created if missing).")
 _VIDEO = flags.DEFINE_string("video", "", "Video mode: write a latent interpolation video to this .mp4 (H.264) "
                              "or .gif file: a smooth random walk, or --keyframes.")
@@ -68,6 +72,8 @@ flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --step, --resolutio
 
 # The output flag of each mode, and the modes each optional flag applies to.
 MODE_FLAGS = {"grid": _GRID, "images": _NUM, "video": _VIDEO, "progress": _PROGRESS_VIDEO}
+# --seeds is the other way to ask for the images mode.
+MODE_OF_FLAG = {**{flag.name: mode for mode, flag in MODE_FLAGS.items()}, "seeds": "images"}
 FLAG_MODES = {
     "out": {"grid"}, "outdir": {"images"}, "keyframes": {"video"}, "loop": {"video"},
     "smoothing_sec": {"video"}, "video_grid": {"video", "progress"}, "duration": {"video", "progress"},
@@ -80,14 +86,15 @@ SAMPLING_FLAGS = ("seed", "truncation", "label", "batch_size", "network", "video
 
 def _chosen_mode() -> str:
     """The one output mode asked for; UsageError for none, several, or flags of another mode."""
-    modes = [mode for mode, flag in MODE_FLAGS.items() if flag.value]
-    if len(modes) != 1:
-        given = ", ".join(f"--{MODE_FLAGS[m].name}" for m in modes) or "none"
-        raise UsageError(f"choose exactly one output: --grid, --num, --video or --progress_video (got {given})")
-    mode = modes[0]
+    given = [name for name in MODE_OF_FLAG if flags.FLAGS[name].value]
+    if len(given) != 1:
+        shown = ", ".join(f"--{name}" for name in given) or "none"
+        raise UsageError(f"choose exactly one output: --grid, --num, --seeds, --video or --progress_video "
+                         f"(got {shown})")
+    mode = MODE_OF_FLAG[given[0]]
     for name, modes_of_flag in FLAG_MODES.items():
         if flags.FLAGS[name].present and mode not in modes_of_flag:
-            raise UsageError(f"--{name} does not apply to --{MODE_FLAGS[mode].name}; drop it")
+            raise UsageError(f"--{name} does not apply to --{given[0]}; drop it")
     if mode == "progress" and _PROGRESS_FROM.value == "samples":
         for name in SAMPLING_FLAGS:
             if flags.FLAGS[name].present:
@@ -137,8 +144,11 @@ def _write_grid() -> None:
 
 def _write_images() -> None:
     outdir = _output_path(_OUTDIR, ())
+    if _SEEDS.value and flags.FLAGS["seed"].present:
+        raise UsageError("--seed with --seeds: --seeds lists every seed; drop --seed")
+    seeds = (latent_space.parse_seeds(_SEEDS.value) if _SEEDS.value
+             else range(checkpoint_flags.SEED.value, checkpoint_flags.SEED.value + _NUM.value))
     sampler, _ = _load_sampler()
-    seeds = range(checkpoint_flags.SEED.value, checkpoint_flags.SEED.value + _NUM.value)
     paths = generation.save_seed_images(sampler, seeds, outdir, zoom=_ZOOM.value or 1, progress=True)
     print(f"Wrote {len(paths)} images to {outdir} ({os.path.basename(paths[0])} ...).")
 

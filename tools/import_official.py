@@ -25,7 +25,7 @@ flags.mark_flags_as_required(["pkl"])
 
 def run() -> None:
     workdir = checkpoint_flags.workdir()  # a new pggan run directory (it must hold no checkpoints)
-    with tqdm(total=3, unit="stage", leave=False) as bar:
+    with tqdm(total=2, unit="stage", leave=False) as bar:
         started: list[str] = []
 
         def progress(stage: str) -> None:
