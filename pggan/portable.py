@@ -78,7 +78,8 @@ def write(path: str, spec: networks.ModelSpec, parameters: dict[str, dict], *, r
     stablehlo: `jax.export` serialization of the EMA generator (`export_function`), or None.
     """
     if "generator_ema" not in parameters or set(parameters) - set(NETWORK_NAMES):
-        raise ExportError(f"an export holds generator_ema and optionally generator, discriminator; got {sorted(parameters)}")
+        raise ExportError(f"an export holds generator_ema and optionally generator, discriminator; got "
+                          f"{sorted(parameters)}")
     names = [name for name in NETWORK_NAMES if name in parameters]
     spec_json = {"format": FORMAT, "version": VERSION, "model": dataclasses.asdict(spec), "resolution": resolution,
                  "alpha": float(alpha), "networks": names, "source": source, "stablehlo": stablehlo is not None}

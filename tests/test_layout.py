@@ -18,7 +18,7 @@ LAYERS = [
     {"pggan.image_sets", "pggan.trained_generator"},
     {"pggan.evaluation"},
     {"pggan.training"},
-    {"pggan.official", "pggan.cli", "pggan.benchmarks"},
+    {"pggan.official", "pggan.cli", "pggan.benchmarks", "pggan.recipes"},
     {"pggan.main"},
 ]
 
