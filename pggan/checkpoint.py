@@ -390,6 +390,8 @@ class CheckpointReader:
         """
         meta = self.meta(step)
         spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
+        if not items:
+            return spec, {}, {**meta, "step": step}
         expected = {item: networks.parameters(networks.abstract_discriminator(spec) if item == "discriminator"
                                               else networks.abstract_generator(spec)) for item in items}
         check_parameter_layout(self.manager, step, expected)

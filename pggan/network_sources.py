@@ -100,7 +100,7 @@ def _from_run(workdir: str, exact: int | None, items: tuple[str, ...], step: int
     if exact is not None and step is not None and step != exact:
         raise NetworkSourceError(f"the path names checkpoint {exact} but step {step} was asked for; give one")
     with checkpoint.CheckpointReader(workdir) as reader:
-        network = "raw" if items[0] == "generator" else "ema"  # select() checks this generator's files
+        network = "raw" if items[:1] == ("generator",) else "ema"  # select() checks this generator's files
         chosen = reader.select(exact if exact is not None else step, resolution, network)
         spec, parameters, meta = reader.parameters(chosen, items)
     return Networks(spec=spec, resolution=meta["resolution"], alpha=meta["alpha"], parameters=parameters,

@@ -30,7 +30,7 @@ from pggan.model import networks
 
 from pggan.sampling import generation, latent_space, media
 
-from pggan.training import preemption, train_step
+from pggan.training import preemption, train_step, transfer
 from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
 from pggan.training.schedule import Phase, Schedule
@@ -128,7 +128,7 @@ class Trainer:
             logging.info("Starting a new run in %s (%d devices, %d processes).", self.workdir, self.num_devices,
                          jax.process_count())
             self.writer.write_config(self.config)
-            return self.step.init_state(self.config.seed), Progress()
+            return transfer.start_from(self.config, self.step.init_state(self.config.seed)), Progress()
         step, state, meta = restored
         progress = Progress.from_meta(meta)
         logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
