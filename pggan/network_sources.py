@@ -47,6 +47,10 @@ class Networks:
         """The Generator of one of the items (on the default device)."""
         return networks.merge_parameters(networks.abstract_generator(self.spec), self.parameters[item])
 
+    def discriminator(self) -> networks.Discriminator:
+        """The Discriminator (on the default device); needs the 'discriminator' item."""
+        return networks.merge_parameters(networks.abstract_discriminator(self.spec), self.parameters["discriminator"])
+
 
 USAGE = (f"pass a run's workdir, its checkpoints folder, a {portable.EXTENSION} file written by pggan-export or an "
          "official .pkl")

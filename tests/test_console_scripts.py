@@ -16,7 +16,8 @@ import pytest
 from pggan.sampling import media
 from tests.run_support import REPO, load_recipe, write_checkpoints
 
-SCRIPTS = ("pggan-train", "pggan-generate", "pggan-evaluate", "pggan-prepare", "pggan-import", "pggan-export")
+SCRIPTS = ("pggan-train", "pggan-generate", "pggan-evaluate", "pggan-prepare", "pggan-import", "pggan-export",
+           "pggan-project")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_generate_export_and_generate_from_the_export(venv, run_dir, tmp_path):
     result = _run(venv, "pggan-generate", "--workdir=model.pggan", "--seeds=1,4-5", "--outdir=again", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for name in os.listdir(tmp_path / "images"):
-        np.testing.assert_array_equal(media.load_png(tmp_path / "again" / name), media.load_png(tmp_path / "images" / name))
+        np.testing.assert_array_equal(media.load_png(tmp_path / "again" / name),
+                                      media.load_png(tmp_path / "images" / name))
 
 
 def test_bad_inputs_give_one_line(venv, run_dir, tmp_path):

@@ -15,7 +15,7 @@ LAYERS = [
      "pggan.official.snapshot", "pggan.official.convert"},
     {"pggan.checkpoint", "pggan.portable", "pggan.network_sources"},
     {"pggan.sampling"},
-    {"pggan.image_sets", "pggan.trained_generator"},
+    {"pggan.image_sets", "pggan.trained_generator", "pggan.projection"},
     {"pggan.evaluation"},
     {"pggan.training"},
     {"pggan.official", "pggan.cli", "pggan.benchmarks", "pggan.recipes"},
