@@ -85,25 +85,23 @@ def _noise_strength(config: ProjectionConfig, t: jax.Array) -> jax.Array:
     return config.initial_noise_factor * jnp.maximum(0.0, 1.0 - t / config.noise_ramp_length) ** 2
 
 
-class _Distance:
-    """images float [M, R, R, C] in [-1, 1] vs targets [M, R, R, C] -> float32 [M] (see the module docstring)."""
+def _distance(config: ProjectionConfig, d_graph, d_state, resolution: int, images: jax.Array, targets: jax.Array,
+              target_features: list[jax.Array] | None) -> jax.Array:
+    """images float [M, R, R, C] in [-1, 1] vs targets [M, R, R, C] -> float32 [M] (see the module docstring).
 
-    def __init__(self, config: ProjectionConfig, discriminator: networks.Discriminator | None, resolution: int):
-        self.config, self.resolution = config, resolution
-        self.discriminator = discriminator
-
-    def __call__(self, images: jax.Array, targets: jax.Array, target_features: list[jax.Array] | None) -> jax.Array:
-        config = self.config
-        total = config.pixel_weight * jnp.mean((images - targets) ** 2, axis=(1, 2, 3))
-        if config.ms_ssim_weight:
-            scale = lambda x: (jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5  # noqa: E731
-            total += config.ms_ssim_weight * (1.0 - ms_ssim.ms_ssim(scale(images), scale(targets), 1e-4))
-        if config.d_weight:
-            features = self.discriminator.features(images, resolution=self.resolution)
-            terms = [jnp.mean((f - t) ** 2, axis=(1, 2, 3)) / (jnp.mean(t ** 2, axis=(1, 2, 3)) + 1e-8)
-                     for f, t in zip(features, target_features)]
-            total += config.d_weight * jnp.mean(jnp.stack(terms), axis=0)
-        return total
+    d_graph, d_state: the split discriminator (None without the D term); target_features: its features of
+    the targets.
+    """
+    total = config.pixel_weight * jnp.mean((images - targets) ** 2, axis=(1, 2, 3))
+    if config.ms_ssim_weight:
+        scale = lambda x: (jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5  # noqa: E731
+        total += config.ms_ssim_weight * (1.0 - ms_ssim.ms_ssim(scale(images), scale(targets), 1e-4))
+    if config.d_weight:
+        features = nnx.merge(d_graph, d_state).features(images, resolution=resolution)
+        terms = [jnp.mean((f - t) ** 2, axis=(1, 2, 3)) / (jnp.mean(t ** 2, axis=(1, 2, 3)) + 1e-8)
+                 for f, t in zip(features, target_features)]
+        total += config.d_weight * jnp.mean(jnp.stack(terms), axis=0)
+    return total
 
 
 def project(generator: networks.Generator, targets: np.ndarray, *, resolution: int, alpha: float = 1.0,
@@ -133,34 +131,37 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
     if (labels is None) != (spec.label_size == 0):
         raise ProjectionError("a conditional generator needs the class of the target (and an unconditional one none)")
     n, r, d = len(targets), config.restarts, spec.latent_size
-    target_images = jnp.repeat(jnp.asarray(targets, jnp.float32) / 127.5 - 1.0, r, axis=0)  # [N * R, ...]
-    repeated_labels = None if labels is None else jnp.repeat(jnp.asarray(labels, jnp.float32), r, axis=0)
-    distance = _Distance(config, discriminator, resolution)
-    target_features = discriminator.features(target_images, resolution=resolution) if config.d_weight else None
-    g_graph, g_state = nnx.split(generator)
+    # Everything the jitted functions read is passed as an argument, never closed over: XLA would fold
+    # closed-over arrays into the program as constants (slow compiles for large batches).
+    inputs = {"targets": jnp.repeat(jnp.asarray(targets, jnp.float32) / 127.5 - 1.0, r, axis=0),  # [N * R, ...]
+              "labels": None if labels is None else jnp.repeat(jnp.asarray(labels, jnp.float32), r, axis=0),
+              "g": nnx.split(generator)[1], "d": None, "d_features": None}
+    g_graph, d_graph = nnx.graphdef(generator), None
+    if config.d_weight:
+        d_graph, inputs["d"] = nnx.split(discriminator)
+        inputs["d_features"] = discriminator.features(inputs["targets"], resolution=resolution)
     adam = optax.scale_by_adam()
 
-    def images_of(z):
-        return nnx.merge(g_graph, g_state)(z, repeated_labels, resolution=resolution, alpha=alpha)
+    def images_and_distances(z, inputs):
+        images = nnx.merge(g_graph, inputs["g"])(z, inputs["labels"], resolution=resolution, alpha=alpha)
+        return images, _distance(config, d_graph, inputs["d"], resolution, images, inputs["targets"],
+                                 inputs["d_features"])
 
     def on_sphere(z):
         return z * jnp.sqrt(d) / jnp.linalg.norm(z, axis=1, keepdims=True) if spec.normalize_latents else z
 
     @jax.jit
-    def step(z, opt_state, key, t):
+    def step(z, opt_state, key, t, inputs):
         def loss(z):
-            noisy = z + _noise_strength(config, t) * jax.random.normal(key, z.shape)
-            images = images_of(noisy)
-            per_latent = distance(images, target_images, target_features)
+            images, per_latent = images_and_distances(z + _noise_strength(config, t) * jax.random.normal(key, z.shape),
+                                                      inputs)
             return jnp.sum(per_latent), (per_latent, images)
 
         (_, (per_latent, images)), grads = jax.value_and_grad(loss, has_aux=True)(z)
         updates, opt_state = adam.update(grads, opt_state)
         return on_sphere(z - _learning_rate(config, t) * updates), opt_state, per_latent, images
 
-    @jax.jit
-    def final(z):
-        return distance(images_of(z), target_images, target_features)
+    final = jax.jit(lambda z, inputs: images_and_distances(z, inputs)[1])
 
     key = jax.random.key(config.seed)
     z = on_sphere(jnp.asarray(np.random.default_rng(config.seed).standard_normal((n * r, d)), jnp.float32))
@@ -168,7 +169,7 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
     history, frames = [], []
     for i in range(config.num_steps):
         t = jnp.float32(i / config.num_steps)
-        z, opt_state, per_latent, images = step(z, opt_state, jax.random.fold_in(key, i), t)
+        z, opt_state, per_latent, images = step(z, opt_state, jax.random.fold_in(key, i), t, inputs)
         per_target = np.asarray(per_latent).reshape(n, r)
         history.append(per_target.min(axis=1))
         if config.frame_every and (i % config.frame_every == 0 or i == config.num_steps - 1):
@@ -176,7 +177,7 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
             frames.append(media.to_uint8(np.asarray(images)[best]))
         if progress:
             progress(i, history[-1])
-    distances = np.asarray(final(z)).reshape(n, r)
+    distances = np.asarray(final(z, inputs)).reshape(n, r)
     best = distances.argmin(axis=1)
     latents = np.asarray(z).reshape(n, r, d)[np.arange(n), best]
     return Projection(latents=latents.astype(np.float32), distances=distances[np.arange(n), best].astype(np.float32),
