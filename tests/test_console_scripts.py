@@ -77,7 +77,7 @@ def test_recipes_by_name_and_the_installed_package_from_another_folder(venv, tmp
                                                                  "--show_config", cwd=tmp_path))
 
 
-def test_generate_export_and_generate_from_the_export(venv, run_dir, tmp_path):
+def test_generate_export_project_and_generate_from_the_export(venv, run_dir, tmp_path):
     result = _run(venv, "pggan-generate", f"--workdir={run_dir}", "--seeds=1,4-5", "--outdir=images", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path / "images")) == ["seed000001.png", "seed000004.png", "seed000005.png"]
@@ -85,6 +85,10 @@ def test_generate_export_and_generate_from_the_export(venv, run_dir, tmp_path):
     assert result.returncode == 0 and "Wrote model.pggan" in result.stdout, result.stderr
     result = _run(venv, "pggan-generate", "--workdir=model.pggan", "--seeds=1,4-5", "--outdir=again", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    result = _run(venv, "pggan-project", f"--workdir={run_dir}", "--target=images/seed000004.png", "--outdir=projected",
+                  "--num_steps=5", "--restarts=1", cwd=tmp_path)
+    assert result.returncode == 0 and "PSNR" in result.stdout, result.stderr
+    assert np.load(tmp_path / "projected" / "latent.npy").shape == (1, 8)
     for name in os.listdir(tmp_path / "images"):
         np.testing.assert_array_equal(media.load_png(tmp_path / "again" / name),
                                       media.load_png(tmp_path / "images" / name))
