@@ -22,7 +22,8 @@ class TrainedGenerator:
     """A loaded generator at the stage it was trained to (`resolution`, fade-in `alpha`).
 
     Attributes: resolution (int, image side R), latent_size, label_size (0 = unconditional),
-    num_channels, alpha, spec (the ModelSpec), meta (where it came from: 'kind', 'step', ...).
+    num_channels, alpha, spec (the ModelSpec), meta (where it came from: 'kind', 'step', ...), module (the
+    Flax NNX Generator: module(z, labels, resolution=R, alpha=alpha) -> float32 images in about [-1, 1]).
     batch_size: images per device step (0 = automatic, as in pggan-generate).
     """
 

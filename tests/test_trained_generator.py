@@ -94,6 +94,25 @@ def test_bad_inputs_are_one_line_errors(run_dir, generator, tmp_path):
     assert "latents must be [N, 8]" in _one_line(error)
 
 
+def test_labels_of_a_conditional_model_match_the_tool(tmp_path):
+    config = load_recipe("tiny")
+    config.model.label_size = 4
+    workdir = tmp_path / "conditional"
+    write_checkpoints(workdir, config, [(1000, FINAL, 1.0)])
+    generator = pggan.load_generator(str(workdir))
+    assert generator.label_size == 4
+    assert tool_support.run_main("generate", f"--workdir={workdir}", "--seeds=1-2", "--label=3",
+                                 f"--outdir={tmp_path / 'images'}") == 0
+    np.testing.assert_array_equal(generator.generate([1, 2], labels=3)[1],
+                                  media.load_png(tmp_path / "images" / "seed000002-class3.png"))
+    # Without labels, the image of seed s has class s mod label_size; one class per seed can be given too.
+    np.testing.assert_array_equal(generator.generate([2, 7]), generator.generate([2, 7], labels=[2, 3]))
+    assert generator.generate([2], labels=[1]).tobytes() != generator.generate([2]).tobytes()
+    with pytest.raises(UserError) as error:
+        generator.generate([1, 2], labels=[4, 0])
+    assert "[0, 4)" in _one_line(error)
+
+
 @pytest.mark.parametrize("text, seeds", [("1,5,7-10", [1, 5, 7, 8, 9, 10]), ("3", [3]), (" 2 , 0-1", [2, 0, 1])])
 def test_seed_lists_as_users_write_them(text, seeds):
     assert latent_space.parse_seeds(text) == seeds
