@@ -22,8 +22,6 @@ from pggan import network_sources
 from pggan.errors import UserError
 from pggan.training.config import TrainingConfig
 
-NETWORK_ITEMS = ("generator", "discriminator", "generator_ema")
-
 
 class TransferError(UserError):
     """init_from names networks that this run cannot start from; the message says what to change."""
@@ -54,11 +52,11 @@ def start_from(config: TrainingConfig, state: dict) -> dict:
     into it, on the shardings of `state`'s parameters; `state` itself without init_from."""
     if not config.init_from:
         return state
-    source = network_sources.load(config.init_from, NETWORK_ITEMS)
+    source = network_sources.load(config.init_from, network_sources.ITEMS)
     _check_architecture(config, source)
     logging.info("Starting from the networks of %s (%dx%d, trained for %.1f kimg).", config.init_from,
                  source.resolution, source.resolution, source.meta.get("step", 0) / 1000)
-    for item in NETWORK_ITEMS:
+    for item in network_sources.ITEMS:
         state[item] = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
                                    source.parameters[item], state[item])
     return state
