@@ -42,6 +42,7 @@ def run() -> None:
         else None
     source = {"step": int(loaded.meta.get("step", 0)), "path": os.path.basename(os.path.normpath(choice["workdir"])),
               "kind": loaded.meta["kind"]}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     portable.write(out, loaded.spec, loaded.parameters, resolution=loaded.resolution, alpha=loaded.alpha,
                    source=source, stablehlo=stablehlo)
     print(f"Wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB): {', '.join(loaded.parameters)}"
