@@ -1,17 +1,21 @@
-"""config.init_from: a new run starts from a run's (or an export's) G, D and EMA G at their resolution, with
-its own counters; a different architecture is refused in one line."""
+"""config.init_from: a new run starts from a run's (or an export's, or an official pickle's) G, D and EMA G at
+their resolution, with its own counters; a different architecture is refused in one line."""
 
 import jax
 import numpy as np
 import pytest
 
+import pggan
 from pggan import network_sources
 from pggan.errors import UserError
 from pggan.model import networks
+from pggan.official import importer
 from pggan.training import loop, validation
-from tests import tool_support
+from tests import official_format, tool_support
 from tests.run_support import load_recipe, write_checkpoints
 from tests.training_support import final_state, tiny_config
+
+OFFICIAL_D = dict(num_channels=3, resolution=16, label_size=0, fmap_base=64, fmap_max=16)  # as in official_format
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +66,20 @@ def test_a_different_architecture_or_an_export_without_d_is_refused_in_one_line(
     assert plan.schedule.resolutions() == [8, 16]
     with pytest.raises(UserError, match="holds no generator or discriminator .* --training_networks"):
         loop.train_and_evaluate(plan, str(tmp_path / "run"))
+
+
+def test_an_official_pickle_loads_and_plans_like_its_imported_checkpoint(tmp_path):
+    pkl = tmp_path / "network-snapshot-000140.pkl"
+    official_format.write_snapshot(pkl, dict(OFFICIAL_D, latent_size=8), OFFICIAL_D, seed=3, lod=0.5)
+    workdir = str(tmp_path / "imported")
+    summary = importer.import_snapshot(str(pkl), workdir)
+    # Converted in memory or read from the imported checkpoint: the same generator, the same images.
+    direct, imported = pggan.load_generator(str(pkl)), pggan.load_generator(workdir)
+    assert (direct.resolution, direct.alpha) == (imported.resolution, imported.alpha) == (16, 0.5)
+    np.testing.assert_array_equal(direct.generate(range(6)), imported.generate(range(6)))
+    config = importer.imported_config(summary.spec, "digits")
+    config.init_from = str(pkl)
+    assert validation.plan_run(config, jax.devices()[:1]).schedule.resolutions() == [16]
+    config.model.fmap_max = 32
+    with pytest.raises(UserError, match="fmap_max 16 vs 32"):
+        validation.plan_run(config, jax.devices()[:1])
