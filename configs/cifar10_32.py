@@ -1,21 +1,6 @@
-"""CIFAR-10 32x32, unconditional (the paper's inception-score experiment setting at 32 px).
-
-    python tools/prepare_dataset.py --source=tfds:cifar10 --name=cifar10
-    python -m pggan.main --config=configs/cifar10_32.py --workdir=runs/cifar10
-
-Class-conditional variant: --config.model.label_size=10 (labels come from the dataset).
+"""CIFAR-10 32x32, unconditional (the paper's inception-score experiment setting at 32 px). Defined in
+pggan/recipes/cifar10_32.py (so that `--config=cifar10_32` works from any folder once pggan is installed);
+this file lets tools that take a recipe path use it.
 """
 
-from pggan.training.defaults import default_config
-
-
-def get_config():
-    config = default_config()
-    config.seed = 1000
-    config.model.resolution = 32
-    config.dataset.name = "cifar10"
-    config.dataset.source = ""
-    config.schedule.total_kimg = 12000
-    config.schedule.minibatch_base = 64
-    config.schedule.minibatch = {4: 128, 8: 128, 16: 128, 32: 64}
-    return config
+from pggan.recipes.cifar10_32 import get_config  # noqa: F401

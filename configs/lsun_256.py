@@ -1,21 +1,6 @@
-"""LSUN 256x256 (e.g. bedroom): the official v2 recipe at 256 px, mirror augmentation on.
-
-    python tools/prepare_dataset.py --source=tfds:lsun/bedroom --resolution=256 --name=lsun_bedroom_256
-    python -m pggan.main --config=configs/lsun_256.py --workdir=runs/lsun_bedroom
-    # another category: --config.dataset.name=lsun_church_256
+"""LSUN 256x256 (e.g. bedroom): the official v2 recipe at 256 px, mirror augmentation on. Defined in
+pggan/recipes/lsun_256.py (so that `--config=lsun_256` works from any folder once pggan is installed); this
+file lets tools that take a recipe path use it.
 """
 
-from pggan.training.defaults import default_config, v2_schedule_presets
-
-
-def get_config():
-    config = default_config()
-    config.seed = 1000
-    config.model.resolution = 256
-    config.dataset.name = "lsun_bedroom_256"
-    config.dataset.source = ""
-    config.dataset.mirror_augment = True
-    config.schedule.total_kimg = 12000
-    config.schedule.max_minibatch_per_device = {256: 16}
-    config.schedule.by_device_count = v2_schedule_presets()
-    return config
+from pggan.recipes.lsun_256 import get_config  # noqa: F401

@@ -384,17 +384,30 @@ class CheckpointReader:
 
         return {k: int(v) for k, v in self._checked_read(step, ["counters"], restore).items()}
 
+    def parameters(self, step: int, items: Sequence[str]) -> tuple[networks.ModelSpec, dict, dict]:
+        """(model spec, {item: parameter tree as NumPy-backed arrays}, meta with 'step' added) of one checkpoint.
+
+        items: names from PARAMETER_ITEMS ('generator_ema', 'generator', 'discriminator'); their files and the
+        metadata are checked against the checkpoint's checksums first, their shapes against the config's model.
+        """
+        meta = self.meta(step)
+        spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
+        if not items:
+            return spec, {}, {**meta, "step": step}
+        expected = {item: networks.parameters(networks.abstract_discriminator(spec) if item == "discriminator"
+                                              else networks.abstract_generator(spec)) for item in items}
+        check_parameter_layout(self.manager, step, expected)
+        targets = {item: ocp.args.StandardRestore(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree))
+                   for item, tree in expected.items()}
+        restored = self._checked_read(step, list(items), lambda: self.manager.restore(
+            step, args=ocp.args.Composite(**targets)))
+        return spec, {item: restored[item] for item in items}, {**meta, "step": step}
+
     def generator(self, step: int, network: str = "ema") -> tuple[networks.Generator, dict]:
         """(Generator on the default device, meta with 'step' added) of one checkpoint; see `load_generator`."""
         item = _network_items(network)[0]
-        meta = self.meta(step)
-        spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
-        abstract = networks.abstract_generator(spec)
-        check_parameter_layout(self.manager, step, {item: networks.parameters(abstract)})
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), networks.parameters(abstract))
-        params = self._checked_read(step, [item], lambda: self.manager.restore(
-            step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item])
-        return networks.merge_parameters(abstract, params), {**meta, "step": step}
+        spec, params, meta = self.parameters(step, [item])
+        return networks.merge_parameters(networks.abstract_generator(spec), params[item]), meta
 
 
 def _restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:

@@ -1,4 +1,4 @@
-"""Trains a progressive GAN: `python -m pggan.main --config=configs/quickstart.py --workdir=runs/quickstart`.
+"""Trains a progressive GAN: `pggan-train --config=quickstart --workdir=runs/quickstart` (or `python -m pggan.main`).
 
 Running the same command again resumes from the workdir's latest checkpoint. Any config field can
 be overridden on the command line, e.g. `--config.schedule.total_kimg=100 --config.seed=1`.
@@ -20,7 +20,8 @@ config_flags = dependencies.import_or_exit("ml_collections.config_flags", "readi
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None,
-    "Path to a recipe file in configs/ (a Python file with get_config()). Override any field with "
+    "A recipe: its name (quickstart, tiny, cifar10_32, celebahq_1024, ...: pggan/recipes/) or the path of a "
+    "Python file with get_config(). Override any field with "
     "--config.<field>=<value>, e.g. --config.schedule.total_kimg=100.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None,
@@ -94,14 +95,31 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _with_recipe_paths(argv: list[str]) -> list[str]:
+    """argv with a recipe name in --config=NAME (or --config NAME) replaced by its file (`recipes.recipe_path`)."""
+    from pggan import recipes
+
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            argv[i] = "--config=" + recipes.recipe_path(arg[len("--config="):])
+        elif arg == "--config" and i + 1 < len(argv):
+            argv[i + 1] = recipes.recipe_path(argv[i + 1])
+    return argv
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, plus one-line errors for a missing recipe file and for a --config.<field>
-    override that names no field (ml_collections raises those while parsing)."""
+    """absl's flag parsing, plus one-line errors for an unknown recipe, a missing recipe file and a
+    --config.<field> override that names no field (ml_collections raises those while parsing)."""
+    from pggan.errors import UserError
+
     try:
-        return app.parse_flags_with_usage(argv)
+        return app.parse_flags_with_usage(_with_recipe_paths(argv))
+    except UserError as e:
+        sys.exit(_fail(str(e)))
     except OSError as e:
         sys.exit(_fail(f"--config: the recipe file cannot be loaded ({str(e).splitlines()[-1].strip()}); pass a "
-                       f"recipe file such as configs/quickstart.py"))
+                       f"recipe name such as quickstart or a recipe file"))
     except (AttributeError, KeyError) as e:
         # ml_collections' message names the field in quotes, maybe followed by 'Did you mean "x" ...?'.
         message = str(e)
@@ -112,7 +130,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
         culprits = [name for name in overrides if field in name.split(".")]
         sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}"
                        f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; check the spelling "
-                       f"against the recipe file and pggan/training/defaults.py"))
+                       f"against the recipe (pggan/recipes/) and pggan/training/defaults.py"))
 
 
 def main(argv: list[str]) -> int:
@@ -155,7 +173,10 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    app.run(main, flags_parser=_parse_flags)
+    """The console script `pggan-train`."""
+    from pggan.cli.runner import run_program
+
+    run_program(main, __name__, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

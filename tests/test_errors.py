@@ -11,9 +11,15 @@ from pggan.errors import UserError
 INTERNAL = {"MalformedFileError": "each weight-file loader reports it as its own one-line error"}
 
 
+# The programs (the launcher and pggan/cli's console scripts) define absl flags under shared names (--out,
+# --outdir, --workdir ...), so no two of them load into one process; they raise UsageError (pggan.cli.runner).
+PROGRAM_SUPPORT = {"pggan.cli.runner", "pggan.cli.checkpoint_flags"}
+
+
 def _pggan_modules():
     for info in pkgutil.walk_packages(pggan.__path__, "pggan."):
-        if info.name != "pggan.main":  # the launcher defines absl flags that the tools' modules define too
+        program = info.name == "pggan.main" or (info.name.startswith("pggan.cli.") and info.name not in PROGRAM_SUPPORT)
+        if not program:
             yield importlib.import_module(info.name)
 
 

@@ -53,7 +53,7 @@ def test_imported_checkpoint_samples_like_the_official_networks(imported_run, ne
 
 def test_tool_reports_what_it_imported(imported_run):
     assert "16x16x3" in imported_run["stdout"] and "alpha 0.5" in imported_run["stdout"]
-    assert "tools/generate.py" in imported_run["stdout"]
+    assert "pggan-generate" in imported_run["stdout"]
 
 
 def test_tool_errors_are_one_line_and_nonzero(imported_run, tmp_path):

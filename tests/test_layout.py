@@ -10,13 +10,15 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pggan"
 LAYERS = [
     {"pggan.errors", "pggan.config_section", "pggan.safe_unpickling", "pggan.parallel", "pggan.disk",
      "pggan.checksums", "pggan.dependencies"},
-    {"pggan.model", "pggan.data", "pggan.metrics"},
-    {"pggan.checkpoint"},
+    # The official pickle's reading and conversion sit low, so that every loader of networks can use them.
+    {"pggan.model", "pggan.data", "pggan.metrics", "pggan.official.errors", "pggan.official.unpickler",
+     "pggan.official.snapshot", "pggan.official.convert"},
+    {"pggan.checkpoint", "pggan.portable", "pggan.network_sources"},
     {"pggan.sampling"},
-    {"pggan.image_sets"},
+    {"pggan.image_sets", "pggan.trained_generator", "pggan.projection"},
     {"pggan.evaluation"},
     {"pggan.training"},
-    {"pggan.official", "pggan.cli", "pggan.benchmarks"},
+    {"pggan.official", "pggan.cli", "pggan.benchmarks", "pggan.recipes"},
     {"pggan.main"},
 ]
 

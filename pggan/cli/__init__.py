@@ -1,1 +1,2 @@
-"""What the programs in tools/ share: checkpoint-choosing flags and one-line error reporting."""
+"""What the programs in pggan/cli share (the console scripts pggan-*, and tools/ wraps them): checkpoint-choosing
+flags and one-line error reporting."""

@@ -1,4 +1,4 @@
-"""Pieces shared by the programs in tools/: the flags that choose a run's checkpoint.
+"""Pieces shared by the programs in pggan/cli: the flags that choose a run's checkpoint.
 
 The flags live here, defined once, so that several tools can be imported into one process (tests
 do that; absl refuses a flag name defined by two modules):
@@ -20,8 +20,9 @@ from pggan.sampling import generation
 from pggan.cli.runner import UsageError
 
 WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory of the training run (the --workdir given to pggan.main): its checkpoints/ and "
-    "samples/ folders are read.")
+    "workdir", None, "Directory of the training run (the --workdir given to pggan-train): its checkpoints/ and "
+    "samples/ folders are read. pggan-generate, pggan-export and pggan-project also take one of its checkpoint "
+    "folders, a .pggan export or an official .pkl.")
 STEP = flags.DEFINE_integer(
     "step", None, "Use the checkpoint at this step (number of real images shown, the folder name in "
     "WORKDIR/checkpoints/). Default: the latest checkpoint.", lower_bound=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 from pggan.errors import UserError
 
@@ -32,3 +32,12 @@ def run_tool(run: Callable[[], None]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_program(main: Callable[[list[str]], int], module_name: str, **app_options) -> None:
+    """Runs `main` as an absl program (a console script pggan-*, or a tools/ wrapper) whose --help shows the
+    flags and docstring of module `module_name`, the module that defines them, whatever file was started."""
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = sys.modules[module_name].__doc__
+    app.run(main, **app_options)

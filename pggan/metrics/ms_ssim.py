@@ -80,11 +80,13 @@ def _box_downsample(x: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def ms_ssim(x: jax.Array, y: jax.Array) -> jax.Array:
+def ms_ssim(x: jax.Array, y: jax.Array, floor: float = 0.0) -> jax.Array:
     """MS-SSIM of image pairs.
 
     Args:
       x, y: [N, H, W, C] (uint8 or float), values in [0, 255]; H and W divisible by 16.
+      floor: lower bound of each scale's cs and SSIM before the powers: 0 as in the reference; a small
+        positive floor keeps the gradient finite (the projection of real images optimises through it).
 
     Returns:
       float32 [N], 1 for identical images.
@@ -98,8 +100,8 @@ def ms_ssim(x: jax.Array, y: jax.Array) -> jax.Array:
         ssim, cs = ssim_and_cs(x, y)
         ssims.append(ssim)
         css.append(cs)
-    cs = jnp.maximum(jnp.stack(css[:-1]), 0.0)  # [4, N]
-    return jnp.prod(cs ** weights[:-1, None], axis=0) * jnp.maximum(ssims[-1], 0.0) ** weights[-1]
+    cs = jnp.maximum(jnp.stack(css[:-1]), floor)  # [4, N]
+    return jnp.prod(cs ** weights[:-1, None], axis=0) * jnp.maximum(ssims[-1], floor) ** weights[-1]
 
 
 def check_ms_ssim_size(height: int, width: int) -> None:

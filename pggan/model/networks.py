@@ -314,6 +314,22 @@ class Discriminator(nnx.Module):
         return x.astype(jnp.float32)
 
 
+    def features(self, images: jax.Array, *, resolution: int) -> list[jax.Array]:
+        """D's activations of fully faded-in images, for perceptual distances (projection of real images).
+
+        images: float [N, resolution, resolution, num_channels] in about [-1, 1]. Returns float32
+        [N, r, r, c] arrays: after from_rgb at `resolution`, then after each resolution-halving block
+        down to 4x4 (the minibatch-stddev block is left out, so each image's features are its own).
+        """
+        level = level_of(resolution, self.spec)
+        x = self._from_rgb(level, images)
+        found = [x]
+        for i in range(level, 0, -1):
+            x = self.blocks[i](x)
+            found.append(x)
+        return [f.astype(jnp.float32) for f in found]
+
+
 def build_networks(spec: ModelSpec, seed: int) -> tuple[Generator, Discriminator]:
     """Creates G and D with parameters drawn from `seed` (G and D get independent streams)."""
     generator = Generator(spec, rngs=nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), 0)))

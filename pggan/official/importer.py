@@ -8,12 +8,11 @@ import re
 
 import ml_collections
 
-from pggan import checkpoint
+from pggan import checkpoint, network_sources
 
 from pggan.model import networks
 
 from pggan.training import defaults, train_state
-from pggan.official import convert, snapshot
 from pggan.official.errors import SnapshotError
 
 _SNAPSHOT_NAME = re.compile(r"network-snapshot-(\d+)\.pkl$")
@@ -65,14 +64,10 @@ def import_snapshot(pkl_path: str, workdir: str, *, kimg: float | None = None,
     existing = checkpoint.checkpoint_dir(workdir)
     if os.path.isdir(existing) and os.listdir(existing):
         raise SnapshotError(f"{workdir!r} already holds checkpoints; import into a new, empty --workdir")
-    progress("reading the pickle")
-    loaded = snapshot.load_snapshot(pkl_path)
-    spec = snapshot.model_spec(loaded)
-    resolution, alpha = snapshot.fade_state(spec, loaded.generator_ema.lod)
-    progress("converting G, D and Gs")
-    g = convert.generator_parameters(loaded.generator, spec)
-    d = convert.discriminator_parameters(loaded.discriminator, spec)
-    gs = convert.generator_parameters(loaded.generator_ema, spec)
+    progress("reading and converting G, D and Gs")
+    loaded = network_sources.load(pkl_path, network_sources.ITEMS)
+    spec, resolution, alpha = loaded.spec, loaded.resolution, loaded.alpha
+    g, d, gs = (loaded.parameters[item] for item in ("generator", "discriminator", "generator_ema"))
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(pkl_path))[0])
     config = imported_config(spec, f"imported-{stem}")
     nimg = int(round(1000 * (snapshot_kimg(pkl_path) if kimg is None else kimg)))
@@ -80,5 +75,5 @@ def import_snapshot(pkl_path: str, workdir: str, *, kimg: float | None = None,
         raise SnapshotError(f"--kimg must be >= 0, got {kimg}")
     progress("writing the checkpoint")
     step = train_state.save_networks(workdir, config, g, d, gs, nimg=nimg, resolution=resolution, alpha=alpha)
-    return ImportSummary(spec=spec, lod=loaded.generator_ema.lod, resolution=resolution, alpha=alpha, step=step,
+    return ImportSummary(spec=spec, lod=loaded.meta["lod"], resolution=resolution, alpha=alpha, step=step,
                          dataset_name=config.dataset.name)

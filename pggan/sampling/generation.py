@@ -22,7 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from pggan import checkpoint, parallel
+from pggan import checkpoint, network_sources, parallel
 
 from pggan.sampling import latent_space, media
 from pggan.errors import UserError
@@ -172,11 +172,16 @@ class Sampler:
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, resolution: int | None = None,
                         network: str = "ema", **options) -> tuple["Sampler", dict]:
-        """Loads a run's generator (see `checkpoint.load_generator`) at the resolution and fade-in it
-        was trained at. Options are checked before the (slow) load. Returns (sampler, checkpoint meta)."""
+        """Loads a generator (see `network_sources.load`: `workdir` may also be a run's checkpoints folder, a
+        .pggan export or an official .pkl) at the resolution and fade-in it was trained at. Options are checked
+        before the (slow) load. Returns (sampler, meta with at least 'resolution', 'alpha' and 'step')."""
         _check_sampler_options(options.get("psi", 1.0), options.get("batch_size", 0))
-        generator, meta = checkpoint.load_generator(workdir, step=step, resolution=resolution, network=network)
-        return cls(generator, resolution=meta["resolution"], alpha=meta["alpha"], **options), meta
+        if network not in checkpoint.NETWORK_ITEMS:
+            raise GenerationError(f"--network must be one of {sorted(checkpoint.NETWORK_ITEMS)}, got {network!r}")
+        item = checkpoint.NETWORK_ITEMS[network]
+        loaded = network_sources.load(workdir, [item], step=step, resolution=resolution)
+        meta = {**loaded.meta, "resolution": loaded.resolution, "alpha": loaded.alpha}
+        return cls(loaded.generator(item), resolution=loaded.resolution, alpha=loaded.alpha, **options), meta
 
     @property
     def spec(self) -> ModelSpec:
@@ -230,21 +235,28 @@ def seed_image_filename(seed: int, class_id: int | None = None) -> str:
     return f"seed{seed:06d}.png" if class_id is None else f"seed{seed:06d}-class{class_id}.png"
 
 
-def save_seed_images(sampler: Sampler, seeds: Sequence[int], outdir: str, *, zoom: int = 1,
-                     progress: bool = False) -> list[str]:
-    """Writes one PNG per seed into outdir (created if missing), named by `seed_image_filename`.
+def seed_images(sampler: Sampler, seeds: Sequence[int], *, progress: bool = False) -> Iterator[np.ndarray]:
+    """The image of each seed, uint8 [R, R, C], in seed order, generated batch by batch as consumed.
 
-    The image of seed s comes from `sampling.latents_for_seeds([s])` (and, for a conditional model
+    The image of seed s comes from `latent_space.latents_for_seeds([s])` (and, for a conditional model
     without a fixed label, class s mod label_size), so it does not depend on the other seeds.
-    Images are uint8 [R * zoom, R * zoom, C]. Returns the paths written, in seed order.
     """
     seeds = list(seeds)
     latents = latent_space.latents_for_seeds(seeds, sampler.spec.latent_size)
+    return (image for batch in sampler.image_batches(latents, seeds, progress=progress) for image in batch)
+
+
+def save_seed_images(sampler: Sampler, seeds: Sequence[int], outdir: str, *, zoom: int = 1,
+                     progress: bool = False) -> list[str]:
+    """Writes one PNG per seed (`seed_images`) into outdir (created if missing), named by `seed_image_filename`.
+
+    Images are uint8 [R * zoom, R * zoom, C]. Returns the paths written, in seed order.
+    """
+    seeds = list(seeds)
     classes = sampler.class_ids(seeds)
     paths = [os.path.join(outdir, seed_image_filename(seed, None if classes is None else int(classes[i])))
              for i, seed in enumerate(seeds)]
-    images = (image for batch in sampler.image_batches(latents, seeds, progress=progress) for image in batch)
-    for image, path in zip(images, paths):
+    for image, path in zip(seed_images(sampler, seeds, progress=progress), paths):
         media.save_png(_zoomed(image, zoom), path)
     return paths
 

@@ -65,6 +65,23 @@ def _check_positive(name: str, value) -> None:
         raise SamplingError(f"{name} must be a positive integer, got {value!r}")
 
 
+def parse_seeds(text: str) -> list[int]:
+    """A seed list as users write it: '1,5,7-10' -> [1, 5, 7, 8, 9, 10] (ranges inclusive, order kept).
+
+    SamplingError (one line) for anything else: a descending range ('5-1'), a non-number ('x'), an empty list.
+    """
+    seeds = []
+    for part in (p.strip() for p in str(text).split(",")):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise SamplingError(f"seeds must be non-negative integers and ranges like 1,5,7-10; {part!r} in "
+                                f"{text!r} is neither")
+        if dash and int(high) < int(low):
+            raise SamplingError(f"seed range {part!r} in {text!r} runs backwards; write it {high}-{low}")
+        seeds.extend(range(int(low), int(high if dash else low) + 1))
+    return seeds
+
+
 def latents_for_seeds(seeds: Sequence[int], latent_size: int) -> np.ndarray:
     """One latent per seed: float32 [len(seeds), latent_size] ~ N(0, 1), independent of the others."""
     _check_positive("latent_size", latent_size)

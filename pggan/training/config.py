@@ -285,12 +285,16 @@ class TrainingConfig:
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     compilation_cache_dir: str = setting("~/.cache/pggan/jax", "compiled training rounds are kept here between runs "
                                                                "('' = off; an exported JAX_COMPILATION_CACHE_DIR wins)")
+    init_from: str = setting("", "fine-tune: start G, D and the EMA G from these trained networks (a run's workdir, a "
+                                 ".pggan export with --training_networks, or an official .pkl) at their resolution; "
+                                 "'' = random initialisation")
     max_consecutive_nonfinite: int = setting(100, "stop after this many training steps in a row were skipped for "
                                                   "non-finite gradients (0 = never)")
 
     def __post_init__(self):
         require(is_int_at_least(self.seed, 0) and self.seed < 2**32,
                 f"config.seed must be an integer in [0, 2**32), got {self.seed!r}")
+        require(isinstance(self.init_from, str), f"config.init_from must be a path or '', got {self.init_from!r}")
         require(is_int_at_least(self.max_consecutive_nonfinite, 0),
                 f"config.max_consecutive_nonfinite must be >= 0 (0 = no limit), got {self.max_consecutive_nonfinite}")
         mmd = self.loss.name == losses.MMD

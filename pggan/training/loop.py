@@ -31,7 +31,7 @@ from pggan.model import networks
 
 from pggan.sampling import generation, latent_space, media
 
-from pggan.training import eta, preemption, run_length, train_step
+from pggan.training import eta, preemption, run_length, train_step, transfer
 from pggan.data import config as data_config, device_dataset
 from pggan.errors import UserError
 from pggan.training.schedule import Phase, Schedule
@@ -140,7 +140,7 @@ class Trainer:
                          jax.process_count())
             self.writer.write_config(self.config)
             start = time.time()
-            state = jax.block_until_ready(self.step.init_state(self.config.seed))
+            state = jax.block_until_ready(transfer.start_from(self.config, self.step.init_state(self.config.seed)))
             logging.info("Networks initialised in %.1f s.", time.time() - start)
             return state, Progress()
         step, state, meta = restored

@@ -21,7 +21,7 @@ from pggan import disk, parallel
 
 from pggan.model import losses, normalization
 
-from pggan.training import landscape, microbatching
+from pggan.training import landscape, microbatching, transfer
 from pggan.config_section import is_int_at_least, is_number_at_least
 from pggan.training.schedule import Schedule
 from pggan.training.config import ConfigError, TrainingConfig
@@ -46,7 +46,8 @@ def plan_run(config: Mapping[str, Any] | TrainingConfig, devices: Sequence[jax.D
 
     Raises ConfigError (a one-line message naming the field) for any impossible setting.
     """
-    typed = config if isinstance(config, TrainingConfig) else TrainingConfig.parse(config)
+    typed = transfer.with_starting_resolution(config if isinstance(config, TrainingConfig)
+                                              else TrainingConfig.parse(config))
     mesh = parallel.make_mesh(devices)
     return RunPlan(typed, schedule_for_devices(typed, mesh.size), mesh)
 
