@@ -160,7 +160,7 @@ def test_bad_folders_give_clear_errors(tmp_path):
 
 
 def test_missing_dataset_error_says_how_to_prepare(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="run tools/prepare_dataset.py"):
+    with pytest.raises(DatasetNotFoundError, match="run pggan-prepare"):
         dataset.open_dataset("nothing_here", str(tmp_path))
 
 

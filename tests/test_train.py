@@ -92,7 +92,7 @@ def test_a_start_refused_before_training_leaves_no_workdir(tiny_data_dir, tmp_pa
     config = tiny_config(tiny_data_dir)
     config.dataset.name = "icons"
     workdir = tmp_path / "new_run"
-    with pytest.raises(UserError, match="no prepared dataset icons in .*: run tools/prepare_dataset.py"):
+    with pytest.raises(UserError, match="no prepared dataset icons in .*: run pggan-prepare"):
         loop.train_and_evaluate(config, str(workdir), devices=jax.devices()[:1])
     assert not workdir.exists() and not os.path.exists(os.path.join(tiny_data_dir, "icons"))
     existing = tmp_path / "existing"

@@ -250,7 +250,7 @@ def open_dataset(name: str, data_dir: str | None = None, *, prepare_if_missing_f
     if not os.path.exists(os.path.join(path, "dataset_info.json")):
         if prepare_if_missing_from is None:
             raise DatasetNotFoundError(
-                f"no prepared dataset {name} in {data_dir}: run tools/prepare_dataset.py --source=<folder:PATH|"
+                f"no prepared dataset {name} in {data_dir}: run pggan-prepare --source=<folder:PATH|"
                 f"tfds:NAME|digits|synthetic> --name={name} --data_dir={data_dir}")
         logging.info("Preparing dataset %s in %s from %s", name, data_dir, prepare_if_missing_from.describe())
         summary = builder.prepare_dataset(prepare_if_missing_from, data_dir, name, num_workers=num_workers)
