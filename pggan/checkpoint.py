@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import textwrap
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -37,10 +39,9 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 from pggan import checksums
-
-from pggan.model import networks, normalization
 from pggan.data import diff_augment
 from pggan.errors import UserError
+from pggan.model import networks, normalization
 
 STATE_ITEMS = ("generator", "discriminator", "generator_ema", "optimizers", "counters")
 # Items only some runs' states hold (saved and restored when present): SN's power-iteration vectors.
@@ -61,8 +62,7 @@ class CheckpointDamaged(CheckpointError):
 
     def __init__(self, step_dir: str, reason: str):
         self.step_dir, self.reason = step_dir, reason
-        super().__init__(f"checkpoint {os.path.basename(step_dir)} in {os.path.dirname(step_dir)} is damaged: "
-                         f"{reason}")
+        super().__init__(f"checkpoint {os.path.basename(step_dir)} in {os.path.dirname(step_dir)} is damaged: {reason}")
 
 
 class _ChecksummedStep(ocp.path.atomicity.AtomicRenameTemporaryPath):
@@ -165,7 +165,7 @@ def _read(manager: ocp.CheckpointManager, step: int, verified: bool, read: Calla
         return read()
     except RuntimeError:
         raise
-    except Exception as e:  # noqa: BLE001 - see the docstring
+    except Exception as e:
         reason = textwrap.shorten(str(e), 120, placeholder=" ...") or type(e).__name__
         raise CheckpointDamaged(_step_dir(manager, step), f"it does not load ({reason})") from None
 
@@ -191,8 +191,12 @@ class CheckpointStore:
         # cleanup_tmp_directories: a run killed mid-write leaves a `<step>.orbax-checkpoint-tmp-*`
         # directory; it is never loaded, and is deleted when the run restarts.
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=True, enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True, temporary_path_class=_ChecksummedStep)
+            preservation_policy=policy,
+            create=True,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+            temporary_path_class=_ChecksummedStep,
+        )
         self.manager = _manager(self.directory, options)
         for step in self.manager.all_steps():
             if self.manager.metadata(step).custom_metadata.get("stage_final"):
@@ -213,9 +217,16 @@ class CheckpointStore:
             self._stage_final.steps.add(step)
         items = {name: ocp.args.StandardSave(state[name]) for name in _items_of(state)}
         items["meta"] = ocp.args.JsonSave({**meta, "stage_final": stage_final})
-        self.manager.save(step, args=ocp.args.Composite(**items), force=True,
-                          custom_metadata={"stage_final": stage_final, "resolution": meta.get("resolution"),
-                                           CHECKSUMS_KEY: checksums.MANIFEST})
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(**items),
+            force=True,
+            custom_metadata={
+                "stage_final": stage_final,
+                "resolution": meta.get("resolution"),
+                CHECKSUMS_KEY: checksums.MANIFEST,
+            },
+        )
 
     def meta(self, step: int) -> dict:
         """The JSON metadata of the checkpoint at `step` (no arrays are read), unchecked."""
@@ -240,10 +251,10 @@ class CheckpointStore:
         for step in reversed(self.all_steps()):
             try:
                 verified = _verify(self.manager, step)
-                meta = _read(self.manager, step, verified, lambda: self.meta(step))
+                meta = _read(self.manager, step, verified, functools.partial(self.meta, step))
                 check_meta(meta)
                 check_parameter_layout(self.manager, step, {name: abstract_state[name] for name in PARAMETER_ITEMS})
-                state, meta = _read(self.manager, step, verified, lambda: self.restore(step, abstract_state))
+                state, meta = _read(self.manager, step, verified, functools.partial(self.restore, step, abstract_state))
             except CheckpointDamaged as damaged:
                 self._set_aside(damaged)
                 continue
@@ -252,7 +263,8 @@ class CheckpointStore:
             raise CheckpointError(
                 f"no intact checkpoint in {self.directory}: the damaged ones ({', '.join(damaged)}) are in "
                 f"{checksums.damaged_dir(self.directory)}; copy intact checkpoints into {self.directory} to resume, "
-                f"or move {checksums.damaged_dir(self.directory)} away to train from scratch")
+                f"or move {checksums.damaged_dir(self.directory)} away to train from scratch"
+            )
         return None
 
     def _set_aside(self, damaged: CheckpointDamaged) -> None:
@@ -284,11 +296,13 @@ class CheckpointReader:
         self.workdir = workdir
         self.directory = checkpoint_dir(workdir)
         if not os.path.isdir(self.directory):
-            raise CheckpointError(f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
-                                  f"--config=... --workdir={workdir}) or pass the right --workdir")
+            raise CheckpointError(
+                f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
+                f"--config=... --workdir={workdir}) or pass the right --workdir"
+            )
         self.manager = _manager(self.directory)
 
-    def __enter__(self) -> "CheckpointReader":
+    def __enter__(self) -> CheckpointReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -326,8 +340,10 @@ class CheckpointReader:
         at_resolution = [s for s in steps if self._step_metadata(s).get("resolution") == resolution]
         if not at_resolution:
             available = sorted({self._step_metadata(s).get("resolution") for s in steps} - {None})
-            raise CheckpointError(f"no checkpoint at resolution {resolution} in {self.workdir!r}; "
-                                  f"resolutions with checkpoints: {available}")
+            raise CheckpointError(
+                f"no checkpoint at resolution {resolution} in {self.workdir!r}; "
+                f"resolutions with checkpoints: {available}"
+            )
         return at_resolution
 
     def select(self, step: int | None = None, resolution: int | None = None, network: str | None = None) -> int:
@@ -359,15 +375,19 @@ class CheckpointReader:
                 _verify(self.manager, step, items)
             except CheckpointDamaged as damaged:
                 if exact:
-                    raise CheckpointDamaged(damaged.step_dir, f"{damaged.reason}; choose another step (available: "
-                                            f"{sorted(self.manager.all_steps())})") from None
+                    raise CheckpointDamaged(
+                        damaged.step_dir,
+                        f"{damaged.reason}; choose another step (available: {sorted(self.manager.all_steps())})",
+                    ) from None
                 logging.warning("%s; skipping it.", damaged)
                 continue
             yield step
 
     def _all_damaged(self, steps: Sequence[int]) -> CheckpointError:
-        return CheckpointError(f"every checkpoint asked for in {self.workdir!r} ({', '.join(map(str, steps))}) is "
-                               f"damaged (see the warnings above); restore intact copies into {self.directory}")
+        return CheckpointError(
+            f"every checkpoint asked for in {self.workdir!r} ({', '.join(map(str, steps))}) is "
+            f"damaged (see the warnings above); restore intact copies into {self.directory}"
+        )
 
     def _checked_read(self, step: int, items: Sequence[str], read: Callable[[], Any]) -> Any:
         """read() after checking the files of `items`; CheckpointDamaged if they differ or fail to load."""
@@ -379,6 +399,7 @@ class CheckpointReader:
 
     def counters(self, step: int) -> dict[str, int]:
         """The int32 training counters of one checkpoint (skipped non-finite D and G updates, ...), as ints."""
+
         def restore():  # no target: the counters as saved
             return self.manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore()))["counters"]
 
@@ -394,13 +415,20 @@ class CheckpointReader:
         spec = networks.ModelSpec.from_config(json.loads(meta["config"])["model"])
         if not items:
             return spec, {}, {**meta, "step": step}
-        expected = {item: networks.parameters(networks.abstract_discriminator(spec) if item == "discriminator"
-                                              else networks.abstract_generator(spec)) for item in items}
+        expected = {
+            item: networks.parameters(
+                networks.abstract_discriminator(spec) if item == "discriminator" else networks.abstract_generator(spec)
+            )
+            for item in items
+        }
         check_parameter_layout(self.manager, step, expected)
-        targets = {item: ocp.args.StandardRestore(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree))
-                   for item, tree in expected.items()}
-        restored = self._checked_read(step, list(items), lambda: self.manager.restore(
-            step, args=ocp.args.Composite(**targets)))
+        targets = {
+            item: ocp.args.StandardRestore(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree))
+            for item, tree in expected.items()
+        }
+        restored = self._checked_read(
+            step, list(items), lambda: self.manager.restore(step, args=ocp.args.Composite(**targets))
+        )
         return spec, {item: restored[item] for item in items}, {**meta, "step": step}
 
     def generator(self, step: int, network: str = "ema") -> tuple[networks.Generator, dict]:
@@ -430,8 +458,10 @@ def check_parameter_layout(manager: ocp.CheckpointManager, step: int, expected: 
     """
     stored = manager.item_metadata(step)
     for item, tree in expected.items():
-        saved = {jax.tree_util.keystr(p, simple=True, separator="/"): tuple(leaf.shape) for p, leaf in
-                 jax.tree_util.tree_flatten_with_path(stored[item])[0]}
+        saved = {
+            jax.tree_util.keystr(p, simple=True, separator="/"): tuple(leaf.shape)
+            for p, leaf in jax.tree_util.tree_flatten_with_path(stored[item])[0]
+        }
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
             name = jax.tree_util.keystr(path, simple=True, separator="/")
             shape = tuple(leaf.shape)
@@ -442,13 +472,17 @@ def check_parameter_layout(manager: ocp.CheckpointManager, step: int, expected: 
                 raise CheckpointError(
                     f"checkpoint {step_dir} was written by pggan 0.1, whose generator had one 4x4 bias per pixel "
                     f"({saved[name][0]} values) instead of the official one per channel ({shape[0]}); this version "
-                    "cannot load it: train again, or import NVIDIA's network with tools/import_official.py")
-            raise CheckpointError(f"checkpoint {step_dir} holds {item} parameter {name} of shape {saved.get(name)}, "
-                                  f"but its config's model needs {shape}; it was not written by this version of pggan")
+                    "cannot load it: train again, or import NVIDIA's network with tools/import_official.py"
+                )
+            raise CheckpointError(
+                f"checkpoint {step_dir} holds {item} parameter {name} of shape {saved.get(name)}, "
+                f"but its config's model needs {shape}; it was not written by this version of pggan"
+            )
 
 
-def load_generator(workdir: str, *, step: int | None = None, resolution: int | None = None,
-                   network: str = "ema") -> tuple[networks.Generator, dict]:
+def load_generator(
+    workdir: str, *, step: int | None = None, resolution: int | None = None, network: str = "ema"
+) -> tuple[networks.Generator, dict]:
     """Loads a generator for sampling from a run's workdir.
 
     Args:

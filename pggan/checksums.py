@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 MANIFEST = "checksums.json"
 DAMAGED_DIR = "damaged"

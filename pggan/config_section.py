@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def setting(default: Any, help: str) -> Any:  # noqa: A002 (the natural name of the argument)
+def setting(default: Any, help: str) -> Any:
     """A dataclass field with a default (dicts are copied per instance) and a one-line help text."""
     if isinstance(default, dict):
         return dataclasses.field(default_factory=lambda: dict(default), metadata={"help": help})
@@ -67,7 +67,9 @@ def resolution_table(table: Mapping[Any, Any] | None, name: str) -> dict[int, An
             resolution = int(key)
         except (TypeError, ValueError):
             resolution = 0
-        require(is_power_of_two(resolution) and resolution >= 4,
-                f"config.{name} has key {key!r}; keys must be resolutions 4, 8, 16, ...")
+        require(
+            is_power_of_two(resolution) and resolution >= 4,
+            f"config.{name} has key {key!r}; keys must be resolutions 4, 8, 16, ...",
+        )
         result[resolution] = value
     return result

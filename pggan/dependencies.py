@@ -33,8 +33,10 @@ def missing_package(error: ModuleNotFoundError, purpose: str) -> MissingPackageE
     """The one-line error for `error` (raised importing a package), saying that `purpose` needs it."""
     top = (error.name or "").split(".")[0]
     pip_name = PIP_NAMES.get(top, top)
-    return MissingPackageError(f"{purpose} needs the Python package {pip_name}, which is not installed: "
-                               f"pip install {pip_name} (or pip install -e . for all of pggan's packages)")
+    return MissingPackageError(
+        f"{purpose} needs the Python package {pip_name}, which is not installed: "
+        f"pip install {pip_name} (or pip install -e . for all of pggan's packages)"
+    )
 
 
 def require(module: str, purpose: str) -> types.ModuleType:

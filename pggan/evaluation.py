@@ -27,8 +27,8 @@ import json
 import os
 import time
 import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -36,19 +36,29 @@ from absl import logging
 from jax.sharding import Mesh
 
 from pggan import checkpoint
-
-from pggan.model import networks
 from pggan.data.dataset import PreparedDataset
 from pggan.errors import UserError
 from pggan.image_sets import DatasetImages, FolderImages, GeneratorImages, metric_resolution
-from pggan.metrics import (ALL_METRICS, DEFAULT_PROTOCOL, INCEPTION_METRICS, MIN_IMAGES, PIXEL_METRICS, REAL_METRICS,
-                           VGG16_METRICS, InceptionFeatureExtractor, MetricSuite, VGG16FeatureExtractor,
-                           WeightsFileError, weights_files)
+from pggan.metrics import (
+    ALL_METRICS,
+    DEFAULT_PROTOCOL,
+    INCEPTION_METRICS,
+    MIN_IMAGES,
+    PIXEL_METRICS,
+    REAL_METRICS,
+    VGG16_METRICS,
+    InceptionFeatureExtractor,
+    MetricSuite,
+    VGG16FeatureExtractor,
+    WeightsFileError,
+    weights_files,
+)
 from pggan.metrics.inception import FEATURE_DIM
 from pggan.metrics.inception_weights import INCEPTION_WEIGHTS
 from pggan.metrics.protocols import inception_protocol
 from pggan.metrics.reference_stats import FidStatistics, load_fid_statistics, save_fid_statistics
 from pggan.metrics.vgg16_weights import VGG16_WEIGHTS
+from pggan.model import networks
 
 METRICS_FILE = "metrics.jsonl"
 REFERENCE_STATS_METRICS = frozenset({"fid", "is", "ms_ssim"})  # what mu/sigma statistics can serve
@@ -105,9 +115,16 @@ class Result:
     details: dict[str, dict]
 
 
-def build_suite(names: Sequence[str], *, protocol: str = DEFAULT_PROTOCOL, inception_weights_path: str | None = None,
-                vgg16_weights_path: str | None = None, seed: int = 0, num_images: int | None = None,
-                cache_dir: str | os.PathLike | None = None) -> tuple[MetricSuite, str | None, dict[str, str]]:
+def build_suite(
+    names: Sequence[str],
+    *,
+    protocol: str = DEFAULT_PROTOCOL,
+    inception_weights_path: str | None = None,
+    vgg16_weights_path: str | None = None,
+    seed: int = 0,
+    num_images: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[MetricSuite, str | None, dict[str, str]]:
     """The MetricSuite of `names`; metrics whose weights are missing are dropped, with a note.
 
     inception_weights_path, vgg16_weights_path: the .pth files; None reads $PGGAN_INCEPTION_WEIGHTS /
@@ -119,8 +136,10 @@ def build_suite(names: Sequence[str], *, protocol: str = DEFAULT_PROTOCOL, incep
     if not names:
         raise EvaluationError(f"no metrics chosen; choose among {','.join(ALL_METRICS)}")
     inception_protocol(protocol)  # an unknown protocol is refused even without the weights
-    networks_needed = [(INCEPTION_WEIGHTS, INCEPTION_METRICS, inception_weights_path),
-                       (VGG16_WEIGHTS, VGG16_METRICS, vgg16_weights_path)]
+    networks_needed = [
+        (INCEPTION_WEIGHTS, INCEPTION_METRICS, inception_weights_path),
+        (VGG16_WEIGHTS, VGG16_METRICS, vgg16_weights_path),
+    ]
     extractors, notes, digests, kept = {}, [], {}, list(names)
     for spec, metric_names, path in networks_needed:
         if not metric_names & set(names):
@@ -135,10 +154,17 @@ def build_suite(names: Sequence[str], *, protocol: str = DEFAULT_PROTOCOL, incep
             if not kept:
                 raise EvaluationError(" ".join(notes)) from None
             continue
-        extractors[spec.network] = (InceptionFeatureExtractor(params, protocol) if spec is INCEPTION_WEIGHTS
-                                    else VGG16FeatureExtractor(params))
-    suite = MetricSuite(kept, seed=seed, inception=extractors.get(INCEPTION_WEIGHTS.network),
-                        vgg16=extractors.get(VGG16_WEIGHTS.network), protocol=protocol, num_images=num_images)
+        extractors[spec.network] = (
+            InceptionFeatureExtractor(params, protocol) if spec is INCEPTION_WEIGHTS else VGG16FeatureExtractor(params)
+        )
+    suite = MetricSuite(
+        kept,
+        seed=seed,
+        inception=extractors.get(INCEPTION_WEIGHTS.network),
+        vgg16=extractors.get(VGG16_WEIGHTS.network),
+        protocol=protocol,
+        num_images=num_images,
+    )
     return suite, " ".join(notes) or None, digests
 
 
@@ -146,8 +172,10 @@ def check_reference_metrics(names: Sequence[str]) -> None:
     """Raises EvaluationError unless FID statistics (mu, sigma) can serve every metric of `names`."""
     beyond = [n for n in names if n not in REFERENCE_STATS_METRICS]
     if beyond:
-        raise EvaluationError(f"FID statistics (mu, sigma) serve fid, is and ms_ssim only: drop {','.join(beyond)} "
-                              "from the metrics, or compare with images")
+        raise EvaluationError(
+            f"FID statistics (mu, sigma) serve fid, is and ms_ssim only: drop {','.join(beyond)} "
+            "from the metrics, or compare with images"
+        )
 
 
 def _counted(batches: Iterable, counter: list[int]) -> Iterator:
@@ -182,26 +210,47 @@ class Evaluator:
       MetricInputError: unknown metric or protocol; statistics that do not fit.
     """
 
-    def __init__(self, reals: PreparedDataset | FolderImages | FidStatistics | None, names: Sequence[str], *,
-                 num_images: int, num_reals: int | None = None, num_fakes: int | None = None,
-                 protocol: str = DEFAULT_PROTOCOL, batch_size: int = 64, seed: int = 0,
-                 inception_weights_path: str | None = None, vgg16_weights_path: str | None = None,
-                 cache_dir: str | os.PathLike | None = None, mesh: Mesh | None = None, progress: bool = False,
-                 reals_name: str | None = None):
+    def __init__(
+        self,
+        reals: PreparedDataset | FolderImages | FidStatistics | None,
+        names: Sequence[str],
+        *,
+        num_images: int,
+        num_reals: int | None = None,
+        num_fakes: int | None = None,
+        protocol: str = DEFAULT_PROTOCOL,
+        batch_size: int = 64,
+        seed: int = 0,
+        inception_weights_path: str | None = None,
+        vgg16_weights_path: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        mesh: Mesh | None = None,
+        progress: bool = False,
+        reals_name: str | None = None,
+    ):
         num_reals = num_images if num_reals is None else num_reals
         num_fakes = num_images if num_fakes is None else num_fakes
         if min(num_images, num_fakes) < MIN_IMAGES or (num_reals and num_reals < MIN_IMAGES) or batch_size < 1:
-            raise EvaluationError(f"num_images, num_reals (unless 0: all) and num_fakes must be >= {MIN_IMAGES} and "
-                                  f"batch_size >= 1, got {num_images}, {num_reals}, {num_fakes} and {batch_size}")
+            raise EvaluationError(
+                f"num_images, num_reals (unless 0: all) and num_fakes must be >= {MIN_IMAGES} and "
+                f"batch_size >= 1, got {num_images}, {num_reals}, {num_fakes} and {batch_size}"
+            )
         if isinstance(reals, FidStatistics):
             check_reference_metrics(names)
         if reals is None and REAL_METRICS & set(names):
-            raise EvaluationError(f"{','.join(n for n in names if n in REAL_METRICS)} compare with reals: give "
-                                  "real images or statistics")
+            raise EvaluationError(
+                f"{','.join(n for n in names if n in REAL_METRICS)} compare with reals: give real images or statistics"
+            )
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else weights_files.cache_dir()
         self.suite, self.note, self._digests = build_suite(
-            names, protocol=protocol, inception_weights_path=inception_weights_path,
-            vgg16_weights_path=vgg16_weights_path, seed=seed, num_images=num_images, cache_dir=self.cache_dir)
+            names,
+            protocol=protocol,
+            inception_weights_path=inception_weights_path,
+            vgg16_weights_path=vgg16_weights_path,
+            seed=seed,
+            num_images=num_images,
+            cache_dir=self.cache_dir,
+        )
         self.reals, self.protocol, self.seed, self.mesh, self.progress = reals, protocol, seed, mesh, progress
         self.batch_size, self.num_images, self.num_reals, self.num_fakes = batch_size, num_images, num_reals, num_fakes
         self._real_stats: dict[int, dict[str, np.ndarray]] = {}
@@ -244,10 +293,16 @@ class Evaluator:
     def cache_key(self, images: DatasetImages | FolderImages) -> dict:
         """Everything the real statistics of `images` depend on (JSON-serialisable)."""
         uses_protocol = bool(REAL_METRICS & INCEPTION_METRICS & set(self.names))
-        return {"format": _CACHE_FORMAT, "reals": images.identity(), "num_images": self.real_count(images.num_available),
-                "seed": self.seed, "statistics": sorted(REAL_METRICS & set(self.names)),
-                "swd_images": self.num_images if "swd" in self.names else None,
-                "protocol": self.protocol if uses_protocol else None, "weights": self._digests}
+        return {
+            "format": _CACHE_FORMAT,
+            "reals": images.identity(),
+            "num_images": self.real_count(images.num_available),
+            "seed": self.seed,
+            "statistics": sorted(REAL_METRICS & set(self.names)),
+            "swd_images": self.num_images if "swd" in self.names else None,
+            "protocol": self.protocol if uses_protocol else None,
+            "weights": self._digests,
+        }
 
     def cache_path(self, images: DatasetImages | FolderImages) -> Path:
         """The .npz file of the real statistics of `images`."""
@@ -272,16 +327,23 @@ class Evaluator:
             np.savez(partial, **stats, **{_CACHE_KEY_ENTRY: np.asarray(key)})
             partial.replace(path)  # atomic: a concurrent reader never sees half a file
         except OSError as error:
-            logging.warning("Could not cache the real statistics in %s (%s); they will be computed again "
-                            "next time. Set $PGGAN_CACHE_DIR to a writable directory.", path.parent, error)
+            logging.warning(
+                "Could not cache the real statistics in %s (%s); they will be computed again "
+                "next time. Set $PGGAN_CACHE_DIR to a writable directory.",
+                path.parent,
+                error,
+            )
 
     def real_statistics(self, resolution: int) -> dict[str, np.ndarray]:
         """The suite's real statistics at `resolution`: from memory, the disk cache, or computed and cached."""
         if not REAL_METRICS & set(self.names):
             return {}  # is and ms_ssim look at the fakes only
         if isinstance(self.reals, FidStatistics):
-            stats = {"inception_mean": self.reals.mean, "inception_cov": self.reals.cov,
-                     "protocol": np.asarray(self.protocol)}
+            stats = {
+                "inception_mean": self.reals.mean,
+                "inception_cov": self.reals.cov,
+                "protocol": np.asarray(self.protocol),
+            }
             if self.reals.num_images is not None:
                 stats["num_images"] = np.int64(self.reals.num_images)
             return stats
@@ -291,13 +353,15 @@ class Evaluator:
             path = self.cache_path(images)
             stats = self._load_cached(path, key)
             if stats is None:
-                batches = images.batches(self.real_count(images.num_available), self.batch_size, self.seed,
-                                         self.progress)
+                batches = images.batches(
+                    self.real_count(images.num_available), self.batch_size, self.seed, self.progress
+                )
                 with contextlib.closing(batches):  # a failed pass closes its progress bar before the error shows
                     stats = self.suite.real_statistics(batches)
                 if images.skipped:
-                    logging.warning("Skipped %d unreadable real images, e.g. %s", images.num_skipped,
-                                    "; ".join(images.skipped))
+                    logging.warning(
+                        "Skipped %d unreadable real images, e.g. %s", images.num_skipped, "; ".join(images.skipped)
+                    )
                 self._save_cache(path, key, stats)
             self._real_stats[resolution] = stats
         return self._real_stats[resolution]
@@ -307,8 +371,9 @@ class Evaluator:
         stats = self.real_statistics(resolution)
         if "inception_mean" not in stats:
             raise EvaluationError("saving statistics needs fid among the metrics (and the Inception weights)")
-        save_fid_statistics(path, stats["inception_mean"], stats["inception_cov"], self.protocol,
-                            int(stats["num_images"]))
+        save_fid_statistics(
+            path, stats["inception_mean"], stats["inception_cov"], self.protocol, int(stats["num_images"])
+        )
         return int(stats["num_images"])
 
     # ------------------------------------------------------------------------------------- fakes
@@ -328,8 +393,12 @@ class Evaluator:
     def evaluate_images(self, fakes: FolderImages, resolution: int) -> Result:
         """Scores of a folder of images against the reals (a dataset's level `resolution`)."""
         if self.fake_count() > fakes.num_available:
-            logging.info("Using all %d images of %s (fewer than the %d asked for).", fakes.num_available,
-                         fakes.path, self.fake_count())
+            logging.info(
+                "Using all %d images of %s (fewer than the %d asked for).",
+                fakes.num_available,
+                fakes.path,
+                self.fake_count(),
+            )
         result = self._score(fakes.batches(self.fake_count(), self.batch_size, self.seed, self.progress), resolution)
         if fakes.skipped:
             logging.warning("Skipped %d unreadable images, e.g. %s", fakes.num_skipped, "; ".join(fakes.skipped))
@@ -340,8 +409,12 @@ def load_reference_statistics(path: str, protocol: str) -> FidStatistics:
     """Published FID statistics for the Inception pool_3 features under `protocol` (one-line errors)."""
     stats = load_fid_statistics(path, FEATURE_DIM, protocol)
     if stats.protocol is None:
-        logging.warning("%s does not record its preprocessing: it is taken as protocol %s; make sure it was "
-                        "computed that way (see docs/metrics.md).", path, protocol)
+        logging.warning(
+            "%s does not record its preprocessing: it is taken as protocol %s; make sure it was "
+            "computed that way (see docs/metrics.md).",
+            path,
+            protocol,
+        )
     return stats
 
 
@@ -357,15 +430,25 @@ def evaluation_record(*, result: Result, seconds: float, source: str, reals: str
     name, a folder's path or 'reference statistics'), seconds (wall time of the evaluation), metrics
     ({name: float}) and details (per metric: protocol, num_reals, num_fakes).
     """
-    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "source": source}
+    record = {"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "source": source}
     if "step" in fields:
-        fields = {"step": int(fields["step"]), "kimg": fields["step"] / 1000, "resolution": int(fields["resolution"]),
-                  "alpha": float(fields["alpha"]), "metric_resolution": metric_resolution(fields["resolution"]),
-                  "network": fields["network"]}
+        fields = {
+            "step": int(fields["step"]),
+            "kimg": fields["step"] / 1000,
+            "resolution": int(fields["resolution"]),
+            "alpha": float(fields["alpha"]),
+            "metric_resolution": metric_resolution(fields["resolution"]),
+            "network": fields["network"],
+        }
     record.update(fields)
-    record.update({"reals": reals, "seconds": round(float(seconds), 3),
-                   "metrics": {name: float(value) for name, value in result.scores.items()},
-                   "details": result.details})
+    record.update(
+        {
+            "reals": reals,
+            "seconds": round(float(seconds), 3),
+            "metrics": {name: float(value) for name, value in result.scores.items()},
+            "details": result.details,
+        }
+    )
     return record
 
 
@@ -392,6 +475,13 @@ def evaluate_checkpoint(evaluator: Evaluator, workdir: str, step: int, network: 
     start = time.time()
     generator, meta = checkpoint.load_generator(workdir, step=step, network=network)
     result = evaluator.evaluate(generator, meta["resolution"], meta["alpha"])
-    return evaluation_record(result=result, seconds=time.time() - start, source="evaluate.py",
-                             reals=evaluator.reals_name, step=step, resolution=meta["resolution"],
-                             alpha=meta["alpha"], network=network)
+    return evaluation_record(
+        result=result,
+        seconds=time.time() - start,
+        source="evaluate.py",
+        reals=evaluator.reals_name,
+        step=step,
+        resolution=meta["resolution"],
+        alpha=meta["alpha"],
+        network=network,
+    )

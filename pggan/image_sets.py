@@ -21,19 +21,18 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from pggan.model import networks
-
-from pggan.sampling import generation
 from pggan.data import imaging
 from pggan.data.dataset import PreparedDataset
 from pggan.data.errors import SourceError, UnreadableImageError
 from pggan.metrics.swd import MIN_RESOLUTION as METRIC_MIN_RESOLUTION
+from pggan.model import networks
+from pggan.sampling import generation
 
 MAX_LISTED_SKIPS = 5
 _DECODE_THREADS = 8
@@ -84,9 +83,18 @@ class DatasetImages:
         """What identifies the images: the dataset's path, metadata, preparation time, and the level."""
         path = os.path.abspath(self.dataset.path)
         d = self.dataset
-        return {"path": path, "name": d.name, "num_examples": d.num_examples, "resolution": d.resolution,
-                "channels": d.channels, "num_classes": d.num_classes, "levels": list(d.levels), "source": d.source,
-                "prepared": _file_fingerprint(os.path.join(path, "dataset_info.json")), "level": self.resolution}
+        return {
+            "path": path,
+            "name": d.name,
+            "num_examples": d.num_examples,
+            "resolution": d.resolution,
+            "channels": d.channels,
+            "num_classes": d.num_classes,
+            "levels": list(d.levels),
+            "source": d.source,
+            "prepared": _file_fingerprint(os.path.join(path, "dataset_info.json")),
+            "level": self.resolution,
+        }
 
     def batches(self, num_images: int, batch_size: int, seed: int, progress: bool = False) -> Iterator[np.ndarray]:
         """uint8 [b, S, S, C] batches of the first num_images, S = metric_resolution(resolution)."""
@@ -94,7 +102,7 @@ class DatasetImages:
         indices = image_order(self.num_available, num_images, seed)
         with _progress(len(indices), f"reals {self.name} {self.resolution}px", progress) as bar:
             for start in range(0, len(indices), batch_size):
-                images, _ = level.read(indices[start:start + batch_size])
+                images, _ = level.read(indices[start : start + batch_size])
                 bar.update(len(images))
                 yield upscale_for_metrics(images)
 
@@ -113,11 +121,15 @@ class FolderImages:
         files = []
         for root, dirs, names in os.walk(self.path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            files += [os.path.join(root, n) for n in names
-                      if not n.startswith(".") and n.lower().endswith(imaging.IMAGE_EXTENSIONS)]
+            files += [
+                os.path.join(root, n)
+                for n in names
+                if not n.startswith(".") and n.lower().endswith(imaging.IMAGE_EXTENSIONS)
+            ]
         if not files:
-            raise SourceError(f"no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) found under {self.path} "
-                              "(searched recursively)")
+            raise SourceError(
+                f"no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) found under {self.path} (searched recursively)"
+            )
         self.files = sorted(files)
         self.num_available = len(self.files)
         self.skipped: list[str] = []
@@ -138,8 +150,9 @@ class FolderImages:
         except UnreadableImageError as error:
             return str(error)
 
-    def batches(self, num_images: int, batch_size: int, seed: int, progress: bool = False
-                ) -> Iterator[np.ndarray | list[np.ndarray]]:
+    def batches(
+        self, num_images: int, batch_size: int, seed: int, progress: bool = False
+    ) -> Iterator[np.ndarray | list[np.ndarray]]:
         """Batches of the first num_images readable files: uint8 [b, H, W, 3], or a list of [H_i, W_i, 3]
         when their sizes differ. Unreadable files are skipped and named in `self.skipped` (the first
         MAX_LISTED_SKIPS; `self.num_skipped` counts all) and replaced by the next files in the order."""
@@ -147,10 +160,12 @@ class FolderImages:
         self.skipped, self.num_skipped = [], 0
         wanted = min(num_images, self.num_available)
         position = 0
-        with concurrent.futures.ThreadPoolExecutor(_DECODE_THREADS) as pool, \
-                _progress(wanted, f"images {os.path.basename(self.path)}", progress) as bar:
+        with (
+            concurrent.futures.ThreadPoolExecutor(_DECODE_THREADS) as pool,
+            _progress(wanted, f"images {os.path.basename(self.path)}", progress) as bar,
+        ):
             while wanted > 0 and position < len(order):
-                chunk = [self.files[i] for i in order[position:position + min(batch_size, wanted)]]
+                chunk = [self.files[i] for i in order[position : position + min(batch_size, wanted)]]
                 position += len(chunk)
                 images = []
                 for file, image in zip(chunk, pool.map(self._load, chunk)):
@@ -166,8 +181,9 @@ class FolderImages:
                 bar.update(len(images))
                 yield np.stack(images) if len({i.shape for i in images}) == 1 else images
         if self.num_skipped == self.num_available:
-            raise SourceError(f"none of the {self.num_available} images under {self.path} could be read "
-                              f"(first: {self.skipped[0]})")
+            raise SourceError(
+                f"none of the {self.num_available} images under {self.path} could be read (first: {self.skipped[0]})"
+            )
 
 
 class GeneratorImages:
@@ -179,8 +195,9 @@ class GeneratorImages:
 
     def batches(self, num_images: int, batch_size: int, seed: int, progress: bool = False) -> Iterator[np.ndarray]:
         """uint8 [b, S, S, C] batches of num_images fakes, S = metric_resolution(resolution)."""
-        sampler = generation.Sampler(self.generator, resolution=self.resolution, alpha=self.alpha,
-                                     batch_size=batch_size, mesh=self.mesh)
+        sampler = generation.Sampler(
+            self.generator, resolution=self.resolution, alpha=self.alpha, batch_size=batch_size, mesh=self.mesh
+        )
         latents = fake_latents(num_images, self.generator.spec.latent_size, seed)
         with _progress(len(latents), f"fakes {self.resolution}px", progress) as bar:
             for batch in sampler.image_batches(latents):

@@ -19,30 +19,45 @@ from pggan import dependencies, disk
 config_flags = dependencies.import_or_exit("ml_collections.config_flags", "reading recipe files (configs/*.py)")
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None,
+    "config",
+    None,
     "A recipe: its name (quickstart, tiny, cifar10_32, celebahq_1024, ...: pggan/recipes/) or the path of a "
     "Python file with get_config(). Override any field with "
-    "--config.<field>=<value>, e.g. --config.schedule.total_kimg=100.", lock_config=True)
+    "--config.<field>=<value>, e.g. --config.schedule.total_kimg=100.",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None,
+    "workdir",
+    None,
     "Directory of the run: checkpoints, samples, TensorBoard logs. If it holds checkpoints, training "
-    "resumes from the latest one.")
+    "resumes from the latest one.",
+)
 _MULTIHOST = flags.DEFINE_bool(
-    "multihost", False,
+    "multihost",
+    False,
     "Start JAX's multi-process runtime first (TPU VM pods, several GPU hosts): every host runs the same "
     "command. On TPU VMs and under SLURM the coordinator and process ids are detected; elsewhere give "
-    "--coordinator_address, --num_processes and --process_id.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 for --multihost (default: detected, or "
-                                   "$JAX_COORDINATOR_ADDRESS).")
+    "--coordinator_address, --num_processes and --process_id.",
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 for --multihost (default: detected, or $JAX_COORDINATOR_ADDRESS).",
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes for --multihost.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 _SHOW_CONFIG = flags.DEFINE_bool(
-    "show_config", False, "Print every field of the config (after the recipe and the --config.* overrides) with its "
-    "value and meaning, then exit. --workdir is not needed.")
+    "show_config",
+    False,
+    "Print every field of the config (after the recipe and the --config.* overrides) with its "
+    "value and meaning, then exit. --workdir is not needed.",
+)
 flags.mark_flags_as_required(["config"])
-flags.register_validator("coordinator_address", lambda value: value is None or re.fullmatch(r".+:\d+", value),
-                         message="--coordinator_address must be HOST:PORT, e.g. 10.0.0.2:8476")
+flags.register_validator(
+    "coordinator_address",
+    lambda value: value is None or re.fullmatch(r".+:\d+", value),
+    message="--coordinator_address must be HOST:PORT, e.g. 10.0.0.2:8476",
+)
 
 
 # Libraries whose INFO records are noise for a user: Orbax logs every stage of every checkpoint save,
@@ -72,6 +87,7 @@ def _without_closed_loop_noise(hook):
     tensorstore's threads, which report it as unraisable. The failure itself is reported in one line
     by the trainer.
     """
+
     def filtered(unraisable) -> None:
         error = unraisable.exc_value
         if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
@@ -85,8 +101,9 @@ def _start_multihost() -> None:
 
     # CPU-only clusters (and tests) need a collectives backend; GPUs and TPUs ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
+    )
 
 
 def _fail(message: str) -> int:
@@ -102,7 +119,7 @@ def _with_recipe_paths(argv: list[str]) -> list[str]:
     argv = list(argv)
     for i, arg in enumerate(argv):
         if arg.startswith("--config="):
-            argv[i] = "--config=" + recipes.recipe_path(arg[len("--config="):])
+            argv[i] = "--config=" + recipes.recipe_path(arg[len("--config=") :])
         elif arg == "--config" and i + 1 < len(argv):
             argv[i + 1] = recipes.recipe_path(argv[i + 1])
     return argv
@@ -118,8 +135,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except UserError as e:
         sys.exit(_fail(str(e)))
     except OSError as e:
-        sys.exit(_fail(f"--config: the recipe file cannot be loaded ({str(e).splitlines()[-1].strip()}); pass a "
-                       f"recipe name such as quickstart or a recipe file"))
+        sys.exit(
+            _fail(
+                f"--config: the recipe file cannot be loaded ({str(e).splitlines()[-1].strip()}); pass a "
+                f"recipe name such as quickstart or a recipe file"
+            )
+        )
     except (AttributeError, KeyError) as e:
         # ml_collections' message names the field in quotes, maybe followed by 'Did you mean "x" ...?'.
         message = str(e)
@@ -128,9 +149,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
         suggestion = re.search(r'Did you mean "(\w+)"', message)
         overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
         culprits = [name for name in overrides if field in name.split(".")]
-        sys.exit(_fail(f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}"
-                       f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; check the spelling "
-                       f"against the recipe (pggan/recipes/) and pggan/training/defaults.py"))
+        sys.exit(
+            _fail(
+                f"{culprits[0] if culprits else '--config'}: the config has no field {field!r}"
+                f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; check the spelling "
+                f"against the recipe (pggan/recipes/) and pggan/training/defaults.py"
+            )
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -143,13 +168,15 @@ def main(argv: list[str]) -> int:
         try:
             _start_multihost()
         except (RuntimeError, ValueError) as e:
-            return _fail(f"--multihost: JAX's multi-process runtime did not start ({str(e).splitlines()[0]}); check "
-                         f"--coordinator_address, --num_processes and --process_id")
+            return _fail(
+                f"--multihost: JAX's multi-process runtime did not start ({str(e).splitlines()[0]}); check "
+                f"--coordinator_address, --num_processes and --process_id"
+            )
     # Imported after jax.distributed.initialize: they touch the devices.
     import jax
 
-    from pggan.training import validation
     from pggan.errors import UserError
+    from pggan.training import validation
     from pggan.training.config import TrainingConfig, describe
 
     try:  # parsed and checked once, before importing the trainer's heavier stack

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from pggan import checkpoint, portable
 from pggan.errors import UserError
@@ -52,8 +52,10 @@ class Networks:
         return networks.merge_parameters(networks.abstract_discriminator(self.spec), self.parameters["discriminator"])
 
 
-USAGE = (f"pass a run's workdir, its checkpoints folder, a {portable.EXTENSION} file written by pggan-export or an "
-         "official .pkl")
+USAGE = (
+    f"pass a run's workdir, its checkpoints folder, a {portable.EXTENSION} file written by pggan-export or an "
+    "official .pkl"
+)
 
 
 def _checkpoint_location(path: str) -> tuple[str, int | None] | None:
@@ -69,8 +71,9 @@ def _checkpoint_location(path: str) -> tuple[str, int | None] | None:
     return None
 
 
-def load(path: str, items: Sequence[str] = ("generator_ema",), *, step: int | None = None,
-         resolution: int | None = None) -> Networks:
+def load(
+    path: str, items: Sequence[str] = ("generator_ema",), *, step: int | None = None, resolution: int | None = None
+) -> Networks:
     """The networks `items` (of ITEMS) stored at `path` (see the module docstring).
 
     step, resolution: for a run, the exact checkpoint or the last one of a resolution stage (the
@@ -85,11 +88,13 @@ def load(path: str, items: Sequence[str] = ("generator_ema",), *, step: int | No
     if location := _checkpoint_location(path):
         return _from_run(*location, items, step, resolution)
     if step is not None or resolution is not None:
-        raise NetworkSourceError(f"{path} holds one network state: a step or resolution applies only to a run's "
-                                 "workdir")
+        raise NetworkSourceError(
+            f"{path} holds one network state: a step or resolution applies only to a run's workdir"
+        )
     if os.path.isdir(path):
-        raise NetworkSourceError(f"no checkpoints in {path!r}: train first (pggan-train --config=... "
-                                 f"--workdir={path}) or {USAGE}")
+        raise NetworkSourceError(
+            f"no checkpoints in {path!r}: train first (pggan-train --config=... --workdir={path}) or {USAGE}"
+        )
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic.startswith(b"PK"):
@@ -99,24 +104,34 @@ def load(path: str, items: Sequence[str] = ("generator_ema",), *, step: int | No
     raise NetworkSourceError(f"{path} is not a pggan export (neither a zip archive nor a pickle); {USAGE}")
 
 
-def _from_run(workdir: str, exact: int | None, items: tuple[str, ...], step: int | None,
-              resolution: int | None) -> Networks:
+def _from_run(
+    workdir: str, exact: int | None, items: tuple[str, ...], step: int | None, resolution: int | None
+) -> Networks:
     if exact is not None and step is not None and step != exact:
         raise NetworkSourceError(f"the path names checkpoint {exact} but step {step} was asked for; give one")
     with checkpoint.CheckpointReader(workdir) as reader:
         network = "raw" if items[:1] == ("generator",) else "ema"  # select() checks this generator's files
         chosen = reader.select(exact if exact is not None else step, resolution, network)
         spec, parameters, meta = reader.parameters(chosen, items)
-    return Networks(spec=spec, resolution=meta["resolution"], alpha=meta["alpha"], parameters=parameters,
-                    meta={**meta, "kind": "checkpoint"})
+    return Networks(
+        spec=spec,
+        resolution=meta["resolution"],
+        alpha=meta["alpha"],
+        parameters=parameters,
+        meta={**meta, "kind": "checkpoint"},
+    )
 
 
 def _from_export(path: str, items: tuple[str, ...]) -> Networks:
     exported = portable.read(path, items)
     step = exported.source.get("step", 0)
-    return Networks(spec=exported.spec, resolution=exported.resolution, alpha=exported.alpha,
-                    parameters=exported.parameters,
-                    meta={"step": step if isinstance(step, int) else 0, "kind": "export", "source": exported.source})
+    return Networks(
+        spec=exported.spec,
+        resolution=exported.resolution,
+        alpha=exported.alpha,
+        parameters=exported.parameters,
+        meta={"step": step if isinstance(step, int) else 0, "kind": "export", "source": exported.source},
+    )
 
 
 def _from_official(path: str, items: tuple[str, ...]) -> Networks:
@@ -124,9 +139,15 @@ def _from_official(path: str, items: tuple[str, ...]) -> Networks:
     loaded = snapshot.load_snapshot(path)
     spec = snapshot.model_spec(loaded)
     resolution, alpha = snapshot.fade_state(spec, loaded.generator_ema.lod)
-    converters = {"generator_ema": lambda: convert.generator_parameters(loaded.generator_ema, spec),
-                  "generator": lambda: convert.generator_parameters(loaded.generator, spec),
-                  "discriminator": lambda: convert.discriminator_parameters(loaded.discriminator, spec)}
-    return Networks(spec=spec, resolution=resolution, alpha=alpha,
-                    parameters={item: converters[item]() for item in items},
-                    meta={"step": 0, "kind": "official", "lod": loaded.generator_ema.lod})
+    converters = {
+        "generator_ema": lambda: convert.generator_parameters(loaded.generator_ema, spec),
+        "generator": lambda: convert.generator_parameters(loaded.generator, spec),
+        "discriminator": lambda: convert.discriminator_parameters(loaded.discriminator, spec),
+    }
+    return Networks(
+        spec=spec,
+        resolution=resolution,
+        alpha=alpha,
+        parameters={item: converters[item]() for item in items},
+        meta={"step": 0, "kind": "official", "lod": loaded.generator_ema.lod},
+    )

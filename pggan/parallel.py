@@ -16,7 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -58,7 +59,8 @@ def put_replicated(tree, mesh: jax.sharding.Mesh):
     """Places a pytree of host arrays (identical on every process) replicated on the mesh."""
     sharding = replicated(mesh)
     return jax.tree.map(
-        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree
+    )
 
 
 def local_mesh(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:

@@ -70,19 +70,36 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write(path: str, spec: networks.ModelSpec, parameters: dict[str, dict], *, resolution: int, alpha: float,
-          source: dict, stablehlo: bytes | None = None) -> None:
+def write(
+    path: str,
+    spec: networks.ModelSpec,
+    parameters: dict[str, dict],
+    *,
+    resolution: int,
+    alpha: float,
+    source: dict,
+    stablehlo: bytes | None = None,
+) -> None:
     """Writes an export (see the module docstring); written to a temporary name and renamed when complete.
 
     parameters: {network name: pure parameter tree} with at least 'generator_ema'.
     stablehlo: `jax.export` serialization of the EMA generator (`export_function`), or None.
     """
     if "generator_ema" not in parameters or set(parameters) - set(NETWORK_NAMES):
-        raise ExportError(f"an export holds generator_ema and optionally generator, discriminator; got "
-                          f"{sorted(parameters)}")
+        raise ExportError(
+            f"an export holds generator_ema and optionally generator, discriminator; got {sorted(parameters)}"
+        )
     names = [name for name in NETWORK_NAMES if name in parameters]
-    spec_json = {"format": FORMAT, "version": VERSION, "model": dataclasses.asdict(spec), "resolution": resolution,
-                 "alpha": float(alpha), "networks": names, "source": source, "stablehlo": stablehlo is not None}
+    spec_json = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": dataclasses.asdict(spec),
+        "resolution": resolution,
+        "alpha": float(alpha),
+        "networks": names,
+        "source": source,
+        "stablehlo": stablehlo is not None,
+    }
     temporary = f"{path}.tmp{os.getpid()}"
     with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(SPEC_ENTRY, json.dumps(spec_json, indent=1, sort_keys=True))
@@ -95,8 +112,9 @@ def write(path: str, spec: networks.ModelSpec, parameters: dict[str, dict], *, r
 
 
 def _fail(path: str, what: str) -> ExportError:
-    return ExportError(f"{path} is not a usable pggan export: {what}; export it again with pggan-export "
-                       "(tools/export.py)")
+    return ExportError(
+        f"{path} is not a usable pggan export: {what}; export it again with pggan-export (tools/export.py)"
+    )
 
 
 def _read_spec(path: str, archive: zipfile.ZipFile) -> dict:
@@ -107,7 +125,7 @@ def _read_spec(path: str, archive: zipfile.ZipFile) -> dict:
     if info.file_size > _MAX_SPEC_BYTES:
         raise _fail(path, f"its {SPEC_ENTRY} has {info.file_size} bytes (at most {_MAX_SPEC_BYTES})")
     try:
-        spec = json.loads(archive.read(info)[:_MAX_SPEC_BYTES + 1])
+        spec = json.loads(archive.read(info)[: _MAX_SPEC_BYTES + 1])
     except (ValueError, zipfile.BadZipFile, NotImplementedError) as e:
         raise _fail(path, f"its {SPEC_ENTRY} does not parse ({e})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
@@ -125,8 +143,11 @@ def _read_array(path: str, archive: zipfile.ZipFile, entry: str, shape: tuple[in
     except KeyError:
         raise _fail(path, f"it lacks {entry}") from None
     if info.compress_type != zipfile.ZIP_STORED or not data_bytes < info.file_size <= data_bytes + _MAX_NPY_HEADER:
-        raise _fail(path, f"{entry} has {info.file_size} bytes, compression {info.compress_type}; a stored "
-                          f"float32 array of shape {shape} is expected")
+        raise _fail(
+            path,
+            f"{entry} has {info.file_size} bytes, compression {info.compress_type}; a stored "
+            f"float32 array of shape {shape} is expected",
+        )
     with archive.open(info) as stream:
         try:
             version = np.lib.format.read_magic(stream)
@@ -137,8 +158,11 @@ def _read_array(path: str, archive: zipfile.ZipFile, entry: str, shape: tuple[in
         except (ValueError, SyntaxError, TypeError) as e:
             raise _fail(path, f"{entry} is not a valid .npy array ({e})") from None
         if dtype != _DTYPE or fortran or tuple(stored_shape) != shape:
-            raise _fail(path, f"{entry} holds {dtype} {tuple(stored_shape)}{' (Fortran order)' if fortran else ''}, "
-                              f"expected float32 {shape}")
+            raise _fail(
+                path,
+                f"{entry} holds {dtype} {tuple(stored_shape)}{' (Fortran order)' if fortran else ''}, "
+                f"expected float32 {shape}",
+            )
         data = stream.read(data_bytes + 1)
     if len(data) != data_bytes:
         raise _fail(path, f"{entry} has {len(data)} data bytes, expected {data_bytes}")
@@ -154,8 +178,10 @@ def read(path: str, names: tuple[str, ...] = ("generator_ema",)) -> Exported:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-        raise ExportError(f"{path} is not a pggan export (not a readable zip file: {e}); pass a file written by "
-                          "pggan-export (tools/export.py), a run's workdir or an official .pkl") from None
+        raise ExportError(
+            f"{path} is not a pggan export (not a readable zip file: {e}); pass a file written by "
+            "pggan-export (tools/export.py), a run's workdir or an official .pkl"
+        ) from None
     with archive:
         spec_json = _read_spec(path, archive)
         try:
@@ -175,14 +201,23 @@ def read(path: str, names: tuple[str, ...] = ("generator_ema",)) -> Exported:
         if len(entries) != len(set(entries)) or set(entries) != expected:
             extra = sorted(set(entries) - expected)[:3]
             missing = sorted(expected - set(entries))[:3]
-            raise _fail(path, f"its entries do not match its spec (unexpected {extra}, missing {missing}, "
-                              f"{len(entries) - len(set(entries))} duplicated)")
+            raise _fail(
+                path,
+                f"its entries do not match its spec (unexpected {extra}, missing {missing}, "
+                f"{len(entries) - len(set(entries))} duplicated)",
+            )
         if missing := [name for name in names if name not in exported]:
-            raise ExportError(f"{path} holds no {' or '.join(missing)} (it has {', '.join(exported)}); export the "
-                              "run again with --training_networks to include them")
-        parameters = {name: jax.tree_util.tree_map_with_path(
-            lambda p, leaf, name=name: _read_array(path, archive, f"{name}/{_leaf_name(p)}.npy", tuple(leaf.shape)),
-            trees[name]) for name in names}
+            raise ExportError(
+                f"{path} holds no {' or '.join(missing)} (it has {', '.join(exported)}); export the "
+                "run again with --training_networks to include them"
+            )
+        parameters = {
+            name: jax.tree_util.tree_map_with_path(
+                lambda p, leaf, name=name: _read_array(path, archive, f"{name}/{_leaf_name(p)}.npy", tuple(leaf.shape)),
+                trees[name],
+            )
+            for name in names
+        }
     source = spec_json.get("source") if isinstance(spec_json.get("source"), dict) else {}
     return Exported(spec=spec, resolution=resolution, alpha=alpha, parameters=parameters, source=source)
 

@@ -55,12 +55,15 @@ class ProjectionConfig:
 
     def __post_init__(self):
         if self.num_steps < 1 or self.restarts < 1 or self.frame_every < 0:
-            raise ProjectionError(f"steps and restarts must be >= 1 and frame_every >= 0, got {self.num_steps}, "
-                                  f"{self.restarts}, {self.frame_every}")
+            raise ProjectionError(
+                f"steps and restarts must be >= 1 and frame_every >= 0, got {self.num_steps}, "
+                f"{self.restarts}, {self.frame_every}"
+            )
         weights = (self.pixel_weight, self.ms_ssim_weight, self.d_weight)
         if min(weights) < 0 or not sum(weights) > 0:
-            raise ProjectionError(f"the distance weights (pixels, MS-SSIM, D) must be >= 0 and not all 0, got "
-                                  f"{weights}")
+            raise ProjectionError(
+                f"the distance weights (pixels, MS-SSIM, D) must be >= 0 and not all 0, got {weights}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +88,15 @@ def _noise_strength(config: ProjectionConfig, t: jax.Array) -> jax.Array:
     return config.initial_noise_factor * jnp.maximum(0.0, 1.0 - t / config.noise_ramp_length) ** 2
 
 
-def _distance(config: ProjectionConfig, d_graph, d_state, resolution: int, images: jax.Array, targets: jax.Array,
-              target_features: list[jax.Array] | None) -> jax.Array:
+def _distance(
+    config: ProjectionConfig,
+    d_graph,
+    d_state,
+    resolution: int,
+    images: jax.Array,
+    targets: jax.Array,
+    target_features: list[jax.Array] | None,
+) -> jax.Array:
     """images float [M, R, R, C] in [-1, 1] vs targets [M, R, R, C] -> float32 [M] (see the module docstring).
 
     d_graph, d_state: the split discriminator (None without the D term); target_features: its features of
@@ -98,15 +108,25 @@ def _distance(config: ProjectionConfig, d_graph, d_state, resolution: int, image
         total += config.ms_ssim_weight * (1.0 - ms_ssim.ms_ssim(scale(images), scale(targets), 1e-4))
     if config.d_weight:
         features = nnx.merge(d_graph, d_state).features(images, resolution=resolution)
-        terms = [jnp.mean((f - t) ** 2, axis=(1, 2, 3)) / (jnp.mean(t ** 2, axis=(1, 2, 3)) + 1e-8)
-                 for f, t in zip(features, target_features)]
+        terms = [
+            jnp.mean((f - t) ** 2, axis=(1, 2, 3)) / (jnp.mean(t**2, axis=(1, 2, 3)) + 1e-8)
+            for f, t in zip(features, target_features)
+        ]
         total += config.d_weight * jnp.mean(jnp.stack(terms), axis=0)
     return total
 
 
-def project(generator: networks.Generator, targets: np.ndarray, *, resolution: int, alpha: float = 1.0,
-            discriminator: networks.Discriminator | None = None, labels: np.ndarray | None = None,
-            config: ProjectionConfig = ProjectionConfig(), progress=None) -> Projection:
+def project(
+    generator: networks.Generator,
+    targets: np.ndarray,
+    *,
+    resolution: int,
+    alpha: float = 1.0,
+    discriminator: networks.Discriminator | None = None,
+    labels: np.ndarray | None = None,
+    config: ProjectionConfig = ProjectionConfig(),
+    progress=None,
+) -> Projection:
     """Projects each target image into the generator's latent space.
 
     Args:
@@ -120,22 +140,31 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
     spec = generator.spec
     targets = np.asarray(targets)
     if targets.dtype != np.uint8 or targets.shape[1:] != (resolution, resolution, spec.num_channels):
-        raise ProjectionError(f"targets must be uint8 [N, {resolution}, {resolution}, {spec.num_channels}], got "
-                              f"{targets.dtype} {targets.shape}")
+        raise ProjectionError(
+            f"targets must be uint8 [N, {resolution}, {resolution}, {spec.num_channels}], got "
+            f"{targets.dtype} {targets.shape}"
+        )
     if config.d_weight and discriminator is None:
-        raise ProjectionError("the discriminator term needs the run's D: load a run, an official .pkl or an export "
-                              "made with --training_networks, or set the D weight to 0")
+        raise ProjectionError(
+            "the discriminator term needs the run's D: load a run, an official .pkl or an export "
+            "made with --training_networks, or set the D weight to 0"
+        )
     if config.ms_ssim_weight and resolution < 16:
-        raise ProjectionError(f"MS-SSIM needs images of at least 16x16, these are {resolution}x{resolution}; "
-                              "set the MS-SSIM weight to 0")
+        raise ProjectionError(
+            f"MS-SSIM needs images of at least 16x16, these are {resolution}x{resolution}; set the MS-SSIM weight to 0"
+        )
     if (labels is None) != (spec.label_size == 0):
         raise ProjectionError("a conditional generator needs the class of the target (and an unconditional one none)")
     n, r, d = len(targets), config.restarts, spec.latent_size
     # Everything the jitted functions read is passed as an argument, never closed over: XLA would fold
     # closed-over arrays into the program as constants (slow compiles for large batches).
-    inputs = {"targets": jnp.repeat(jnp.asarray(targets, jnp.float32) / 127.5 - 1.0, r, axis=0),  # [N * R, ...]
-              "labels": None if labels is None else jnp.repeat(jnp.asarray(labels, jnp.float32), r, axis=0),
-              "g": nnx.split(generator)[1], "d": None, "d_features": None}
+    inputs = {
+        "targets": jnp.repeat(jnp.asarray(targets, jnp.float32) / 127.5 - 1.0, r, axis=0),  # [N * R, ...]
+        "labels": None if labels is None else jnp.repeat(jnp.asarray(labels, jnp.float32), r, axis=0),
+        "g": nnx.split(generator)[1],
+        "d": None,
+        "d_features": None,
+    }
     g_graph, d_graph = nnx.graphdef(generator), None
     if config.d_weight:
         d_graph, inputs["d"] = nnx.split(discriminator)
@@ -144,8 +173,9 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
 
     def images_and_distances(z, inputs):
         images = nnx.merge(g_graph, inputs["g"])(z, inputs["labels"], resolution=resolution, alpha=alpha)
-        return images, _distance(config, d_graph, inputs["d"], resolution, images, inputs["targets"],
-                                 inputs["d_features"])
+        return images, _distance(
+            config, d_graph, inputs["d"], resolution, images, inputs["targets"], inputs["d_features"]
+        )
 
     def on_sphere(z):
         return z * jnp.sqrt(d) / jnp.linalg.norm(z, axis=1, keepdims=True) if spec.normalize_latents else z
@@ -153,8 +183,9 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
     @jax.jit
     def step(z, opt_state, key, t, inputs):
         def loss(z):
-            images, per_latent = images_and_distances(z + _noise_strength(config, t) * jax.random.normal(key, z.shape),
-                                                      inputs)
+            images, per_latent = images_and_distances(
+                z + _noise_strength(config, t) * jax.random.normal(key, z.shape), inputs
+            )
             return jnp.sum(per_latent), (per_latent, images)
 
         (_, (per_latent, images)), grads = jax.value_and_grad(loss, has_aux=True)(z)
@@ -180,13 +211,16 @@ def project(generator: networks.Generator, targets: np.ndarray, *, resolution: i
     distances = np.asarray(final(z, inputs)).reshape(n, r)
     best = distances.argmin(axis=1)
     latents = np.asarray(z).reshape(n, r, d)[np.arange(n), best]
-    return Projection(latents=latents.astype(np.float32), distances=distances[np.arange(n), best].astype(np.float32),
-                      history=np.asarray(history, np.float32), frames=np.stack(frames) if frames else None)
+    return Projection(
+        latents=latents.astype(np.float32),
+        distances=distances[np.arange(n), best].astype(np.float32),
+        history=np.asarray(history, np.float32),
+        frames=np.stack(frames) if frames else None,
+    )
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Peak signal-to-noise ratio in dB of uint8 image pairs [N, H, W, C]: float64 [N] (inf if identical)."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2, axis=(1, 2, 3))
     with np.errstate(divide="ignore"):
-        return 10 * np.log10(255.0 ** 2 / mse)
-
+        return 10 * np.log10(255.0**2 / mse)

@@ -26,8 +26,21 @@ from typing import Any
 MAX_DIMS = 64  # numpy's limit on array dimensions
 
 # What parsing a damaged or hostile file can raise, besides MalformedFileError (a ValueError).
-PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                struct.error, zipfile.BadZipFile, NotImplementedError, OverflowError, MemoryError, RecursionError)
+PARSE_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    struct.error,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    OverflowError,
+    MemoryError,
+    RecursionError,
+)
 _MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 
 
@@ -77,8 +90,9 @@ class ByteBudget:
 
     def take(self, nbytes: int, what: str) -> None:
         if nbytes > self.left:
-            raise MalformedFileError(f"{what} would need {nbytes} bytes, more than the {self.file_size}-byte "
-                                     f"file holds")
+            raise MalformedFileError(
+                f"{what} would need {nbytes} bytes, more than the {self.file_size}-byte file holds"
+            )
         self.left -= nbytes
 
 

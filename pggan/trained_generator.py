@@ -10,7 +10,7 @@ Built on the same functions as pggan-generate (tools/generate.py): the image of 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,8 +27,9 @@ class TrainedGenerator:
     batch_size: images per device step (0 = automatic, as in pggan-generate).
     """
 
-    def __init__(self, generator: networks.Generator, *, resolution: int, alpha: float, meta: dict,
-                 batch_size: int = 0):
+    def __init__(
+        self, generator: networks.Generator, *, resolution: int, alpha: float, meta: dict, batch_size: int = 0
+    ):
         self.module, self.spec = generator, generator.spec
         self.resolution, self.alpha, self.meta = resolution, alpha, meta
         self.latent_size, self.label_size = self.spec.latent_size, self.spec.label_size
@@ -37,8 +38,14 @@ class TrainedGenerator:
 
     def sampler(self, truncation: float = 1.0, label: int | None = None) -> generation.Sampler:
         """The `generation.Sampler` these images come from (truncation psi in [0, 1], one class or None)."""
-        return generation.Sampler(self.module, resolution=self.resolution, alpha=self.alpha, psi=truncation,
-                                  label=label, batch_size=self.batch_size)
+        return generation.Sampler(
+            self.module,
+            resolution=self.resolution,
+            alpha=self.alpha,
+            psi=truncation,
+            label=label,
+            batch_size=self.batch_size,
+        )
 
     def _class_ids(self, labels: int | Sequence[int] | None, count: int) -> tuple[int | None, Sequence[int] | None]:
         """(fixed label, per-image classes) of a `labels` argument: one int, one int per image, or None."""
@@ -50,8 +57,9 @@ class TrainedGenerator:
         latent_space.one_hot_labels(classes, self.label_size)  # refuses an unconditional model, out-of-range ids
         return None, classes
 
-    def generate(self, seeds: Sequence[int], truncation: float = 1.0,
-                 labels: int | Sequence[int] | None = None) -> np.ndarray:
+    def generate(
+        self, seeds: Sequence[int], truncation: float = 1.0, labels: int | Sequence[int] | None = None
+    ) -> np.ndarray:
         """The images of seeds: uint8 [len(seeds), R, R, C].
 
         labels: for a conditional model, one class for every image or one per seed; default seed mod
@@ -64,8 +72,9 @@ class TrainedGenerator:
             return np.stack(list(generation.seed_images(sampler, seeds)))
         return sampler.images(latent_space.latents_for_seeds(seeds, self.latent_size), classes)
 
-    def generate_from_latents(self, z: np.ndarray, truncation: float = 1.0,
-                              labels: int | Sequence[int] | None = None) -> np.ndarray:
+    def generate_from_latents(
+        self, z: np.ndarray, truncation: float = 1.0, labels: int | Sequence[int] | None = None
+    ) -> np.ndarray:
         """Images of latents z float32 [N, latent_size] (e.g. a projection's .npy): uint8 [N, R, R, C].
 
         labels as in `generate`; default classes 0, 1, ..., N - 1 mod label_size.
@@ -76,8 +85,15 @@ class TrainedGenerator:
         label, classes = self._class_ids(labels, len(z))
         return self.sampler(truncation, label).images(z, classes)
 
-    def interpolate(self, seeds: Sequence[int], num_frames: int, *, loop: bool = True, truncation: float = 1.0,
-                    label: int | None = None) -> np.ndarray:
+    def interpolate(
+        self,
+        seeds: Sequence[int],
+        num_frames: int,
+        *,
+        loop: bool = True,
+        truncation: float = 1.0,
+        label: int | None = None,
+    ) -> np.ndarray:
         """The frames of a keyframe video (pggan-generate --video --keyframes with a 1x1 grid, no zoom):
         spherical interpolation through the images of `seeds`, back to the first with `loop`.
 
@@ -87,19 +103,24 @@ class TrainedGenerator:
         return np.stack(list(generation.video_frames(self.sampler(truncation, label), latents, 1, 1, zoom=1)))
 
     def __repr__(self) -> str:
-        return (f"TrainedGenerator({self.resolution}x{self.resolution}x{self.num_channels}, latent {self.latent_size}, "
-                f"labels {self.label_size}, alpha {self.alpha:g}, from {self.meta.get('kind')})")
+        return (
+            f"TrainedGenerator({self.resolution}x{self.resolution}x{self.num_channels}, latent {self.latent_size}, "
+            f"labels {self.label_size}, alpha {self.alpha:g}, from {self.meta.get('kind')})"
+        )
 
 
-def load_generator(path: str, *, step: int | None = None, resolution: int | None = None, network: str = "ema",
-                   batch_size: int = 0) -> TrainedGenerator:
+def load_generator(
+    path: str, *, step: int | None = None, resolution: int | None = None, network: str = "ema", batch_size: int = 0
+) -> TrainedGenerator:
     """A trained generator from a run's workdir, its checkpoints folder, a .pggan export or an official .pkl.
 
     step, resolution: which checkpoint of a run (default the latest intact one); network: 'ema' (the
     smoothed generator, best samples) or 'raw'. Raises a one-line `pggan.errors.UserError` for anything
     that cannot be loaded.
     """
-    sampler, meta = generation.Sampler.from_checkpoint(path, step=step, resolution=resolution, network=network,
-                                                       batch_size=batch_size)
-    return TrainedGenerator(sampler.generator, resolution=sampler.resolution, alpha=sampler.alpha, meta=meta,
-                            batch_size=batch_size)
+    sampler, meta = generation.Sampler.from_checkpoint(
+        path, step=step, resolution=resolution, network=network, batch_size=batch_size
+    )
+    return TrainedGenerator(
+        sampler.generator, resolution=sampler.resolution, alpha=sampler.alpha, meta=meta, batch_size=batch_size
+    )

@@ -4,6 +4,7 @@ and the session fixtures that many modules share.
 The environment variables must be set before JAX initialises its backends, so they are set here, at
 conftest import time, before any test module imports jax.
 """
+
 import atexit
 import os
 import shutil
@@ -12,10 +13,10 @@ import tempfile
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
-from tests.run_support import COMPILATION_CACHE_ENV  # noqa: E402
+from tests.run_support import COMPILATION_CACHE_ENV
 
 jax.config.update("jax_disable_most_optimizations", True)
 

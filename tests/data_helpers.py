@@ -46,12 +46,13 @@ def make_mixed_folder(root: str) -> dict[str, tuple[np.ndarray, str]]:
     expected["dogs/lossless.webp"] = (image, "dogs")
     wide = smooth_image(12, RESOLUTION, RESOLUTION + 6)  # centre crop drops 3 columns each side
     save("dogs/wide.png", wide)
-    expected["dogs/wide.png"] = (wide[:, 3:3 + RESOLUTION], "dogs")
+    expected["dogs/wide.png"] = (wide[:, 3 : 3 + RESOLUTION], "dogs")
     gray = smooth_image(13, RESOLUTION, RESOLUTION)[:, :, 0]
     save("cats/gray.png", gray)
     expected["cats/gray.png"] = (np.repeat(gray[:, :, None], 3, axis=2), "cats")
-    rgba = np.concatenate([smooth_image(14, RESOLUTION, RESOLUTION),
-                           np.full((RESOLUTION, RESOLUTION, 1), 255, np.uint8)], axis=2)
+    rgba = np.concatenate(
+        [smooth_image(14, RESOLUTION, RESOLUTION), np.full((RESOLUTION, RESOLUTION, 1), 255, np.uint8)], axis=2
+    )
     rgba[:4, :, 3] = 0  # fully transparent rows become white
     save("cats/alpha.png", rgba)
     composited = rgba[:, :, :3].copy()

@@ -13,8 +13,7 @@ import numpy as np
 GOLDEN_SEED = 2015
 
 
-def random_inception_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED
-                                ) -> dict[str, np.ndarray]:
+def random_inception_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED) -> dict[str, np.ndarray]:
     """Seeded random FID-Inception weights that keep features input-dependent (a naive init does not).
 
     Keyed by pytorch-fid state-dict names; each tensor's values depend only on (seed, name, shape),
@@ -82,8 +81,7 @@ def tf1_resize_loops(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def random_vgg16_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED
-                             ) -> dict[str, np.ndarray]:
+def random_vgg16_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = GOLDEN_SEED) -> dict[str, np.ndarray]:
     """Seeded random VGG16 weights that keep the fc2 features input-dependent, torchvision's names.
 
     Per tensor, values depend only on (seed, name, shape). Weights (conv and linear): He-normal,
@@ -111,9 +109,11 @@ def pixel_samples(size: int, count: int = 1024, seed: int = GOLDEN_SEED) -> tupl
 
 def tiny_float_tensors() -> dict[str, np.ndarray]:
     """A few small float32 tensors (golden/tiny_state_dict_legacy_v1.pth holds them)."""
-    return {"features.0.weight": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 2, 2),
-            "features.0.bias": np.float32([0.5, -0.25]),
-            "classifier.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7}
+    return {
+        "features.0.weight": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 2, 2),
+        "features.0.bias": np.float32([0.5, -0.25]),
+        "classifier.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+    }
 
 
 def random_features(count: int, dim: int, shift: float, seed: int) -> np.ndarray:
@@ -129,7 +129,7 @@ def _pickle_str(text: str) -> bytes:
 
 
 def _pickle_int(value: int) -> bytes:
-    if -2**31 <= value < 2**31:
+    if -(2**31) <= value < 2**31:
         return b"J" + int(value).to_bytes(4, "little", signed=True)  # BININT
     data = int(value).to_bytes(int(value).bit_length() // 8 + 1, "little", signed=True)
     return b"\x8a" + bytes([len(data)]) + data  # LONG1
@@ -139,8 +139,12 @@ def _pickle_int_tuple(values) -> bytes:
     return b"(" + b"".join(_pickle_int(v) for v in values) + b"t"  # MARK ... TUPLE
 
 
-def torch_state_dict_pickle(tensors: dict[str, np.ndarray], layouts: dict | None = None,
-                            rebuild: str = "torch._utils._rebuild_tensor_v2", legacy: bool = False) -> bytes:
+def torch_state_dict_pickle(
+    tensors: dict[str, np.ndarray],
+    layouts: dict | None = None,
+    rebuild: str = "torch._utils._rebuild_tensor_v2",
+    legacy: bool = False,
+) -> bytes:
     """The object pickle (protocol 2) of a state dict of float32 tensors, as torch.save emits it, without torch.
 
     The pickle is assembled from opcodes with the same globals and persistent ids that torch.save
@@ -159,10 +163,21 @@ def torch_state_dict_pickle(tensors: dict[str, np.ndarray], layouts: dict | None
         strides = [s // array.itemsize for s in np.ascontiguousarray(array).strides]
         offset, size, stride = (layouts or {}).get(key, (0, array.shape, strides))
         body += [
-            _pickle_str(key), f"c{module}\n{name}\n".encode(), b"(",
-            b"(", _pickle_str("storage"), b"ctorch\nFloatStorage\n", _pickle_str(str(i)),
-            _pickle_str("cpu"), _pickle_int(array.size), b"N" if legacy else b"", b"t", b"Q",  # TUPLE, BINPERSID
-            _pickle_int(offset), _pickle_int_tuple(size), _pickle_int_tuple(stride),
+            _pickle_str(key),
+            f"c{module}\n{name}\n".encode(),
+            b"(",
+            b"(",
+            _pickle_str("storage"),
+            b"ctorch\nFloatStorage\n",
+            _pickle_str(str(i)),
+            _pickle_str("cpu"),
+            _pickle_int(array.size),
+            b"N" if legacy else b"",
+            b"t",
+            b"Q",  # TUPLE, BINPERSID
+            _pickle_int(offset),
+            _pickle_int_tuple(size),
+            _pickle_int_tuple(stride),
         ]
         if name == "_rebuild_tensor_v2":
             body += [b"\x89", b"ccollections\nOrderedDict\n", b")", b"R"]  # False, OrderedDict()
@@ -207,8 +222,12 @@ def write_torch_legacy_state_dict(path, tensors: dict[str, np.ndarray], rebuild:
     with open(path, "wb") as f:
         f.write(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2))
         f.write(pickle.dumps(1001, protocol=2))
-        f.write(pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                              "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2))
+        f.write(
+            pickle.dumps(
+                {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+                protocol=2,
+            )
+        )
         f.write(torch_state_dict_pickle(tensors, rebuild=rebuild, legacy=True))
         f.write(pickle.dumps([str(i) for i in range(len(tensors))], protocol=2))
         for array in tensors.values():

@@ -29,7 +29,7 @@ def conv2d_same(x, w):
     out = np.zeros((n, h, wd, w.shape[3]))
     for dy in range(k):
         for dx in range(k):
-            out += np.einsum("nhwc,co->nhwo", xp[:, dy:dy + h, dx:dx + wd, :], w[dy, dx])
+            out += np.einsum("nhwc,co->nhwo", xp[:, dy : dy + h, dx : dx + wd, :], w[dy, dx])
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 # The part of a networks.py the importer reads: the build functions' keyword defaults as released, and
 # the 4x4 dense call with its gain. A real snapshot stores the complete module source here.
-BUILD_MODULE_SRC = '''
+BUILD_MODULE_SRC = """
 import numpy as np
 
 def G_paper(latents_in, labels_in, num_channels=1, resolution=32, label_size=0, fmap_base=8192,
@@ -36,13 +36,36 @@ def D_paper(images_in, num_channels=1, resolution=32, label_size=0, fmap_base=81
             fmap_max=512, use_wscale=True, mbstd_group_size=4, dtype='float32', fused_scale=True,
             structure=None, is_template_graph=False, **kwargs):
     pass
-'''
+"""
 
-G_DEFAULTS = dict(num_channels=1, resolution=32, label_size=0, fmap_base=8192, fmap_decay=1.0, fmap_max=512,
-                  latent_size=None, normalize_latents=True, use_wscale=True, use_pixelnorm=True,
-                  pixelnorm_epsilon=1e-8, use_leakyrelu=True, dtype="float32", fused_scale=True)
-D_DEFAULTS = dict(num_channels=1, resolution=32, label_size=0, fmap_base=8192, fmap_decay=1.0, fmap_max=512,
-                  use_wscale=True, mbstd_group_size=4, dtype="float32", fused_scale=True)
+G_DEFAULTS = dict(
+    num_channels=1,
+    resolution=32,
+    label_size=0,
+    fmap_base=8192,
+    fmap_decay=1.0,
+    fmap_max=512,
+    latent_size=None,
+    normalize_latents=True,
+    use_wscale=True,
+    use_pixelnorm=True,
+    pixelnorm_epsilon=1e-8,
+    use_leakyrelu=True,
+    dtype="float32",
+    fused_scale=True,
+)
+D_DEFAULTS = dict(
+    num_channels=1,
+    resolution=32,
+    label_size=0,
+    fmap_base=8192,
+    fmap_decay=1.0,
+    fmap_max=512,
+    use_wscale=True,
+    mbstd_group_size=4,
+    dtype="float32",
+    fused_scale=True,
+)
 
 
 class Network:
@@ -137,7 +160,7 @@ def g_variable_shapes(kw) -> dict:
     shapes[f"ToRGB_lod{log2 - 2}/weight"] = (1, 1, _nf(kw, 1), nc)
     shapes[f"ToRGB_lod{log2 - 2}/bias"] = (nc,)
     for res in range(3, log2 + 1):
-        scope, cin, cout = f"{2 ** res}x{2 ** res}", _nf(kw, res - 2), _nf(kw, res - 1)
+        scope, cin, cout = f"{2**res}x{2**res}", _nf(kw, res - 2), _nf(kw, res - 1)
         if kw["fused_scale"]:
             shapes[f"{scope}/Conv0_up/weight"] = (3, 3, cout, cin)
             shapes[f"{scope}/Conv0_up/bias"] = (cout,)
@@ -159,7 +182,7 @@ def d_variable_shapes(kw) -> dict:
     shapes["FromRGB_lod0/weight"] = (1, 1, nc, _nf(kw, log2 - 1))
     shapes["FromRGB_lod0/bias"] = (_nf(kw, log2 - 1),)
     for res in range(log2, 2, -1):
-        scope = f"{2 ** res}x{2 ** res}"
+        scope = f"{2**res}x{2**res}"
         shapes[f"{scope}/Conv0/weight"] = (3, 3, _nf(kw, res - 1), _nf(kw, res - 1))
         shapes[f"{scope}/Conv0/bias"] = (_nf(kw, res - 1),)
         down = "Conv1_down" if kw["fused_scale"] else "Conv1"

@@ -34,7 +34,7 @@ def lrelu(x):
 
 
 def pixel_norm(x, epsilon):
-    return x / np.sqrt(np.mean(x ** 2, axis=1, keepdims=True) + epsilon)
+    return x / np.sqrt(np.mean(x**2, axis=1, keepdims=True) + epsilon)
 
 
 def dense(x, w):
@@ -49,7 +49,7 @@ def conv2d(x, w):
     out = np.zeros((n, w.shape[3], h, wd))
     for ky in range(k):
         for kx in range(k):
-            out += np.einsum("nchw,co->nohw", xp[:, :, ky:ky + h, kx:kx + wd], w[ky, kx])
+            out += np.einsum("nchw,co->nohw", xp[:, :, ky : ky + h, kx : kx + wd], w[ky, kx])
     return out
 
 
@@ -67,8 +67,8 @@ def upscale2d_conv2d(x, w):
     full = np.zeros((n, w4.shape[2], 2 * h + 2, 2 * wd + 2))
     for ky in range(4):
         for kx in range(4):
-            full[:, :, ky:ky + 2 * h:2, kx:kx + 2 * wd:2] += np.einsum("nchw,oc->nohw", x, w4[ky, kx])
-    return full[:, :, 1:2 * h + 1, 1:2 * wd + 1]
+            full[:, :, ky : ky + 2 * h : 2, kx : kx + 2 * wd : 2] += np.einsum("nchw,oc->nohw", x, w4[ky, kx])
+    return full[:, :, 1 : 2 * h + 1, 1 : 2 * wd + 1]
 
 
 def conv2d_downscale2d(x, w):
@@ -79,7 +79,7 @@ def conv2d_downscale2d(x, w):
     out = np.zeros((n, w4.shape[3], h // 2, wd // 2))
     for ky in range(4):
         for kx in range(4):
-            out += np.einsum("nchw,co->nohw", xp[:, :, ky:ky + h:2, kx:kx + wd:2], w4[ky, kx])
+            out += np.einsum("nchw,co->nohw", xp[:, :, ky : ky + h : 2, kx : kx + wd : 2], w4[ky, kx])
     return out
 
 
@@ -124,7 +124,7 @@ def g_paper(variables, kw, latents, labels, lod):
         return pn(lrelu(_bias(variables, scope, conv2d(x, _weight(variables, scope, SQRT2, ws)))))
 
     def block(x, res):
-        scope = f"{2 ** res}x{2 ** res}"
+        scope = f"{2**res}x{2**res}"
         if res == 2:
             if kw["normalize_latents"]:
                 x = pixel_norm(x, eps)
@@ -147,8 +147,8 @@ def g_paper(variables, kw, latents, labels, lod):
         if level_lod > 0 and lod < level_lod:
             return grow(y, res + 1, level_lod - 1)
         if res > 2 and lod > level_lod:
-            return upscale2d(lerp(torgb(y, res), upscale2d(torgb(x, res - 1)), lod - level_lod), 2 ** level_lod)
-        return upscale2d(torgb(y, res), 2 ** level_lod)
+            return upscale2d(lerp(torgb(y, res), upscale2d(torgb(x, res - 1)), lod - level_lod), 2**level_lod)
+        return upscale2d(torgb(y, res), 2**level_lod)
 
     combo = np.concatenate([np.asarray(latents, np.float64), np.asarray(labels, np.float64)], axis=1)
     return grow(combo, 2, log2 - 2)
@@ -168,7 +168,7 @@ def d_paper(variables, kw, images, lod):
         return lrelu(_bias(variables, scope, op(x, _weight(variables, scope, SQRT2, ws))))
 
     def block(x, res):
-        scope = f"{2 ** res}x{2 ** res}"
+        scope = f"{2**res}x{2**res}"
         if res >= 3:
             x = act_conv(x, scope + "/Conv0")
             if kw["fused_scale"]:
@@ -184,7 +184,7 @@ def d_paper(variables, kw, images, lod):
         if level_lod > 0 and lod < level_lod:
             x = grow(res + 1, level_lod - 1)
         else:
-            x = fromrgb(downscale2d(images, 2 ** level_lod), res)
+            x = fromrgb(downscale2d(images, 2**level_lod), res)
         x = block(x, res)
         if res > 2 and lod > level_lod:
             return lerp(x, fromrgb(downscale2d(images, 2 ** (level_lod + 1)), res - 1), lod - level_lod)

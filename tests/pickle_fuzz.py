@@ -30,14 +30,43 @@ ALLOCATION_FACTOR = 8
 ALLOCATION_SLACK = 4 << 20
 # Declared lengths, counts and indexes: small, around type limits, and far beyond any file.
 _NUMBERS = (0, 1, 2, 7, 255, 256, 65535, 2**20, 2**24 + 3, 2**31 - 1, 2**31, 2**32 - 1, 2**40, 2**63 - 1, 2**64 - 1)
-_GLOBALS = (b"numpy\ndtype\n", b"numpy\nndarray\n", b"numpy.core.multiarray\n_reconstruct\n",
-            b"numpy._core.multiarray\nscalar\n", b"numpy._core.numeric\n_frombuffer\n", b"tfutil\nNetwork\n",
-            b"collections\nOrderedDict\n", b"builtins\nbytearray\n", b"__builtin__\nlist\n", b"os\nsystem\n",
-            b"torch._utils\n_rebuild_tensor_v2\n", b"torch\nFloatStorage\n", b"torch\nBoolStorage\n")
-_LINES = (b"0", b"1", b"-1", b"00", b"01", b"4294967296", b"9" * 30, b"1e308", b"nan", b"'abc'", b'"x"', b"abc",
-          b"''", b"1L")
-_LENGTH_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
-                  pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
+_GLOBALS = (
+    b"numpy\ndtype\n",
+    b"numpy\nndarray\n",
+    b"numpy.core.multiarray\n_reconstruct\n",
+    b"numpy._core.multiarray\nscalar\n",
+    b"numpy._core.numeric\n_frombuffer\n",
+    b"tfutil\nNetwork\n",
+    b"collections\nOrderedDict\n",
+    b"builtins\nbytearray\n",
+    b"__builtin__\nlist\n",
+    b"os\nsystem\n",
+    b"torch._utils\n_rebuild_tensor_v2\n",
+    b"torch\nFloatStorage\n",
+    b"torch\nBoolStorage\n",
+)
+_LINES = (
+    b"0",
+    b"1",
+    b"-1",
+    b"00",
+    b"01",
+    b"4294967296",
+    b"9" * 30,
+    b"1e308",
+    b"nan",
+    b"'abc'",
+    b'"x"',
+    b"abc",
+    b"''",
+    b"1L",
+)
+_LENGTH_PREFIX = {
+    pickletools.TAKEN_FROM_ARGUMENT1: 1,
+    pickletools.TAKEN_FROM_ARGUMENT4: 4,
+    pickletools.TAKEN_FROM_ARGUMENT4U: 4,
+    pickletools.TAKEN_FROM_ARGUMENT8U: 8,
+}
 
 
 def opcode_spans(data: bytes, pickles: int = 1) -> list[tuple[int, int]]:
@@ -52,8 +81,11 @@ def opcode_spans(data: bytes, pickles: int = 1) -> list[tuple[int, int]]:
 def strip_frames(data: bytes) -> bytes:
     """`data` (one pickle) without its FRAME opcodes: the same pickle, in which splices keep their meaning
     (in a framed pickle, most splices only make an opcode straddle a frame end, which is refused early)."""
-    frames = [(start, end) for (start, end), (opcode, _, _) in zip(opcode_spans(data), pickletools.genops(data))
-              if opcode.name == "FRAME"]
+    frames = [
+        (start, end)
+        for (start, end), (opcode, _, _) in zip(opcode_spans(data), pickletools.genops(data))
+        if opcode.name == "FRAME"
+    ]
     kept, previous = [], 0
     for start, end in frames:
         kept.append(data[previous:start])
@@ -77,8 +109,9 @@ def _argument(rng: np.random.Generator, descriptor: pickletools.ArgumentDescript
         width = _LENGTH_PREFIX[descriptor.n]
         length = _number(rng, width)
         return length.to_bytes(width, "little") + rng.bytes(min(length, int(rng.integers(0, 16))))
-    return _number(rng, descriptor.n).to_bytes(descriptor.n, "little") if rng.random() < 0.5 else rng.bytes(
-        descriptor.n)
+    return (
+        _number(rng, descriptor.n).to_bytes(descriptor.n, "little") if rng.random() < 0.5 else rng.bytes(descriptor.n)
+    )
 
 
 def random_opcodes(rng: np.random.Generator) -> bytes:
@@ -97,8 +130,9 @@ def mutate(data: bytes, spans: list[tuple[int, int]], rng: np.random.Generator) 
         mutant = bytearray(data)
         positions = rng.integers(0, len(data), rng.integers(1, 5))
         for position in positions:
-            mutant[position] = mutant[position] ^ (1 << int(rng.integers(8))) if rng.random() < 0.5 else int(
-                rng.integers(256))
+            mutant[position] = (
+                mutant[position] ^ (1 << int(rng.integers(8))) if rng.random() < 0.5 else int(rng.integers(256))
+            )
         return f"bytes at {positions.tolist()}", bytes(mutant)
     start, end = spans[int(rng.integers(len(spans)))]
     opcodes = random_opcodes(rng)
@@ -119,8 +153,9 @@ def _hang(signum, frame):
     raise AssertionError(f"a case ran longer than {PER_CASE_S} s")
 
 
-def run_fuzz(load: Callable[[Path], object], cases: Iterable[tuple[str, bytes]], path: Path,
-             error_type: type[Exception]) -> list[Exception | None]:
+def run_fuzz(
+    load: Callable[[Path], object], cases: Iterable[tuple[str, bytes]], path: Path, error_type: type[Exception]
+) -> list[Exception | None]:
     """Loads each (description, file content) of `cases` from `path`: per case, None or the error it raised.
 
     Raises AssertionError naming the case on any breach of the contract (module docstring).
@@ -137,7 +172,8 @@ def run_fuzz(load: Callable[[Path], object], cases: Iterable[tuple[str, bytes]],
             outcomes.append(_load_one(load, path, error_type, description))
             peak = tracemalloc.get_traced_memory()[1] - baseline
             assert peak <= ALLOCATION_FACTOR * len(data) + ALLOCATION_SLACK, (
-                f"{description}: allocated {peak} bytes for a {len(data)}-byte file")
+                f"{description}: allocated {peak} bytes for a {len(data)}-byte file"
+            )
             assert time.perf_counter() - start < PER_CASE_S, description
     finally:
         tracemalloc.stop()
@@ -145,8 +181,9 @@ def run_fuzz(load: Callable[[Path], object], cases: Iterable[tuple[str, bytes]],
     return outcomes
 
 
-def _load_one(load: Callable[[Path], object], path: Path, error_type: type[Exception],
-              description: str) -> Exception | None:
+def _load_one(
+    load: Callable[[Path], object], path: Path, error_type: type[Exception], description: str
+) -> Exception | None:
     signal.setitimer(signal.ITIMER_REAL, PER_CASE_S)
     try:
         load(path)
@@ -156,8 +193,9 @@ def _load_one(load: Callable[[Path], object], path: Path, error_type: type[Excep
         assert not isinstance(error.__context__, (MemoryError, RecursionError)), f"{description}: {error}"
         return error
     except Exception as error:
-        raise AssertionError(f"{description}: {type(error).__name__} escaped the loader:\n"
-                             f"{traceback.format_exc()}") from error
+        raise AssertionError(
+            f"{description}: {type(error).__name__} escaped the loader:\n{traceback.format_exc()}"
+        ) from error
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
 

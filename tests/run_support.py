@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
 from pggan.model import networks
-
 from pggan.training import train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,12 +39,20 @@ def subprocess_env(num_devices: int = 1, compilation_cache: str | None = None, *
     """Environment of a pggan subprocess in a test: this checkout on the path, CPU with `num_devices` fake
     devices, unoptimised (fast) XLA compiles and a persistent compilation cache (`compilation_cache`, or
     the session's), plus `extra` variables."""
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": REPO,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}",
+    }
     cache = compilation_cache or os.environ.get(COMPILATION_CACHE_ENV)
     if cache:
-        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        env.update(
+            JAX_COMPILATION_CACHE_DIR=cache,
+            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        )
     env.update(extra)
     return env
 
@@ -54,17 +61,28 @@ def with_random_biases(params: dict, seed: int) -> dict:
     """At init all biases are zero, so a generator's image of the zero input would be flat grey."""
     rng = np.random.default_rng(seed)
     return jax.tree.map_with_path(
-        lambda path, x: rng.normal(0, 0.5, x.shape).astype(np.float32)
-        if any(getattr(k, "key", None) == "bias" for k in path) else np.asarray(x), params)
+        lambda path, x: (
+            rng.normal(0, 0.5, x.shape).astype(np.float32)
+            if any(getattr(k, "key", None) == "bias" for k in path)
+            else np.asarray(x)
+        ),
+        params,
+    )
 
 
-def write_checkpoints(workdir, config: ml_collections.ConfigDict,
-                      stages: Sequence[tuple[int, int, float]]) -> None:
+def write_checkpoints(workdir, config: ml_collections.ConfigDict, stages: Sequence[tuple[int, int, float]]) -> None:
     """Writes a checkpoint per (step, resolution, alpha): raw and EMA generators differ, each stage differs."""
     spec = networks.ModelSpec.from_config(config.model)
     for k, (step, resolution, alpha) in enumerate(stages):
         g, d = networks.build_networks(spec, seed=k)
         g = networks.parameters(g)
-        train_state.save_networks(str(workdir), config, with_random_biases(g, 10 * k + 1),
-                                 networks.parameters(d), with_random_biases(g, 10 * k + 2),
-                                 nimg=step, resolution=resolution, alpha=alpha)
+        train_state.save_networks(
+            str(workdir),
+            config,
+            with_random_biases(g, 10 * k + 1),
+            networks.parameters(d),
+            with_random_biases(g, 10 * k + 2),
+            nimg=step,
+            resolution=resolution,
+            alpha=alpha,
+        )

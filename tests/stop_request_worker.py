@@ -16,9 +16,9 @@ if num_processes > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=num_processes, process_id=process_id)
 
-from pggan import parallel
-
-from pggan.training import preemption
+# Imported after jax.distributed.initialize, as the launcher does: they touch the devices.
+from pggan import parallel  # noqa: E402
+from pggan.training import preemption  # noqa: E402
 
 rounds = 0
 with preemption.StopRequest(parallel.make_mesh()) as stop:

@@ -9,17 +9,12 @@ import sys
 import jax
 import pytest
 
-
-from pggan.model import networks
-
 from pggan.model import flops as model_flops
+from pggan.model import networks
 from pggan.training import run_length
 from pggan.training.validation import plan_run
 from tests import tool_support
 from tests.run_support import REPO, load_recipe, subprocess_env
-
-
-
 
 
 def _run_tool(monkeypatch, *args):
@@ -32,9 +27,15 @@ def _run_tool(monkeypatch, *args):
 # docs/flop_model.md, full-width official networks: G forward ~ D forward per image (GFLOP) with the
 # naive and the fused resampling forms, and GFLOP of a training iteration per image.
 FLOP_TABLE = {  # res: (fwd fused, fwd naive, iteration fused, iteration naive)
-    8: (0.52, 0.69, 9.4, 12.4), 16: (2.27, 3.10, 41, 56), 32: (9.25, 12.8, 167, 230), 64: (18.4, 27.3, 331, 491),
-    128: (27.5, 41.8, 495, 752), 256: (36.7, 56.3, 660, 1013), 512: (45.8, 70.8, 824, 1274),
-    1024: (55.0, 85.4, 990, 1536)}
+    8: (0.52, 0.69, 9.4, 12.4),
+    16: (2.27, 3.10, 41, 56),
+    32: (9.25, 12.8, 167, 230),
+    64: (18.4, 27.3, 331, 491),
+    128: (27.5, 41.8, 495, 752),
+    256: (36.7, 56.3, 660, 1013),
+    512: (45.8, 70.8, 824, 1274),
+    1024: (55.0, 85.4, 990, 1536),
+}
 
 
 @pytest.mark.parametrize("resolution", sorted(FLOP_TABLE))
@@ -61,9 +62,17 @@ def test_generator_flops_count_every_layer_of_a_small_model():
 
 def test_flop_model_mode_projects_the_performance_targets(tmp_path, monkeypatch):
     out = tmp_path / "flop.json"
-    _run_tool(monkeypatch, "--flop_model", f"--config={REPO}/configs/celebahq_1024.py", "--peak_tflops=800",
-              "--utilisation=0.4", "--devices=1", "--config.model.upsample_impl=transposed",
-              "--config.model.downsample_impl=strided", f"--json={out}")
+    _run_tool(
+        monkeypatch,
+        "--flop_model",
+        f"--config={REPO}/configs/celebahq_1024.py",
+        "--peak_tflops=800",
+        "--utilisation=0.4",
+        "--devices=1",
+        "--config.model.upsample_impl=transposed",
+        "--config.model.downsample_impl=strided",
+        f"--json={out}",
+    )
     result = json.loads(out.read_text())
     # docs/flop_model.md: ideal img/s on one H100 at 40% of 800 TFLOP/s, and ~6.0e18 FLOP in all.
     for resolution, ideal in {4: 212e3, 8: 34e3, 16: 7.8e3, 32: 1.9e3, 64: 967, 128: 646, 256: 485, 512: 388}.items():
@@ -73,6 +82,7 @@ def test_flop_model_mode_projects_the_performance_targets(tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------------------------ projection
+
 
 def _brute_force_stages(schedule):
     """The training loop's own bookkeeping, one round at a time."""
@@ -107,11 +117,18 @@ def test_projection_replays_the_schedule_round_by_round():
 
 # ------------------------------------------------------------------------------------ the tool
 
+
 @pytest.mark.slow
 def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch):
     out = tmp_path / "step.json"
-    _run_tool(monkeypatch, f"--config={REPO}/configs/tiny.py", "--resolutions=4", "--steps=2", "--peak_tflops=1",
-              f"--json={out}")
+    _run_tool(
+        monkeypatch,
+        f"--config={REPO}/configs/tiny.py",
+        "--resolutions=4",
+        "--steps=2",
+        "--peak_tflops=1",
+        f"--json={out}",
+    )
     result = json.loads(out.read_text())
     assert result["mode"] == "step" and result["num_devices"] == 8 and result["jax"] == jax.__version__
     (row,) = result["results"]
@@ -128,11 +145,18 @@ def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_benchmark_errors_are_one_line():
     env = subprocess_env()
-    for args, message in (((f"--config={REPO}/configs/tiny.py", "--resolutions=64"), "not trained by this recipe"),
-                          ((f"--config={REPO}/configs/tiny.py", "--batch=6"), "--batch=6 must split"),
-                          (("--flop_model",), "--config is required")):
-        result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "benchmark.py"), *args, "--json="],
-                                capture_output=True, text=True, env=env, timeout=120)
+    for args, message in (
+        ((f"--config={REPO}/configs/tiny.py", "--resolutions=64"), "not trained by this recipe"),
+        ((f"--config={REPO}/configs/tiny.py", "--batch=6"), "--batch=6 must split"),
+        (("--flop_model",), "--config is required"),
+    ):
+        result = subprocess.run(
+            [sys.executable, os.path.join(REPO, "tools", "benchmark.py"), *args, "--json="],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert result.returncode == 1, result.stderr[-2000:]
         assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr
         assert "Traceback" not in result.stderr
@@ -143,10 +167,13 @@ def test_benchmark_runs_without_the_data_and_media_stack():
     # checks must not import tfds, grain, array_record, PIL or imageio (the input and quality modes
     # import what they need when chosen).
     blocked = ("tensorflow_datasets", "grain", "array_record", "PIL", "imageio_ffmpeg", "imageio")
-    script = (f"import runpy, sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
-              f"sys.argv = ['benchmark.py', '--flop_model', '--config={REPO}/configs/tiny.py', '--peak_tflops=1', "
-              f"'--json=']\nrunpy.run_path('{REPO}/tools/benchmark.py', run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=subprocess_env(), timeout=120)
+    script = (
+        f"import runpy, sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
+        f"sys.argv = ['benchmark.py', '--flop_model', '--config={REPO}/configs/tiny.py', '--peak_tflops=1', "
+        f"'--json=']\nrunpy.run_path('{REPO}/tools/benchmark.py', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "whole schedule:" in result.stdout

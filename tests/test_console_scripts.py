@@ -16,8 +16,15 @@ import pytest
 from pggan.sampling import media
 from tests.run_support import REPO, load_recipe, write_checkpoints
 
-SCRIPTS = ("pggan-train", "pggan-generate", "pggan-evaluate", "pggan-prepare", "pggan-import", "pggan-export",
-           "pggan-project")
+SCRIPTS = (
+    "pggan-train",
+    "pggan-generate",
+    "pggan-evaluate",
+    "pggan-prepare",
+    "pggan-import",
+    "pggan-export",
+    "pggan-project",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +36,22 @@ def venv(tmp_path_factory):
     with open(os.path.join(purelib, "dependencies.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
     build = tmp_path_factory.mktemp("build")
-    subprocess.run([os.path.join(root, "bin", "python"), "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--no-index", REPO], check=True, cwd=build,
-                   env={**os.environ, "PIP_CACHE_DIR": str(build / "cache")})
+    subprocess.run(
+        [
+            os.path.join(root, "bin", "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            REPO,
+        ],
+        check=True,
+        cwd=build,
+        env={**os.environ, "PIP_CACHE_DIR": str(build / "cache")},
+    )
     return os.path.join(root, "bin")
 
 
@@ -45,8 +65,9 @@ def run_dir(tmp_path_factory):
 def _run(venv, script, *args, cwd) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-    return subprocess.run([os.path.join(venv, script), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [os.path.join(venv, script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -70,11 +91,17 @@ def test_recipes_by_name_and_the_installed_package_from_another_folder(venv, tmp
     result = _run(venv, "pggan-train", "--config=quickstart", "--config.seed=3", "--show_config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "model.resolution = 32" in result.stdout and "seed = 3" in result.stdout
-    where = subprocess.run([os.path.join(venv, "python"), "-c", "import pggan.recipes; print(pggan.recipes.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [os.path.join(venv, "python"), "-c", "import pggan.recipes; print(pggan.recipes.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert not where.stdout.startswith(REPO)
-    assert "quickstart, synthetic, tiny" in _one_line_error(_run(venv, "pggan-train", "--config=quickstrat",
-                                                                 "--show_config", cwd=tmp_path))
+    assert "quickstart, synthetic, tiny" in _one_line_error(
+        _run(venv, "pggan-train", "--config=quickstrat", "--show_config", cwd=tmp_path)
+    )
 
 
 def test_generate_export_project_and_generate_from_the_export(venv, run_dir, tmp_path):
@@ -85,13 +112,22 @@ def test_generate_export_project_and_generate_from_the_export(venv, run_dir, tmp
     assert result.returncode == 0 and "Wrote model.pggan" in result.stdout, result.stderr
     result = _run(venv, "pggan-generate", "--workdir=model.pggan", "--seeds=1,4-5", "--outdir=again", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    result = _run(venv, "pggan-project", f"--workdir={run_dir}", "--target=images/seed000004.png", "--outdir=projected",
-                  "--num_steps=5", "--restarts=1", cwd=tmp_path)
+    result = _run(
+        venv,
+        "pggan-project",
+        f"--workdir={run_dir}",
+        "--target=images/seed000004.png",
+        "--outdir=projected",
+        "--num_steps=5",
+        "--restarts=1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0 and "PSNR" in result.stdout, result.stderr
     assert np.load(tmp_path / "projected" / "latent.npy").shape == (1, 8)
     for name in os.listdir(tmp_path / "images"):
-        np.testing.assert_array_equal(media.load_png(tmp_path / "again" / name),
-                                      media.load_png(tmp_path / "images" / name))
+        np.testing.assert_array_equal(
+            media.load_png(tmp_path / "again" / name), media.load_png(tmp_path / "images" / name)
+        )
 
 
 def test_bad_inputs_give_one_line(venv, run_dir, tmp_path):

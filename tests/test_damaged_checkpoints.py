@@ -19,9 +19,7 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint, checksums
-
 from pggan.model import networks
-
 from pggan.training import loop, train_state
 from pggan.training.config import TrainingConfig
 from tests import tool_support
@@ -32,8 +30,13 @@ pytestmark = pytest.mark.slow  # training runs whose checkpoints are damaged
 
 STEPS = [160, 256, 384]
 NEWEST = os.path.join("checkpoints", str(STEPS[-1]))
-OVERRIDES = {"model.resolution": 8, "schedule.total_kimg": STEPS[-1] / 1000, "checkpoint.every_ticks": 1,
-             "checkpoint.async_save": True, "samples.every_ticks": 1000}
+OVERRIDES = {
+    "model.resolution": 8,
+    "schedule.total_kimg": STEPS[-1] / 1000,
+    "checkpoint.every_ticks": 1,
+    "checkpoint.async_save": True,
+    "samples.every_ticks": 1000,
+}
 
 
 def _config(data_dir):
@@ -86,8 +89,11 @@ def _damage(step_dir: str, kind: str) -> None:
 
 def _tree(directory: str) -> dict[str, bytes]:
     """Every file under directory: relative path -> contents."""
-    return {os.path.relpath(p, directory): open(p, "rb").read()
-            for p in glob.glob(os.path.join(directory, "**"), recursive=True) if os.path.isfile(p)}
+    return {
+        os.path.relpath(p, directory): open(p, "rb").read()
+        for p in glob.glob(os.path.join(directory, "**"), recursive=True)
+        if os.path.isfile(p)
+    }
 
 
 def _warnings(caplog) -> list[str]:
@@ -107,14 +113,18 @@ def test_every_checkpoint_has_a_manifest_of_all_its_files_that_verifies(trained)
     assert len(glob.glob(os.path.join(workdir, "checkpoints", "**", checksums.MANIFEST), recursive=True)) == 3
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("truncate", r"generator_ema/ocdbt.process_0/d/\w+ has \d+ bytes instead of \d+"),
-    ("delete", r"generator_ema/ocdbt.process_0/d/\w+ is missing"),
-    ("half_meta", r"meta/metadata has \d+ bytes instead of \d+"),
-    ("overwrite", r"generator_ema/ocdbt.process_0/d/\w+ does not match its SHA-256 checksum"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("truncate", r"generator_ema/ocdbt.process_0/d/\w+ has \d+ bytes instead of \d+"),
+        ("delete", r"generator_ema/ocdbt.process_0/d/\w+ is missing"),
+        ("half_meta", r"meta/metadata has \d+ bytes instead of \d+"),
+        ("overwrite", r"generator_ema/ocdbt.process_0/d/\w+ does not match its SHA-256 checksum"),
+    ],
+)
 def test_training_sets_a_damaged_checkpoint_aside_and_continues_exactly_from_the_older_one(
-        trained, run, kind, reason, caplog):
+    trained, run, kind, reason, caplog
+):
     data_dir, _, uninterrupted = trained
     _damage(os.path.join(run, NEWEST), kind)
     damaged = _tree(os.path.join(run, NEWEST))
@@ -123,8 +133,10 @@ def test_training_sets_a_damaged_checkpoint_aside_and_continues_exactly_from_the
     aside = os.path.join(run, "checkpoints", checksums.DAMAGED_DIR, str(STEPS[-1]))
     [warning] = [w for w in _warnings(caplog) if "is damaged" in w]
     assert "\n" not in warning
-    pattern = (rf"checkpoint 384 in {run}/checkpoints is damaged: {reason}; moved it to {aside}, "
-               "trying the next older checkpoint.")
+    pattern = (
+        rf"checkpoint 384 in {run}/checkpoints is damaged: {reason}; moved it to {aside}, "
+        "trying the next older checkpoint."
+    )
     assert re.fullmatch(pattern, warning), warning
     assert any(r.getMessage().startswith("Resuming from checkpoint 256 ") for r in caplog.records)
     assert _tree(aside) == damaged  # left as it was, only renamed
@@ -147,20 +159,28 @@ def test_a_second_damaged_copy_of_a_step_is_kept_beside_the_first(run):
 def test_without_an_intact_checkpoint_the_run_stops_in_one_line_every_time(trained, run):
     for step in STEPS:
         _damage(os.path.join(run, "checkpoints", str(step)), "overwrite")
-    command = [sys.executable, "-m", "pggan.main", "--config=configs/tiny.py", f"--workdir={run}",
-               f"--config.dataset.data_dir={trained[0]}", *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]
+    command = [
+        sys.executable,
+        "-m",
+        "pggan.main",
+        "--config=configs/tiny.py",
+        f"--workdir={run}",
+        f"--config.dataset.data_dir={trained[0]}",
+        *(f"--config.{k}={v}" for k, v in OVERRIDES.items()),
+    ]
     env = subprocess_env(1)
     for attempt in range(2):  # the first start moves them aside, the second finds only damaged/
         result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert result.returncode == 1, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
         last = result.stderr.strip().splitlines()[-1]
-        assert last == (f"error: no intact checkpoint in {run}/checkpoints: the damaged ones (160, 256, 384) are in "
-                        f"{run}/checkpoints/damaged; copy intact checkpoints into {run}/checkpoints to resume, or "
-                        f"move {run}/checkpoints/damaged away to train from scratch")
+        assert last == (
+            f"error: no intact checkpoint in {run}/checkpoints: the damaged ones (160, 256, 384) are in "
+            f"{run}/checkpoints/damaged; copy intact checkpoints into {run}/checkpoints to resume, or "
+            f"move {run}/checkpoints/damaged away to train from scratch"
+        )
         assert sum("is damaged" in line for line in result.stderr.splitlines()) == (3 if attempt == 0 else 0)
     assert complete_steps(run) == []
-
 
 
 def test_generate_skips_a_damaged_checkpoint_and_refuses_it_when_asked_for(run, tmp_path, caplog, capsys):
@@ -231,9 +251,11 @@ def test_a_checkpoint_with_the_per_pixel_bias_of_pggan_0_1_is_refused_in_one_lin
     progress = train_state.Progress(nimg=64, phase=train_state.imported_phase(config.model, 64, 8, 1.0))
     store.save(64, train_state.new_state(g, networks.parameters(d), g), progress.to_meta(config))
     store.close()
-    expected = (f"checkpoint {workdir}/checkpoints/64 was written by pggan 0.1, whose generator had one 4x4 bias per "
-                f"pixel ({16 * channels} values) instead of the official one per channel ({channels}); this version "
-                "cannot load it")
+    expected = (
+        f"checkpoint {workdir}/checkpoints/64 was written by pggan 0.1, whose generator had one 4x4 bias per "
+        f"pixel ({16 * channels} values) instead of the official one per channel ({channels}); this version "
+        "cannot load it"
+    )
     with pytest.raises(checkpoint.CheckpointError) as error:
         checkpoint.load_generator(workdir)
     assert str(error.value).startswith(expected) and "\n" not in str(error.value)

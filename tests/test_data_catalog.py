@@ -16,8 +16,7 @@ def _prepare_mocked(name, data_dir, **kwargs):
     with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
         source = source_specs.make_source(f"tfds:{name}", tfds_data_dir=data_dir, **kwargs)
         builder.prepare_dataset(source, data_dir, progress=False)
-        mocked = [tfds.data_source(name, split=split)[i] for split in source.rule.splits
-                  for i in range(NUM_EXAMPLES)]
+        mocked = [tfds.data_source(name, split=split)[i] for split in source.rule.splits for i in range(NUM_EXAMPLES)]
     return dataset.open_dataset(source.default_name(), data_dir), mocked
 
 
@@ -33,11 +32,14 @@ def _stored_sources(ds, mocked, to_top):
     return [next(i for i, top in enumerate(tops) if np.array_equal(top, image)) for image in images]
 
 
-@pytest.mark.parametrize("name, resolution, channels, to_top", [
-    ("cifar10", 32, 3, lambda image: image),
-    ("mnist", 32, 1, lambda image: np.pad(image, ((2, 2), (2, 2), (0, 0)))),
-    ("celeb_a", 128, 3, lambda image: image[121 - 64:121 + 64, 89 - 64:89 + 64]),
-])
+@pytest.mark.parametrize(
+    "name, resolution, channels, to_top",
+    [
+        ("cifar10", 32, 3, lambda image: image),
+        ("mnist", 32, 1, lambda image: np.pad(image, ((2, 2), (2, 2), (0, 0)))),
+        ("celeb_a", 128, 3, lambda image: image[121 - 64 : 121 + 64, 89 - 64 : 89 + 64]),
+    ],
+)
 def test_catalog_mapping_is_exact(name, resolution, channels, to_top, tmp_path):
     ds, mocked = _prepare_mocked(name, str(tmp_path))
     assert (ds.resolution, ds.channels, ds.num_examples) == (resolution, channels, len(mocked))

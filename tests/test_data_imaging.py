@@ -48,7 +48,7 @@ def test_load_image_modes(tmp_path):
     luma = imaging.load_image(str(tmp_path / "rgb.png"), 1)[:, :, 0].astype(float)
     want = rgb @ np.array([0.299, 0.587, 0.114])
     assert np.abs(luma - want).max() <= 1
-    sixteen = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    sixteen = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(sixteen).save(tmp_path / "deep.png")
     loaded = imaging.load_image(str(tmp_path / "deep.png"), 1)[:, :, 0]
     assert np.abs(loaded - sixteen.astype(float) * 255 / 65535).max() <= 0.5 + 1e-9

@@ -32,7 +32,8 @@ def test_jax_numpy_gives_the_same_indices_under_jit(num_examples):
     positions = np.arange(num_examples - 50, num_examples + 50)  # crosses an epoch boundary
     want = order.example_indices(np, positions, num_examples, 2018)
     got = jax.jit(lambda p, seed: order.example_indices(jnp, p, num_examples, seed))(
-        jnp.asarray(positions, jnp.uint32), jnp.uint32(2018))
+        jnp.asarray(positions, jnp.uint32), jnp.uint32(2018)
+    )
     np.testing.assert_array_equal(np.asarray(got), want)
 
 

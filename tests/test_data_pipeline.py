@@ -11,13 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from sklearn.datasets import load_digits
 from jax.sharding import PartitionSpec as P
+from sklearn.datasets import load_digits
 
 from pggan import parallel
-from pggan.training.config import DatasetConfig
-from pggan.data import augment, config as data_config, device_dataset, order, pipeline
+from pggan.data import augment, device_dataset, order, pipeline
+from pggan.data import config as data_config
 from pggan.data.errors import DataError
+from pggan.training.config import DatasetConfig
 from tests.run_support import subprocess_env
 from tests.training_support import free_port
 
@@ -57,8 +58,9 @@ def test_digits_are_prepared_on_first_use(digits):
 
 
 def test_global_batches_are_sharded_and_follow_the_stream(digits, mesh):
-    iterator = data_config.iterator_from_config(DatasetConfig(), digits, resolution=16, batch_size=64,
-                                                mesh=mesh, seed=SEED, position=1760)
+    iterator = data_config.iterator_from_config(
+        DatasetConfig(), digits, resolution=16, batch_size=64, mesh=mesh, seed=SEED, position=1760
+    )
     batch = next(iterator)  # positions 1760..1823 cross the end of epoch 0
     iterator.close()
     assert batch["images"].shape == (64, 16, 16, 3) and batch["images"].dtype == jnp.uint8
@@ -124,8 +126,9 @@ def test_on_device_sampling_equals_host_pipeline(digits, mesh):
         device_dataset.should_hold_on_device("sometimes", digits, RESOLUTION, mesh)
     level = device_dataset.load_level_to_device(digits, RESOLUTION, mesh)
     batch_size, per_device, start = 64, 8, 1776  # crosses the epoch boundary at 1797
-    host = pipeline.InputIterator(digits, resolution=RESOLUTION, batch_size=batch_size, mesh=mesh, seed=SEED,
-                                  position=start)
+    host = pipeline.InputIterator(
+        digits, resolution=RESOLUTION, batch_size=batch_size, mesh=mesh, seed=SEED, position=start
+    )
     host_images, host_labels = _numpy(next(host))
     host.close()
 
@@ -158,8 +161,9 @@ def test_to_float_and_mirror():
 def test_strided_row_order_puts_samples_on_their_devices(digits, mesh):
     order_ = parallel.device_major_order(32, 8)
     plain = pipeline.InputIterator(digits, resolution=RESOLUTION, batch_size=32, mesh=mesh, seed=SEED)
-    strided = pipeline.InputIterator(digits, resolution=RESOLUTION, batch_size=32, mesh=mesh, seed=SEED,
-                                     row_order=order_)
+    strided = pipeline.InputIterator(
+        digits, resolution=RESOLUTION, batch_size=32, mesh=mesh, seed=SEED, row_order=order_
+    )
     (plain_images, plain_labels), (strided_images, strided_labels) = _numpy(next(plain)), _numpy(next(strided))
     plain.close()
     strided.close()
@@ -192,8 +196,16 @@ def test_two_processes_read_disjoint_parts_of_each_global_batch(digits, tmp_path
     script.write_text(_TWO_PROCESS_SCRIPT)
     port = str(free_port())
     env = subprocess_env(4)
-    workers = [subprocess.Popen([sys.executable, str(script), str(i), port, data_dir], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), port, data_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
     for worker, (_, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-2000:]

@@ -57,8 +57,10 @@ def test_pipeline_batches_equal_independent_box_downsample_at_every_level(prepar
         iterator = pipeline.InputIterator(ds, resolution=resolution, batch_size=batch_size, mesh=mesh, seed=5)
         batches = [next(iterator) for _ in range(num_batches)]
         iterator.close()
-        streams[resolution] = (np.concatenate([np.asarray(b["images"]) for b in batches]),
-                               np.concatenate([np.asarray(b["labels"]) for b in batches]))
+        streams[resolution] = (
+            np.concatenate([np.asarray(b["images"]) for b in batches]),
+            np.concatenate([np.asarray(b["labels"]) for b in batches]),
+        )
     top_images, labels = streams[RESOLUTION]
     matched = [_match_source(image, expected) for image in top_images]
     jpeg = _resized_jpeg_reference(root)
@@ -70,8 +72,9 @@ def test_pipeline_batches_equal_independent_box_downsample_at_every_level(prepar
             reference, folder_class = expected[path]
         assert labels[position] == ds.class_names.index(folder_class)
         for resolution in ds.levels:
-            np.testing.assert_array_equal(streams[resolution][0][position],
-                                          data_helpers.box_downsample(reference, resolution))
+            np.testing.assert_array_equal(
+                streams[resolution][0][position], data_helpers.box_downsample(reference, resolution)
+            )
             assert streams[resolution][1][position] == labels[position]
     # Epoch 0 shows every example once: 9 known sources + the resized JPEG.
     assert sorted(p for p in matched[:10] if p) == sorted(expected) and matched[:10].count(None) == 1
@@ -146,8 +149,9 @@ def test_bad_folders_give_clear_errors(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
     with pytest.raises(SourceError, match="none of the 1 images could be read"):
-        builder.prepare_dataset(source_specs.make_source(f"folder:{tmp_path}/broken", resolution=16), str(tmp_path),
-                                progress=False)
+        builder.prepare_dataset(
+            source_specs.make_source(f"folder:{tmp_path}/broken", resolution=16), str(tmp_path), progress=False
+        )
     with pytest.raises(SourceError, match="needs a target resolution"):
         source_specs.make_source(f"folder:{tmp_path}")
     with pytest.raises(SourceError, match="power of two"):

@@ -76,37 +76,47 @@ def test_reader_gives_the_same_examples_as_tfds_byte_for_byte(prepared):
 
 def _run_with_hidden_packages(hidden, code: str) -> subprocess.CompletedProcess:
     script = f"import sys\nfor name in {tuple(hidden)!r}:\n    sys.modules[name] = None\n{code}"
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": REPO})
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
 
 
 def test_reading_needs_neither_tensorflow_datasets_nor_grain(prepared):
-    code = ("import hashlib\nfrom pggan.data import config, dataset\n"
-            f"ds = dataset.open_dataset('syn', {prepared!r})\n"
-            "for r in ds.levels:\n"
-            "    images, labels = ds.read_level(r)\n"
-            "    print(r, hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest())\n"
-            "assert 'tensorflow_datasets' not in sys.modules or sys.modules['tensorflow_datasets'] is None\n")
+    code = (
+        "import hashlib\nfrom pggan.data import config, dataset\n"
+        f"ds = dataset.open_dataset('syn', {prepared!r})\n"
+        "for r in ds.levels:\n"
+        "    images, labels = ds.read_level(r)\n"
+        "    print(r, hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest())\n"
+        "assert 'tensorflow_datasets' not in sys.modules or sys.modules['tensorflow_datasets'] is None\n"
+    )
     result = _run_with_hidden_packages(("tensorflow_datasets", "grain"), code)
     assert result.returncode == 0, result.stderr[-3000:]
     ds = dataset.open_dataset("syn", prepared)
-    expected = [f"{r} {hashlib.sha256(b''.join(a.tobytes() for a in ds.read_level(r))).hexdigest()}"
-                for r in ds.levels]
+    expected = [f"{r} {hashlib.sha256(b''.join(a.tobytes() for a in ds.read_level(r))).hexdigest()}" for r in ds.levels]
     assert result.stdout.split("\n")[:-1] == expected
 
 
 def test_a_missing_package_is_named_in_one_line(prepared):
-    with pytest.raises(dependencies.MissingPackageError,
-                       match=r"^reading a prepared dataset needs the Python package array_record, which is not "):
+    with pytest.raises(
+        dependencies.MissingPackageError,
+        match=r"^reading a prepared dataset needs the Python package array_record, which is not ",
+    ):
         _require_hidden("array_record.python.array_record_module", "reading a prepared dataset")
-    code = (f"from pggan.data import dataset\ndataset.open_dataset('syn', {prepared!r}).read_level(4)\n")
+    code = f"from pggan.data import dataset\ndataset.open_dataset('syn', {prepared!r}).read_level(4)\n"
     result = _run_with_hidden_packages(("array_record",), code)
     assert "MissingPackageError: reading a prepared dataset needs the Python package array_record" in result.stderr
     launcher = _run_with_hidden_packages(("ml_collections",), "import runpy\nrunpy.run_module('pggan.main')")
     assert launcher.returncode == 1 and "Traceback" not in launcher.stderr
-    assert launcher.stderr.strip() == ("error: reading recipe files (configs/*.py) needs the Python package "
-                                       "ml_collections, which is not installed: pip install ml_collections (or "
-                                       "pip install -e . for all of pggan's packages)")
+    assert launcher.stderr.strip() == (
+        "error: reading recipe files (configs/*.py) needs the Python package "
+        "ml_collections, which is not installed: pip install ml_collections (or "
+        "pip install -e . for all of pggan's packages)"
+    )
 
 
 def _require_hidden(module: str, purpose: str):
@@ -123,6 +133,9 @@ def _require_hidden(module: str, purpose: str):
 
 def test_the_benchmark_names_a_missing_package_in_one_line():
     tool = os.path.join(REPO, "tools", "benchmark.py")
-    result = _run_with_hidden_packages(("ml_collections",), f"import runpy\nrunpy.run_path({tool!r}, run_name='__main__')")
+    result = _run_with_hidden_packages(
+        ("ml_collections",), f"import runpy\nrunpy.run_path({tool!r}, run_name='__main__')"
+    )
     assert result.returncode == 1 and result.stderr.strip().startswith(
-        "error: reading recipe files (configs/*.py) needs the Python package ml_collections, which is not installed")
+        "error: reading recipe files (configs/*.py) needs the Python package ml_collections, which is not installed"
+    )

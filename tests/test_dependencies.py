@@ -13,8 +13,10 @@ from pggan.training.config import DatasetConfig
 
 
 def _message(purpose: str, package: str) -> str:
-    return (f"^{purpose} needs the Python package {package}, which is not installed: pip install {package} "
-            r"\(or pip install -e \. for all of pggan's packages\)$")
+    return (
+        f"^{purpose} needs the Python package {package}, which is not installed: pip install {package} "
+        r"\(or pip install -e \. for all of pggan's packages\)$"
+    )
 
 
 def test_tensorboard_events_need_tensorboardx(tmp_path, monkeypatch):
@@ -35,13 +37,16 @@ def test_videos_need_imageio_ffmpeg_and_pngs_do_not(tmp_path, monkeypatch):
 def test_only_the_host_pipeline_needs_grain(monkeypatch):
     monkeypatch.delitem(sys.modules, "pggan.data.pipeline", raising=False)  # imported afresh, without grain
     monkeypatch.setitem(sys.modules, "grain", None)
-    with pytest.raises(dependencies.MissingPackageError,
-                       match=r"^reading 32x32 batches on the host \(a level not held on the devices, see "
-                             r"dataset.on_device\) needs the Python package grain, "):
+    with pytest.raises(
+        dependencies.MissingPackageError,
+        match=r"^reading 32x32 batches on the host \(a level not held on the devices, see "
+        r"dataset.on_device\) needs the Python package grain, ",
+    ):
         data_config.iterator_from_config(DatasetConfig(), None, resolution=32, batch_size=8, mesh=None, seed=0)
 
 
 def test_a_missing_dependency_of_a_package_is_named_itself():
     error = ModuleNotFoundError("No module named 'portpicker'", name="portpicker")
     assert str(dependencies.missing_package(error, "reading batches")).startswith(
-        "reading batches needs the Python package portpicker, which is not installed: pip install portpicker")
+        "reading batches needs the Python package portpicker, which is not installed: pip install portpicker"
+    )

@@ -50,7 +50,7 @@ def _numpy_augment(x, params, ops):
         top, left = (int(v) for v in params["cutout"])
         side = diff_augment.cutout_size(size)
         x = x.copy()
-        x[max(top, 0):max(top + side, 0), max(left, 0):max(left + side, 0)] = 0.0
+        x[max(top, 0) : max(top + side, 0), max(left, 0) : max(left + side, 0)] = 0.0
     return x
 
 
@@ -62,7 +62,7 @@ def test_p_zero_is_the_identity_and_p_one_matches_the_definitions(ops):
     params = _draws(16, 1.0)
     augmented = np.asarray(diff_augment.augment(jnp.asarray(images), params, ops))
     for n in range(16):
-        one = jax.tree.map(lambda v: np.asarray(v)[n], params)
+        one = jax.tree.map(lambda v, n=n: np.asarray(v)[n], params)
         np.testing.assert_allclose(augmented[n], _numpy_augment(images[n], one, ops), atol=1e-5)
     assert np.abs(augmented - images).max() > 0.1
 
@@ -77,8 +77,11 @@ def test_parameters_at_p_one_have_their_distributions():
         assert values.mean() == pytest.approx((low + high) / 2, abs=0.02)
         assert values.var() == pytest.approx((high - low) ** 2 / 12, rel=0.05)
     t = diff_augment.translation_range(SIZE)  # 1 at 8x8
-    for values, support in ((params["shift"].ravel(), range(-t, t + 1)), (params["rotation"], range(4)),
-                            (params["flip"].astype(int), range(2))):
+    for values, support in (
+        (params["shift"].ravel(), range(-t, t + 1)),
+        (params["rotation"], range(4)),
+        (params["flip"].astype(int), range(2)),
+    ):
         frequencies = np.bincount(values - min(support), minlength=len(support)) / values.size
         np.testing.assert_allclose(frequencies, 1 / len(support), atol=0.015)
     side = diff_augment.cutout_size(SIZE)  # centre uniform over 0..SIZE (even side), square from centre - side/2
@@ -99,7 +102,7 @@ def test_augmented_image_statistics_match_the_definitions():
     cut = 1.0 - np.asarray(diff_augment.augment(ones, params, ("cutout",))).mean(axis=(1, 2, 3))
     side = diff_augment.cutout_size(SIZE)
     covered = [len(range(max(s - side // 2, 0), min(s - side // 2 + side, SIZE))) for s in range(SIZE + 1)]
-    assert cut.mean() == pytest.approx(np.mean(covered) ** 2 / SIZE ** 2, rel=0.05)
+    assert cut.mean() == pytest.approx(np.mean(covered) ** 2 / SIZE**2, rel=0.05)
 
 
 def test_gradients_pass_through_every_op():
@@ -112,7 +115,7 @@ def test_gradients_pass_through_every_op():
     for n in range(4):
         dy, dx = (int(v) for v in params["shift"][n])
         expected = np.zeros((SIZE, SIZE, 3))
-        expected[max(-dy, 0):SIZE - max(dy, 0), max(-dx, 0):SIZE - max(dx, 0)] = 1.0
+        expected[max(-dy, 0) : SIZE - max(dy, 0), max(-dx, 0) : SIZE - max(dx, 0)] = 1.0
         np.testing.assert_array_equal(grads[n], expected)
 
 
@@ -132,11 +135,13 @@ def test_config_names_ops_and_checks_in_one_line():
     assert AugmentConfig(policy="diffaugment").ops == ("color", "translation", "cutout")
     assert AugmentConfig(policy="cutout, xflip").policy == "xflip,cutout"
     assert AugmentConfig().ops == () and not AugmentConfig(policy="ada").adaptive
-    for fields, message in (({"policy": "blur"}, "config.augment.policy must be"),
-                            ({"policy": "color,color"}, "config.augment.policy must be"),
-                            ({"probability": 1.5}, "config.augment.probability must be in [0, 1]"),
-                            ({"target": 0.6}, "config.augment.target > 0 needs a config.augment.policy"),
-                            ({"policy": "ada", "interval": 0}, "config.augment.interval must be an integer >= 1")):
+    for fields, message in (
+        ({"policy": "blur"}, "config.augment.policy must be"),
+        ({"policy": "color,color"}, "config.augment.policy must be"),
+        ({"probability": 1.5}, "config.augment.probability must be in [0, 1]"),
+        ({"target": 0.6}, "config.augment.target > 0 needs a config.augment.policy"),
+        ({"policy": "ada", "interval": 0}, "config.augment.interval must be an integer >= 1"),
+    ):
         with pytest.raises(ValueError) as raised:
             AugmentConfig(**fields)
         assert message in str(raised.value) and "\n" not in str(raised.value)

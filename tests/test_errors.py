@@ -24,7 +24,11 @@ def _pggan_modules():
 
 
 def test_every_exception_class_derives_from_user_error():
-    defined = {cls for module in _pggan_modules() for _, cls in inspect.getmembers(module, inspect.isclass)
-               if issubclass(cls, BaseException) and cls.__module__.startswith("pggan.")}
+    defined = {
+        cls
+        for module in _pggan_modules()
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, BaseException) and cls.__module__.startswith("pggan.")
+    }
     assert len(defined) >= 20  # ConfigError, DataError and its kinds, CheckpointError, MetricError, ...
     assert [cls.__qualname__ for cls in defined if not issubclass(cls, UserError)] == list(INTERNAL)

@@ -27,8 +27,9 @@ def source(tmp_path_factory):
 
 
 def _max_difference(a: dict, b: dict) -> float:
-    return max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a),
-                                                                                   jax.tree.leaves(b)))
+    return max(
+        float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def test_a_fine_tuning_run_starts_from_the_networks_at_their_resolution(source, tmp_path):

@@ -14,11 +14,8 @@ import jax
 import pytest
 
 from pggan import checkpoint, checksums, disk
-
 from pggan.model import networks
-
 from pggan.sampling import media
-
 from pggan.training import train_state
 from tests.run_support import REPO, load_recipe, subprocess_env
 from tests.training_support import TrainingProcess, complete_steps
@@ -34,11 +31,14 @@ def tmpfs(tmp_path):
     def mount(size: str) -> str:
         path = tmp_path / f"tmpfs{len(mounts)}"
         path.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+        )
         if result.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode}): the full-disk "
-                        "tests need root (mount -t tmpfs)")
+            pytest.skip(
+                f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode}): the full-disk "
+                "tests need root (mount -t tmpfs)"
+            )
         mounts.append(path)
         return str(path)
 
@@ -54,8 +54,10 @@ def _command(workdir: str, data_dir: str, *overrides: str) -> list[str]:
 def test_is_disk_full_recognises_oserror_tensorstore_and_wrapped_errors():
     assert disk.is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
     assert not disk.is_disk_full(OSError(errno.EACCES, "Permission denied"))
-    tensorstore = ValueError("RESOURCE_EXHAUSTED: Error writing local file \"x/manifest.ocdbt\": Failed to write 114 "
-                             "bytes to file 27: No space left on device [os_error_code='28']")
+    tensorstore = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing local file "x/manifest.ocdbt": Failed to write 114 '
+        "bytes to file 27: No space left on device [os_error_code='28']"
+    )
     assert disk.is_disk_full(tensorstore)
     try:
         try:
@@ -84,12 +86,19 @@ def test_the_checkpoint_size_estimate_covers_a_real_checkpoint(tmp_path):
 
 def test_a_disk_too_small_for_a_checkpoint_is_refused_in_one_line(tmpfs, tmp_path):
     workdir = os.path.join(tmpfs("200k"), "run")
-    result = subprocess.run([sys.executable, "-m", "pggan.main", *_command(workdir, str(tmp_path / "data"))],
-                            env=subprocess_env(1), cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pggan.main", *_command(workdir, str(tmp_path / "data"))],
+        env=subprocess_env(1),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: --workdir '{workdir}' has 200 KiB free but the next checkpoint (564 KiB, written beside the ones "
-        "kept) with samples and logs (76 KiB) needs about 640 KiB; free disk space or choose another directory"]
+        "kept) with samples and logs (76 KiB) needs about 640 KiB; free disk space or choose another directory"
+    ]
     assert not os.path.exists(os.path.join(workdir, "checkpoints"))
 
 
@@ -105,9 +114,12 @@ def test_a_disk_that_fills_up_mid_run_stops_it_in_one_line_and_loses_nothing(tmp
     assert "Traceback" not in run.log and "Exception ignored" not in run.log, run.log[-3000:]
     errors = [line for line in run.lines if line.startswith(("E", "error:"))]  # absl errors and ours
     assert errors == run.lines[-1:]
-    assert re.fullmatch(rf"error: no space left on the disk of --workdir {workdir} \(\d+ KiB free; the next "
-                        r"checkpoint, samples and logs need about 640 KiB\): free space or move the run, then run the "
-                        r"same command to resume from the newest complete checkpoint", errors[0]), errors[0]
+    assert re.fullmatch(
+        rf"error: no space left on the disk of --workdir {workdir} \(\d+ KiB free; the next "
+        r"checkpoint, samples and logs need about 640 KiB\): free space or move the run, then run the "
+        r"same command to resume from the newest complete checkpoint",
+        errors[0],
+    ), errors[0]
     assert complete_steps(workdir) == [160], (os.listdir(os.path.join(workdir, "checkpoints")), run.log[-3000:])
     step_dir = os.path.join(workdir, "checkpoints", "160")
     assert checksums.find_damage(step_dir, checksums.read_manifest(step_dir)) is None
@@ -123,20 +135,28 @@ def test_event_writes_on_a_full_disk_fail_in_the_caller_and_leave_nothing_for_ex
     """TensorBoard events on a full disk: an OSError in the caller, then nothing printed at exit (tensorboardX's
     SummaryWriter would die in its thread, then block, then fail again at exit)."""
     workdir = tmpfs("64k")
-    script = ("import numpy as np, sys\n"
-              "from pggan import disk\n"
-              "from pggan.training.writers import RunWriter\n"
-              "writer = RunWriter(sys.argv[1])\n"
-              "try:\n"
-              "    for step in range(100000):\n"
-              "        writer.scalars(step, {'loss': 1.0, 'image': np.random.rand()})\n"
-              "        writer._next_flush = 0  # flush every event\n"
-              "except Exception as error:\n"
-              "    print('stopped:', type(error).__name__, disk.is_disk_full(error))\n"
-              "try:\n"
-              "    writer.close()\n"
-              "except OSError as error:\n"
-              "    print('close:', disk.is_disk_full(error))\n")
-    result = subprocess.run([sys.executable, "-c", script, workdir], env=subprocess_env(1), cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    script = (
+        "import numpy as np, sys\n"
+        "from pggan import disk\n"
+        "from pggan.training.writers import RunWriter\n"
+        "writer = RunWriter(sys.argv[1])\n"
+        "try:\n"
+        "    for step in range(100000):\n"
+        "        writer.scalars(step, {'loss': 1.0, 'image': np.random.rand()})\n"
+        "        writer._next_flush = 0  # flush every event\n"
+        "except Exception as error:\n"
+        "    print('stopped:', type(error).__name__, disk.is_disk_full(error))\n"
+        "try:\n"
+        "    writer.close()\n"
+        "except OSError as error:\n"
+        "    print('close:', disk.is_disk_full(error))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, workdir],
+        env=subprocess_env(1),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, "stopped: OSError True\n", "")

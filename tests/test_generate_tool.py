@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint
-
 from pggan.sampling import generation, latent_space, media
 from tests import tool_support
 from tests.run_support import REPO, load_recipe, subprocess_env, write_checkpoints
@@ -45,7 +44,9 @@ def _tool(*args: str) -> int:
 
 
 def _subprocess(*args: str, devices: int = 8) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, TOOL, *args], env=subprocess_env(devices), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, TOOL, *args], env=subprocess_env(devices), capture_output=True, text=True, timeout=300
+    )
 
 
 def _ema_sampler(run_dir, **kwargs):
@@ -69,7 +70,9 @@ def test_grid_is_byte_stable_has_the_right_size_and_shows_the_seed_images(run_di
     assert sorted(os.listdir(images_dir)) == ["seed000007.png", "seed000008.png"]
     assert np.abs(media.load_png(images_dir / "seed000007.png").astype(int) - grid[:FINAL, :FINAL]).max() <= 1
     # Every cell is a different image, and a different seed gives a different grid.
-    cells = [grid[r * FINAL:(r + 1) * FINAL, c * FINAL:(c + 1) * FINAL].tobytes() for r in range(2) for c in range(3)]
+    cells = [
+        grid[r * FINAL : (r + 1) * FINAL, c * FINAL : (c + 1) * FINAL].tobytes() for r in range(2) for c in range(3)
+    ]
     assert len(set(cells)) == 6
     assert _tool(f"--workdir={run_dir}", "--grid=2x3", "--seed=8", f"--out={b}", "--batch_size=8") == 0
     assert a.read_bytes() != b.read_bytes()
@@ -98,8 +101,10 @@ def test_a_checkpoint_taken_during_a_fade_in_is_sampled_at_its_alpha(tmp_path):
     generator, meta = checkpoint.load_generator(str(workdir))
     assert (meta["resolution"], meta["alpha"], meta["phase"]["lod"]) == (FINAL, 0.25, 0.75)
     latents = jnp.asarray(latent_space.grid_latents(0, 2, generator.spec.latent_size))
+
     def grid(alpha):  # the generator called directly, without the batched, sharded pipeline
         return media.make_grid(media.to_uint8(generator(latents, resolution=FINAL, alpha=alpha)), 1, 2)
+
     assert np.abs(media.load_png(out).astype(int) - grid(0.25)).max() <= 1
     assert np.abs(media.load_png(out).astype(int) - grid(1.0)).max() > 10
 
@@ -142,8 +147,20 @@ def _decoded(path):
 def test_random_walk_video_has_duration_times_fps_frames_that_show_the_walk(run_dir, tmp_path, extension):
     duration, fps, zoom = 2, 5, 4
     path = tmp_path / f"walk{extension}"
-    assert _tool(f"--workdir={run_dir}", f"--video={path}", f"--duration={duration}", f"--fps={fps}",
-                 "--video_grid=1x2", "--seed=3", "--smoothing_sec=0.5", f"--zoom={zoom}", "--batch_size=8") == 0
+    assert (
+        _tool(
+            f"--workdir={run_dir}",
+            f"--video={path}",
+            f"--duration={duration}",
+            f"--fps={fps}",
+            "--video_grid=1x2",
+            "--seed=3",
+            "--smoothing_sec=0.5",
+            f"--zoom={zoom}",
+            "--batch_size=8",
+        )
+        == 0
+    )
     info, frames = _decoded(path)
     assert (info.num_frames, info.height, info.width) == (duration * fps, FINAL * zoom, 2 * FINAL * zoom)
     walk = latent_space.smooth_random_walk(duration * fps, 8, fps=fps, smoothing_sec=0.5, seed=3, num_walks=2)
@@ -164,8 +181,20 @@ def test_keyframes_of_the_interpolation_are_the_images_of_their_seeds(run_dir, t
         np.testing.assert_array_equal(frames[index], generation.sample_grid(sampler, seeds[k], 1, 2))
     # The tool writes the same video (lossless H.264; zoomed, as 4:2:0 chroma needs more than 16 pixels).
     path = tmp_path / "keys.mp4"
-    assert _tool(f"--workdir={run_dir}", f"--video={path}", "--keyframes=4,9,2", f"--duration={duration}",
-                 f"--fps={fps}", "--video_grid=1x2", "--zoom=4", "--crf=0", "--batch_size=8") == 0
+    assert (
+        _tool(
+            f"--workdir={run_dir}",
+            f"--video={path}",
+            "--keyframes=4,9,2",
+            f"--duration={duration}",
+            f"--fps={fps}",
+            "--video_grid=1x2",
+            "--zoom=4",
+            "--crf=0",
+            "--batch_size=8",
+        )
+        == 0
+    )
     info, decoded = _decoded(path)
     assert info.num_frames == num_frames
     for index in (0, 3):
@@ -177,8 +206,10 @@ def test_progress_video_from_sample_grids_and_from_stage_checkpoints(run_dir, tm
     samples = os.path.join(run_dir, "samples")
     rng = np.random.default_rng(0)
     for kimg in (0.0, 1.0, 2.0):
-        media.save_png(rng.integers(0, 256, (2 * FINAL, 4 * FINAL, 3), dtype=np.uint8),
-                       os.path.join(samples, media.sample_grid_filename(kimg)))
+        media.save_png(
+            rng.integers(0, 256, (2 * FINAL, 4 * FINAL, 3), dtype=np.uint8),
+            os.path.join(samples, media.sample_grid_filename(kimg)),
+        )
     path = tmp_path / "samples.mp4"
     assert _tool(f"--workdir={run_dir}", f"--progress_video={path}", "--duration=1.5", "--fps=4") == 0
     info, _ = _decoded(path)
@@ -186,8 +217,20 @@ def test_progress_video_from_sample_grids_and_from_stage_checkpoints(run_dir, tm
     assert (info.num_frames, info.height, info.width) == (6, 256, 512)
 
     path = tmp_path / "stages.mp4"
-    assert _tool(f"--workdir={run_dir}", f"--progress_video={path}", "--progress_from=checkpoints",
-                 "--duration=1", "--fps=2", "--video_grid=1x2", "--zoom=2", "--crf=0", "--batch_size=8") == 0
+    assert (
+        _tool(
+            f"--workdir={run_dir}",
+            f"--progress_video={path}",
+            "--progress_from=checkpoints",
+            "--duration=1",
+            "--fps=2",
+            "--video_grid=1x2",
+            "--zoom=2",
+            "--crf=0",
+            "--batch_size=8",
+        )
+        == 0
+    )
     info, frames = _decoded(path)
     assert (info.num_frames, info.height, info.width) == (2, 2 * FINAL, 4 * FINAL)
     for frame, (step, resolution) in zip(frames, ((FIRST_STEP, FIRST), (LAST_STEP, FINAL))):
@@ -200,25 +243,28 @@ def test_progress_video_from_sample_grids_and_from_stage_checkpoints(run_dir, tm
 # Errors and devices
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--grid=8y8", "--out=g.png"], "grid must look like ROWSxCOLS"),
-    (["--grid=2x2", "--out=g.jpg"], "unknown extension: use one of .png"),
-    (["--video=w.avi"], r"unknown extension: use one of \.mp4, \.gif"),
-    (["--grid=2x2", "--out=g.png", "--num=3"], "choose exactly one output: .* \\(got --grid, --num\\)"),
-    ([], "choose exactly one output"),
-    (["--grid=2x2"], "--out is required"),
-    (["--grid=2x2", "--out=g.png", "--keyframes=1,2"], "--keyframes does not apply to --grid"),
-    (["--video=w.mp4", "--keyframes=1,2", "--smoothing_sec=2"], "--smoothing_sec is for random walks"),
-    (["--video=w.mp4", "--keyframes=1,x"], "--keyframes must be non-negative integer seeds"),
-    (["--video=w.mp4", "--duration=0"], "--duration and --fps must be positive"),
-    (["--progress_video=p.mp4", "--truncation=0.5"], "--truncation does not apply to a progress video from sample"),
-    (["--grid=2x2", "--out=g.png", "--truncation=1.5"], r"truncation psi must be in \[0, 1\]"),
-    (["--grid=2x2", "--out=g.png", "--label=0"], "unconditional"),
-    (["--grid=2x2", "--out=g.png", "--step=5"], r"no checkpoint at step 5 .* available steps: \[1000, 2000\]"),
-    (["--grid=2x2", "--out=g.png", "--resolution=4"], r"no checkpoint at resolution 4 .* \[8, 16\]"),
-    (["--grid=2x2", "--out=g.png", "--resolution=8", "--step=1000"], "give one of them"),
-    (["--video=w.mp4", "--keyframes=1", "--loop=false"], "at least 2 keyframes"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--grid=8y8", "--out=g.png"], "grid must look like ROWSxCOLS"),
+        (["--grid=2x2", "--out=g.jpg"], "unknown extension: use one of .png"),
+        (["--video=w.avi"], r"unknown extension: use one of \.mp4, \.gif"),
+        (["--grid=2x2", "--out=g.png", "--num=3"], "choose exactly one output: .* \\(got --grid, --num\\)"),
+        ([], "choose exactly one output"),
+        (["--grid=2x2"], "--out is required"),
+        (["--grid=2x2", "--out=g.png", "--keyframes=1,2"], "--keyframes does not apply to --grid"),
+        (["--video=w.mp4", "--keyframes=1,2", "--smoothing_sec=2"], "--smoothing_sec is for random walks"),
+        (["--video=w.mp4", "--keyframes=1,x"], "--keyframes must be non-negative integer seeds"),
+        (["--video=w.mp4", "--duration=0"], "--duration and --fps must be positive"),
+        (["--progress_video=p.mp4", "--truncation=0.5"], "--truncation does not apply to a progress video from sample"),
+        (["--grid=2x2", "--out=g.png", "--truncation=1.5"], r"truncation psi must be in \[0, 1\]"),
+        (["--grid=2x2", "--out=g.png", "--label=0"], "unconditional"),
+        (["--grid=2x2", "--out=g.png", "--step=5"], r"no checkpoint at step 5 .* available steps: \[1000, 2000\]"),
+        (["--grid=2x2", "--out=g.png", "--resolution=4"], r"no checkpoint at resolution 4 .* \[8, 16\]"),
+        (["--grid=2x2", "--out=g.png", "--resolution=8", "--step=1000"], "give one of them"),
+        (["--video=w.mp4", "--keyframes=1", "--loop=false"], "at least 2 keyframes"),
+    ],
+)
 def test_bad_settings_give_one_line_errors(run_dir, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert _tool(f"--workdir={run_dir}", *args) == 1
@@ -237,8 +283,9 @@ def test_the_command_line_tool_exits_with_one_line_errors(tmp_path):
 @pytest.mark.slow
 def test_the_same_seed_gives_the_same_grid_on_one_and_eight_devices(run_dir, tmp_path):
     for devices in (1, 8):
-        result = _subprocess(f"--workdir={run_dir}", "--grid=3x3", "--seed=5", f"--out={tmp_path / f'{devices}.png'}",
-                             devices=devices)
+        result = _subprocess(
+            f"--workdir={run_dir}", "--grid=3x3", "--seed=5", f"--out={tmp_path / f'{devices}.png'}", devices=devices
+        )
         assert result.returncode == 0, result.stderr
     one, eight = (media.load_png(tmp_path / f"{devices}.png").astype(int) for devices in (1, 8))
     assert one.shape == (3 * FINAL, 3 * FINAL, 3)

@@ -7,7 +7,6 @@ import pytest
 from flax import nnx
 
 from pggan.model import networks
-
 from pggan.sampling import generation, latent_space, media
 
 RESOLUTION = 8
@@ -20,8 +19,13 @@ def _tiny_generator(label_size: int = 0) -> networks.Generator:
     rng = np.random.default_rng(1)
     params = nnx.state(generator, nnx.Param)
     params = jax.tree.map_with_path(
-        lambda path, x: rng.normal(0, 0.5, x.shape).astype(np.float32)
-        if any(getattr(k, "key", None) == "bias" for k in path) else x, params)
+        lambda path, x: (
+            rng.normal(0, 0.5, x.shape).astype(np.float32)
+            if any(getattr(k, "key", None) == "bias" for k in path)
+            else x
+        ),
+        params,
+    )
     nnx.update(generator, params)
     return generator
 
@@ -60,8 +64,11 @@ def test_one_and_eight_devices_agree_whatever_the_batching(generator):
 
 def test_streamed_batches_are_trimmed_to_the_latents():
     generator = _tiny_generator()
-    batches = list(generation.generate_image_batches(generator, latent_space.grid_latents(0, 10, 8),
-                                                     resolution=RESOLUTION, batch_size=8))
+    batches = list(
+        generation.generate_image_batches(
+            generator, latent_space.grid_latents(0, 10, 8), resolution=RESOLUTION, batch_size=8
+        )
+    )
     assert [len(b) for b in batches] == [8, 2]
 
 

@@ -22,8 +22,13 @@ LOD = 0.5  # a mid-fade snapshot: tools must sample it at 16x16 with alpha 0.5
 
 
 def _run_tool(*args):
-    return subprocess.run([sys.executable, str(REPO / "tools" / "import_official.py"), *args],
-                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / "import_official.py"), *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +50,10 @@ def test_imported_checkpoint_samples_like_the_official_networks(imported_run, ne
     assert config["dataset"]["name"] == "imported-network-snapshot-000140" and config["dataset"]["source"] == ""
     z = np.random.default_rng(4).standard_normal((4, 8)).astype(np.float32)
     got = np.asarray(generator(z, resolution=meta["resolution"], alpha=meta["alpha"])).transpose(0, 3, 1, 2)
-    want = ref.g_paper(imported_run["networks"][official_index].vars, imported_run["settings"][0], z,
-                       np.zeros((4, 0)), LOD)
+    want = ref.g_paper(
+        imported_run["networks"][official_index].vars, imported_run["settings"][0], z, np.zeros((4, 0)), LOD
+    )
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
-
 
 
 def test_tool_reports_what_it_imported(imported_run):

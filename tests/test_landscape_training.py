@@ -11,11 +11,8 @@ import pytest
 from PIL import Image
 
 from pggan import checkpoint, parallel
-
 from pggan.model import losses, networks, normalization
-
 from pggan.sampling import latent_space, media
-
 from pggan.training import defaults, landscape, loop, train_step, validation
 from pggan.training.step_updates import HostBatches, RoundScalars, summarize_metrics
 from tests import tool_support
@@ -29,7 +26,9 @@ MINIBATCH, REPEATS, ROUNDS = 16, 4, 4  # 4 rounds of 4 minibatches of 16: 256 im
 
 def _settings(name):
     config = landscape.apply(defaults.default_config(), name)
-    return losses.LossConfig.from_config(config.loss), normalization.NormalizationConfig.from_config(config.d_normalization)
+    return losses.LossConfig.from_config(config.loss), normalization.NormalizationConfig.from_config(
+        config.d_normalization
+    )
 
 
 def _round_inputs(round_index, mesh):
@@ -37,7 +36,9 @@ def _round_inputs(round_index, mesh):
     images = rng.integers(0, 256, (REPEATS, MINIBATCH, 4, 4, 3), dtype=np.uint8)
     order = parallel.device_major_order(MINIBATCH, mesh.size)
     sharding = parallel.batch_sharded(mesh, 1)
-    return jax.device_put(images[:, order], sharding), jax.device_put(np.zeros((REPEATS, MINIBATCH), np.int32), sharding)
+    return jax.device_put(images[:, order], sharding), jax.device_put(
+        np.zeros((REPEATS, MINIBATCH), np.int32), sharding
+    )
 
 
 # Every loss, every penalty (R1 alone runs inside r1r2; sn and gran run without penalties, as 'none' does)
@@ -71,8 +72,14 @@ def test_gran_uses_the_drift_term_with_wgan_only():
 
 
 def test_wgan_with_gran_and_too_little_drift_is_a_known_failure_naming_the_fix():
-    for name, drift, warned in (("wgan_gran", None, False), ("wgan_gran", 0.0, True), ("wgan_gran", 0.001, True),
-                                ("hinge_gran", None, False), ("wgan_sn", None, False), ("wgan_gp", 0.0, False)):
+    for name, drift, warned in (
+        ("wgan_gran", None, False),
+        ("wgan_gran", 0.0, True),
+        ("wgan_gran", 0.001, True),
+        ("hinge_gran", None, False),
+        ("wgan_sn", None, False),
+        ("wgan_gp", 0.0, False),
+    ):
         config = landscape.apply(defaults.default_config(), name)
         if drift is not None:
             config.loss.drift = drift
@@ -89,15 +96,17 @@ def test_wgan_with_gran_and_too_little_drift_is_a_known_failure_naming_the_fix()
 def test_combination_trains_without_nonfinite_values(name):
     loss, norm = _settings(name)
     mesh = parallel.make_mesh(jax.devices()[:2])
-    step = train_step.TrainStep.create(SPEC, loss, train_step.StepConfig(minibatch_repeats=REPEATS, normalization=norm),
-                                       mesh)
+    step = train_step.TrainStep.create(
+        SPEC, loss, train_step.StepConfig(minibatch_repeats=REPEATS, normalization=norm), mesh
+    )
     state = step.init_state(0)
     initial_u = jax.device_get(state.get(normalization.STATE_ITEM))
     total = None
     for round_index in range(ROUNDS):
         images, labels = _round_inputs(round_index, mesh)
-        scalars = RoundScalars(jnp.float32(1), jnp.float32(2e-3), jnp.float32(2e-3), jnp.float32(0.9),
-                               jax.random.key(round_index))
+        scalars = RoundScalars(
+            jnp.float32(1), jnp.float32(2e-3), jnp.float32(2e-3), jnp.float32(0.9), jax.random.key(round_index)
+        )
         state, sums = step.round_fn(4, MINIBATCH)(state, HostBatches(images, labels), scalars, round_index=round_index)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     means, skipped = summarize_metrics(total)
@@ -135,8 +144,9 @@ def _ttur_config(data_dir, **schedule):
     config = load_recipe("tiny")
     config.dataset.data_dir = data_dir
     config.model.resolution = 8
-    config.schedule.update({"stabilize_kimg": 0.064, "transition_kimg": 0.064, "total_kimg": 0.192, "g_repeats": 2,
-                            **schedule})
+    config.schedule.update(
+        {"stabilize_kimg": 0.064, "transition_kimg": 0.064, "total_kimg": 0.192, "g_repeats": 2, **schedule}
+    )
     config.optimizer.update(g_beta1=0.5, d_beta2=0.9)
     config.schedule.d_lr_base = 0.002
     config.loss.update(name="hinge", gp_lambda=0.0, drift=0.0, r1_gamma=0.5, reg_interval=3)
@@ -186,8 +196,12 @@ def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
     grids = {}
     for label in (3, 7):
         out = str(tmp_path / f"class{label}.png")
-        assert tool_support.run_main("generate", f"--workdir={workdir}", "--grid=2x3", "--seed=4",
-                                     f"--label={label}", f"--out={out}") == 0
+        assert (
+            tool_support.run_main(
+                "generate", f"--workdir={workdir}", "--grid=2x3", "--seed=4", f"--label={label}", f"--out={out}"
+            )
+            == 0
+        )
         grids[label] = np.asarray(Image.open(out))
     # Independently: the trained EMA generator on the grid's latents with one-hot class 3.
     generator, meta = checkpoint.load_generator(workdir)
@@ -201,12 +215,25 @@ def test_conditional_digits_train_end_to_end_and_generate_by_label(tmp_path):
 
 def test_summary_table_orders_by_mean_swd_and_reports_diverged_runs():
     def run(name, seed, swd, untrained=200.0, skipped=0):
-        return {"combination": name, "seed": seed, "swd": swd, "untrained_swd": untrained, "finite": True,
-                "skipped_d": skipped, "skipped_g": 0, "train_seconds": 10.0}
+        return {
+            "combination": name,
+            "seed": seed,
+            "swd": swd,
+            "untrained_swd": untrained,
+            "finite": True,
+            "skipped_d": skipped,
+            "skipped_g": 0,
+            "train_seconds": 10.0,
+        }
 
-    results = [run("wgan_gp", 0, 90.0), run("wgan_gp", 1, 80.0, skipped=2), run("hinge_sn", 0, 50.0),
-               run("hinge_sn", 1, 250.0), run("lsgan_gp", 0, 60.0),
-               {"combination": "lsgan_gp", "seed": 1, "finite": False, "train_seconds": 5.0, "error": "diverged"}]
+    results = [
+        run("wgan_gp", 0, 90.0),
+        run("wgan_gp", 1, 80.0, skipped=2),
+        run("hinge_sn", 0, 50.0),
+        run("hinge_sn", 1, 250.0),
+        run("lsgan_gp", 0, 60.0),
+        {"combination": "lsgan_gp", "seed": 1, "finite": False, "train_seconds": 5.0, "error": "diverged"},
+    ]
     lines = landscape.summary_table(results).splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| wgan_gp", "| hinge_sn", "| lsgan_gp"]
     assert lines[2] == "| wgan_gp | 2 | 85.0 ± 5.0 | 200.0 | 2/2 | 2/0 | yes | 10 |"
@@ -216,8 +243,15 @@ def test_summary_table_orders_by_mean_swd_and_reports_diverged_runs():
 
 def test_compare_losses_tool_trains_scores_and_rescores_a_finished_run(tmp_path, monkeypatch):
     outdir = tmp_path / "lc"
-    args = (f"--config={REPO}/configs/tiny.py", f"--config.dataset.data_dir={tmp_path / 'data'}",
-            f"--outdir={outdir}", "--combinations=wgan_gran", "--seeds=0", "--num_images=32", "--fast_compile")
+    args = (
+        f"--config={REPO}/configs/tiny.py",
+        f"--config.dataset.data_dir={tmp_path / 'data'}",
+        f"--outdir={outdir}",
+        "--combinations=wgan_gran",
+        "--seeds=0",
+        "--num_images=32",
+        "--fast_compile",
+    )
     assert tool_support.run_main("compare_losses", *args, monkeypatch=monkeypatch) == 0
     # A finished run is scored again without training: the same record.
     assert tool_support.run_main("compare_losses", *args, monkeypatch=monkeypatch) == 0
@@ -233,9 +267,11 @@ def test_compare_losses_tool_trains_scores_and_rescores_a_finished_run(tmp_path,
 
 
 def test_compare_losses_tool_errors_are_one_line(tmp_path, capsys):
-    for args, message in ((("--combinations=wgan_gp",), "--outdir is required"),
-                          ((f"--outdir={tmp_path}", "--combinations=wgan_dropout"), "unknown combination 'wgan_dropout'"),
-                          ((f"--outdir={tmp_path}", "--seeds=a"), "--seeds must be non-negative integers")):
+    for args, message in (
+        (("--combinations=wgan_gp",), "--outdir is required"),
+        ((f"--outdir={tmp_path}", "--combinations=wgan_dropout"), "unknown combination 'wgan_dropout'"),
+        ((f"--outdir={tmp_path}", "--seeds=a"), "--seeds must be non-negative integers"),
+    ):
         assert tool_support.run_main("compare_losses", *args) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err

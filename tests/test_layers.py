@@ -52,10 +52,12 @@ def test_equalized_conv_forms_match_numpy():
     x = _random((2, 8, 8, 5), 5)
     w = p["kernel"] * math.sqrt(2) / math.sqrt(45)
     np.testing.assert_allclose(np.asarray(layer(x)), ref.conv2d_same(x, w) + p["bias"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(layer.upsample_conv(x)),
-                               ref.conv2d_same(ref.upsample(x), w) + p["bias"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(layer.conv_downsample(x)),
-                               ref.downsample(ref.conv2d_same(x, w)) + p["bias"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(layer.upsample_conv(x)), ref.conv2d_same(ref.upsample(x), w) + p["bias"], rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.asarray(layer.conv_downsample(x)), ref.downsample(ref.conv2d_same(x, w)) + p["bias"], rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("impl", layers.UPSAMPLE_CONV_IMPLS)
@@ -65,8 +67,9 @@ def test_upsample_conv_forms_are_the_same_function(impl):
     p = _params(layer)
     x = _random((2, 5, 7, 5), 6)
     w = p["kernel"] * math.sqrt(2) / math.sqrt(45)
-    np.testing.assert_allclose(np.asarray(layer.upsample_conv(x)),
-                               ref.conv2d_same(ref.upsample(x), w) + p["bias"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(layer.upsample_conv(x)), ref.conv2d_same(ref.upsample(x), w) + p["bias"], rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("impl", layers.CONV_DOWNSAMPLE_IMPLS)
@@ -76,8 +79,9 @@ def test_conv_downsample_forms_are_the_same_function(impl):
     p = _params(layer)
     x = _random((2, 8, 6, 5), 7)
     w = p["kernel"] * math.sqrt(2) / math.sqrt(45)
-    np.testing.assert_allclose(np.asarray(layer.conv_downsample(x)),
-                               ref.downsample(ref.conv2d_same(x, w)) + p["bias"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(layer.conv_downsample(x)), ref.downsample(ref.conv2d_same(x, w)) + p["bias"], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_one_by_one_conv_with_gain_one():

@@ -8,11 +8,25 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pggan"
 
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
-    {"pggan.errors", "pggan.config_section", "pggan.safe_unpickling", "pggan.parallel", "pggan.disk",
-     "pggan.checksums", "pggan.dependencies"},
+    {
+        "pggan.errors",
+        "pggan.config_section",
+        "pggan.safe_unpickling",
+        "pggan.parallel",
+        "pggan.disk",
+        "pggan.checksums",
+        "pggan.dependencies",
+    },
     # The official pickle's reading and conversion sit low, so that every loader of networks can use them.
-    {"pggan.model", "pggan.data", "pggan.metrics", "pggan.official.errors", "pggan.official.unpickler",
-     "pggan.official.snapshot", "pggan.official.convert"},
+    {
+        "pggan.model",
+        "pggan.data",
+        "pggan.metrics",
+        "pggan.official.errors",
+        "pggan.official.unpickler",
+        "pggan.official.snapshot",
+        "pggan.official.convert",
+    },
     {"pggan.checkpoint", "pggan.portable", "pggan.network_sources"},
     {"pggan.sampling"},
     {"pggan.image_sets", "pggan.trained_generator", "pggan.projection"},
@@ -58,8 +72,12 @@ def _graph() -> dict[str, set[str]]:
 
 def test_no_import_runs_back_up_a_layer():
     graph = _graph()
-    upward = [f"{module} -> {target}" for module, targets in graph.items() for target in targets
-              if _layer(target) > _layer(module)]
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    ]
     assert upward == []
 
 
@@ -72,7 +90,7 @@ def test_no_module_imports_itself_back():
         state[module] = 1
         for target in sorted(graph[module]):
             if state.get(target) == 1:
-                circles.append(" -> ".join(path[path.index(target):] + [target]))
+                circles.append(" -> ".join(path[path.index(target) :] + [target]))
             elif target not in state:
                 visit(target, path + [target])
         state[module] = 2

@@ -10,11 +10,13 @@ from pggan.model import losses
 
 def _linear_critic(weights, label_weights=None):
     """D(x) = <w, x> (+ label logits): its input gradient is w, so the penalty is known in closed form."""
+
     def critic(images):
         scores = jnp.einsum("nhwc,hwc->n", images, weights)[:, None]
         if label_weights is None:
             return scores
         return jnp.concatenate([scores, jnp.einsum("nhwc,hwck->nk", images, label_weights)], axis=1)
+
     return critic
 
 
@@ -40,7 +42,7 @@ def test_wgan_gp_matches_numpy(batch):
     f = 0.5 * np.sum(fakes.astype(np.float64) ** 2, axis=(1, 2, 3))
     x_hat = reals + (fakes - reals) * mix[:, None, None, None]
     norms = np.sqrt(np.sum(x_hat.astype(np.float64) ** 2, axis=(1, 2, 3)))
-    expected = np.mean(f - r + 10.0 * (norms - 1.0) ** 2 + 0.001 * r ** 2)
+    expected = np.mean(f - r + 10.0 * (norms - 1.0) ** 2 + 0.001 * r**2)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert float(aux["grad_norm"]) == pytest.approx(norms.mean(), rel=1e-5)
     g_loss = losses.generator_loss(cfg, _quadratic_critic, fakes, None)
@@ -54,7 +56,7 @@ def test_gradient_penalty_target_scaling(batch):
     loss, aux = losses.discriminator_loss(cfg, _linear_critic(jnp.asarray(weights)), reals, fakes, mix, None)
     w = weights.astype(np.float64)
     r, f = np.einsum("nhwc,hwc->n", reals, w), np.einsum("nhwc,hwc->n", fakes, w)
-    norm = np.sqrt(np.sum(w ** 2))
+    norm = np.sqrt(np.sum(w**2))
     expected = np.mean(f - r) + 3.0 * (norm - 2.0) ** 2 / 4.0
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert float(aux["gradient_penalty"]) == pytest.approx((norm - 2.0) ** 2 / 4.0, rel=1e-5)
@@ -68,8 +70,10 @@ def test_lsgan_matches_numpy(batch):
     loss, _ = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
     r = np.einsum("nhwc,hwc->n", reals, weights.astype(np.float64))
     f = np.einsum("nhwc,hwc->n", fakes, weights.astype(np.float64))
-    assert float(loss) == pytest.approx(np.mean(0.5 * (r - 1) ** 2 + 0.5 * f ** 2), rel=1e-5)
-    assert float(losses.generator_loss(cfg, critic, fakes, None)) == pytest.approx(np.mean(0.5 * (f - 1) ** 2), rel=1e-5)
+    assert float(loss) == pytest.approx(np.mean(0.5 * (r - 1) ** 2 + 0.5 * f**2), rel=1e-5)
+    assert float(losses.generator_loss(cfg, critic, fakes, None)) == pytest.approx(
+        np.mean(0.5 * (f - 1) ** 2), rel=1e-5
+    )
 
 
 def test_acgan_label_terms(batch):
@@ -106,8 +110,11 @@ def test_penalty_is_differentiable_twice(batch):
     grad = jax.grad(loss_of)(w)
     # d/dw of 10 * (||w|| - 1)^2 = 20 (||w|| - 1) w / ||w||, plus the linear terms' gradient.
     norm = jnp.linalg.norm(w)
-    expected = (jnp.mean(fakes - reals, axis=0) + 20 * (norm - 1) * w / norm
-                + 0.002 * jnp.einsum("n,nhwc->hwc", jnp.einsum("nhwc,hwc->n", reals, w), reals) / 6)
+    expected = (
+        jnp.mean(fakes - reals, axis=0)
+        + 20 * (norm - 1) * w / norm
+        + 0.002 * jnp.einsum("n,nhwc->hwc", jnp.einsum("nhwc,hwc->n", reals, w), reals) / 6
+    )
     np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), rtol=1e-4, atol=1e-5)
 
 
@@ -136,7 +143,7 @@ def test_adversarial_losses_on_fixed_logits(name):
     expected_d, expected_g = {
         "wgan": (f - r, -f),
         "logistic": (np.logaddexp(0, f) + np.logaddexp(0, -r), np.logaddexp(0, -f)),
-        "lsgan": (((r - 1) ** 2 + f ** 2) / 2, (f - 1) ** 2 / 2),
+        "lsgan": (((r - 1) ** 2 + f**2) / 2, (f - 1) ** 2 / 2),
         "hinge": (np.maximum(0, 1 - r) + np.maximum(0, 1 + f), -f),
     }[name]
     cfg = losses.LossConfig(name=name, gp_lambda=0.0, drift=0.0)
@@ -161,8 +168,10 @@ def test_loss_aliases_and_lazy_settings():
 
 def _tanh_critic(weights, scales):
     """D(x) = sum_k a_k tanh(<w_k, x>): a smooth critic whose input gradient NumPy computes exactly."""
+
     def critic(images):
         return jnp.sum(scales * jnp.tanh(jnp.einsum("nhwc,khwc->nk", images, weights)), axis=1)[:, None]
+
     return critic
 
 
@@ -170,7 +179,7 @@ def _tanh_critic_numpy(images, weights, scales):
     """(D(x) [N], ||grad_x D(x)||^2 [N]) in float64."""
     pre = np.einsum("nhwc,khwc->nk", images.astype(np.float64), weights.astype(np.float64))
     grads = np.einsum("nk,khwc->nhwc", scales * (1 - np.tanh(pre) ** 2), weights.astype(np.float64))
-    return (scales * np.tanh(pre)).sum(axis=1), (grads ** 2).sum(axis=(1, 2, 3))
+    return (scales * np.tanh(pre)).sum(axis=1), (grads**2).sum(axis=(1, 2, 3))
 
 
 def test_r1_and_r2_are_squared_input_gradient_norms(batch):
@@ -192,7 +201,7 @@ def test_zero_centred_penalty_on_interpolates(batch):
     cfg = losses.LossConfig(gp_lambda=0.0, gp0_lambda=4.0, drift=0.0)
     loss, aux = losses.discriminator_loss(cfg, _quadratic_critic, reals, fakes, mix, None)
     x_hat = (reals + (fakes - reals) * mix[:, None, None, None]).astype(np.float64)
-    squared = np.sum(x_hat ** 2, axis=(1, 2, 3))  # D = |x|^2 / 2 has gradient x
+    squared = np.sum(x_hat**2, axis=(1, 2, 3))  # D = |x|^2 / 2 has gradient x
     r = 0.5 * np.sum(reals.astype(np.float64) ** 2, axis=(1, 2, 3))
     f = 0.5 * np.sum(fakes.astype(np.float64) ** 2, axis=(1, 2, 3))
     assert float(loss) == pytest.approx(np.mean(f - r + 4.0 * squared), rel=1e-5)
@@ -227,10 +236,12 @@ def test_dat_perturbs_within_the_ball_towards_a_higher_d_loss(batch, steps):
     clean = np.mean(np.einsum("nhwc,hwc->n", fakes - reals, w))
     assert float(loss) == pytest.approx(clean + 2 * 0.05 * np.abs(w).sum(), rel=1e-5)
     adv_reals, adv_fakes = losses.adversarial_inputs(cfg, critic, jnp.asarray(reals), jnp.asarray(fakes))
-    np.testing.assert_allclose(np.asarray(adv_reals) - reals, np.broadcast_to(-0.05 * np.sign(w), reals.shape),
-                               atol=1e-6)
-    np.testing.assert_allclose(np.asarray(adv_fakes) - fakes, np.broadcast_to(0.05 * np.sign(w), fakes.shape),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(adv_reals) - reals, np.broadcast_to(-0.05 * np.sign(w), reals.shape), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(adv_fakes) - fakes, np.broadcast_to(0.05 * np.sign(w), fakes.shape), atol=1e-6
+    )
 
 
 def test_dat_fgsm_on_a_quadratic_critic_matches_numpy(batch):
@@ -249,8 +260,9 @@ def test_dat_fgsm_on_a_quadratic_critic_matches_numpy(batch):
     cfg = losses.LossConfig(gp_lambda=0.0, drift=0.0, dat_epsilon=0.1)
     grad = jax.grad(lambda w: losses.discriminator_loss(cfg, _linear_critic(w), reals, fakes, mix, None)[0])(w)
     adv_reals, adv_fakes = losses.adversarial_inputs(cfg, _linear_critic(w), jnp.asarray(reals), jnp.asarray(fakes))
-    np.testing.assert_allclose(np.asarray(grad), np.mean(np.asarray(adv_fakes) - np.asarray(adv_reals), axis=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(grad), np.mean(np.asarray(adv_fakes) - np.asarray(adv_reals), axis=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_dat_settings_are_checked():
@@ -279,8 +291,10 @@ def test_mmd_losses_and_witness_penalty_match_numpy(batch, kernel):
     """Features h(x) = x W (linear): the MMD of the features, and the witness's gradient W^T grad_h w in closed form."""
     reals, fakes, mix = batch
     w = np.random.default_rng(6).standard_normal((48, 5)).astype(np.float32) * 0.3
-    critic = lambda images: jnp.matmul(images.reshape(images.shape[0], -1), jnp.asarray(w),  # noqa: E731
-                                       precision=jax.lax.Precision.HIGHEST)
+
+    def critic(images):
+        return jnp.matmul(images.reshape(images.shape[0], -1), jnp.asarray(w), precision=jax.lax.Precision.HIGHEST)
+
     cfg = losses.LossConfig(name="mmd", mmd_kernel=kernel, gp_lambda=2.0, drift=0.0)
     loss, aux = losses.discriminator_loss(cfg, critic, reals, fakes, mix, None)
     w64 = w.astype(np.float64)
@@ -291,9 +305,9 @@ def test_mmd_losses_and_witness_penalty_match_numpy(batch, kernel):
 
     def grad_k(y):  # d/dh of sum over the mixture of k(h, y_j), per (sample, j): [N, M, F]
         diff = h[:, None, :] - y[None, :, :]
-        d2 = np.sum(diff ** 2, axis=-1)[..., None]
+        d2 = np.sum(diff**2, axis=-1)[..., None]
         if kernel == "rq":
-            return sum(-(1 + d2 / (2 * a)) ** (-a - 1) * diff for a in (0.2, 0.5, 1.0, 2.0, 5.0))
+            return sum(-((1 + d2 / (2 * a)) ** (-a - 1)) * diff for a in (0.2, 0.5, 1.0, 2.0, 5.0))
         return sum(-np.exp(-d2 / (2 * s * s)) * diff / (s * s) for s in (1.0, 2.0, 4.0, 8.0, 16.0))
 
     grad_h = grad_k(r).mean(axis=1) - grad_k(f).mean(axis=1)
@@ -308,17 +322,33 @@ def test_mmd_losses_and_witness_penalty_match_numpy(batch, kernel):
 
 def test_mmd_is_zero_in_expectation_and_positive_between_different_distributions():
     rng = np.random.default_rng(7)
-    same = [float(losses.mmd2_unbiased("rq", jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
-                                       jnp.asarray(rng.standard_normal((64, 4)), jnp.float32))) for _ in range(20)]
+    same = [
+        float(
+            losses.mmd2_unbiased(
+                "rq",
+                jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+                jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+            )
+        )
+        for _ in range(20)
+    ]
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(20)  # unbiased: mean zero within its error
-    shifted = float(losses.mmd2_unbiased("rbf", jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
-                                         jnp.asarray(rng.standard_normal((64, 4)) + 2.0, jnp.float32)))
+    shifted = float(
+        losses.mmd2_unbiased(
+            "rbf",
+            jnp.asarray(rng.standard_normal((64, 4)), jnp.float32),
+            jnp.asarray(rng.standard_normal((64, 4)) + 2.0, jnp.float32),
+        )
+    )
     assert shifted > 10 * np.std(same)
 
 
 def test_mmd_settings_are_checked_in_one_line():
-    with pytest.raises(ValueError, match=r"loss.name='mmd' takes only the gradient penalty on its witness "
-                                         r"\(gp_lambda\); set loss.drift=0.001 to 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"loss.name='mmd' takes only the gradient penalty on its witness "
+        r"\(gp_lambda\); set loss.drift=0.001 to 0",
+    ):
         losses.LossConfig(name="mmd")
     with pytest.raises(ValueError, match="loss.mmd_kernel must be one of"):
         losses.LossConfig(name="mmd", drift=0.0, mmd_kernel="linear")

@@ -11,8 +11,10 @@ from pggan.sampling import media
 def _smooth_frames(num, height, width):
     """uint8 [num, height, width, 3] moving colour gradients (codec-friendly, every frame different)."""
     yy, xx = np.mgrid[0:height, 0:width]
-    frames = [np.stack([60 + xx * 64 // width + 8 * t, 100 + yy * 64 // height,
-                        np.full_like(xx, 40 + 5 * t)], axis=-1) for t in range(num)]
+    frames = [
+        np.stack([60 + xx * 64 // width + 8 * t, 100 + yy * 64 // height, np.full_like(xx, 40 + 5 * t)], axis=-1)
+        for t in range(num)
+    ]
     return np.asarray(frames, np.uint8)
 
 
@@ -30,7 +32,7 @@ def test_make_grid_tiles_row_by_row():
     assert grid.shape == (2 * 3, 3 * 5, 3)
     for i, image in enumerate(images):
         r, c = divmod(i, 3)
-        np.testing.assert_array_equal(grid[r * 3:(r + 1) * 3, c * 5:(c + 1) * 5], image)
+        np.testing.assert_array_equal(grid[r * 3 : (r + 1) * 3, c * 5 : (c + 1) * 5], image)
     with pytest.raises(media.MediaError, match="2x2 grid needs 4 images, got 6"):
         media.make_grid(images, 2, 2)
     with pytest.raises(media.MediaError, match="to_uint8"):
@@ -42,7 +44,7 @@ def test_grids_from_batches_regroups_any_batch_sizes():
     grids = list(media.grids_from_batches([images[:5], images[5:6], images[6:]], rows=2, cols=2))
     assert len(grids) == 3
     for k, grid in enumerate(grids):
-        np.testing.assert_array_equal(grid, media.make_grid(images[4 * k:4 * k + 4], 2, 2))
+        np.testing.assert_array_equal(grid, media.make_grid(images[4 * k : 4 * k + 4], 2, 2))
     with pytest.raises(media.MediaError, match="3 images left over"):
         list(media.grids_from_batches([images[:7]], rows=2, cols=2))
 
@@ -144,7 +146,7 @@ def test_training_progress_video_from_sample_grids(tmp_path):
     samples = tmp_path / "samples"
     kimgs = [1200.0, 0.0, 140.5]
     for k, kimg in enumerate(kimgs):  # growing grids: 8x12, 16x24, 32x48 pixels
-        size = 8 * 2 ** k
+        size = 8 * 2**k
         media.save_png(_smooth_frames(k + 1, size, size * 3 // 2)[k], samples / media.sample_grid_filename(kimg))
     media.save_png(_smooth_frames(1, 4, 4)[0], samples / "reals.png")  # not a sample grid
     assert media.sample_grid_filename(140.5) == "fakes_kimg000140.5.png"

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.metrics_support import random_inception_state_dict
 from pggan.metrics.feature_extraction import InceptionFeatureExtractor
 from pggan.metrics.inception import TAP_NAMES
 from pggan.metrics.inception_weights import convert_state_dict, expected_state_dict_shapes
 from pggan.metrics.protocols import PROTOCOLS
+from tests.metrics_support import random_inception_state_dict
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -45,5 +45,6 @@ def test_protocol_features_match_the_reference_pipeline(params, protocol):
     features = InceptionFeatureExtractor(params, protocol)(photos)["features_2048"]
     _assert_matches(features, golden[f"{protocol}_features"], protocol)
     others = [golden[f"{p}_features"] for p in PROTOCOLS if p != protocol]
-    assert all(np.abs(other - golden[f"{protocol}_features"]).max() > 30 * 1e-4 * np.abs(other).max()
-               for other in others)  # the protocols are told apart at this tolerance
+    assert all(
+        np.abs(other - golden[f"{protocol}_features"]).max() > 30 * 1e-4 * np.abs(other).max() for other in others
+    )  # the protocols are told apart at this tolerance

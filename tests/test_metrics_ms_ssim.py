@@ -29,12 +29,13 @@ def _reference_ms_ssim(x, y):
         size = min(11, x.shape[0], x.shape[1])
         sigma = size * 1.5 / 11
         r = np.arange(size) - size // 2 + (0.5 if size % 2 == 0 else 0.0)
-        window = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma ** 2))
+        window = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
         window /= window.sum()
 
         def filt(v, window=window):
-            return np.stack([scipy.signal.convolve2d(v[..., c], window, mode="valid")
-                             for c in range(v.shape[-1])], axis=-1)
+            return np.stack(
+                [scipy.signal.convolve2d(v[..., c], window, mode="valid") for c in range(v.shape[-1])], axis=-1
+            )
 
         mx, my = filt(x), filt(y)
         vx, vy, cxy = filt(x * x) - mx * mx, filt(y * y) - my * my, filt(x * y) - mx * my
@@ -48,9 +49,15 @@ def _reference_ms_ssim(x, y):
 def test_single_scale_ssim_matches_scikit_image(noise):
     a, b = _pair(48, noise, 0)
     ssim, _ = ssim_and_cs(a.astype(np.float32), b.astype(np.float32))
-    expected = structural_similarity(a[0].astype(np.float64), b[0].astype(np.float64),
-                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                     data_range=255, channel_axis=-1)
+    expected = structural_similarity(
+        a[0].astype(np.float64),
+        b[0].astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1,
+    )
     assert float(ssim[0]) == pytest.approx(expected, abs=1e-6)
 
 

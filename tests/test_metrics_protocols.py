@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.metrics_support import pixel_samples, tf1_resize_loops
 from pggan.metrics.errors import MetricInputError
 from pggan.metrics.protocols import PROTOCOLS, VGG16_PROTOCOL, inception_protocol
 from pggan.metrics.resize import resample
+from tests.metrics_support import pixel_samples, tf1_resize_loops
 
 GOLDEN = Path(__file__).parent / "golden"
 _resample = jax.jit(resample, static_argnums=(1, 2, 3))
@@ -29,6 +29,7 @@ def torch_bilinear_loops(image: np.ndarray, height: int, width: int) -> np.ndarr
     scale = in / out (float32); src = max(scale * (dst + 0.5) - 0.5, 0); i0 = int(src);
     i1 = i0 + 1 unless i0 is the last pixel; weights (1 - l, l) with l = src - i0.
     """
+
     def axis(in_size, out_size):
         scale = np.float32(in_size) / np.float32(out_size)
         rows = []
@@ -53,8 +54,17 @@ def test_pil_bicubic_matches_pillow_on_photographs(out_shape):
     photos, _ = _photos()
     for photo in photos:
         ours = np.asarray(_resample(photo[None], *out_shape, "pil_bicubic"))[0]
-        pillow = np.stack([np.asarray(Image.fromarray(photo[:, :, c].astype(np.float32), mode="F").resize(
-            out_shape[::-1], Image.Resampling.BICUBIC)) for c in range(3)], axis=-1)
+        pillow = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(photo[:, :, c].astype(np.float32), mode="F").resize(
+                        out_shape[::-1], Image.Resampling.BICUBIC
+                    )
+                )
+                for c in range(3)
+            ],
+            axis=-1,
+        )
         np.testing.assert_allclose(ours, pillow, rtol=0, atol=2e-4)  # float32 sums vs Pillow's double
 
 
@@ -75,8 +85,9 @@ def test_tf1_resize_is_not_half_pixel_resize():
     # TF1 maps output pixel 3k to input pixel 2k (src = dst * 6 / 9): corners align, no half pixels.
     np.testing.assert_allclose(ours[:, ::3, ::3], images[:, ::2, ::2], atol=1e-3)
     # PyTorch's half-pixel rule is jax.image.resize's bilinear (no antialias) when enlarging.
-    np.testing.assert_allclose(half_pixel, jax.image.resize(images, (1, 9, 9, 3), "bilinear", antialias=False),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        half_pixel, jax.image.resize(images, (1, 9, 9, 3), "bilinear", antialias=False), atol=1e-3
+    )
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
@@ -96,8 +107,25 @@ def test_preprocessing_ranges_and_rederived_formulas():
     rederived = {
         "tf1": (tf1_resize_loops(photo[None], 299, 299)[0] - 128) / 128,
         "pytorch_fid": 2 * torch_bilinear_loops(photo.astype(np.float32) / np.float32(255), 299, 299) - 1,
-        "clean": (np.clip(np.stack([np.asarray(Image.fromarray(photo[:, :, c].astype(np.float32), mode="F").resize(
-            (299, 299), Image.Resampling.BICUBIC)) for c in range(3)], axis=-1), 0, 255) - 128) / 128,
+        "clean": (
+            np.clip(
+                np.stack(
+                    [
+                        np.asarray(
+                            Image.fromarray(photo[:, :, c].astype(np.float32), mode="F").resize(
+                                (299, 299), Image.Resampling.BICUBIC
+                            )
+                        )
+                        for c in range(3)
+                    ],
+                    axis=-1,
+                ),
+                0,
+                255,
+            )
+            - 128
+        )
+        / 128,
     }
     for name, expected in rederived.items():
         ours = np.asarray(jax.jit(PROTOCOLS[name].preprocess)(photo[None]))[0]

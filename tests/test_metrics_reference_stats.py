@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.metrics_support import random_features
 from pggan.metrics.errors import MetricInputError
 from pggan.metrics.reference_stats import load_fid_statistics, save_fid_statistics
+from tests.metrics_support import random_features
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -44,16 +44,19 @@ def _write(path, **arrays):
     return path
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing_sigma", "lacks sigma: expected FID statistics with arrays mu [D] and sigma [D, D]"),
-    ("missing_both", "lacks mu and sigma"),
-    ("wrong_sigma_shape", "sigma (4,)"),
-    ("wrong_dim", "holds statistics of 3-d features"),
-    ("not_a_zip", "is not a readable .npz of FID statistics"),
-    ("pickled_object", "is not a readable .npz of FID statistics"),
-    ("nan", "contain NaN or infinity"),
-    ("missing_file", "do not exist"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_sigma", "lacks sigma: expected FID statistics with arrays mu [D] and sigma [D, D]"),
+        ("missing_both", "lacks mu and sigma"),
+        ("wrong_sigma_shape", "sigma (4,)"),
+        ("wrong_dim", "holds statistics of 3-d features"),
+        ("not_a_zip", "is not a readable .npz of FID statistics"),
+        ("pickled_object", "is not a readable .npz of FID statistics"),
+        ("nan", "contain NaN or infinity"),
+        ("missing_file", "do not exist"),
+    ],
+)
 def test_malformed_files_get_one_line(tmp_path, case, message):
     path = tmp_path / "stats.npz"
     mu, sigma = np.zeros(4), np.eye(4)

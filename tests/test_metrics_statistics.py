@@ -9,11 +9,17 @@ import scipy.spatial.distance
 import scipy.special
 import scipy.stats
 
-from tests.metrics_support import random_features
 from pggan.metrics.errors import MetricInputError
 from pggan.metrics.precision_recall import precision_recall
-from pggan.metrics.statistics import (FeatureMoments, frechet_distance, inception_score, kernel_inception_distance,
-                                      kid_subset_indices, mean_and_covariance)
+from pggan.metrics.statistics import (
+    FeatureMoments,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    kid_subset_indices,
+    mean_and_covariance,
+)
+from tests.metrics_support import random_features
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -35,7 +41,7 @@ def test_frechet_distance_invariants_and_torchmetrics_golden():
     mu1, cov1 = mean_and_covariance(random_features(300, 64, 0.0, seed=1))
     assert abs(frechet_distance(mu1, cov1, mu1, cov1)) < 1e-9 * np.trace(cov1)
     shift = np.full_like(mu1, 0.25)
-    assert frechet_distance(mu1, cov1, mu1 + shift, cov1) == pytest.approx(np.sum(shift ** 2), rel=1e-6)
+    assert frechet_distance(mu1, cov1, mu1 + shift, cov1) == pytest.approx(np.sum(shift**2), rel=1e-6)
     with pytest.raises(MetricInputError, match="shapes"):
         frechet_distance(mu1, cov1, mu2[:10], cov2)
 
@@ -115,7 +121,7 @@ def test_streaming_moments_equal_numpy_whatever_the_batches():
     features = random_features(50, 16, 3.0, seed=4) + 100.0  # far from zero-mean: no cancellation allowed
     moments = FeatureMoments()
     for start in (0, 1, 8, 30):
-        moments.add(features[start:{0: 1, 1: 8, 8: 30, 30: 50}[start]])
+        moments.add(features[start : {0: 1, 1: 8, 8: 30, 30: 50}[start]])
     mean, cov = moments.result()
     np.testing.assert_allclose(mean, features.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(cov, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-12)

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from tests.metrics_support import golden_images, random_inception_state_dict, write_torch_zip_state_dict
-from pggan.metrics import ALL_METRICS, MetricSuite, WEIGHTS_ENV, WEIGHTS_URL
+from pggan.metrics import ALL_METRICS, WEIGHTS_ENV, WEIGHTS_URL, MetricSuite
 from pggan.metrics.errors import MetricInputError, WeightsFileError
 from pggan.metrics.inception_weights import expected_state_dict_shapes
+from tests.metrics_support import golden_images, random_inception_state_dict, write_torch_zip_state_dict
 
 
 def _batches(images, size=8):
-    return [images[i:i + size] for i in range(0, len(images), size)]
+    return [images[i : i + size] for i in range(0, len(images), size)]
 
 
 def _save_and_reload(stats, path):
@@ -58,8 +58,19 @@ def test_all_metrics_from_a_weights_file(monkeypatch, tmp_path):
     assert stats["inception_features"].shape == (16, 2048)
     assert stats["inception_cov"].shape == (2048, 2048) and stats["inception_cov"].dtype == np.float64
     scores = suite.evaluate(_batches(images), stats)  # the reals against themselves
-    assert set(scores) == {"swd_32", "swd_16", "swd_avg", "ms_ssim", "fid", "kid_mean", "kid_std",
-                           "is_mean", "is_std", "precision_inception", "recall_inception"}
+    assert set(scores) == {
+        "swd_32",
+        "swd_16",
+        "swd_avg",
+        "ms_ssim",
+        "fid",
+        "kid_mean",
+        "kid_std",
+        "is_mean",
+        "is_std",
+        "precision_inception",
+        "recall_inception",
+    }
     assert all(np.isfinite(v) for v in scores.values())
     assert abs(scores["fid"]) < 1e-3 * np.trace(stats["inception_cov"])
     assert scores["precision_inception"] == scores["recall_inception"] == 1.0

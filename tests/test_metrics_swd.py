@@ -5,16 +5,25 @@ import pytest
 import scipy.ndimage
 
 from pggan.metrics.errors import MetricInputError
-from pggan.metrics.swd import (SWDDescriptors, laplacian_pyramid, normalize_descriptors,
-                               random_directions, sample_patch_centres, sliced_wasserstein,
-                               sliced_wasserstein_jax, sliced_wasserstein_numpy, swd_resolutions,
-                               swd_scores)
+from pggan.metrics.swd import (
+    SWDDescriptors,
+    laplacian_pyramid,
+    normalize_descriptors,
+    random_directions,
+    sample_patch_centres,
+    sliced_wasserstein,
+    sliced_wasserstein_jax,
+    sliced_wasserstein_numpy,
+    swd_resolutions,
+    swd_scores,
+)
 
 _KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
 
 
 def _reference_pyramid(images, levels):
     """Exact binomial Laplacian pyramid in float64 with scipy's 'mirror' (reflect-101) border."""
+
     def down(x):
         return scipy.ndimage.convolve(x, _KERNEL[None, :, :, None], mode="mirror")[:, ::2, ::2]
 
@@ -59,8 +68,11 @@ def test_descriptors_are_patches_in_channel_row_column_order():
     collector.add(images, centres)
     raw = [np.concatenate(chunks) for chunks in collector._chunks]
     for level, level_centres, descriptors in zip(_reference_pyramid(images, 2), centres, raw):
-        expected = [level[n, y - 3:y + 4, x - 3:x + 4, :].transpose(2, 0, 1).ravel()
-                    for n in range(3) for y, x in level_centres[n]]
+        expected = [
+            level[n, y - 3 : y + 4, x - 3 : x + 4, :].transpose(2, 0, 1).ravel()
+            for n in range(3)
+            for y, x in level_centres[n]
+        ]
         np.testing.assert_allclose(descriptors, np.array(expected), atol=1e-4)
 
 
@@ -71,8 +83,8 @@ def test_normalisation_is_per_channel_over_the_set():
     np.testing.assert_allclose(normalised.std(axis=(0, 2)), 1.0, atol=1e-5)
     by_channel = desc.reshape(500, 3, 49)
     np.testing.assert_allclose(
-        normalised[:, 1], (by_channel[:, 1] - by_channel[:, 1].mean()) / by_channel[:, 1].std(),
-        atol=1e-4)
+        normalised[:, 1], (by_channel[:, 1] - by_channel[:, 1].mean()) / by_channel[:, 1].std(), atol=1e-4
+    )
 
 
 def test_sliced_wasserstein_matches_numpy():
@@ -82,8 +94,9 @@ def test_sliced_wasserstein_matches_numpy():
     directions = random_directions(rng)
     assert directions.shape == (4, 147, 128)
     np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, atol=1e-6)
-    expected = np.mean([np.mean(np.abs(np.sort(a @ d, axis=0) - np.sort(b @ d, axis=0)))
-                        for d in directions.astype(np.float64)])
+    expected = np.mean(
+        [np.mean(np.abs(np.sort(a @ d, axis=0) - np.sort(b @ d, axis=0))) for d in directions.astype(np.float64)]
+    )
     for distance in (sliced_wasserstein, sliced_wasserstein_jax, sliced_wasserstein_numpy):
         assert float(distance(a, b, directions)) == pytest.approx(expected, rel=1e-5)
         assert float(distance(a, a, directions)) == 0.0

@@ -9,21 +9,22 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.metrics_support import random_vgg16_state_dict, write_torch_zip_state_dict
 from pggan.metrics import MetricSuite
 from pggan.metrics.errors import WeightsFileError
 from pggan.metrics.feature_extraction import VGG16FeatureExtractor
 from pggan.metrics.protocols import VGG16_PROTOCOL
 from pggan.metrics.vgg16_weights import VGG16_WEIGHTS, convert_state_dict, expected_state_dict_shapes, vgg16_state
 from pggan.metrics.weights_files import resolve_weights_path
+from tests.metrics_support import random_vgg16_state_dict, write_torch_zip_state_dict
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
 def test_conversion_expects_torchvisions_vgg16_state_dict():
     golden = np.load(GOLDEN / "vgg16_goldens.npz")
-    torchvision = {str(n): tuple(int(d) for d in str(s).strip("[]").split(", "))
-                   for n, s in zip(golden["names"], golden["shapes"])}
+    torchvision = {
+        str(n): tuple(int(d) for d in str(s).strip("[]").split(", ")) for n, s in zip(golden["names"], golden["shapes"])
+    }
     expected = expected_state_dict_shapes()
     assert set(torchvision) - set(expected) == {"classifier.6.weight", "classifier.6.bias"}  # the 1000 classes
     assert {k: torchvision[k] for k in expected} == expected
@@ -71,8 +72,9 @@ def test_pr_vgg16_in_the_suite_uses_vgg16_features_and_names_its_protocol():
     suite = MetricSuite(("pr_vgg16",), vgg16=PixelFeatures())
     stats = suite.real_statistics([reals[:5], reals[5:]])
     scores = suite.evaluate([fakes[:3], fakes[3:]], stats)
-    expected = precision_recall(reals.reshape(12, -1)[:, :48].astype(np.float32),
-                                np.stack([f.reshape(-1)[:48] for f in fakes]).astype(np.float32))
+    expected = precision_recall(
+        reals.reshape(12, -1)[:, :48].astype(np.float32),
+        np.stack([f.reshape(-1)[:48] for f in fakes]).astype(np.float32),
+    )
     assert (scores["precision_vgg16"], scores["recall_vgg16"]) == expected
-    assert suite.details(stats, len(fakes)) == {"pr_vgg16": {"protocol": "vgg16_tf1", "num_fakes": 8,
-                                                             "num_reals": 12}}
+    assert suite.details(stats, len(fakes)) == {"pr_vgg16": {"protocol": "vgg16_tf1", "num_fakes": 8, "num_reals": 12}}

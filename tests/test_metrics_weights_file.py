@@ -13,15 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import pickle_fuzz
-from tests.metrics_support import (random_inception_state_dict, tiny_float_tensors, torch_state_dict_pickle,
-                                   torch_storages, write_torch_zip, write_torch_zip_state_dict)
 from pggan.metrics import inception_weights
 from pggan.metrics.errors import UnsafeWeightsFileError, WeightsFileError
-from pggan.metrics.inception_weights import (INCEPTION_WEIGHTS, WEIGHTS_URL, convert_state_dict,
-                                             expected_state_dict_shapes)
+from pggan.metrics.inception_weights import (
+    INCEPTION_WEIGHTS,
+    WEIGHTS_URL,
+    convert_state_dict,
+    expected_state_dict_shapes,
+)
 from pggan.metrics.torch_pickle import load_torch_state_dict
 from pggan.metrics.weights_files import load_params, resolve_weights_path
+from tests import pickle_fuzz
+from tests.metrics_support import (
+    random_inception_state_dict,
+    tiny_float_tensors,
+    torch_state_dict_pickle,
+    torch_storages,
+    write_torch_zip,
+    write_torch_zip_state_dict,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -59,8 +69,7 @@ class _Payload:
 def _malicious_pickles(marker: Path) -> dict[str, bytes]:
     return {
         "os.system": pickle.dumps({"w": _Payload(os.system, f"touch {marker}")}, protocol=2),
-        "builtins.eval": pickle.dumps(
-            {"w": _Payload(eval, f"open({str(marker)!r}, 'w').close()")}, protocol=2),
+        "builtins.eval": pickle.dumps({"w": _Payload(eval, f"open({str(marker)!r}, 'w').close()")}, protocol=2),
     }
 
 
@@ -115,7 +124,7 @@ def _zip_bytes(data_pkl: bytes, storages: list[bytes]) -> bytes:
 # Tensor 'w' views a storage of 12 float32: (storage offset, size, stride) -> the refusal's reason.
 HOSTILE_LAYOUTS = {
     "negative storage offset": ((-63, (64,), (1,)), r"storage offset -63 is outside \[0, 12\]"),
-    "negative offset, huge size (segfaulted)": ((-10**9, (10**9,), (1,)), "storage offset -1000000000 is outside"),
+    "negative offset, huge size (segfaulted)": ((-(10**9), (10**9,), (1,)), "storage offset -1000000000 is outside"),
     "huge storage offset": ((10**12, (4,), (1,)), "storage offset 1000000000000 is outside"),
     "offset + size beyond the storage": ((10, (4,), (1,)), "reaches element 13 of a 12-element storage"),
     "huge stride": ((0, (2, 2), (2**40, 1)), "stride 1099511627776 is outside"),
@@ -162,9 +171,9 @@ def _with_storage_size(data_pkl: bytes, numel: bytes) -> bytes:
 def _patch_zip_sizes(data: bytes, member: str, size: int) -> bytes:
     """The zip with `member`'s sizes in its central directory record (what zipfile trusts) set to `size`."""
     record = data.index(b"PK\x01\x02")
-    while data[record + 46:record + 46 + struct.unpack_from("<H", data, record + 28)[0]] != member.encode():
+    while data[record + 46 : record + 46 + struct.unpack_from("<H", data, record + 28)[0]] != member.encode():
         record = data.index(b"PK\x01\x02", record + 4)
-    return data[:record + 20] + struct.pack("<II", size, size) + data[record + 28:]
+    return data[: record + 20] + struct.pack("<II", size, size) + data[record + 28 :]
 
 
 def _tensor_viewing_a_tensor(data_pkl: bytes) -> bytes:
@@ -172,7 +181,7 @@ def _tensor_viewing_a_tensor(data_pkl: bytes) -> bytes:
     w_end = data_pkl.index(b"tR") + 2  # TUPLE, REDUCE: the end of tensor 'w'
     data = data_pkl[:w_end] + b"q\x00" + data_pkl[w_end:]  # BINPUT 0
     b_arguments = data.index(b"_rebuild_tensor_v2\n(", w_end) + len(b"_rebuild_tensor_v2\n(")
-    return data[:b_arguments] + b"h\x00" + data[data.index(b"Q", b_arguments) + 1:]  # BINGET 0 for the storage
+    return data[:b_arguments] + b"h\x00" + data[data.index(b"Q", b_arguments) + 1 :]  # BINGET 0 for the storage
 
 
 def _storage_cases(tensors) -> dict[str, tuple[bytes, str]]:
@@ -183,21 +192,35 @@ def _storage_cases(tensors) -> dict[str, tuple[bytes, str]]:
     with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/data.pkl", data_pkl)
     return {
-        "storage declared larger than the file": (_zip_bytes(_with_storage_size(data_pkl, b"J\x00\x00\x01\x00"),
-                                                             storages), "storage size 65536 is outside"),
-        "storage declared larger than its entry": (_zip_bytes(_with_storage_size(data_pkl, b"Jd\x00\x00\x00"),
-                                                              storages), "storage '0' is truncated"),
-        "zip entry declared larger than the file": (_patch_zip_sizes(valid, "archive/data/0", 2**31 - 1),
-                                                    "the zip entries would need 2147483647 bytes"),
+        "storage declared larger than the file": (
+            _zip_bytes(_with_storage_size(data_pkl, b"J\x00\x00\x01\x00"), storages),
+            "storage size 65536 is outside",
+        ),
+        "storage declared larger than its entry": (
+            _zip_bytes(_with_storage_size(data_pkl, b"Jd\x00\x00\x00"), storages),
+            "storage '0' is truncated",
+        ),
+        "zip entry declared larger than the file": (
+            _patch_zip_sizes(valid, "archive/data/0", 2**31 - 1),
+            "the zip entries would need 2147483647 bytes",
+        ),
         "compressed zip entry": (deflated.getvalue(), "zip entry archive/data.pkl is not stored as torch.save"),
-        "bytes declared beyond the pickle": (_zip_bytes(b"\x80\x04\x8e" + (2**31).to_bytes(8, "little") + b"x.",
-                                                        storages), "expected 2147483648 bytes in a bytes8"),
-        "memo index far beyond the pickle": (_zip_bytes(b"\x80\x02Nr" + (2**26).to_bytes(4, "little") + b".",
-                                                        storages), "memo index 67108864 after only 2 opcodes"),
-        "tensor viewing a tensor": (_zip_bytes(_tensor_viewing_a_tensor(data_pkl), storages),
-                                    "a tensor without a storage"),
+        "bytes declared beyond the pickle": (
+            _zip_bytes(b"\x80\x04\x8e" + (2**31).to_bytes(8, "little") + b"x.", storages),
+            "expected 2147483648 bytes in a bytes8",
+        ),
+        "memo index far beyond the pickle": (
+            _zip_bytes(b"\x80\x02Nr" + (2**26).to_bytes(4, "little") + b".", storages),
+            "memo index 67108864 after only 2 opcodes",
+        ),
+        "tensor viewing a tensor": (
+            _zip_bytes(_tensor_viewing_a_tensor(data_pkl), storages),
+            "a tensor without a storage",
+        ),
         "legacy storage declared larger than the file": (
-            legacy.replace(b"cpuq\x06K\x18", b"cpuq\x06J\x00\xe1\xf5\x05", 1), "storage size 100000000 is outside"),
+            legacy.replace(b"cpuq\x06K\x18", b"cpuq\x06J\x00\xe1\xf5\x05", 1),
+            "storage size 100000000 is outside",
+        ),
     }
 
 
@@ -213,10 +236,17 @@ def test_fuzzed_weights_files_load_or_fail_with_one_line_errors(tmp_path):
     data_pkl, storages = torch_state_dict_pickle(tensors), torch_storages(tensors)
     cases = itertools.chain(
         ((f"data.pkl: {d}", _zip_bytes(m, storages)) for d, m in pickle_fuzz.mutants(data_pkl, 1200, seed=1)),
-        ((f"zip: {d}", m) for d, m in pickle_fuzz.mutants((GOLDEN / "tiny_state_dict.pth").read_bytes(), 400,
-                                                          seed=2, pickles=0)),
-        ((f"legacy: {d}", m) for d, m in pickle_fuzz.mutants((GOLDEN / "tiny_state_dict_legacy.pth").read_bytes(),
-                                                             1200, seed=3, pickles=5)))
+        (
+            (f"zip: {d}", m)
+            for d, m in pickle_fuzz.mutants((GOLDEN / "tiny_state_dict.pth").read_bytes(), 400, seed=2, pickles=0)
+        ),
+        (
+            (f"legacy: {d}", m)
+            for d, m in pickle_fuzz.mutants(
+                (GOLDEN / "tiny_state_dict_legacy.pth").read_bytes(), 1200, seed=3, pickles=5
+            )
+        ),
+    )
     start = time.process_time()
     outcomes = pickle_fuzz.run_fuzz(load_torch_state_dict, cases, tmp_path / "fuzzed.pth", WeightsFileError)
     assert len(outcomes) == 2800 and 0 < outcomes.count(None) < 2800
@@ -262,11 +292,9 @@ def test_conversion_layout_and_ignored_tensors():
     state["Conv2d_1a_3x3.bn.num_batches_tracked"] = np.int64(5)
     params = convert_state_dict(state)
     torch_kernel = state["Mixed_6b.branch7x7_2.conv.weight"]  # [O, I, 1, 7]
-    np.testing.assert_array_equal(params["Mixed_6b/branch7x7_2/conv/kernel"],
-                                  torch_kernel.transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(params["Mixed_6b/branch7x7_2/conv/kernel"], torch_kernel.transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(params["fc/kernel"], state["fc.weight"].T)
-    np.testing.assert_array_equal(params["Mixed_7c/branch_pool/bn/var"],
-                                  state["Mixed_7c.branch_pool.bn.running_var"])
+    np.testing.assert_array_equal(params["Mixed_7c/branch_pool/bn/var"], state["Mixed_7c.branch_pool.bn.running_var"])
     assert len(params) == len(expected_state_dict_shapes())
 
 
@@ -279,15 +307,16 @@ def test_load_converts_once_and_caches(tmp_path, monkeypatch):
     params = load_params(INCEPTION_WEIGHTS, cache=cache)
     cached = list(cache.glob("inception_fid_*.npz"))
     assert len(cached) == 1
-    np.testing.assert_array_equal(params["Conv2d_1a_3x3/conv/kernel"],
-                                  state["Conv2d_1a_3x3.conv.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        params["Conv2d_1a_3x3/conv/kernel"], state["Conv2d_1a_3x3.conv.weight"].transpose(2, 3, 1, 0)
+    )
     # The cache is what a second load reads: change a value in it and see the change come back.
     with np.load(cached[0]) as data:
         edited = {k: data[k] for k in data.files}
     edited["fc/kernel"] = edited["fc/kernel"] + 1.0
     np.savez(cached[0], **edited)
-    np.testing.assert_array_equal(load_params(INCEPTION_WEIGHTS, pth, cache=cache)["fc/kernel"],
-                                  params["fc/kernel"] + 1.0)
+    np.testing.assert_array_equal(
+        load_params(INCEPTION_WEIGHTS, pth, cache=cache)["fc/kernel"], params["fc/kernel"] + 1.0
+    )
     cached[0].write_bytes(b"damaged")  # a damaged cache is rebuilt from the .pth
-    np.testing.assert_array_equal(load_params(INCEPTION_WEIGHTS, pth, cache=cache)["fc/kernel"],
-                                  params["fc/kernel"])
+    np.testing.assert_array_equal(load_params(INCEPTION_WEIGHTS, pth, cache=cache)["fc/kernel"], params["fc/kernel"])

@@ -51,9 +51,10 @@ def test_impossible_microbatch_setting_is_a_config_error():
 # step) and a spectrally normalized D, whose power-iteration vectors are updated once per D step.
 ACCUMULATED_SETTINGS = {
     "wgan_gp": (losses.LossConfig(), normalization.NormalizationConfig()),
-    "logistic_r1lazy_spectral": (losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0,
-                                                   reg_interval=4),
-                                 normalization.NormalizationConfig(method="spectral")),
+    "logistic_r1lazy_spectral": (
+        losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0, reg_interval=4),
+        normalization.NormalizationConfig(method="spectral"),
+    ),
 }
 
 

@@ -32,14 +32,16 @@ def _randomize_biases(module, seed):
     state = nnx.state(module, nnx.Param)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
     key = jax.random.key(seed)
-    new = [jax.random.normal(jax.random.fold_in(key, i), v.shape) * 0.1 if "bias" in jax.tree_util.keystr(p) else v
-           for i, (p, v) in enumerate(leaves)]
+    new = [
+        jax.random.normal(jax.random.fold_in(key, i), v.shape) * 0.1 if "bias" in jax.tree_util.keystr(p) else v
+        for i, (p, v) in enumerate(leaves)
+    ]
     nnx.update(module, jax.tree_util.tree_unflatten(treedef, new))
 
 
 def _counted_by_hand(resolution, channels=3, latent=512, labels=0, fmap_base=8192, fmap_max=512):
     """(G, D) parameter counts of G_paper / D_paper written out layer by layer (weights + biases)."""
-    nf = lambda stage: min(int(fmap_base / 2.0 ** stage), fmap_max)  # noqa: E731
+    nf = lambda stage: min(int(fmap_base / 2.0**stage), fmap_max)  # noqa: E731
     g = (latent + labels) * 16 * nf(1) + nf(1)  # 4x4 dense: bias per channel, after the reshape
     g += 9 * nf(1) * nf(1) + nf(1)  # 4x4 conv
     d = 9 * (nf(1) + 1) * nf(1) + nf(1)  # 4x4 conv after minibatch stddev (one extra feature map)
@@ -54,8 +56,10 @@ def _counted_by_hand(resolution, channels=3, latent=512, labels=0, fmap_base=819
 
 
 def _counts(spec):
-    return (networks.count_parameters(networks.abstract_generator(spec)),
-            networks.count_parameters(networks.abstract_discriminator(spec)))
+    return (
+        networks.count_parameters(networks.abstract_generator(spec)),
+        networks.count_parameters(networks.abstract_discriminator(spec)),
+    )
 
 
 def test_official_full_model_parameter_counts_are_exact():
@@ -88,11 +92,13 @@ def test_networks_match_numpy_reference(small_nets, resolution, alpha):
     _randomize_biases(d, 2)
     z = np.random.default_rng(resolution).standard_normal((8, SMALL.latent_size)).astype(np.float32)
     images = np.asarray(g(z, resolution=resolution, alpha=alpha))
-    np.testing.assert_allclose(images, ref.generator(_pure(g), z.astype(np.float64), resolution, alpha),
-                               rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(
+        images, ref.generator(_pure(g), z.astype(np.float64), resolution, alpha), rtol=2e-4, atol=2e-4
+    )
     scores = np.asarray(d(images, resolution=resolution, alpha=alpha))
-    np.testing.assert_allclose(scores, ref.discriminator(_pure(d), images.astype(np.float64), resolution, alpha),
-                               rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(
+        scores, ref.discriminator(_pure(d), images.astype(np.float64), resolution, alpha), rtol=2e-4, atol=2e-4
+    )
 
 
 @pytest.mark.parametrize("upsample_impl,downsample_impl", [("transposed", "strided"), ("subpixel", "naive")])
@@ -105,7 +111,7 @@ def test_resampling_forms_give_the_same_networks_and_gradients(small_nets, upsam
 
     def penalty(d_model, images):  # the WGAN-GP double backward goes through the resampling too
         grad = jax.grad(lambda x: jnp.sum(d_model(x, resolution=16, alpha=0.6)))(images)
-        return jnp.sum(grad ** 2)
+        return jnp.sum(grad**2)
 
     images, images_fast = g(z, resolution=16, alpha=0.6), g_fast(z, resolution=16, alpha=0.6)
     np.testing.assert_allclose(np.asarray(images_fast), np.asarray(images), rtol=1e-4, atol=1e-5)
@@ -122,8 +128,9 @@ def test_paper_block_order_matches_numpy_and_differs_from_official():
     images = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype(np.float32)
     out = np.asarray(d_paper(images, resolution=8, alpha=1.0))
     params = _pure(d_paper)
-    np.testing.assert_allclose(out, ref.discriminator(params, images, 8, 1.0, order="conv_act_pool"),
-                               rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(
+        out, ref.discriminator(params, images, 8, 1.0, order="conv_act_pool"), rtol=2e-4, atol=2e-4
+    )
     official = ref.discriminator(params, images, 8, 1.0, order="conv_pool_act")
     assert np.abs(out - official).max() > 1e-3
 
@@ -211,8 +218,9 @@ def test_class_conditioning():
     # Official semantics: PixelNorm normalises the concatenation [z, labels].
     p = _pure(g)
     combo = np.concatenate([np.asarray(z), np.asarray(labels)], axis=1).astype(np.float64)
-    np.testing.assert_allclose(np.asarray(g(z, labels, resolution=4)), ref.generator(p, combo, 4, 1.0),
-                               rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(
+        np.asarray(g(z, labels, resolution=4)), ref.generator(p, combo, 4, 1.0), rtol=2e-4, atol=2e-4
+    )
     with pytest.raises(ValueError, match="one-hot labels"):
         g(z, resolution=8)
 
@@ -231,13 +239,16 @@ def test_bfloat16_compute_keeps_float32_parameters_and_agrees():
     np.testing.assert_allclose(np.asarray(s16), np.asarray(s32), atol=0.08 * float(jnp.abs(s32).max()) + 0.02)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("resolution", 48, "power of two"),
-    ("resolution", 2048, "power of two"),
-    ("d_downsample_order", "pool_first", "d_downsample_order"),
-    ("compute_dtype", "float16", "compute_dtype"),
-    ("fmap_base", 64, "fmap_base"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("resolution", 48, "power of two"),
+        ("resolution", 2048, "power of two"),
+        ("d_downsample_order", "pool_first", "d_downsample_order"),
+        ("compute_dtype", "float16", "compute_dtype"),
+        ("fmap_base", 64, "fmap_base"),
+    ],
+)
 def test_model_spec_rejects_impossible_settings(field, value, message):
     with pytest.raises(ValueError, match=message):
         networks.ModelSpec(**{field: value})

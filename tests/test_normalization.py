@@ -31,8 +31,9 @@ def test_power_iterations_normalize_every_layer_to_spectral_norm_one(discriminat
     for path, weight in weights.items():
         kernel = np.asarray(_kernel(params, path), np.float64).reshape(-1, weight.shape[-1])
         singular = np.linalg.svd(kernel, compute_uv=False)
-        np.testing.assert_allclose(np.linalg.svd(np.asarray(weight, np.float64), compute_uv=False)[0], 1.0, rtol=1e-4,
-                                   err_msg=str(path))
+        np.testing.assert_allclose(
+            np.linalg.svd(np.asarray(weight, np.float64), compute_uv=False)[0], 1.0, rtol=1e-4, err_msg=str(path)
+        )
         # The layer computes kernel / sigma(kernel) whatever its equalized-LR scale.
         np.testing.assert_allclose(np.asarray(weight), kernel / singular[0], rtol=1e-4, atol=1e-6)
 
@@ -53,9 +54,11 @@ def test_one_power_iteration_gives_a_lower_bound_and_gradients_flow_through_the_
 
 def _leaky_mlp(w1, b1, w2, b2):
     """A piecewise-linear critic [N, 4, 4, 3] -> [N, 1 + 2] (leaky ReLU hidden layer; 2 'label' columns)."""
+
     def critic(images):
         h = images.reshape(images.shape[0], -1) @ w1 + b1
         return jnp.maximum(h, 0.2 * h) @ w2 + b2
+
     return critic
 
 
@@ -70,16 +73,18 @@ def test_gran_matches_its_definition_and_is_piecewise_k_lipschitz():
     # NumPy: inside the linear piece of x, f(x) = <g, x> + c with g = W1 diag(slope) w2.
     pre = x.reshape(8, -1) @ w1 + b1
     slope = np.where(pre > 0, 1.0, 0.2)
-    f = (np.maximum(pre, 0.2 * pre) @ w2 + b2)
+    f = np.maximum(pre, 0.2 * pre) @ w2 + b2
     grads = (slope * w2[:, 0]) @ w1.T  # [N, 48]
     n = np.linalg.norm(grads, axis=1)
-    expected = k * f[:, 0] * n / (n ** 2 + eps)
+    expected = k * f[:, 0] * n / (n**2 + eps)
     np.testing.assert_allclose(np.asarray(out[:, 0]), expected, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(out[:, 1:]), f[:, 1:], rtol=1e-5)  # class logits untouched
     # The stated bounds: ||grad g|| = K n^2 / (n^2 + eps) < K inside each piece; |g| <= K |f| / n.
-    grad_g = jax.grad(lambda images: jnp.sum(normalization.gran(critic, k, eps)(images)[:, 0]))(jnp.asarray(x, jnp.float32))
+    grad_g = jax.grad(lambda images: jnp.sum(normalization.gran(critic, k, eps)(images)[:, 0]))(
+        jnp.asarray(x, jnp.float32)
+    )
     grad_norms = np.linalg.norm(np.asarray(grad_g).reshape(8, -1), axis=1)
-    np.testing.assert_allclose(grad_norms, k * n ** 2 / (n ** 2 + eps), rtol=1e-4)
+    np.testing.assert_allclose(grad_norms, k * n**2 / (n**2 + eps), rtol=1e-4)
     assert (grad_norms < k).all()
     assert (np.abs(np.asarray(out[:, 0])) <= k * np.abs(f[:, 0]) / n * (1 + 1e-5)).all()
 
@@ -93,13 +98,15 @@ def test_gran_is_only_piecewise_lipschitz_its_jumps_between_pieces_grow_with_the
     x = jnp.stack([jnp.full((4, 4, 3), -step / 2), jnp.full((4, 4, 3), step / 2)])  # ||x0 - x1|| = sqrt(48) step
     jumps = []
     for c in (1.0, 100.0):
+
         def critic(images, c=c):
             t = jnp.mean(images, axis=(1, 2, 3))
             return (c + jnp.where(t < 0, 1.0, 10.0) * t)[:, None]
+
         g = np.asarray(normalization.gran(critic, k, eps)(x)[:, 0])
         n = np.array([1.0, 10.0]) / np.sqrt(48)
         f = c + np.array([1.0, 10.0]) * np.array([-step / 2, step / 2])
-        np.testing.assert_allclose(g, k * f * n / (n ** 2 + eps), rtol=1e-4)
+        np.testing.assert_allclose(g, k * f * n / (n**2 + eps), rtol=1e-4)
         jumps.append(abs(g[0] - g[1]))
     distance = np.sqrt(48) * step
     assert jumps[0] > 1000 * k * distance  # far beyond what a K-Lipschitz function may change

@@ -29,6 +29,7 @@ def test_the_quickstart_notebook_runs_from_training_to_evaluation(tmp_path, monk
     assert (generator.resolution, generator.meta["step"]) == (16, 768)
     assert namespace["images"].shape == (32, 16, 16, 3)
     assert namespace["frames"].shape == (60, 16, 16, 3) and (tmp_path / "interpolation.gif").stat().st_size > 0
-    np.testing.assert_array_equal(generator.generate_from_latents(np.load(tmp_path / "latent.npy")),
-                                  namespace["projected"])
+    np.testing.assert_array_equal(
+        generator.generate_from_latents(np.load(tmp_path / "latent.npy")), namespace["projected"]
+    )
     assert np.isfinite(namespace["records"][-1]["metrics"]["swd_avg"])

@@ -34,8 +34,11 @@ def _snapshot(**kwargs):
 
 def test_settings_default_to_the_stored_source_and_static_kwargs_override(tmp_path):
     g, d, gs = _snapshot()
-    source = fmt.BUILD_MODULE_SRC.replace("use_pixelnorm=True", "use_pixelnorm=False") \
-        .replace("pixelnorm_epsilon=1e-8", "pixelnorm_epsilon=1e-4").replace("mbstd_group_size=4", "mbstd_group_size=2")
+    source = (
+        fmt.BUILD_MODULE_SRC.replace("use_pixelnorm=True", "use_pixelnorm=False")
+        .replace("pixelnorm_epsilon=1e-8", "pixelnorm_epsilon=1e-4")
+        .replace("mbstd_group_size=4", "mbstd_group_size=2")
+    )
     for net in (g, d, gs):
         net._build_module_src = source
     g.static_kwargs["normalize_latents"] = gs.static_kwargs["normalize_latents"] = False
@@ -57,14 +60,16 @@ def test_fade_state_follows_the_official_lod():
 
 def _set(net_index, key, value):
     def edit(networks):
-        for i in ((0, 2) if net_index == "G" else (1,)):
+        for i in (0, 2) if net_index == "G" else (1,):
             networks[i].static_kwargs[key] = value
+
     return edit
 
 
 def _variables(net_index, edit_vars):
     def edit(networks):
         edit_vars(networks[net_index].vars)
+
     return edit
 
 
@@ -72,6 +77,7 @@ def _source(old, new):
     def edit(networks):
         for net in networks:
             net._build_module_src = net._build_module_src.replace(old, new)
+
     return edit
 
 
@@ -83,12 +89,14 @@ def _state(key, value):
     def edit(networks):
         state = networks[0].__getstate__()
         networks[0].__getstate__ = lambda: {**state, key: value}
+
     return edit
 
 
 def _build_func(name):
     def edit(networks):
         networks[0]._build_func_name = name
+
     return edit
 
 
@@ -103,12 +111,18 @@ ERRORS = {
     "pre-release G": (_source("gain=np.sqrt(2)/4, ", ""), "pre-release"),
     "pre-release D": (_source("    pass", "    x = downscale2d_stride(images_in, 2)"), "pre-release"),
     "missing variable": (_variables(1, lambda v: v.pop("8x8/Conv1_down/weight")), "lacks the variable"),
-    "extra variable": (_variables(0, lambda v: v.update({"8x8/Conv2/weight": np.zeros(3, np.float32)})),
-                       "has variables"),
-    "wrong shape": (_variables(2, lambda v: v.update({"8x8/Conv1/weight": np.zeros((3, 3, 8, 4), np.float32)})),
-                    "has shape"),
-    "integer variable": (_variables(0, lambda v: v.update({"4x4/Conv/bias": np.zeros(16, np.int32)})),
-                         "not a floating-point array"),
+    "extra variable": (
+        _variables(0, lambda v: v.update({"8x8/Conv2/weight": np.zeros(3, np.float32)})),
+        "has variables",
+    ),
+    "wrong shape": (
+        _variables(2, lambda v: v.update({"8x8/Conv1/weight": np.zeros((3, 3, 8, 4), np.float32)})),
+        "has shape",
+    ),
+    "integer variable": (
+        _variables(0, lambda v: v.update({"4x4/Conv/bias": np.zeros(16, np.int32)})),
+        "not a floating-point array",
+    ),
     "NaN weights": (_variables(1, lambda v: v["4x4/Dense0/weight"].__setitem__((0, 0), np.nan)), "NaN"),
     "lod beyond the 4x4 stage": (_variables(2, lambda v: v.update(lod=np.float32(5.0))), "outside"),
     "array as the state version": (_state("version", np.arange(3)), "state version a PickledArray"),
@@ -116,8 +130,10 @@ ERRORS = {
     "list as the name": (_state("name", ["G"]), "name is a list"),
     "list as a setting": (_set("G", "fmap_base", [32]), r"setting fmap_base \(a list\) is not None"),
     "setting beyond 64 bits": (_set("G", "fmap_base", 10**30), r"setting fmap_base \(a int\) is not None"),
-    "source of megabytes": (_source("    pass", "    pass\n" + "#" * (1 << 20)),
-                            r"has 10[0-9]{5} characters; the official networks.py has about 20,000"),
+    "source of megabytes": (
+        _source("    pass", "    pass\n" + "#" * (1 << 20)),
+        r"has 10[0-9]{5} characters; the official networks.py has about 20,000",
+    ),
 }
 
 
@@ -142,8 +158,9 @@ def test_float16_networks_are_imported_as_float32(tmp_path):
     g, d, gs = _snapshot()
     for net in (g, d, gs):
         net.static_kwargs["dtype"] = "float16"
-        net.vars = {name: np.asarray(value).astype(np.float16) if name != "lod" else value
-                    for name, value in net.vars.items()}
+        net.vars = {
+            name: np.asarray(value).astype(np.float16) if name != "lod" else value for name, value in net.vars.items()
+        }
     path = _write(tmp_path, (g, d, gs))
     spec = _interpret(path)
     params = convert.generator_parameters(snapshot.load_snapshot(path).generator_ema, spec)

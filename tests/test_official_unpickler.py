@@ -63,8 +63,9 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, kind):
 
 def test_payload_hidden_inside_a_network_state_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-    (g, d, gs), _ = fmt.make_snapshot(dict(resolution=8, fmap_base=16, fmap_max=8), dict(resolution=8, fmap_base=16,
-                                                                                          fmap_max=8))
+    (g, d, gs), _ = fmt.make_snapshot(
+        dict(resolution=8, fmap_base=16, fmap_max=8), dict(resolution=8, fmap_base=16, fmap_max=8)
+    )
     g.static_kwargs["fused_scale"] = _Reduce(os.system, f"touch {marker}")
     path = tmp_path / "network-final.pkl"
     path.write_bytes(fmt.dumps_official((g, d, gs)))
@@ -93,14 +94,19 @@ def test_network_states_and_arrays_load(tmp_path, numpy1_paths, protocol):
 
 
 def test_truncated_missing_and_non_pickle_files_give_one_line_errors(tmp_path):
-    (g, d, gs), _ = fmt.make_snapshot(dict(resolution=8, fmap_base=16, fmap_max=8), dict(resolution=8, fmap_base=16,
-                                                                                          fmap_max=8))
+    (g, d, gs), _ = fmt.make_snapshot(
+        dict(resolution=8, fmap_base=16, fmap_max=8), dict(resolution=8, fmap_base=16, fmap_max=8)
+    )
     data = fmt.dumps_official((g, d, gs))
     truncated, garbage = tmp_path / "truncated.pkl", tmp_path / "garbage.pkl"
     truncated.write_bytes(data[: len(data) // 2])
     garbage.write_bytes(b"<html>Google Drive - virus scan warning</html>")
-    for path, pattern in [(truncated, "truncated or corrupt"), (garbage, "truncated or corrupt"),
-                          (tmp_path / "missing.pkl", "no such file"), (tmp_path, "is a directory")]:
+    for path, pattern in [
+        (truncated, "truncated or corrupt"),
+        (garbage, "truncated or corrupt"),
+        (tmp_path / "missing.pkl", "no such file"),
+        (tmp_path, "is a directory"),
+    ]:
         with pytest.raises(SnapshotError, match=pattern) as error:
             unpickler.read_network_pickle(str(path))
         assert "\n" not in str(error.value)
@@ -130,33 +136,63 @@ def _dtype(name, state=(3, "<", None, None, None, -1, -1, 0)):
 def _hostile_pickles():
     shared = bytes(4096)
     return {
-        "bytearray(10**10)": (b"\x80\x03cbuiltins\nbytearray\n\x8a\x05\x00\xe4\x0bT\x02\x85R.",
-                              "refusing to load builtins.bytearray"),
-        "bytearray(10**10), Python 2 name": (b"\x80\x02c__builtin__\nbytearray\n\x8a\x05\x00\xe4\x0bT\x02\x85R.",
-                                             "refusing to load __builtin__.bytearray"),
-        "bytes declared beyond the file": (b"\x80\x04\x8e" + (10**10).to_bytes(8, "little") + b"x.",
-                                           "expected 10000000000 bytes in a bytes8, but only 2 remain"),
-        "memo index far beyond the file": (b"\x80\x02Nr" + (2**26).to_bytes(4, "little") + b".",
-                                           "memo index 67108864 after only 2 opcodes"),
+        "bytearray(10**10)": (
+            b"\x80\x03cbuiltins\nbytearray\n\x8a\x05\x00\xe4\x0bT\x02\x85R.",
+            "refusing to load builtins.bytearray",
+        ),
+        "bytearray(10**10), Python 2 name": (
+            b"\x80\x02c__builtin__\nbytearray\n\x8a\x05\x00\xe4\x0bT\x02\x85R.",
+            "refusing to load __builtin__.bytearray",
+        ),
+        "bytes declared beyond the file": (
+            b"\x80\x04\x8e" + (10**10).to_bytes(8, "little") + b"x.",
+            "expected 10000000000 bytes in a bytes8, but only 2 remain",
+        ),
+        "memo index far beyond the file": (
+            b"\x80\x02Nr" + (2**26).to_bytes(4, "little") + b".",
+            "memo index 67108864 after only 2 opcodes",
+        ),
         # Read straight through, BINBYTES8 holds 4 bytes; CPython reads its length from after the frame: 4 GiB.
-        "opcode straddling its frame": (b"\x80\x04\x95" + (5).to_bytes(8, "little") + b"\x8e\x04\x00\x00\x00"
-                                        + b"\x00\x00\x00\x00" + b"\x01\x00\x00\x00.",
-                                        "the opcode at byte 11 straddles the end of its frame"),
-        "array shape beyond its data": (pickle.dumps(_array((100, 100), np.dtype("f4"), b""), protocol=4),
-                                        r"array shape \(100, 100\) has more elements than the file has bytes"),
-        "array dimension beyond the file": (pickle.dumps(_array((10**12, 0), np.dtype("f4"), b""), protocol=4),
-                                            r"array dimension 1000000000000 is outside \[0, \d+\]"),
-        "array data shorter than its shape": (pickle.dumps(_array((4,), np.dtype("f4"), bytes(8)), protocol=4),
-                                              "data is not the 16 bytes its shape and type need"),
-        "object array": (pickle.dumps(_array((10**8,), np.dtype(object), []), protocol=4),
-                         "element type is not a plain number type"),
-        "structured dtype": (pickle.dumps(_array((1,), _dtype("f4", (3, "|", None, ("a",), {}, 4, 1, 16)),
-                                                 bytes(4)), protocol=4), "has a state other than a byte order"),
-        "scalar of a 10 GB type": (pickle.dumps(_Reduce(_SCALAR, _dtype("V10000000000")), protocol=4),
-                                   "element type is not a plain number type"),
-        "arrays sharing their data": (pickle.dumps([_array((1024,), np.dtype("f4"), shared)] * 3 + [
-            _array((1024,), np.dtype("f4"), shared) for _ in range(10)], protocol=4),
-                                      r"the arrays would need 4096 bytes, more than the \d+-byte file holds"),
+        "opcode straddling its frame": (
+            b"\x80\x04\x95"
+            + (5).to_bytes(8, "little")
+            + b"\x8e\x04\x00\x00\x00"
+            + b"\x00\x00\x00\x00"
+            + b"\x01\x00\x00\x00.",
+            "the opcode at byte 11 straddles the end of its frame",
+        ),
+        "array shape beyond its data": (
+            pickle.dumps(_array((100, 100), np.dtype("f4"), b""), protocol=4),
+            r"array shape \(100, 100\) has more elements than the file has bytes",
+        ),
+        "array dimension beyond the file": (
+            pickle.dumps(_array((10**12, 0), np.dtype("f4"), b""), protocol=4),
+            r"array dimension 1000000000000 is outside \[0, \d+\]",
+        ),
+        "array data shorter than its shape": (
+            pickle.dumps(_array((4,), np.dtype("f4"), bytes(8)), protocol=4),
+            "data is not the 16 bytes its shape and type need",
+        ),
+        "object array": (
+            pickle.dumps(_array((10**8,), np.dtype(object), []), protocol=4),
+            "element type is not a plain number type",
+        ),
+        "structured dtype": (
+            pickle.dumps(_array((1,), _dtype("f4", (3, "|", None, ("a",), {}, 4, 1, 16)), bytes(4)), protocol=4),
+            "has a state other than a byte order",
+        ),
+        "scalar of a 10 GB type": (
+            pickle.dumps(_Reduce(_SCALAR, _dtype("V10000000000")), protocol=4),
+            "element type is not a plain number type",
+        ),
+        "arrays sharing their data": (
+            pickle.dumps(
+                [_array((1024,), np.dtype("f4"), shared)] * 3
+                + [_array((1024,), np.dtype("f4"), shared) for _ in range(10)],
+                protocol=4,
+            ),
+            r"the arrays would need 4096 bytes, more than the \d+-byte file holds",
+        ),
     }
 
 
@@ -174,8 +210,15 @@ def test_pickles_asking_for_more_than_the_file_holds_are_refused(tmp_path, case)
 
 def test_the_reconstruct_placeholder_is_never_allocated(tmp_path):
     """numpy's `_reconstruct` allocates its placeholder shape; the stand-in ignores it (state gives the shape)."""
-    data = pickle.dumps(_array((2,), _dtype("f4", (3, ">", None, None, None, -1, -1, 0)), b"?\x80\x00\x00@\x00\x00\x00",
-                               placeholder=(10**10,)), protocol=4)
+    data = pickle.dumps(
+        _array(
+            (2,),
+            _dtype("f4", (3, ">", None, None, None, -1, -1, 0)),
+            b"?\x80\x00\x00@\x00\x00\x00",
+            placeholder=(10**10,),
+        ),
+        protocol=4,
+    )
     path = tmp_path / "network.pkl"
     assert pickle_fuzz.run_fuzz(_read, [("the file", data)], path, SnapshotError) == [None]
     np.testing.assert_array_equal(unpickler.read_network_pickle(str(path)), np.array([1.0, 2.0], np.float32))
@@ -191,15 +234,23 @@ def test_fuzzed_network_pickles_load_or_fail_with_one_line_errors(tmp_path):
     static = dict(resolution=8, fmap_base=4, fmap_max=2, num_channels=1)
     networks, _ = fmt.make_snapshot(dict(static), dict(static))
     official = fmt.dumps_official(networks)
-    bases = [official, pickle_fuzz.strip_frames(official),
-             pickle_fuzz.strip_frames(fmt.dumps_official(networks, numpy1_paths=False, protocol=5))]
+    bases = [
+        official,
+        pickle_fuzz.strip_frames(official),
+        pickle_fuzz.strip_frames(fmt.dumps_official(networks, numpy1_paths=False, protocol=5)),
+    ]
     path = tmp_path / "network-snapshot.pkl"
-    assert pickle_fuzz.run_fuzz(_load_snapshot_and_spec, [(f"base {i}", b) for i, b in enumerate(bases)], path,
-                                SnapshotError) == [None] * 3
+    assert (
+        pickle_fuzz.run_fuzz(
+            _load_snapshot_and_spec, [(f"base {i}", b) for i, b in enumerate(bases)], path, SnapshotError
+        )
+        == [None] * 3
+    )
     start = time.process_time()
     outcomes = []
     for seed, base in enumerate(bases):
-        outcomes += pickle_fuzz.run_fuzz(_load_snapshot_and_spec, pickle_fuzz.mutants(base, 700, seed), path,
-                                         SnapshotError)
+        outcomes += pickle_fuzz.run_fuzz(
+            _load_snapshot_and_spec, pickle_fuzz.mutants(base, 700, seed), path, SnapshotError
+        )
     assert len(outcomes) == 2100 and 0 < outcomes.count(None) < 2100
     assert time.process_time() - start < 30

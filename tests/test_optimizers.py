@@ -38,23 +38,25 @@ def test_optimistic_adam_two_steps_by_hand():
         optimizer = optimizers.direction("optimistic_adam", 0.5, 0.9, 1e-12, optimism)
         np.testing.assert_allclose(_two_steps(optimizer, [2.0, -1.0]), [0.9, 0.9 + 0.1 * optimism], rtol=1e-6)
     # Plain Adam takes u_2 = r_2 = 0: it stays at 0.9.
-    np.testing.assert_allclose(_two_steps(optimizers.direction("adam", 0.5, 0.9, 1e-12, 1.0), [2.0, -1.0]),
-                               [0.9, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(
+        _two_steps(optimizers.direction("adam", 0.5, 0.9, 1e-12, 1.0), [2.0, -1.0]), [0.9, 0.9], rtol=1e-6
+    )
 
 
 def test_extragradient_two_steps_by_hand():
     """Loss p^2 / 2 (gradient p), RMSProp with decay 0.5, lr 0.5: the gradient of the lookahead point steps."""
-    config = step_updates.StepConfig(optimizer=OptimizerConfig(name="rmsprop", d_beta2=0.5, eps=1e-12,
-                                                               extragradient=True))
+    config = step_updates.StepConfig(
+        optimizer=OptimizerConfig(name="rmsprop", d_beta2=0.5, eps=1e-12, extragradient=True)
+    )
     updates = step_updates.TrainingUpdates(SPEC, losses.LossConfig(), config)
     lr, decay = 0.5, 0.5
 
     def numpy_steps(p, nu, count):
         values = []
         for _ in range(count):
-            nu_ahead = decay * nu + (1 - decay) * p ** 2  # the lookahead does not keep its nu
+            nu_ahead = decay * nu + (1 - decay) * p**2  # the lookahead does not keep its nu
             ahead = p - lr * p / np.sqrt(nu_ahead)
-            nu = decay * nu + (1 - decay) * ahead ** 2
+            nu = decay * nu + (1 - decay) * ahead**2
             p = p - lr * ahead / np.sqrt(nu)
             values.append(p)
         return values
@@ -63,7 +65,7 @@ def test_extragradient_two_steps_by_hand():
 
     def gradients(p):
         seen.append(p)
-        return p ** 2 / 2, p
+        return p**2 / 2, p
 
     for _ in range(2):
         value, params, state, skipped = updates._optimizer_step(updates.d_optimizer, params, state, gradients, lr)
@@ -87,13 +89,16 @@ def test_weight_clipping_bounds_every_parameter():
 
 def test_config_checks_are_one_line():
     for section, values, message in (
-            ("optimizer", {"name": "sgd"},
-             "config.optimizer.name must be one of ('adam', 'rmsprop', 'optimistic_adam')"),
-            ("optimizer", {"optimism": -1.0}, "config.optimizer.optimism must be >= 0"),
-            ("optimizer", {"extragradient": 1}, "config.optimizer.extragradient must be true or false"),
-            ("d_normalization", {"method": "clip", "clip_value": 0.0}, "d_normalization.clip_value must be a positive"),
-            ("d_normalization", {"method": "clip+spectral"},
-             "d_normalization.method must be one of ('none', 'spectral', 'gran', 'clip')")):
+        ("optimizer", {"name": "sgd"}, "config.optimizer.name must be one of ('adam', 'rmsprop', 'optimistic_adam')"),
+        ("optimizer", {"optimism": -1.0}, "config.optimizer.optimism must be >= 0"),
+        ("optimizer", {"extragradient": 1}, "config.optimizer.extragradient must be true or false"),
+        ("d_normalization", {"method": "clip", "clip_value": 0.0}, "d_normalization.clip_value must be a positive"),
+        (
+            "d_normalization",
+            {"method": "clip+spectral"},
+            "d_normalization.method must be one of ('none', 'spectral', 'gran', 'clip')",
+        ),
+    ):
         with pytest.raises(ConfigError) as raised:
             TrainingConfig.parse({section: values})
         assert message in str(raised.value) and "\n" not in str(raised.value)

@@ -31,8 +31,10 @@ def exported(run_dir, tmp_path_factory):
     """(full export with G, D and StableHLO, export of the EMA generator alone)."""
     folder = tmp_path_factory.mktemp("exports")
     full, small = str(folder / "full.pggan"), str(folder / "small.pggan")
-    assert tool_support.run_main("export", f"--workdir={run_dir}", f"--out={full}", "--training_networks",
-                                 "--stablehlo") == 0
+    assert (
+        tool_support.run_main("export", f"--workdir={run_dir}", f"--out={full}", "--training_networks", "--stablehlo")
+        == 0
+    )
     assert tool_support.run_main("export", f"--workdir={run_dir}", f"--out={small}") == 0
     return full, small
 
@@ -49,8 +51,12 @@ def test_round_trip_gives_identical_parameters_and_images(run_dir, exported, tmp
     expected = pggan.load_generator(run_dir).generate(seeds, truncation=0.8)
     np.testing.assert_array_equal(pggan.load_generator(small).generate(seeds, truncation=0.8), expected)
     # tools/generate.py draws the same PNGs from the file as from the run.
-    assert tool_support.run_main("generate", f"--workdir={small}", "--seeds=0,3,9", f"--outdir={tmp_path}",
-                                 "--truncation=0.8") == 0
+    assert (
+        tool_support.run_main(
+            "generate", f"--workdir={small}", "--seeds=0,3,9", f"--outdir={tmp_path}", "--truncation=0.8"
+        )
+        == 0
+    )
     np.testing.assert_array_equal(media.load_png(tmp_path / "seed000003.png"), expected[1])
     with zipfile.ZipFile(small) as archive:
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
@@ -100,15 +106,19 @@ def test_hostile_and_broken_archives_are_refused_in_one_line(exported, tmp_path)
         "wrong shape": ({WEIGHT: _npy(np.zeros(int(np.prod(shape)), np.float32))}, f"expected float32 {shape}"),
         "float64": ({WEIGHT: _npy(np.zeros(int(np.prod(shape)) // 2, np.float64))}, "holds float64"),
         "other size": ({WEIGHT: _npy(np.zeros((2, 2), np.float32))}, "a stored float32 array of shape"),
-        "object array (a pickle)": ({WEIGHT: _npy(np.array([{"a": 1}] * int(np.prod(shape)), object).reshape(shape))},
-                                    "bytes"),
+        "object array (a pickle)": (
+            {WEIGHT: _npy(np.array([{"a": 1}] * int(np.prod(shape)), object).reshape(shape))},
+            "bytes",
+        ),
         "truncated": ({WEIGHT: _npy(np.zeros(shape, np.float32))[:-8]}, "bytes"),
         "extra entry": ({"../evil.sh": b"rm -rf /"}, "unexpected ['../evil.sh']"),
         "missing entry": ({WEIGHT: None}, "missing"),
         "not our spec": ({"spec.json": b'{"format": "other"}'}, "not of the pggan-export format"),
         "newer version": ({"spec.json": json.dumps({**spec, "version": 2}).encode()}, "format version 2"),
-        "bad model": ({"spec.json": json.dumps({**spec, "model": {**spec["model"], "resolution": 12}}).encode()},
-                      "describes no valid model"),
+        "bad model": (
+            {"spec.json": json.dumps({**spec, "model": {**spec["model"], "resolution": 12}}).encode()},
+            "describes no valid model",
+        ),
         "huge spec": ({"spec.json": b" " * (1 << 17)}, "at most"),
     }
     for name, (replace, message) in cases.items():

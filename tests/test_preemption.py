@@ -2,9 +2,10 @@
 
 import signal
 
+import pytest
+
 from tests.run_support import subprocess_env
 from tests.training_support import TrainingProcess, free_port
-import pytest
 
 pytestmark = pytest.mark.slow  # stop requests to launcher subprocesses
 

@@ -36,13 +36,24 @@ def test_the_tool_writes_image_latent_and_video_that_agree(run_dir, tmp_path):
     target = pggan.load_generator(run_dir).generate([3])[0]
     media.save_png(target, tmp_path / "photo.png")
     outdir = tmp_path / "out"
-    assert tool_support.run_main("project", f"--workdir={run_dir}", f"--target={tmp_path / 'photo.png'}",
-                                 f"--outdir={outdir}", "--num_steps=30", "--restarts=2", "--frame_every=10",
-                                 f"--video={tmp_path / 'progress.mp4'}") == 0
+    assert (
+        tool_support.run_main(
+            "project",
+            f"--workdir={run_dir}",
+            f"--target={tmp_path / 'photo.png'}",
+            f"--outdir={outdir}",
+            "--num_steps=30",
+            "--restarts=2",
+            "--frame_every=10",
+            f"--video={tmp_path / 'progress.mp4'}",
+        )
+        == 0
+    )
     latent = np.load(outdir / "latent.npy")
     assert latent.shape == (1, 8) and latent.dtype == np.float32
-    np.testing.assert_array_equal(pggan.load_generator(run_dir).generate_from_latents(latent)[0],
-                                  media.load_png(outdir / "projected.png"))
+    np.testing.assert_array_equal(
+        pggan.load_generator(run_dir).generate_from_latents(latent)[0], media.load_png(outdir / "projected.png")
+    )
     np.testing.assert_array_equal(media.load_png(outdir / "target.png"), target)
     info, frames = media.read_video(tmp_path / "progress.mp4")
     assert len(list(frames)) == 4 and info.width == 2 * info.height
@@ -63,5 +74,14 @@ def test_bad_inputs_give_one_line(run_dir, tmp_path, capsys):
         assert tool_support.run_main("project", *defaults, *args) == 1, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (args, err)
-    assert tool_support.run_main("project", f"--workdir={exported}", "--d_weight=0", "--num_steps=2",
-                                 f"--target={tmp_path / 'black.png'}", f"--outdir={tmp_path / 'o'}") == 0
+    assert (
+        tool_support.run_main(
+            "project",
+            f"--workdir={exported}",
+            "--d_weight=0",
+            "--num_steps=2",
+            f"--target={tmp_path / 'black.png'}",
+            f"--outdir={tmp_path / 'o'}",
+        )
+        == 0
+    )

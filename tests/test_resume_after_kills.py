@@ -29,9 +29,16 @@ pytestmark = pytest.mark.slow  # subprocess training runs killed and resumed
 
 TOTAL = 640
 FADE = (160, 256)
-RECIPE = ["--config=configs/tiny.py", "--config.model.resolution=8", f"--config.schedule.total_kimg={TOTAL / 1000}",
-          "--config.schedule.tick_kimg_base=0.064", "--config.checkpoint.every_ticks=1",
-          "--config.checkpoint.async_save=true", "--config.checkpoint.keep=100", "--config.samples.every_ticks=1000"]
+RECIPE = [
+    "--config=configs/tiny.py",
+    "--config.model.resolution=8",
+    f"--config.schedule.total_kimg={TOTAL / 1000}",
+    "--config.schedule.tick_kimg_base=0.064",
+    "--config.checkpoint.every_ticks=1",
+    "--config.checkpoint.async_save=true",
+    "--config.checkpoint.keep=100",
+    "--config.samples.every_ticks=1000",
+]
 RESUMED = r"Resuming from checkpoint (\d+) "
 
 
@@ -71,8 +78,9 @@ def test_killed_and_stopped_run_resumes_to_bit_identical_parameters(runs, tmp_pa
             if complete_steps(workdir):
                 _resumed_step(run)
             done_before = complete_steps(workdir)
-            run.wait_until(lambda before=done_before: complete_steps(workdir) != before
-                           and partial_checkpoints(workdir))
+            run.wait_until(
+                lambda before=done_before: complete_steps(workdir) != before and partial_checkpoints(workdir)
+            )
             _kill(run)
             if partial := partial_checkpoints(workdir):
                 break
@@ -98,8 +106,11 @@ def test_killed_and_stopped_run_resumes_to_bit_identical_parameters(runs, tmp_pa
         run.wait_for_line(r"tick +\d+ ")
         run.send(signal.SIGTERM)
         assert run.wait() == 0, run.log[-3000:]
-        stopped = int(re.search(r"Stopped by SIGTERM at .*checkpoint (\d+) .*Run the same command again to resume",
-                                run.log).group(1))
+        stopped = int(
+            re.search(
+                r"Stopped by SIGTERM at .*checkpoint (\d+) .*Run the same command again to resume", run.log
+            ).group(1)
+        )
         assert complete_steps(workdir)[-1] == stopped < TOTAL
         faults.append(f"SIGTERM, stopped with checkpoint {stopped}")
 
@@ -154,8 +165,11 @@ def test_the_package_loads_no_pickle_outside_its_restricted_unpicklers():
     """Only the restricted unpicklers of foreign files (and their shared bounds) may touch pickle; nothing may
     allow it in NumPy."""
     package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pggan")
-    restricted = {os.path.join("official", "unpickler.py"), os.path.join("metrics", "torch_pickle.py"),
-                  "safe_unpickling.py"}
+    restricted = {
+        os.path.join("official", "unpickler.py"),
+        os.path.join("metrics", "torch_pickle.py"),
+        "safe_unpickling.py",
+    }
     offenders = []
     for directory, _, names in os.walk(package):
         for name in (n for n in names if n.endswith(".py")):
@@ -166,7 +180,8 @@ def test_the_package_loads_no_pickle_outside_its_restricted_unpicklers():
             if re.search(r"allow_pickle\s*=\s*True|torch\.load|\bdill\b|cloudpickle|marshal\.load", source):
                 offenders.append(relative)
             if re.search(r"\bpickle\.(load|loads|Unpickler)\b|import pickle|from pickle", source) and (
-                    relative not in restricted):
+                relative not in restricted
+            ):
                 offenders.append(relative)
     assert offenders == []
 
@@ -181,13 +196,19 @@ def test_two_processes_resume_after_one_is_killed_and_match_one_device(runs, tmp
     8x8 round is compiled; the dataset is prepared anew by process 0 while process 1 waits.
     """
     workdir, port = str(tmp_path / "multi"), free_port()
-    shutil.copytree(os.path.join(runs.reference, "checkpoints", str(FADE[0])),
-                    os.path.join(workdir, "checkpoints", str(FADE[0])))
+    shutil.copytree(
+        os.path.join(runs.reference, "checkpoints", str(FADE[0])), os.path.join(workdir, "checkpoints", str(FADE[0]))
+    )
     env = subprocess_env(2, compilation_cache=str(tmp_path / "compiled"))
-    args = [*RECIPE, f"--config.schedule.total_kimg={MULTI_TOTAL / 1000}", f"--workdir={workdir}",
-            f"--config.dataset.data_dir={tmp_path / 'data'}", "--multihost", f"--coordinator_address=127.0.0.1:{port}",
-            "--num_processes=2"]
-
+    args = [
+        *RECIPE,
+        f"--config.schedule.total_kimg={MULTI_TOTAL / 1000}",
+        f"--workdir={workdir}",
+        f"--config.dataset.data_dir={tmp_path / 'data'}",
+        "--multihost",
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+    ]
 
     def start():
         return [TrainingProcess([*args, f"--process_id={i}"], env) for i in range(2)]
@@ -209,8 +230,10 @@ def test_two_processes_resume_after_one_is_killed_and_match_one_device(runs, tmp
     finally:
         for p in processes:
             p.kill()
-    print(f"two processes: SIGKILL to process 0 after checkpoint {newest}; process 1 terminated by itself; "
-          f"both resumed from {newest} and finished")
+    print(
+        f"two processes: SIGKILL to process 0 after checkpoint {newest}; process 1 terminated by itself; "
+        f"both resumed from {newest} and finished"
+    )
 
     # The same computation as on one device (4 devices x 4 samples form the same minibatch-stddev
     # groups as 1 x 16), up to the order of floating-point sums in the all-reduces. Adam normalizes each

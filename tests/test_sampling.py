@@ -8,9 +8,8 @@ import pytest
 import scipy.ndimage
 
 from pggan.model import layers
-
-from pggan.sampling import latent_space
 from pggan.model.networks import ModelSpec
+from pggan.sampling import latent_space
 
 
 def test_latents_for_seeds_do_not_depend_on_the_other_seeds():
@@ -58,8 +57,9 @@ def test_truncation_scales_the_normalised_latent_toward_zero():
     for psi in (0.0, 0.3, 0.999):
         truncated, labels = latent_space.truncate(z, None, psi, spec)
         assert labels is None and truncated.dtype == np.float32
-        np.testing.assert_allclose(_first_layer_input(truncated, None), psi * _first_layer_input(z, None),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            _first_layer_input(truncated, None), psi * _first_layer_input(z, None), rtol=1e-5, atol=1e-6
+        )
     same, _ = latent_space.truncate(z, None, 1.0, spec)
     assert same is z
 
@@ -166,8 +166,9 @@ def test_circular_gaussian_filter_matches_scipy_wrap_mode(length, sigma):
     x = np.random.default_rng(0).standard_normal((length, 2, 3))
     expected = scipy.ndimage.gaussian_filter(x, [sigma, 0, 0], mode="wrap")
     np.testing.assert_allclose(latent_space.circular_gaussian_filter(x, sigma, axis=0), expected, atol=1e-12)
-    np.testing.assert_allclose(latent_space.circular_gaussian_filter(x.swapaxes(0, 1), sigma, axis=1),
-                               expected.swapaxes(0, 1), atol=1e-12)
+    np.testing.assert_allclose(
+        latent_space.circular_gaussian_filter(x.swapaxes(0, 1), sigma, axis=1), expected.swapaxes(0, 1), atol=1e-12
+    )
 
 
 def test_smooth_random_walk_is_on_the_sphere_smooth_and_loops():
@@ -190,15 +191,18 @@ def test_smooth_random_walk_is_deterministic_and_walks_are_independent_of_their_
     one = latent_space.smooth_random_walk(20, 8, fps=5, smoothing_sec=0.5, seed=3)
     four = latent_space.smooth_random_walk(20, 8, fps=5, smoothing_sec=0.5, seed=3, num_walks=4)
     np.testing.assert_array_equal(one[:, 0], four[:, 0])
-    np.testing.assert_array_equal(four, latent_space.smooth_random_walk(20, 8, fps=5, smoothing_sec=0.5, seed=3,
-                                                                     num_walks=4))
+    np.testing.assert_array_equal(
+        four, latent_space.smooth_random_walk(20, 8, fps=5, smoothing_sec=0.5, seed=3, num_walks=4)
+    )
     assert not np.allclose(four[:, 0], four[:, 1])
     with pytest.raises(latent_space.SamplingError, match="fps must be positive"):
         latent_space.smooth_random_walk(20, 8, fps=0, smoothing_sec=1, seed=3)
 
 
-@pytest.mark.parametrize("resolution, rows_cols", [
-    (4, (32, 32)), (32, (32, 32)), (64, (16, 30)), (128, (8, 15)), (256, (4, 7)), (512, (2, 3)), (1024, (2, 3))])
+@pytest.mark.parametrize(
+    "resolution, rows_cols",
+    [(4, (32, 32)), (32, (32, 32)), (64, (16, 30)), (128, (8, 15)), (256, (4, 7)), (512, (2, 3)), (1024, (2, 3))],
+)
 def test_snapshot_grid_size_matches_the_official_1080p_layout(resolution, rows_cols):
     assert latent_space.snapshot_grid_size(resolution) == rows_cols
 

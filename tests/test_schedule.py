@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from pggan.training.config import TrainingConfig
 from pggan.training.defaults import default_config
 from pggan.training.schedule import Schedule
-from pggan.training.config import TrainingConfig
 from tests.run_support import load_recipe
 
 
@@ -17,9 +17,21 @@ def _schedule(config, resolution, num_devices):
     return Schedule(typed.schedule, resolution, num_devices, ema=typed.ema)
 
 
-def official_schedule(cur_nimg, resolution_log2, num_gpus, lod_initial_resolution=4, lod_training_kimg=600,
-                      lod_transition_kimg=600, minibatch_base=16, minibatch_dict=None, max_minibatch_per_gpu=None,
-                      lrate_dict=None, lrate_base=0.001, tick_kimg_dict=None, tick_kimg_base=160):
+def official_schedule(
+    cur_nimg,
+    resolution_log2,
+    num_gpus,
+    lod_initial_resolution=4,
+    lod_training_kimg=600,
+    lod_transition_kimg=600,
+    minibatch_base=16,
+    minibatch_dict=None,
+    max_minibatch_per_gpu=None,
+    lrate_dict=None,
+    lrate_base=0.001,
+    tick_kimg_dict=None,
+    tick_kimg_base=160,
+):
     """The official train.TrainingSchedule, transcribed statement by statement (numpy as in the original)."""
     minibatch_dict, max_minibatch_per_gpu = minibatch_dict or {}, max_minibatch_per_gpu or {}
     lrate_dict = lrate_dict or {}
@@ -39,18 +51,48 @@ def official_schedule(cur_nimg, resolution_log2, num_gpus, lod_initial_resolutio
     minibatch -= minibatch % num_gpus
     if resolution in max_minibatch_per_gpu:
         minibatch = min(minibatch, max_minibatch_per_gpu[resolution] * num_gpus)
-    return dict(lod=lod, resolution=resolution, minibatch=minibatch, lr=lrate_dict.get(resolution, lrate_base),
-                tick_kimg=tick_kimg_dict.get(resolution, tick_kimg_base))
+    return dict(
+        lod=lod,
+        resolution=resolution,
+        minibatch=minibatch,
+        lr=lrate_dict.get(resolution, lrate_base),
+        tick_kimg=tick_kimg_dict.get(resolution, tick_kimg_base),
+    )
 
 
 OFFICIAL_PRESETS = {  # config.py: preset-v2-1gpu and preset-v2-8gpus, with the fp32 per-GPU cap
-    1: dict(minibatch_base=4, minibatch_dict={4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4},
-            lrate_dict={1024: 0.0015}),
-    8: dict(minibatch_base=32, minibatch_dict={4: 512, 8: 256, 16: 128, 32: 64, 64: 32},
-            lrate_dict={128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}),
+    1: dict(
+        minibatch_base=4,
+        minibatch_dict={4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4},
+        lrate_dict={1024: 0.0015},
+    ),
+    8: dict(
+        minibatch_base=32,
+        minibatch_dict={4: 512, 8: 256, 16: 128, 32: 64, 64: 32},
+        lrate_dict={128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003},
+    ),
 }
-KIMG_POINTS = [0, 1, 599.9, 600, 600.004, 750, 1199.99, 1200, 1800, 2100, 4321.5, 7199, 7200, 9000.5, 10799,
-               10800, 11500, 12000, 15000]
+KIMG_POINTS = [
+    0,
+    1,
+    599.9,
+    600,
+    600.004,
+    750,
+    1199.99,
+    1200,
+    1800,
+    2100,
+    4321.5,
+    7199,
+    7200,
+    9000.5,
+    10799,
+    10800,
+    11500,
+    12000,
+    15000,
+]
 
 
 @pytest.mark.parametrize("num_devices", [1, 8])
@@ -107,8 +149,9 @@ def test_adam_reset_points_match_official_loop():
     config.schedule.stabilize_kimg, config.schedule.transition_kimg, config.schedule.total_kimg = 3, 3, 30
     config.schedule.minibatch_base, config.schedule.minibatch = 16, {4: 64, 8: 32}
     schedule = _schedule(config, 32, 1)
-    official = _official_reset_nimgs(dict(lod_training_kimg=3, lod_transition_kimg=3, minibatch_base=16,
-                                          minibatch_dict={4: 64, 8: 32}), 30, 5, 1)
+    official = _official_reset_nimgs(
+        dict(lod_training_kimg=3, lod_transition_kimg=3, minibatch_base=16, minibatch_dict={4: 64, 8: 32}), 30, 5, 1
+    )
     ours = _our_reset_nimgs(schedule, 30)
     assert ours == official
     assert len(ours) == 7  # start, then each fade start and each stabilisation start: 4|f8|8|f16|16|f32|32
@@ -142,8 +185,9 @@ def test_ema_decay_fixed_or_from_half_life():
 
 def test_plan_line_states_every_phase():
     schedule = _schedule(load_recipe("quickstart"), 32, 1)
-    assert schedule.plan_text() == ("4x4 -> 32x32, 140 kimg: 20 kimg at 4x4, then per resolution (8, 16, 32) a "
-                                    "20 kimg fade-in and 20 kimg stable")
+    assert schedule.plan_text() == (
+        "4x4 -> 32x32, 140 kimg: 20 kimg at 4x4, then per resolution (8, 16, 32) a 20 kimg fade-in and 20 kimg stable"
+    )
     assert schedule.shortfall() is None
     official = _schedule(load_recipe("celebahq_1024"), 1024, 1).plan_text()
     assert official.endswith("a 600 kimg fade-in and 600 kimg stable, then 1800 kimg more at 1024x1024")
@@ -154,8 +198,9 @@ def test_a_run_shorter_than_its_phases_is_named_and_fit_phases_scales_them_into_
     config.schedule.total_kimg = 10
     short = _schedule(config, 32, 1)
     assert short.at(9_999).resolution == 4
-    assert short.shortfall().startswith("the run ends at 4x4 of a 32x32 model: total_kimg=10 is shorter than the "
-                                        "140 kimg the phases need")
+    assert short.shortfall().startswith(
+        "the run ends at 4x4 of a 32x32 model: total_kimg=10 is shorter than the 140 kimg the phases need"
+    )
     assert short.plan_text().endswith("; the run stops early, at 4x4")
     config.schedule.fit_phases_to_total = True
     fitted = _schedule(config, 32, 1)

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from pggan import checkpoint, parallel
-
 from pggan.data import diff_augment
 from pggan.data.diff_augment import AugmentConfig
 from pggan.model import losses, networks, normalization
@@ -35,10 +34,13 @@ def _train_rounds(step, rounds=ROUNDS, lr=2e-3):
         images = rng.integers(0, 256, (REPEATS, MINIBATCH, 4, 4, 3), dtype=np.uint8)
         order = parallel.device_major_order(MINIBATCH, step.mesh.size)
         sharding = parallel.batch_sharded(step.mesh, 1)
-        data = HostBatches(jax.device_put(images[:, order], sharding),
-                           jax.device_put(np.zeros((REPEATS, MINIBATCH), np.int32), sharding))
-        scalars = RoundScalars(jnp.float32(1), jnp.float32(lr), jnp.float32(lr), jnp.float32(0.9),
-                               jax.random.key(round_index))
+        data = HostBatches(
+            jax.device_put(images[:, order], sharding),
+            jax.device_put(np.zeros((REPEATS, MINIBATCH), np.int32), sharding),
+        )
+        scalars = RoundScalars(
+            jnp.float32(1), jnp.float32(lr), jnp.float32(lr), jnp.float32(0.9), jax.random.key(round_index)
+        )
         state, sums = step.round_fn(4, MINIBATCH)(state, data, scalars, round_index=round_index)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     means, skipped = summarize_metrics(total)
@@ -47,9 +49,12 @@ def _train_rounds(step, rounds=ROUNDS, lr=2e-3):
 
 def test_wgan_weight_clipping_with_rmsprop_and_microbatches_keeps_d_in_the_box():
     loss = losses.LossConfig(gp_lambda=0.0)  # WGAN: the clipping is the only constraint (drift kept)
-    config = train_step.StepConfig(minibatch_repeats=REPEATS, optimizer=OptimizerConfig(name="rmsprop"),
-                                   normalization=normalization.NormalizationConfig(method="clip", clip_value=0.01),
-                                   max_microbatch_per_device=((4, 4),))
+    config = train_step.StepConfig(
+        minibatch_repeats=REPEATS,
+        optimizer=OptimizerConfig(name="rmsprop"),
+        normalization=normalization.NormalizationConfig(method="clip", clip_value=0.01),
+        max_microbatch_per_device=((4, 4),),
+    )
     step = train_step.TrainStep.create(SPEC, loss, config, parallel.make_mesh(jax.devices()[:2]))
     assert config.microbatches(4, MINIBATCH // step.mesh.size, SPEC.mbstd_group_size) == 2
     state, means, skipped = _train_rounds(step, lr=5e-5 * 20)
@@ -103,8 +108,9 @@ def test_optimistic_adam_with_extragradient_trains_and_resumes_exactly(tmp_path)
 
 def _augment_step(augment, num_devices=2, **overrides):
     config = train_step.StepConfig(minibatch_repeats=REPEATS, augment=augment, **overrides)
-    return train_step.TrainStep.create(SPEC, losses.LossConfig(), config,
-                                       parallel.make_mesh(jax.devices()[:num_devices]))
+    return train_step.TrainStep.create(
+        SPEC, losses.LossConfig(), config, parallel.make_mesh(jax.devices()[:num_devices])
+    )
 
 
 def test_augmentation_with_p_zero_trains_as_without_and_p_one_trains_microbatched():
@@ -136,14 +142,16 @@ def _ada_config(data_dir, **schedule):
 
 def test_adaptive_augmentation_logs_p_and_resumes_exactly(tmp_path, monkeypatch):
     logged = []
-    monkeypatch.setattr(writers.RunWriter, "scalars",
-                        lambda self, step, values, prefix="train": logged.append((prefix, dict(values))))
+    monkeypatch.setattr(
+        writers.RunWriter, "scalars", lambda self, step, values, prefix="train": logged.append((prefix, dict(values)))
+    )
     data_dir, devices = str(tmp_path / "data"), jax.devices()[:1]
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     loop.train_and_evaluate(_ada_config(data_dir), whole, devices=devices)
     train_logs = [values for prefix, values in logged if prefix == "train"]
-    assert train_logs and all(0.0 <= values["augment_p"] <= 1.0 and -1 <= values["augment_rt"] <= 1
-                              for values in train_logs)
+    assert train_logs and all(
+        0.0 <= values["augment_p"] <= 1.0 and -1 <= values["augment_rt"] <= 1 for values in train_logs
+    )
     loop.train_and_evaluate(_ada_config(data_dir, total_kimg=0.096), parts, devices=devices)  # stops mid-fade
     loop.train_and_evaluate(_ada_config(data_dir), parts, devices=devices)
     uninterrupted = _final_state(_ada_config(data_dir), whole)
@@ -182,8 +190,9 @@ def test_the_few_images_recipe_trains_on_a_folder_of_a_hundred_images(tmp_path):
 
 
 def test_dat_trains_with_pgd_perturbed_inputs_and_lazy_r1():
-    loss = losses.LossConfig(name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0, reg_interval=2,
-                             dat_epsilon=0.02, dat_steps=2)
+    loss = losses.LossConfig(
+        name="logistic", gp_lambda=0.0, drift=0.0, r1_gamma=1.0, reg_interval=2, dat_epsilon=0.02, dat_steps=2
+    )
     config = train_step.StepConfig(minibatch_repeats=REPEATS)
     step = train_step.TrainStep.create(SPEC, loss, config, parallel.make_mesh(jax.devices()[:2]))
     state, means, skipped = _train_rounds(step)
@@ -196,10 +205,12 @@ def test_dat_trains_with_pgd_perturbed_inputs_and_lazy_r1():
 @pytest.mark.parametrize("kernel, method", [("rq", "none"), ("rbf", "spectral")])
 def test_mmd_gan_trains_on_d_features(kernel, method):
     loss = losses.LossConfig(name="mmd", mmd_kernel=kernel, drift=0.0, gp_lambda=1.0 if method == "none" else 0.0)
-    config = train_step.StepConfig(minibatch_repeats=REPEATS,
-                                   normalization=normalization.NormalizationConfig(method=method))
-    step = train_step.TrainStep.create(dataclasses.replace(SPEC, critic_size=8), loss, config,
-                                       parallel.make_mesh(jax.devices()[:2]))
+    config = train_step.StepConfig(
+        minibatch_repeats=REPEATS, normalization=normalization.NormalizationConfig(method=method)
+    )
+    step = train_step.TrainStep.create(
+        dataclasses.replace(SPEC, critic_size=8), loss, config, parallel.make_mesh(jax.devices()[:2])
+    )
     state, means, skipped = _train_rounds(step)
     assert skipped == {"skipped_d": 0, "skipped_g": 0}
     assert all(np.isfinite(v) for v in means.values()), means
@@ -210,12 +221,14 @@ def test_mmd_gan_trains_on_d_features(kernel, method):
 
 
 def test_mmd_and_critic_size_go_together_in_one_line():
-    for config, message in (({"model": {"critic_size": 8}}, "config.model.critic_size=8 is the feature size of the "
-                                                             "MMD loss"),
-                            ({"loss": {"name": "mmd", "drift": 0.0}, "model": {"critic_size": 8, "label_size": 10}},
-                             "config.loss.name='mmd' trains unconditional models"),
-                            ({"loss": {"name": "mmd", "drift": 0.0}, "d_normalization": {"method": "gran"}},
-                             "without GraN")):
+    for config, message in (
+        ({"model": {"critic_size": 8}}, "config.model.critic_size=8 is the feature size of the MMD loss"),
+        (
+            {"loss": {"name": "mmd", "drift": 0.0}, "model": {"critic_size": 8, "label_size": 10}},
+            "config.loss.name='mmd' trains unconditional models",
+        ),
+        ({"loss": {"name": "mmd", "drift": 0.0}, "d_normalization": {"method": "gran"}}, "without GraN"),
+    ):
         with pytest.raises(ConfigError) as raised:
             TrainingConfig.parse(config)
         assert message in str(raised.value) and "\n" not in str(raised.value)

@@ -13,7 +13,6 @@ import pytest
 
 from pggan import checkpoint
 from pggan.errors import UserError
-
 from pggan.training import loop, run_length
 from pggan.training.validation import plan_run
 from tests.run_support import REPO, subprocess_env
@@ -45,8 +44,10 @@ def test_tiny_run_on_eight_devices_writes_every_stage(tiny_data_dir, tmp_path, c
     # The log states the plan, says what it compiles and when that is done, and has a progress line in
     # every stage.
     log = [r.getMessage() for r in caplog.records]
-    assert ("Plan: 4x4 -> 16x16, 0.768 kimg: 0.128 kimg at 4x4, then per resolution (8, 16) a 0.128 kimg fade-in "
-            "and 0.128 kimg stable, then 0.128 kimg more at 16x16.") in log
+    assert (
+        "Plan: 4x4 -> 16x16, 0.768 kimg: 0.128 kimg at 4x4, then per resolution (8, 16) a 0.128 kimg fade-in "
+        "and 0.128 kimg stable, then 0.128 kimg more at 16x16."
+    ) in log
     compiled = [m for m in log if m.startswith("Compiled the ")]
     assert [m.split()[2] for m in compiled] == ["4x4", "8x8", "16x16"]
     lines = [m for m in log if m.startswith(("progress ", "tick "))]
@@ -73,8 +74,10 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tiny_data_dir, tmp_
     assert meta["nimg"] == 768
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
         np.testing.assert_array_equal(a, b)
-    moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(stopped["generator"]),
-                                                 jax.tree.leaves(resumed["generator"]))]
+    moved = [
+        np.abs(a - b).max()
+        for a, b in zip(jax.tree.leaves(stopped["generator"]), jax.tree.leaves(resumed["generator"]))
+    ]
     assert max(moved) > 0  # the second run really trained
 
 
@@ -113,18 +116,31 @@ def test_out_of_memory_is_answered_in_one_line_naming_the_settings(tiny_data_dir
     assert str(error.value) == (
         "the devices ran out of memory at 4x4, minibatch 16 (16 per device): run each device's minibatch in smaller "
         "pieces with --config.schedule.max_microbatch_per_device='{4: 4}' (same result, less memory), or lower the "
-        "minibatch with --config.schedule.minibatch='{4: 8}'; then run the same command to resume")
+        "minibatch with --config.schedule.minibatch='{4: 8}'; then run the same command to resume"
+    )
     assert not loop.is_out_of_memory(RuntimeError("INTERNAL: something else"))
 
 
 def test_launcher_help_and_one_line_errors(tmp_path):
     env = subprocess_env()
-    help_text = subprocess.run([sys.executable, "-m", "pggan.main", "--help"], capture_output=True, text=True,
-                               env=env, timeout=120).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "pggan.main", "--help"], capture_output=True, text=True, env=env, timeout=120
+    ).stdout
     assert "--config" in help_text and "--workdir" in help_text and "--multihost" in help_text
-    bad = subprocess.run([sys.executable, "-m", "pggan.main", f"--config={REPO}/configs/tiny.py",
-                          f"--workdir={tmp_path}/w", "--config.model.resolution=48"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pggan.main",
+            f"--config={REPO}/configs/tiny.py",
+            f"--workdir={tmp_path}/w",
+            "--config.model.resolution=48",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 1
     assert "error: model.resolution must be a power of two" in bad.stderr
     assert "Traceback" not in bad.stderr

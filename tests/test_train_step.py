@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from pggan import parallel
-
 from pggan.model import losses, networks
-
 from pggan.training import train_step
 from pggan.training.step_updates import HostBatches, RoundScalars
 from tests.training_support import one_round
@@ -37,8 +35,9 @@ def _batch(step, batch_size, seed=0) -> HostBatches:
 
 def _run(step, state, batch_size, alpha=0.5, lr=1e-3, key=1, ema_beta=0.999):
     fn = step.round_fn(RESOLUTION, batch_size)
-    scalars = RoundScalars(jnp.float32(alpha), jnp.float32(lr), jnp.float32(lr), jnp.float32(ema_beta),
-                           jax.random.key(key))
+    scalars = RoundScalars(
+        jnp.float32(alpha), jnp.float32(lr), jnp.float32(lr), jnp.float32(ema_beta), jax.random.key(key)
+    )
     return fn(state, _batch(step, batch_size), scalars)
 
 
@@ -135,6 +134,7 @@ def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
     assert {x.dtype for x in jax.tree.leaves(bf16_state) if x.dtype.kind == "f"} == {np.dtype(np.float32)}
     for name in ("d_loss", "g_loss", "real_score", "fake_score", "gradient_penalty", "grad_norm"):
         assert bf16_sums[name] == pytest.approx(f32_sums[name], rel=0.05, abs=0.02), name
+
     # Adam's first step moves every weight by lr * g / |g|: the two steps move the weights alike
     # except where bfloat16 rounding flips the sign of a tiny gradient.
     def flat(state, network):

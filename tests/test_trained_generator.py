@@ -41,8 +41,12 @@ def test_attributes_describe_the_model(generator):
 @pytest.mark.parametrize("truncation", [1.0, 0.6])
 def test_seed_images_equal_the_generate_tools_pngs_byte_for_byte(run_dir, generator, tmp_path, truncation):
     outdir = tmp_path / "images"
-    assert tool_support.run_main("generate", f"--workdir={run_dir}", "--seeds=1,5,7-8", f"--outdir={outdir}",
-                                 f"--truncation={truncation}") == 0
+    assert (
+        tool_support.run_main(
+            "generate", f"--workdir={run_dir}", "--seeds=1,5,7-8", f"--outdir={outdir}", f"--truncation={truncation}"
+        )
+        == 0
+    )
     names = ["seed000001.png", "seed000005.png", "seed000007.png", "seed000008.png"]
     assert sorted(p.name for p in outdir.iterdir()) == names
     images = generator.generate(seeds=[1, 5, 7, 8], truncation=truncation)
@@ -101,10 +105,15 @@ def test_labels_of_a_conditional_model_match_the_tool(tmp_path):
     write_checkpoints(workdir, config, [(1000, FINAL, 1.0)])
     generator = pggan.load_generator(str(workdir))
     assert generator.label_size == 4
-    assert tool_support.run_main("generate", f"--workdir={workdir}", "--seeds=1-2", "--label=3",
-                                 f"--outdir={tmp_path / 'images'}") == 0
-    np.testing.assert_array_equal(generator.generate([1, 2], labels=3)[1],
-                                  media.load_png(tmp_path / "images" / "seed000002-class3.png"))
+    assert (
+        tool_support.run_main(
+            "generate", f"--workdir={workdir}", "--seeds=1-2", "--label=3", f"--outdir={tmp_path / 'images'}"
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(
+        generator.generate([1, 2], labels=3)[1], media.load_png(tmp_path / "images" / "seed000002-class3.png")
+    )
     # Without labels, the image of seed s has class s mod label_size; one class per seed can be given too.
     np.testing.assert_array_equal(generator.generate([2, 7]), generator.generate([2, 7], labels=[2, 3]))
     assert generator.generate([2], labels=[1]).tobytes() != generator.generate([2]).tobytes()
@@ -123,7 +132,6 @@ def test_bad_seed_lists_are_refused_in_one_line(run_dir, tmp_path, capsys, text,
     with pytest.raises(UserError) as error:
         latent_space.parse_seeds(text)
     assert message in _one_line(error)
-    assert tool_support.run_main("generate", f"--workdir={run_dir}", f"--seeds={text}",
-                                 f"--outdir={tmp_path}") == 1
+    assert tool_support.run_main("generate", f"--workdir={run_dir}", f"--seeds={text}", f"--outdir={tmp_path}") == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err

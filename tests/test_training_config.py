@@ -4,12 +4,20 @@ import dataclasses
 
 import pytest
 
-from pggan.training.defaults import default_config
 from pggan.training.config import SECTIONS, ConfigError, TrainingConfig, describe
+from pggan.training.defaults import default_config
 from tests.run_support import load_recipe
 
-RECIPES = ("quickstart", "celebahq_1024", "lsun_256", "cifar10_32", "synthetic", "tiny", "loss_comparison",
-           "few_images")
+RECIPES = (
+    "quickstart",
+    "celebahq_1024",
+    "lsun_256",
+    "cifar10_32",
+    "synthetic",
+    "tiny",
+    "loss_comparison",
+    "few_images",
+)
 
 
 def test_the_default_config_dict_parses_to_the_defaults():

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from pggan import checkpoint
-
-from pggan.training import loop
 from pggan.errors import UserError
+from pggan.training import loop
 from tests.training_support import complete_steps, final_state, tiny_config
 
 pytestmark = pytest.mark.slow  # training runs that diverge or change device counts
@@ -67,21 +66,27 @@ def _assert_only_the_good_checkpoint(workdir, good):
 
 @pytest.mark.parametrize("limit, repeats", [(3, 2), (5, 4)])
 def test_diverging_training_stops_at_exactly_the_limit_keeping_the_last_good_checkpoint(
-        tiny_data_dir, good_run, limit, repeats, caplog):
+    tiny_data_dir, good_run, limit, repeats, caplog
+):
     """Rounds of `repeats` steps of 32 images from 64 images: the first step is finite, so the limit is
     reached in the second round, at its second step (3 = 1 + 2) or in its middle (5 = 3 + 2 of 4)."""
     workdir, good = good_run
     caplog.set_level(logging.INFO, logger="absl")  # a tool run earlier in this process may have raised it
     with pytest.raises(loop.TrainingError) as error:
-        loop.train_and_evaluate(_diverging(tiny_data_dir, limit, 0.064 + 3 * repeats * 0.032, minibatch_repeats=repeats),
-                                 workdir, devices=jax.devices()[:1])
+        loop.train_and_evaluate(
+            _diverging(tiny_data_dir, limit, 0.064 + 3 * repeats * 0.032, minibatch_repeats=repeats),
+            workdir,
+            devices=jax.devices()[:1],
+        )
     message = str(error.value)
     assert isinstance(error.value, UserError) and "\n" not in message
     # Checked after every round, and a round changes nothing once the limit is reached: exactly the
     # limit even when it is reached in the middle of a round.
-    assert message.startswith(f"{limit} consecutive training steps had non-finite gradients and were skipped "
-                              f"(limit config.max_consecutive_nonfinite={limit}); the last good checkpoint is 64 "
-                              f"(0.1 kimg) in {workdir}/checkpoints. Lower the learning rate")
+    assert message.startswith(
+        f"{limit} consecutive training steps had non-finite gradients and were skipped "
+        f"(limit config.max_consecutive_nonfinite={limit}); the last good checkpoint is 64 "
+        f"(0.1 kimg) in {workdir}/checkpoints. Lower the learning rate"
+    )
     ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick")]
     skipped = [tuple(map(int, t.split("skipped ")[1].split()[0].split("/"))) for t in ticks]
     assert skipped and skipped[-1][0] > 0  # skipped D steps appear in the tick log ('skipped D/G')
@@ -98,6 +103,7 @@ def test_a_run_that_diverged_at_its_end_fails_naming_the_last_good_checkpoint(ti
     assert str(error.value) == (
         "training reached 0.192 kimg with its last 3 steps skipped for non-finite gradients, so its final state was "
         f"not checkpointed; the last good checkpoint is 64 (0.1 kimg) in {workdir}/checkpoints. Lower the learning "
-        "rate or check the data, then run the same command to resume from it")
+        "rate or check the data, then run the same command to resume from it"
+    )
     assert not any(r.getMessage().startswith("Training complete") for r in caplog.records)
     _assert_only_the_good_checkpoint(workdir, good)

@@ -10,15 +10,13 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from pggan import checkpoint, evaluation, metrics, parallel
-
-from pggan.model import networks
-
-from pggan.training import loop, train_state
 from pggan.data import config as data_config
-from pggan.training.schedule import Phase
-from pggan.training.periodic_metrics import TrainingMetrics
-from pggan.training.writers import RunWriter
+from pggan.model import networks
+from pggan.training import loop, train_state
 from pggan.training.config import ConfigError, TrainingConfig
+from pggan.training.periodic_metrics import TrainingMetrics
+from pggan.training.schedule import Phase
+from pggan.training.writers import RunWriter
 from tests.run_support import load_recipe
 
 pytestmark = pytest.mark.slow  # multi-stage training runs with metrics
@@ -32,8 +30,8 @@ def _tensorboard_scalars(logdir: str) -> dict[str, dict[int, float]]:
             data = f.read()
         pos = 0
         while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
             pos += 12 + length + 4  # length, its CRC, the event, its CRC
             for value in event.summary.value:
                 scalars.setdefault(value.tag, {})[event.step] = value.simple_value
@@ -70,8 +68,9 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
 
     scalars = _tensorboard_scalars(os.path.join(workdir, "tensorboard"))
     for name in ("swd_16", "swd_avg"):
-        assert scalars[f"metrics/{name}"] == pytest.approx({s: r["metrics"][name] for s, r in by_step.items()},
-                                                           rel=1e-6)
+        assert scalars[f"metrics/{name}"] == pytest.approx(
+            {s: r["metrics"][name] for s, r in by_step.items()}, rel=1e-6
+        )
 
     # The trainer and tools/evaluate.py measure the same thing: the kept 8x8 checkpoint, evaluated again.
     dataset = data_config.open_from_config(config.dataset, resolution=16)
@@ -81,8 +80,17 @@ def test_tiny_run_reports_swd_at_stage_ends_and_every_n_kimg(tmp_path, monkeypat
 
 
 def _phase(resolution):
-    return Phase(kimg=0.0, lod=0.0, resolution=resolution, alpha=1.0, minibatch=16, g_lr=1e-3, d_lr=1e-3, tick_kimg=1.0,
-                 ema_beta=0.999)
+    return Phase(
+        kimg=0.0,
+        lod=0.0,
+        resolution=resolution,
+        alpha=1.0,
+        minibatch=16,
+        g_lr=1e-3,
+        d_lr=1e-3,
+        tick_kimg=1.0,
+        ema_beta=0.999,
+    )
 
 
 def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatch):
@@ -103,9 +111,11 @@ def test_a_failed_evaluation_is_logged_and_training_goes_on(tmp_path, monkeypatc
 
 
 def test_metrics_settings_are_validated(tmp_path):
-    for fields, message in (({"names": ("swd", "lpips")}, "config.metrics.names: unknown metrics"),
-                            ({"num_images": 4}, "config.metrics.num_images must be >= 10"),
-                            ({"every_kimg": -1.0}, "config.metrics.every_kimg must be >= 0")):
+    for fields, message in (
+        ({"names": ("swd", "lpips")}, "config.metrics.names: unknown metrics"),
+        ({"num_images": 4}, "config.metrics.num_images must be >= 10"),
+        ({"every_kimg": -1.0}, "config.metrics.every_kimg must be >= 0"),
+    ):
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
             TrainingConfig.parse(_config(str(tmp_path), **fields))
     # The command-line form of a list: --config.metrics.names=swd,ms_ssim arrives as ('swd,ms_ssim',).

@@ -21,8 +21,13 @@ REFUSED = [
     ("ema.half_life_kimg", float("inf"), 8, "config.ema.half_life_kimg and config.ema.rampup must be numbers >= 0"),
     ("dataset.on_device_memory_fraction", 2.0, 8, "config.dataset.on_device_memory_fraction must be in (0, 1]"),
     # 10 images on 3 devices: refused, not rounded down to 9 as the official code did.
-    ("schedule.minibatch_base", 10, 3, "the minibatch at 4x4 is 10, which does not divide over the 3 devices; set "
-     "config.schedule.minibatch[4] (or minibatch_base) to a multiple of 12, e.g. 12"),
+    (
+        "schedule.minibatch_base",
+        10,
+        3,
+        "the minibatch at 4x4 is 10, which does not divide over the 3 devices; set "
+        "config.schedule.minibatch[4] (or minibatch_base) to a multiple of 12, e.g. 12",
+    ),
 ]
 
 

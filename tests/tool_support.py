@@ -2,8 +2,9 @@
 
 Each tool defines its absl flags on the process-wide FLAGS when imported, and tools share flag names
 (--data_dir, --seeds, --config). `run_main` imports a tool once, keeps the flags it defined itself
-(`pggan.cli.checkpoint_flags`'s shared flags stay registered), and before every run registers exactly that tool's flags (removing those of the others and ml_collections'
---config.<field> override flags left by an earlier parse), so each tool parses its own command line.
+(`pggan.cli.checkpoint_flags`'s shared flags stay registered), and before every run registers exactly
+that tool's flags (removing those of the others and ml_collections' --config.<field> override flags
+left by an earlier parse), so each tool parses its own command line.
 """
 
 from __future__ import annotations

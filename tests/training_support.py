@@ -22,9 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pggan import checkpoint, parallel
-
 from pggan.model import losses, networks
-
 from pggan.training import train_step
 from pggan.training.step_updates import HostBatches, RoundScalars
 from tests.run_support import REPO, load_recipe
@@ -48,8 +46,9 @@ def one_round(spec, step_config, minibatch=16, resolution=8, num_devices=1, loss
     images = np.random.default_rng(0).integers(0, 256, (1, minibatch, resolution, resolution, 3), np.uint8)
     sharding = parallel.batch_sharded(mesh, 1)
     order = parallel.device_major_order(minibatch, num_devices)
-    data = HostBatches(jax.device_put(images[:, order], sharding),
-                       jax.device_put(np.zeros((1, minibatch), np.int32), sharding))
+    data = HostBatches(
+        jax.device_put(images[:, order], sharding), jax.device_put(np.zeros((1, minibatch), np.int32), sharding)
+    )
     scalars = RoundScalars(jnp.float32(0.7), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.9), jax.random.key(3))
     before = jax.device_get(step.init_state(0))
     after, sums = step.round_fn(resolution, minibatch)(step.init_state(0), data, scalars)
@@ -62,8 +61,12 @@ def final_state(workdir: str, step: int | None = None):
     step = store.latest_step() if step is None else step
     with checkpoint.CheckpointReader(workdir) as reader:
         config = json.loads(reader.meta(step)["config"])
-    restorer = train_step.TrainStep.create(networks.ModelSpec.from_config(config["model"]), losses.LossConfig(),
-                                           train_step.StepConfig(), parallel.make_mesh(jax.devices()[:1]))
+    restorer = train_step.TrainStep.create(
+        networks.ModelSpec.from_config(config["model"]),
+        losses.LossConfig(),
+        train_step.StepConfig(),
+        parallel.make_mesh(jax.devices()[:1]),
+    )
     state, meta = store.restore(step, restorer.abstract_state())
     store.close()
     return jax.tree.map(np.asarray, state), meta
@@ -79,8 +82,8 @@ def tensorboard_events(workdir: str) -> list[tuple[int, str]]:
         data = open(os.path.join(directory, name), "rb").read()
         offset = 0
         while offset < len(data):  # TFRecord frames: length (u64), its CRC (u32), payload, payload CRC (u32)
-            (length,) = struct.unpack("<Q", data[offset:offset + 8])
-            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
             found.extend((event.step, value.tag) for value in event.summary.value)
             offset += 12 + length + 4
     return found
@@ -112,8 +115,14 @@ class TrainingProcess:
     def __init__(self, args: list[str], env: dict[str, str], module: str = "pggan.main"):
         self.lines: list[str] = []
         self._new_line = threading.Condition()
-        self.process = subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=REPO,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -42,17 +42,37 @@ import xml.etree.ElementTree as ElementTree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JSON_NAME, LOG_NAME, GRID_NAME = "accelerator_check.json", "accelerator_check.log", "grid.png"
-TEST_FILES = ("tests/test_layers.py", "tests/test_networks.py", "tests/test_train_step.py", "tests/test_microbatching.py")
+TEST_FILES = (
+    "tests/test_layers.py",
+    "tests/test_networks.py",
+    "tests/test_train_step.py",
+    "tests/test_microbatching.py",
+)
 TAIL_CHARS = 3000
 GENERATE_SECONDS = 25  # kept from the train part's time for the sample grid
 _TEST_LINE = re.compile(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", re.MULTILINE)
 
 # (part, seconds at most): the GPU check. Each part may also use what the parts before it left unused (so
 # 1024 px, whose compile time is the least known, comes after the other steps); the sum is the check's budget.
-BUDGETS = (("env", 15), ("step_bf16_64", 40), ("step_bf16_256", 40), ("step_bf16_16", 25), ("step_f32_256", 35),
-           ("step_bf16_1024", 80), ("train", 115), ("tests", 60), ("projection", 10))
-REHEARSAL_BUDGETS = (("env", 30), ("step_bf16_8", 60), ("step_f32_4", 60), ("train", 240), ("tests", 90),
-                     ("projection", 30))
+BUDGETS = (
+    ("env", 15),
+    ("step_bf16_64", 40),
+    ("step_bf16_256", 40),
+    ("step_bf16_16", 25),
+    ("step_f32_256", 35),
+    ("step_bf16_1024", 80),
+    ("train", 115),
+    ("tests", 60),
+    ("projection", 10),
+)
+REHEARSAL_BUDGETS = (
+    ("env", 30),
+    ("step_bf16_8", 60),
+    ("step_f32_4", 60),
+    ("train", 240),
+    ("tests", 90),
+    ("projection", 30),
+)
 
 ENV_SCRIPT = r"""
 import json, platform, jax, jaxlib, flax, optax, numpy
@@ -82,12 +102,19 @@ class Check:
         os.makedirs(args.out, exist_ok=True)
         self.work = tempfile.mkdtemp(prefix="pggan_accelerator_check_")
         self.log = open(os.path.join(args.out, LOG_NAME), "a", buffering=1)
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    "PYTHONPATH": os.pathsep.join(filter(None, [self._hiding_dir(), REPO,
-                                                                os.environ.get("PYTHONPATH")]))}
-        self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                        "command": " ".join(sys.argv), "rehearsal": args.rehearse,
-                        "hidden_packages": args.hide_packages, "budget_s": sum(s for _, s in budgets), "parts": {}}
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [self._hiding_dir(), REPO, os.environ.get("PYTHONPATH")])),
+        }
+        self.results = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "rehearsal": args.rehearse,
+            "hidden_packages": args.hide_packages,
+            "budget_s": sum(s for _, s in budgets),
+            "parts": {},
+        }
         path = os.path.join(args.out, JSON_NAME)
         if os.path.exists(path):  # a rerun of some parts (--parts) keeps the other parts' results
             with open(path) as f:
@@ -120,8 +147,9 @@ class Check:
         """A child in its own process group (so that a timeout ends its children too), output to a file."""
         self.say("$ " + " ".join(argv))
         output = tempfile.NamedTemporaryFile("w+", dir=self.work, suffix=".out", delete=False)
-        process = subprocess.Popen(argv, cwd=REPO, env=env or self.env, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env or self.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
         process.output_path = output.name
         output.close()
         return process
@@ -148,13 +176,22 @@ class Check:
 
 # ------------------------------------------------------------------------------------------------ parts
 
+
 def part_env(check: Check, seconds: float) -> dict:
     status, output, _ = check.run([sys.executable, "-c", ENV_SCRIPT], seconds)
     lines = [line for line in output.splitlines() if line.startswith("ENV_JSON ")]
     result = {"ok": status == 0 and bool(lines), **(json.loads(lines[-1][9:]) if lines else {"output": _tail(output)})}
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        smi = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         result["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
     except (OSError, subprocess.TimeoutExpired) as error:
         result["nvidia_smi"] = f"not available ({type(error).__name__})"
@@ -165,13 +202,23 @@ def part_step(check: Check, seconds: float, dtype: str, resolution: int) -> dict
     """tools/benchmark.py's step mode at one resolution and compute dtype, in a process of its own."""
     config = "configs/tiny.py" if check.args.rehearse else "configs/celebahq_1024.py"
     json_path = os.path.join(check.work, f"step_{dtype}_{resolution}.json")
-    argv = [sys.executable, "tools/benchmark.py", f"--config={config}", f"--resolutions={resolution}",
-            f"--dtype={dtype}", f"--json={json_path}"]
+    argv = [
+        sys.executable,
+        "tools/benchmark.py",
+        f"--config={config}",
+        f"--resolutions={resolution}",
+        f"--dtype={dtype}",
+        f"--json={json_path}",
+    ]
     if check.args.rehearse:
         argv += ["--steps=2", "--windows=1"]
     status, output, taken = check.run(argv, seconds)
-    result = {"ok": status == 0 and os.path.exists(json_path), "exit_status": status, "seconds": round(taken, 1),
-              "config": config}
+    result = {
+        "ok": status == 0 and os.path.exists(json_path),
+        "exit_status": status,
+        "seconds": round(taken, 1),
+        "config": config,
+    }
     if os.path.exists(json_path):
         with open(json_path) as f:
             result.update(json.load(f))
@@ -191,18 +238,31 @@ def part_train(check: Check, seconds: float) -> dict:
     deadline = time.monotonic() + seconds
     workdir = os.path.join(check.work, "run")
     # Stopped once the 4x4 stage's checkpoint exists: the next stage's compile leaves time for the signal.
-    config, resolution, phase_kimg = ("configs/tiny.py", 8, 0.128) if check.args.rehearse else \
-        ("configs/synthetic.py", 64, 1.024)
+    config, resolution, phase_kimg = (
+        ("configs/tiny.py", 8, 0.128) if check.args.rehearse else ("configs/synthetic.py", 64, 1.024)
+    )
     stop_after = round(phase_kimg * 1000)
-    command = [sys.executable, "-m", "pggan.main", f"--config={config}", f"--workdir={workdir}",
-               f"--config.model.resolution={resolution}", "--config.model.compute_dtype=bfloat16",
-               f"--config.dataset.name={check.args.dataset}", f"--config.dataset.data_dir={check.args.data_dir}",
-               "--config.dataset.source=", f"--config.schedule.stabilize_kimg={phase_kimg}",
-               f"--config.schedule.transition_kimg={phase_kimg}",
-               f"--config.schedule.total_kimg={round(phase_kimg * (2 * resolution.bit_length() - 5), 6)}",
-               f"--config.schedule.tick_kimg_base={phase_kimg / 2}", "--config.schedule.tick_kimg={}",
-               "--config.checkpoint.every_ticks=2", "--config.samples.every_ticks=4", "--config.metrics.names=",
-               f"--config.compilation_cache_dir={os.path.join(check.work, 'jax_cache')}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pggan.main",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        f"--config.model.resolution={resolution}",
+        "--config.model.compute_dtype=bfloat16",
+        f"--config.dataset.name={check.args.dataset}",
+        f"--config.dataset.data_dir={check.args.data_dir}",
+        "--config.dataset.source=",
+        f"--config.schedule.stabilize_kimg={phase_kimg}",
+        f"--config.schedule.transition_kimg={phase_kimg}",
+        f"--config.schedule.total_kimg={round(phase_kimg * (2 * resolution.bit_length() - 5), 6)}",
+        f"--config.schedule.tick_kimg_base={phase_kimg / 2}",
+        "--config.schedule.tick_kimg={}",
+        "--config.checkpoint.every_ticks=2",
+        "--config.samples.every_ticks=4",
+        "--config.metrics.names=",
+        f"--config.compilation_cache_dir={os.path.join(check.work, 'jax_cache')}",
+    ]
     result = {"command": " ".join(command[1:]), "stop_after_nimg": stop_after}
     begin = time.monotonic()
     first = check.start_process(command)
@@ -218,24 +278,45 @@ def part_train(check: Check, seconds: float) -> dict:
         first.send_signal(signal.SIGTERM)
     status, output = check.finish_process(first, deadline - time.monotonic())
     stopped = [line for line in output.splitlines() if "Stopped by SIGTERM" in line]
-    result["first"] = {"exit_status": status, "seconds": round(time.monotonic() - begin, 1),
-                       "stopped_line": stopped[-1][-300:] if stopped else None,
-                       "checkpoints": _checkpoint_steps(workdir), "output_tail": _tail(output)}
+    result["first"] = {
+        "exit_status": status,
+        "seconds": round(time.monotonic() - begin, 1),
+        "stopped_line": stopped[-1][-300:] if stopped else None,
+        "checkpoints": _checkpoint_steps(workdir),
+        "output_tail": _tail(output),
+    }
     status, output, taken = check.run(command, deadline - time.monotonic() - GENERATE_SECONDS)
     resumed = [line for line in output.splitlines() if "Resuming from checkpoint" in line]
     complete = [line for line in output.splitlines() if "Training complete" in line]
     ticks = [line.split("] ")[-1] for line in output.splitlines() if "img/s" in line and "tick" in line]
-    result["resumed"] = {"exit_status": status, "seconds": round(taken, 1),
-                         "resumed_line": resumed[-1][-300:] if resumed else None,
-                         "complete_line": complete[-1][-300:] if complete else None,
-                         "checkpoints": _checkpoint_steps(workdir), "ticks": ticks[-12:], "output_tail": _tail(output)}
+    result["resumed"] = {
+        "exit_status": status,
+        "seconds": round(taken, 1),
+        "resumed_line": resumed[-1][-300:] if resumed else None,
+        "complete_line": complete[-1][-300:] if complete else None,
+        "checkpoints": _checkpoint_steps(workdir),
+        "ticks": ticks[-12:],
+        "output_tail": _tail(output),
+    }
     grid = os.path.join(check.args.out, GRID_NAME)
-    status, output, taken = check.run([sys.executable, "tools/generate.py", f"--workdir={workdir}", "--grid=4x4",
-                                       "--seed=0", f"--out={grid}"], deadline - time.monotonic())
-    result["generate"] = {"exit_status": status, "seconds": round(taken, 1), "grid": os.path.exists(grid),
-                          "output_tail": _tail(output)}
-    result["ok"] = bool(stopped and result["first"]["exit_status"] == 0 and resumed and complete
-                        and result["resumed"]["exit_status"] == 0 and result["generate"]["grid"])
+    status, output, taken = check.run(
+        [sys.executable, "tools/generate.py", f"--workdir={workdir}", "--grid=4x4", "--seed=0", f"--out={grid}"],
+        deadline - time.monotonic(),
+    )
+    result["generate"] = {
+        "exit_status": status,
+        "seconds": round(taken, 1),
+        "grid": os.path.exists(grid),
+        "output_tail": _tail(output),
+    }
+    result["ok"] = bool(
+        stopped
+        and result["first"]["exit_status"] == 0
+        and resumed
+        and complete
+        and result["resumed"]["exit_status"] == 0
+        and result["generate"]["grid"]
+    )
     return result
 
 
@@ -244,19 +325,38 @@ def part_tests(check: Check, seconds: float) -> dict:
     precision: JAX_PLATFORMS and XLA_FLAGS are set empty, or tests/conftest.py would choose 8 CPU devices."""
     junit = os.path.join(check.work, "junit.xml")
     # addopts replaced: the GPU machine has no pytest-xdist, and one process suits one device.
-    argv = [sys.executable, "-m", "pytest", "-o", "addopts=-ra --strict-markers", "-m", "accelerator", *TEST_FILES,
-            "-v", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-o",
+        "addopts=-ra --strict-markers",
+        "-m",
+        "accelerator",
+        *TEST_FILES,
+        "-v",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+    ]
     if check.args.rehearse:
         argv += ["-k", "pixel_norm or split_microbatches"]
     status, output, taken = check.run(argv, seconds, {**check.env, "JAX_PLATFORMS": "", "XLA_FLAGS": ""})
     outcomes = dict(_TEST_LINE.findall(output))  # read as they were printed: complete even after a timeout
-    result = {"ok": status == 0, "exit_status": status, "seconds": round(taken, 1),
-              "outcomes": {kind: sum(o == kind for o in outcomes.values()) for kind in sorted(set(outcomes.values()))},
-              "not_passed": sorted(test for test, outcome in outcomes.items() if outcome != "PASSED")}
+    result = {
+        "ok": status == 0,
+        "exit_status": status,
+        "seconds": round(taken, 1),
+        "outcomes": {kind: sum(o == kind for o in outcomes.values()) for kind in sorted(set(outcomes.values()))},
+        "not_passed": sorted(test for test, outcome in outcomes.items() if outcome != "PASSED"),
+    }
     if os.path.exists(junit):  # written at the end only: the failures' messages
-        result["messages"] = {f"{case.get('classname')}::{case.get('name')}": (problem.get("message") or "")[:500]
-                              for case in ElementTree.parse(junit).getroot().iter("testcase") for problem in case
-                              if problem.tag in ("failure", "error")}
+        result["messages"] = {
+            f"{case.get('classname')}::{case.get('name')}": (problem.get("message") or "")[:500]
+            for case in ElementTree.parse(junit).getroot().iter("testcase")
+            for problem in case
+            if problem.tag in ("failure", "error")
+        }
     result["output_tail"] = _tail(output)
     return result
 
@@ -299,20 +399,31 @@ def projection_of(results: dict) -> dict:
     schedule = schedule_for_devices(TrainingConfig.parse(recipe.get_config()), rows[0]["num_devices"])
     rates = interpolated_rates({row["resolution"]: row["img_per_s"] for row in rows}, schedule.resolutions())
     compiles = interpolated_rates({row["resolution"]: row["compile_s"] for row in rows}, schedule.resolutions())
-    wall = run_length.project_wall_time(run_length.images_per_resolution(schedule),
-                                        {r: value for r, (value, _) in rates.items()},
-                                        {r: value for r, (value, _) in compiles.items()})
-    return {"ok": True, "recipe": parts[0]["config"], "num_devices": rows[0]["num_devices"],
-            "total_kimg": schedule.total_kimg, "total_hours": wall["total_s"] / 3600,
-            "train_hours": wall["train_s"] / 3600, "compile_hours": wall["compile_s"] / 3600,
-            "per_resolution": {r: {"img_per_s": rates[r][0], "rate_source": rates[r][1], **entry}
-                               for r, entry in wall["per_resolution"].items()}}
+    wall = run_length.project_wall_time(
+        run_length.images_per_resolution(schedule),
+        {r: value for r, (value, _) in rates.items()},
+        {r: value for r, (value, _) in compiles.items()},
+    )
+    return {
+        "ok": True,
+        "recipe": parts[0]["config"],
+        "num_devices": rows[0]["num_devices"],
+        "total_kimg": schedule.total_kimg,
+        "total_hours": wall["total_s"] / 3600,
+        "train_hours": wall["train_s"] / 3600,
+        "compile_hours": wall["compile_s"] / 3600,
+        "per_resolution": {
+            r: {"img_per_s": rates[r][0], "rate_source": rates[r][1], **entry}
+            for r, entry in wall["per_resolution"].items()
+        },
+    }
 
 
 def part_projection(check: Check, seconds: float) -> dict:
     """`projection_of` the results so far, in a child (this process never imports JAX: it would hold the GPU)."""
-    status, output, _ = check.run([sys.executable, os.path.abspath(__file__), f"--out={check.args.out}",
-                                   "--project"], seconds)
+    status, output, _ = check.run(
+        [sys.executable, os.path.abspath(__file__), f"--out={check.args.out}", "--project"], seconds
+    )
     lines = [line for line in output.splitlines() if line.startswith("PROJECTION_JSON ")]
     return json.loads(lines[-1][16:]) if status == 0 and lines else {"ok": False, "output_tail": _tail(output)}
 
@@ -325,17 +436,26 @@ def _part_function(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, help="folder for the JSON, the log and the grid (created)")
     parser.add_argument("--data_dir", default=".accel_data", help="where the prepared dataset --dataset is")
     parser.add_argument("--dataset", default="synthetic64", help="prepared dataset of at least 64 px for the run")
     parser.add_argument("--rehearse", action="store_true", help="shrink every part, to rehearse on a CPU")
-    parser.add_argument("--hide_packages", default="", help="comma-separated modules made unimportable in every "
-                        "child, to rehearse a machine that lacks them (e.g. tensorflow_datasets,grain)")
+    parser.add_argument(
+        "--hide_packages",
+        default="",
+        help="comma-separated modules made unimportable in every "
+        "child, to rehearse a machine that lacks them (e.g. tensorflow_datasets,grain)",
+    )
     parser.add_argument("--parts", default="", help="comma-separated parts to run (default: all)")
-    parser.add_argument("--budget_s", type=float, default=0.0, help="scale the chosen parts' budgets to this "
-                        "total (default: their own sum, 420 s for the whole GPU check)")
+    parser.add_argument(
+        "--budget_s",
+        type=float,
+        default=0.0,
+        help="scale the chosen parts' budgets to this total (default: their own sum, 420 s for the whole GPU check)",
+    )
     parser.add_argument("--project", action="store_true", help="only print the projection of --out's JSON")
     args = parser.parse_args(argv)
     if args.project:
@@ -364,13 +484,13 @@ def _run_parts(check: Check, budgets: tuple) -> int:
     """Runs the parts in order, each with its budget plus what the earlier ones left; the exit status."""
     check.write()
     for index, (name, _) in enumerate(budgets):
-        later = sum(seconds for _, seconds in budgets[index + 1:])
+        later = sum(seconds for _, seconds in budgets[index + 1 :])
         seconds = check.deadline - time.monotonic() - later  # its own budget plus what earlier parts left
         check.say(f"part {name}: {seconds:.0f} s")
         begin = time.monotonic()
         try:
             result = _part_function(name)(check, seconds)
-        except Exception as error:  # noqa: BLE001 - a broken part must not lose the others' results
+        except Exception as error:
             result = {"ok": False, "error": f"{type(error).__name__}: {error}"}
         result["part_seconds"] = round(time.monotonic() - begin, 1)
         check.results["parts"][name] = result

@@ -42,61 +42,132 @@ from pggan import dependencies
 config_flags = dependencies.import_or_exit("ml_collections.config_flags", "reading recipe files (configs/*.py)")
 
 from pggan import parallel  # noqa: E402
-from pggan.training import compilation_cache, microbatching, train_step  # noqa: E402
-from pggan.model import flops as model_flops  # noqa: E402
-from pggan.training import run_length  # noqa: E402
 from pggan.benchmarks import step as step_benchmark  # noqa: E402
 from pggan.cli.runner import UsageError, run_tool  # noqa: E402
-from pggan.training.step_updates import StepConfig  # noqa: E402
+from pggan.model import flops as model_flops  # noqa: E402
+from pggan.training import (  # noqa: E402
+    compilation_cache,
+    microbatching,
+    run_length,
+    train_step,
+)
 from pggan.training.config import TrainingConfig  # noqa: E402
+from pggan.training.step_updates import StepConfig  # noqa: E402
 from pggan.training.validation import schedule_for_devices  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe (configs/*.py) for the step, quality and "
-                                          "FLOP-model modes; override fields with --config.<field>=<value>.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Recipe (configs/*.py) for the step, quality and FLOP-model modes; override fields with --config.<field>=<value>.",
+)
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "Mode: measure the host input pipeline only.")
 _INCEPTION = flags.DEFINE_bool("inception", False, "Mode: measure Inception feature extraction (random weights).")
-_QUALITY = flags.DEFINE_bool("quality", False, "Mode: train --config in float32 and bfloat16 for each of --seeds "
-                             "and compare the final SWD (slow: whole training runs).")
-_FLOP_MODEL = flags.DEFINE_bool("flop_model", False, "Mode: no measurement; img/s per resolution and the recipe's "
-                                "wall time from the analytic FLOP count at --peak_tflops x --utilisation.")
-_RESOLUTIONS = flags.DEFINE_list("resolutions", [], "Resolutions to measure (default: the input mode's 32,128,1024; "
-                                 "the step and FLOP-model modes: every resolution of the recipe's schedule).")
-_BATCH = flags.DEFINE_integer("batch", 0, "Global batch. 0: step mode uses the recipe's minibatch for the devices "
-                              "present; input mode the official 8-GPU minibatch (4:512, 8:256, 16:128, 32:64, 64 "
-                              "and up: 32); Inception mode 64.", lower_bound=0)
-_DTYPE = flags.DEFINE_list("dtype", [], "Compute dtype, bf16 or f32 (default: the recipe's model.compute_dtype); "
-                           "step mode takes a list (f32,bf16) and compares them. Parameters and Adam state stay "
-                           "float32.")
-_IMPLS = flags.DEFINE_list("impls", [], "Step mode: sweep of resampling forms UPSAMPLE/DOWNSAMPLE, e.g. "
-                           "naive/naive,transposed/strided,subpixel/strided (default: the recipe's).")
-_REPEATS = flags.DEFINE_list("repeats_per_call", ["0"], "Step mode: minibatch repeats per compiled call, one run "
-                             "per value (0: automatic, 1 on CPUs, the whole round elsewhere).")
-_STEPS = flags.DEFINE_integer("steps", 20, "Step mode: training iterations per timing window (rounded up to "
-                              "whole rounds), after a warm-up round.", lower_bound=1)
-_WINDOWS = flags.DEFINE_integer("windows", 3, "Step mode: timing windows per variant, interleaved between the "
-                                "variants of a resolution; the fastest counts (steadier on a shared machine).",
-                                lower_bound=1)
-_PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s of one device for utilisation (0: the "
-                                  "nominal value of known accelerators, a matmul measurement on CPUs).")
+_QUALITY = flags.DEFINE_bool(
+    "quality",
+    False,
+    "Mode: train --config in float32 and bfloat16 for each of --seeds "
+    "and compare the final SWD (slow: whole training runs).",
+)
+_FLOP_MODEL = flags.DEFINE_bool(
+    "flop_model",
+    False,
+    "Mode: no measurement; img/s per resolution and the recipe's "
+    "wall time from the analytic FLOP count at --peak_tflops x --utilisation.",
+)
+_RESOLUTIONS = flags.DEFINE_list(
+    "resolutions",
+    [],
+    "Resolutions to measure (default: the input mode's 32,128,1024; "
+    "the step and FLOP-model modes: every resolution of the recipe's schedule).",
+)
+_BATCH = flags.DEFINE_integer(
+    "batch",
+    0,
+    "Global batch. 0: step mode uses the recipe's minibatch for the devices "
+    "present; input mode the official 8-GPU minibatch (4:512, 8:256, 16:128, 32:64, 64 "
+    "and up: 32); Inception mode 64.",
+    lower_bound=0,
+)
+_DTYPE = flags.DEFINE_list(
+    "dtype",
+    [],
+    "Compute dtype, bf16 or f32 (default: the recipe's model.compute_dtype); "
+    "step mode takes a list (f32,bf16) and compares them. Parameters and Adam state stay "
+    "float32.",
+)
+_IMPLS = flags.DEFINE_list(
+    "impls",
+    [],
+    "Step mode: sweep of resampling forms UPSAMPLE/DOWNSAMPLE, e.g. "
+    "naive/naive,transposed/strided,subpixel/strided (default: the recipe's).",
+)
+_REPEATS = flags.DEFINE_list(
+    "repeats_per_call",
+    ["0"],
+    "Step mode: minibatch repeats per compiled call, one run "
+    "per value (0: automatic, 1 on CPUs, the whole round elsewhere).",
+)
+_STEPS = flags.DEFINE_integer(
+    "steps",
+    20,
+    "Step mode: training iterations per timing window (rounded up to whole rounds), after a warm-up round.",
+    lower_bound=1,
+)
+_WINDOWS = flags.DEFINE_integer(
+    "windows",
+    3,
+    "Step mode: timing windows per variant, interleaved between the "
+    "variants of a resolution; the fastest counts (steadier on a shared machine).",
+    lower_bound=1,
+)
+_PEAK_TFLOPS = flags.DEFINE_float(
+    "peak_tflops",
+    0.0,
+    "Peak TFLOP/s of one device for utilisation (0: the "
+    "nominal value of known accelerators, a matmul measurement on CPUs).",
+)
 _UTILISATION = flags.DEFINE_float("utilisation", 0.4, "FLOP-model mode: assumed fraction of the peak.")
-_DEVICES = flags.DEFINE_integer("devices", 0, "FLOP-model mode: device count the recipe's tables are chosen for "
-                                "(0: the devices present).", lower_bound=0)
-_COMPILATION_CACHE = flags.DEFINE_string("compilation_cache_dir", "", "Persistent compilation cache for step "
-                                         "mode ('' = off, so compile times are real compiles).")
-_JSON = flags.DEFINE_string("json", os.path.join(tempfile.gettempdir(), "pggan_benchmark.json"),
-                            "Where to write the results as JSON ('' = nowhere).")
-_DATASET = flags.DEFINE_string("dataset", None, "Input mode: prepared dataset to read (its levels). Default: "
-                               "synthetic datasets prepared on first use, one per resolution.")
-_DATA_DIR = flags.DEFINE_string("data_dir", os.path.join(tempfile.gettempdir(), "pggan_benchmark_data"),
-                                "Input mode: where the benchmark datasets are (prepared if missing).")
+_DEVICES = flags.DEFINE_integer(
+    "devices",
+    0,
+    "FLOP-model mode: device count the recipe's tables are chosen for (0: the devices present).",
+    lower_bound=0,
+)
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir",
+    "",
+    "Persistent compilation cache for step mode ('' = off, so compile times are real compiles).",
+)
+_JSON = flags.DEFINE_string(
+    "json",
+    os.path.join(tempfile.gettempdir(), "pggan_benchmark.json"),
+    "Where to write the results as JSON ('' = nowhere).",
+)
+_DATASET = flags.DEFINE_string(
+    "dataset",
+    None,
+    "Input mode: prepared dataset to read (its levels). Default: "
+    "synthetic datasets prepared on first use, one per resolution.",
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir",
+    os.path.join(tempfile.gettempdir(), "pggan_benchmark_data"),
+    "Input mode: where the benchmark datasets are (prepared if missing).",
+)
 _SECONDS = flags.DEFINE_float("seconds", 5.0, "Input mode: measuring time per resolution, after warm-up.")
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 2, "Input mode: input pipeline reader threads.")
 _PREFETCH = flags.DEFINE_integer("prefetch_batches", 4, "Input mode: input pipeline read-ahead, in batches.")
-_NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 0, "Input mode: images per synthetic dataset; 0: as many as "
-                                     "take 1 GiB at that resolution, between 64 and 20,000.")
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples",
+    0,
+    "Input mode: images per synthetic dataset; 0: as many as take 1 GiB at that resolution, between 64 and 20,000.",
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Quality mode: training seeds per dtype.")
-_RUNS_DIR = flags.DEFINE_string("runs_dir", os.path.join(tempfile.gettempdir(), "pggan_quality"),
-                               "Quality mode: root of the runs' workdirs (finished runs are reused).")
+_RUNS_DIR = flags.DEFINE_string(
+    "runs_dir",
+    os.path.join(tempfile.gettempdir(), "pggan_quality"),
+    "Quality mode: root of the runs' workdirs (finished runs are reused).",
+)
 
 OFFICIAL_MINIBATCH_8GPU = {4: 512, 8: 256, 16: 128, 32: 64}
 WARMUP_BATCHES = 5
@@ -122,11 +193,20 @@ def _config():
 
 def _environment() -> dict:
     device = jax.devices()[0]
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-            "platform": device.platform, "device_kind": device.device_kind, "num_devices": jax.device_count(),
-            "cpu_cores": os.cpu_count(), "load_average": os.getloadavg(), "host": platform.node(),
-            "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-            "flax": flax.__version__}
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "num_devices": jax.device_count(),
+        "cpu_cores": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+    }
 
 
 def _write_json(mode: str, payload: dict) -> None:
@@ -144,10 +224,14 @@ def _print_projection(stages, img_per_s: dict, compile_s: dict | None = None) ->
     result = run_length.project_wall_time(stages, img_per_s, compile_s)
     print(f"{'res':>5} {'kimg':>10} {'img/s':>12} {'time':>12}")
     for resolution, entry in sorted(result["per_resolution"].items()):
-        print(f"{resolution:>5} {entry['images'] / 1000:>10.1f} {img_per_s[resolution]:>12.1f} "
-              f"{_format_hours(entry['seconds']):>12}")
-    print(f"total {_format_hours(result['total_s'])} (training {_format_hours(result['train_s'])}, "
-          f"compiles {_format_hours(result['compile_s'])})")
+        print(
+            f"{resolution:>5} {entry['images'] / 1000:>10.1f} {img_per_s[resolution]:>12.1f} "
+            f"{_format_hours(entry['seconds']):>12}"
+        )
+    print(
+        f"total {_format_hours(result['total_s'])} (training {_format_hours(result['train_s'])}, "
+        f"compiles {_format_hours(result['compile_s'])})"
+    )
     return result
 
 
@@ -171,8 +255,9 @@ def _step_config_variants(config) -> list:
     for dtype in _compute_dtypes(config):
         for impl in impls:
             if len(impl) != 2:
-                raise UsageError(f"--impls entries are UPSAMPLE/DOWNSAMPLE, e.g. transposed/strided; got "
-                                 f"{'/'.join(impl)}")
+                raise UsageError(
+                    f"--impls entries are UPSAMPLE/DOWNSAMPLE, e.g. transposed/strided; got {'/'.join(impl)}"
+                )
             for repeats in _integers(_REPEATS):
                 variant = config.copy_and_resolve_references()
                 variant.model.compute_dtype = dtype
@@ -190,12 +275,15 @@ def _check_step_flags(spec, schedule, resolutions: list[int], num_devices: int) 
         return
     per_device = _BATCH.value // num_devices
     if _BATCH.value % num_devices or per_device % microbatching.stddev_group(per_device, spec.mbstd_group_size):
-        raise UsageError(f"--batch={_BATCH.value} must split into equal per-device batches of whole "
-                         f"minibatch-stddev groups: a multiple of {num_devices * spec.mbstd_group_size}")
+        raise UsageError(
+            f"--batch={_BATCH.value} must split into equal per-device batches of whole "
+            f"minibatch-stddev groups: a multiple of {num_devices * spec.mbstd_group_size}"
+        )
     for resolution in resolutions:
         try:
-            microbatching.microbatch_count(per_device, schedule.config.max_microbatch_per_device.get(resolution),
-                                           spec.mbstd_group_size)
+            microbatching.microbatch_count(
+                per_device, schedule.config.max_microbatch_per_device.get(resolution), spec.mbstd_group_size
+            )
         except ValueError as e:
             raise UsageError(f"--batch={_BATCH.value} at {resolution}x{resolution}: {e}") from None
 
@@ -215,40 +303,55 @@ def run_step_benchmark() -> None:
     peaks = {dtype: (_PEAK_TFLOPS.value * 1e12, "given") for dtype in ("float32", "bfloat16") if _PEAK_TFLOPS.value}
     results = [[] for _ in variants]
     for resolution in tqdm(resolutions, desc="resolutions", leave=False):
-        prepared = [step_benchmark.PreparedStep(step, resolution, _BATCH.value or schedule.minibatch_for(resolution))
-                    for _, schedule, step in variants]
-        measured = step_benchmark.measure_steps(prepared, iterations=_STEPS.value, windows=_WINDOWS.value,
-                                                peaks=peaks)
+        prepared = [
+            step_benchmark.PreparedStep(step, resolution, _BATCH.value or schedule.minibatch_for(resolution))
+            for _, schedule, step in variants
+        ]
+        measured = step_benchmark.measure_steps(prepared, iterations=_STEPS.value, windows=_WINDOWS.value, peaks=peaks)
         del prepared  # frees the states and levels of this resolution
         tqdm.write(step_benchmark.results_table(measured))
         for rows, result in zip(results, measured):
             rows.append(result)
     device = mesh.devices.flat[0]
-    print(f"\nOn {mesh.size} {device.device_kind} device(s); peak TFLOP/s per device: "
-          + ", ".join(f"{dtype} {flops / 1e12:.3f} ({source})" for dtype, (flops, source) in peaks.items()))
+    print(
+        f"\nOn {mesh.size} {device.device_kind} device(s); peak TFLOP/s per device: "
+        + ", ".join(f"{dtype} {flops / 1e12:.3f} ({source})" for dtype, (flops, source) in peaks.items())
+    )
     projections = []
     for (spec, schedule, _), rows in zip(variants, results):
-        print(f"\n{spec.compute_dtype}, {spec.upsample_impl}/{spec.downsample_impl}, repeats per call "
-              f"{rows[0].repeats_per_call}:")
+        print(
+            f"\n{spec.compute_dtype}, {spec.upsample_impl}/{spec.downsample_impl}, repeats per call "
+            f"{rows[0].repeats_per_call}:"
+        )
         print(step_benchmark.results_table(rows))
         stages = run_length.images_per_resolution(schedule)
         missing = sorted({s.resolution for s in stages} - set(resolutions))
         reasons = ([f"resolutions {missing} not measured"] if missing else []) + (
-            ["--batch is not the recipe's minibatch"] if _BATCH.value else [])
+            ["--batch is not the recipe's minibatch"] if _BATCH.value else []
+        )
         if reasons:
             print(f"(no projection of the recipe: {'; '.join(reasons)})")
             continue
         print(f"Projected wall time of the recipe ({schedule.total_kimg:g} kimg on {mesh.size} device(s)):")
-        wall = _print_projection(stages, {r.resolution: r.img_per_s for r in rows},
-                                 {r.resolution: r.compile_s for r in rows})
-        projections.append({"compute_dtype": spec.compute_dtype, "upsample_impl": spec.upsample_impl,
-                            "downsample_impl": spec.downsample_impl, "repeats_per_call": rows[0].repeats_per_call,
-                            **wall})
-    _write_json("step", {"results": step_benchmark.as_json([r for rows in results for r in rows]),
-                         "projections": projections})
+        wall = _print_projection(
+            stages, {r.resolution: r.img_per_s for r in rows}, {r.resolution: r.compile_s for r in rows}
+        )
+        projections.append(
+            {
+                "compute_dtype": spec.compute_dtype,
+                "upsample_impl": spec.upsample_impl,
+                "downsample_impl": spec.downsample_impl,
+                "repeats_per_call": rows[0].repeats_per_call,
+                **wall,
+            }
+        )
+    _write_json(
+        "step", {"results": step_benchmark.as_json([r for rows in results for r in rows]), "projections": projections}
+    )
 
 
 # ------------------------------------------------------------------------------------- FLOP-model mode
+
 
 def run_flop_model() -> None:
     config = _config()
@@ -263,16 +366,20 @@ def run_flop_model() -> None:
     num_devices = schedule.num_devices
     flops_per_s = _PEAK_TFLOPS.value * 1e12 * _UTILISATION.value * num_devices
     img_per_s = {r: flops_per_s / model_flops.iteration_flops_per_image(spec, r) for r in schedule.resolutions()}
-    print(f"FLOP model: {num_devices} device(s) x {_PEAK_TFLOPS.value:g} TFLOP/s x {_UTILISATION.value:g} utilisation, "
-          f"{spec.upsample_impl}/{spec.downsample_impl} convolution forms")
+    print(
+        f"FLOP model: {num_devices} device(s) x {_PEAK_TFLOPS.value:g} TFLOP/s x {_UTILISATION.value:g} utilisation, "
+        f"{spec.upsample_impl}/{spec.downsample_impl} convolution forms"
+    )
     result = _print_projection(run_length.images_per_resolution(schedule), img_per_s)
-    total_flops = sum(e["images"] * model_flops.iteration_flops_per_image(spec, r)
-                      for r, e in result["per_resolution"].items())
+    total_flops = sum(
+        e["images"] * model_flops.iteration_flops_per_image(spec, r) for r, e in result["per_resolution"].items()
+    )
     print(f"whole schedule: {total_flops:.2e} FLOP")
     _write_json("flop_model", {"img_per_s": img_per_s, "projection": result, "total_flops": total_flops})
 
 
 # ---------------------------------------------------------------------------------------- input mode
+
 
 def _dataset_for(resolution: int):
     from pggan.data import dataset as dataset_lib  # the reading stack: tfds, array_record
@@ -282,8 +389,7 @@ def _dataset_for(resolution: int):
         return dataset_lib.open_dataset(_DATASET.value, _DATA_DIR.value)
     count = _NUM_EXAMPLES.value or max(64, min(20_000, (1 << 30) // (resolution * resolution * 3)))
     source = source_specs.make_source("synthetic", resolution=resolution, num_examples=count)
-    return dataset_lib.open_dataset(f"synthetic_{resolution}_n{count}", _DATA_DIR.value,
-                                    prepare_if_missing_from=source)
+    return dataset_lib.open_dataset(f"synthetic_{resolution}_n{count}", _DATA_DIR.value, prepare_if_missing_from=source)
 
 
 def measure_input(resolution: int) -> dict:
@@ -294,8 +400,15 @@ def measure_input(resolution: int) -> dict:
     mesh = jax.make_mesh((jax.device_count(),), (pipeline.DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     batch_size = _BATCH.value or OFFICIAL_MINIBATCH_8GPU.get(resolution, 32)
     batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
-    iterator = pipeline.InputIterator(dataset, resolution=resolution, batch_size=batch_size, mesh=mesh, seed=0,
-                                      num_threads=_NUM_THREADS.value, prefetch_batches=_PREFETCH.value)
+    iterator = pipeline.InputIterator(
+        dataset,
+        resolution=resolution,
+        batch_size=batch_size,
+        mesh=mesh,
+        seed=0,
+        num_threads=_NUM_THREADS.value,
+        prefetch_batches=_PREFETCH.value,
+    )
     for _ in range(WARMUP_BATCHES):
         jax.block_until_ready(next(iterator))
     images, start, cpu_start = 0, time.perf_counter(), time.process_time()
@@ -308,32 +421,45 @@ def measure_input(resolution: int) -> dict:
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     iterator.close()
     image_mib = resolution * resolution * dataset.channels / 2**20
-    return {"resolution": resolution, "batch_size": batch_size, "img_per_s": images / seconds,
-            "mib_per_s": images * image_mib / seconds, "cpu_ms_per_img": 1000 * cpu_seconds / images,
-            "num_examples": dataset.num_examples}
+    return {
+        "resolution": resolution,
+        "batch_size": batch_size,
+        "img_per_s": images / seconds,
+        "mib_per_s": images * image_mib / seconds,
+        "cpu_ms_per_img": 1000 * cpu_seconds / images,
+        "num_examples": dataset.num_examples,
+    }
 
 
 def run_input_benchmark() -> None:
-    print(f"Input pipeline on {jax.device_count()} {jax.devices()[0].platform} device(s), "
-          f"{os.cpu_count()} CPU cores, {_NUM_THREADS.value} reader threads")
+    print(
+        f"Input pipeline on {jax.device_count()} {jax.devices()[0].platform} device(s), "
+        f"{os.cpu_count()} CPU cores, {_NUM_THREADS.value} reader threads"
+    )
     print(f"{'resolution':>10} {'batch':>6} {'img/s':>10} {'MiB/s':>8} {'cpu ms/img':>11} {'examples':>9}")
     results = []
     for resolution in _resolutions([32, 128, 1024]):
         result = measure_input(resolution)
         results.append(result)
-        print(f"{result['resolution']:>10} {result['batch_size']:>6} {result['img_per_s']:>10.0f} "
-              f"{result['mib_per_s']:>8.0f} {result['cpu_ms_per_img']:>11.3f} {result['num_examples']:>9}", flush=True)
+        print(
+            f"{result['resolution']:>10} {result['batch_size']:>6} {result['img_per_s']:>10.0f} "
+            f"{result['mib_per_s']:>8.0f} {result['cpu_ms_per_img']:>11.3f} {result['num_examples']:>9}",
+            flush=True,
+        )
     _write_json("input", {"results": results})
 
 
 # ------------------------------------------------------------------------------------ Inception mode
 
+
 def run_inception_benchmark() -> None:
     from pggan.benchmarks import inception
 
     batch = _BATCH.value or 64
-    print(f"FID Inception features (random weights, float32, HIGHEST precision) on {jax.device_count()} "
-          f"{jax.devices()[0].device_kind} device(s), batch {batch}")
+    print(
+        f"FID Inception features (random weights, float32, HIGHEST precision) on {jax.device_count()} "
+        f"{jax.devices()[0].device_kind} device(s), batch {batch}"
+    )
     print(f"{'resolution':>10} {'compile s':>10} {'img/s':>10}")
     results = []
     for resolution in _resolutions([32, 256]):
@@ -345,12 +471,16 @@ def run_inception_benchmark() -> None:
 
 # -------------------------------------------------------------------------------------- quality mode
 
+
 def run_quality_check() -> None:
     from pggan.benchmarks import quality
 
     def report(row):
-        print(f"{row['dtype']:>9} seed {row['seed']:>3}: SWD x1e3 avg {row['swd_avg']:.2f} "
-              f"({_format_hours(row['seconds'])})", flush=True)
+        print(
+            f"{row['dtype']:>9} seed {row['seed']:>3}: SWD x1e3 avg {row['swd_avg']:.2f} "
+            f"({_format_hours(row['seconds'])})",
+            flush=True,
+        )
 
     result = quality.compare_dtypes(_config(), _RUNS_DIR.value, _integers(_SEEDS), report=report)
     for dtype, s in result["summary"].items():
@@ -363,8 +493,12 @@ def run_quality_check() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    modes = ((_INPUT_ONLY, run_input_benchmark), (_INCEPTION, run_inception_benchmark), (_QUALITY, run_quality_check),
-             (_FLOP_MODEL, run_flop_model))
+    modes = (
+        (_INPUT_ONLY, run_input_benchmark),
+        (_INCEPTION, run_inception_benchmark),
+        (_QUALITY, run_quality_check),
+        (_FLOP_MODEL, run_flop_model),
+    )
     chosen = [(flag.name, run_mode) for flag, run_mode in modes if flag.value]
 
     def run():

@@ -28,36 +28,54 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from pggan import checkpoint
-
-from pggan.model import networks
-
-from pggan.sampling import generation, latent_space
-
-from pggan.training import landscape, loop
+from pggan.cli.runner import UsageError, run_tool
 from pggan.data import config as data_config
 from pggan.metrics import MetricSuite
-from pggan.cli.runner import UsageError, run_tool
+from pggan.model import networks
+from pggan.sampling import generation, latent_space
+from pggan.training import landscape, loop
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                               "loss_comparison.py")
+_DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "loss_comparison.py"
+)
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "Recipe every combination trains with (override fields with --config.<field>=...); "
-    "its loss, d_normalization and seed are set per run.")
-_OUTDIR = flags.DEFINE_string("outdir", None, "Directory for the runs (OUTDIR/<combination>/seed<k>), "
-                              "results.jsonl and summary.md.")
-_COMBINATIONS = flags.DEFINE_list("combinations", list(landscape.COMPARED),
-                                  "Combinations <loss>_<regularizer> to train (see pggan/training/landscape.py); 'all' "
-                                  "for every one of landscape.COMBINATIONS.")
+    "config",
+    _DEFAULT_CONFIG,
+    "Recipe every combination trains with (override fields with --config.<field>=...); "
+    "its loss, d_normalization and seed are set per run.",
+)
+_OUTDIR = flags.DEFINE_string(
+    "outdir", None, "Directory for the runs (OUTDIR/<combination>/seed<k>), results.jsonl and summary.md."
+)
+_COMBINATIONS = flags.DEFINE_list(
+    "combinations",
+    list(landscape.COMPARED),
+    "Combinations <loss>_<regularizer> to train (see pggan/training/landscape.py); 'all' "
+    "for every one of landscape.COMBINATIONS.",
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds of every combination.")
-_EVAL_SEED = flags.DEFINE_integer("eval_seed", 1000, "Seed of the generated images' latents, of the real images "
-                                  "chosen and of SWD's random patches and directions (the same for every run).",
-                                  lower_bound=0)
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "Real and generated images per SWD evaluation; 0 = every real "
-                                   "image. SWD's sorts are slow on CPUs (minutes for 1,797 images): fewer images "
-                                   "are faster and noisier.", lower_bound=0)
-_FAST_COMPILE = flags.DEFINE_bool("fast_compile", False, "Compile with most XLA optimizations disabled: on CPUs "
-                                  "compiling every combination's steps takes longer than the short training runs. "
-                                  "Changes speed, not what is computed.")
+_EVAL_SEED = flags.DEFINE_integer(
+    "eval_seed",
+    1000,
+    "Seed of the generated images' latents, of the real images "
+    "chosen and of SWD's random patches and directions (the same for every run).",
+    lower_bound=0,
+)
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images",
+    0,
+    "Real and generated images per SWD evaluation; 0 = every real "
+    "image. SWD's sorts are slow on CPUs (minutes for 1,797 images): fewer images "
+    "are faster and noisier.",
+    lower_bound=0,
+)
+_FAST_COMPILE = flags.DEFINE_bool(
+    "fast_compile",
+    False,
+    "Compile with most XLA optimizations disabled: on CPUs "
+    "compiling every combination's steps takes longer than the short training runs. "
+    "Changes speed, not what is computed.",
+)
 
 
 def _parse_request() -> tuple[list[str], list[int]]:
@@ -80,8 +98,9 @@ class Scorer:
     def __init__(self, config, eval_seed: int, num_images: int = 0):
         """num_images: reals (a fixed random subset) and fakes per evaluation; 0 = every real image."""
         spec = networks.ModelSpec.from_config(config.model)
-        dataset = data_config.open_from_config(config.dataset, resolution=spec.resolution,
-                                               channels=spec.num_channels, label_size=spec.label_size)
+        dataset = data_config.open_from_config(
+            config.dataset, resolution=spec.resolution, channels=spec.num_channels, label_size=spec.label_size
+        )
         count = min(num_images or dataset.num_examples, dataset.num_examples)
         chosen = np.sort(np.random.default_rng(eval_seed).permutation(dataset.num_examples)[:count])
         reals, _ = dataset.level(spec.resolution).read(chosen)
@@ -115,21 +134,37 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
     try:
         loop.train_and_evaluate(run_config, workdir)
     except loop.TrainingError as e:  # diverged: recorded, the comparison goes on
-        return {"combination": name, "seed": seed, "finite": False, "train_seconds": time.time() - started,
-                "error": str(e)}
+        return {
+            "combination": name,
+            "seed": seed,
+            "finite": False,
+            "train_seconds": time.time() - started,
+            "error": str(e),
+        }
     generator, meta = checkpoint.load_generator(workdir)
     if meta["resolution"] != generator.spec.resolution:
-        raise UsageError(f"{workdir} stopped at {meta['resolution']}x{meta['resolution']}: the budget must reach "
-                             f"the final {generator.spec.resolution}x{generator.spec.resolution}; raise "
-                             "--config.schedule.total_kimg")
+        raise UsageError(
+            f"{workdir} stopped at {meta['resolution']}x{meta['resolution']}: the budget must reach "
+            f"the final {generator.spec.resolution}x{generator.spec.resolution}; raise "
+            "--config.schedule.total_kimg"
+        )
     with checkpoint.CheckpointReader(workdir) as reader:
         counters = reader.counters(meta["step"])
     final = scorer.score(generator, meta["resolution"], meta["alpha"])
     untrained = scorer.untrained_swd(generator.spec, seed)
-    return {"combination": name, "seed": seed, "kimg": meta["nimg"] / 1000, "swd": final["swd_avg"],
-            "untrained_swd": untrained, "swd_levels": final, "finite": _finite(generator),
-            "skipped_d": counters["skipped_d"], "skipped_g": counters["skipped_g"],
-            "train_seconds": meta["elapsed_sec"], "wall_seconds": time.time() - started}
+    return {
+        "combination": name,
+        "seed": seed,
+        "kimg": meta["nimg"] / 1000,
+        "swd": final["swd_avg"],
+        "untrained_swd": untrained,
+        "swd_levels": final,
+        "finite": _finite(generator),
+        "skipped_d": counters["skipped_d"],
+        "skipped_g": counters["skipped_g"],
+        "train_seconds": meta["elapsed_sec"],
+        "wall_seconds": time.time() - started,
+    }
 
 
 def _run() -> None:

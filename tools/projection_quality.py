@@ -29,30 +29,37 @@ _NUM = flags.DEFINE_integer("num", 100, "Images per folder (the first, by file n
 _NUM_STEPS = flags.DEFINE_integer("num_steps", projection.ProjectionConfig.num_steps, "Optimisation steps.")
 _RESTARTS = flags.DEFINE_integer("restarts", projection.ProjectionConfig.restarts, "Restarts per target.")
 _D_WEIGHT = flags.DEFINE_float("d_weight", projection.ProjectionConfig.d_weight, "Weight of the D features.")
-_MS_SSIM_WEIGHT = flags.DEFINE_float("ms_ssim_weight", projection.ProjectionConfig.ms_ssim_weight,
-                                     "Weight of 1 - MS-SSIM.")
+_MS_SSIM_WEIGHT = flags.DEFINE_float(
+    "ms_ssim_weight", projection.ProjectionConfig.ms_ssim_weight, "Weight of 1 - MS-SSIM."
+)
 _PIXEL_WEIGHT = flags.DEFINE_float("pixel_weight", projection.ProjectionConfig.pixel_weight, "Weight of pixels.")
 
 flags.adopt_module_key_flags(checkpoint_flags)
 
 
 def _folder_images(folder: str, resolution: int, channels: int) -> np.ndarray:
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg")))[:_NUM.value]
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg")))[: _NUM.value]
     if len(names) < 2:
         raise UsageError(f"{folder} holds fewer than 2 images")
-    return np.stack([imaging.square_and_resize(imaging.load_image(os.path.join(folder, n), channels), resolution)
-                     for n in names])
+    return np.stack(
+        [imaging.square_and_resize(imaging.load_image(os.path.join(folder, n), channels), resolution) for n in names]
+    )
 
 
 def run() -> None:
-    config = projection.ProjectionConfig(num_steps=_NUM_STEPS.value, restarts=_RESTARTS.value,
-                                         d_weight=_D_WEIGHT.value, ms_ssim_weight=_MS_SSIM_WEIGHT.value,
-                                         pixel_weight=_PIXEL_WEIGHT.value, seed=checkpoint_flags.SEED.value)
+    config = projection.ProjectionConfig(
+        num_steps=_NUM_STEPS.value,
+        restarts=_RESTARTS.value,
+        d_weight=_D_WEIGHT.value,
+        ms_ssim_weight=_MS_SSIM_WEIGHT.value,
+        pixel_weight=_PIXEL_WEIGHT.value,
+        seed=checkpoint_flags.SEED.value,
+    )
     choice = checkpoint_flags.checkpoint_choice()
-    loaded = network_sources.load(choice["workdir"], ("generator_ema", "discriminator"), step=choice["step"],
-                                  resolution=choice["resolution"])
-    generator = TrainedGenerator(loaded.generator(), resolution=loaded.resolution, alpha=loaded.alpha,
-                                 meta=loaded.meta)
+    loaded = network_sources.load(
+        choice["workdir"], ("generator_ema", "discriminator"), step=choice["step"], resolution=choice["resolution"]
+    )
+    generator = TrainedGenerator(loaded.generator(), resolution=loaded.resolution, alpha=loaded.alpha, meta=loaded.meta)
     print("| targets | images | compared with | PSNR (dB) | MS-SSIM | SWD x1e3 (avg) |")
     print("|---|---|---|---|---|---|")
     for entry in _TARGETS.value:
@@ -61,15 +68,25 @@ def run() -> None:
             raise UsageError(f"--targets entries are NAME:FOLDER, got {entry!r}")
         targets = _folder_images(folder, loaded.resolution, loaded.spec.num_channels)
         start = time.time()
-        result = projection.project(generator.module, targets, resolution=loaded.resolution, alpha=loaded.alpha,
-                                    discriminator=loaded.discriminator(), config=config)
+        result = projection.project(
+            generator.module,
+            targets,
+            resolution=loaded.resolution,
+            alpha=loaded.alpha,
+            discriminator=loaded.discriminator(),
+            config=config,
+        )
         seconds = time.time() - start
-        candidates = {f"projections ({seconds:.0f} s)": generator.generate_from_latents(result.latents),
-                      "random latents": generator.generate(range(len(targets)))}
+        candidates = {
+            f"projections ({seconds:.0f} s)": generator.generate_from_latents(result.latents),
+            "random latents": generator.generate(range(len(targets))),
+        }
         for what, images in candidates.items():
-            print(f"| {name} | {len(targets)} | {what} | {np.mean(projection.psnr(targets, images)):.2f} | "
-                  f"{np.mean(np.asarray(ms_ssim.ms_ssim(targets, images))):.3f} | {_swd(targets, images):.1f} |",
-                  flush=True)
+            print(
+                f"| {name} | {len(targets)} | {what} | {np.mean(projection.psnr(targets, images)):.2f} | "
+                f"{np.mean(np.asarray(ms_ssim.ms_ssim(targets, images))):.3f} | {_swd(targets, images):.1f} |",
+                flush=True,
+            )
 
 
 def _swd(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,6 +98,7 @@ def _swd(a: np.ndarray, b: np.ndarray) -> float:
         descriptors.add(images)
         sets.append(descriptors.finalize())
     return swd.swd_scores(*sets, rng)["swd_avg"]
+
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:

@@ -36,8 +36,9 @@ def nominal_peak_flops(device: jax.Device, compute_dtype: str) -> float | None:
     return None
 
 
-def measured_matmul_flops(device: jax.Device, compute_dtype: str, size: int = 1024, seconds: float = 2.0,
-                          windows: int = 5) -> float:
+def measured_matmul_flops(
+    device: jax.Device, compute_dtype: str, size: int = 1024, seconds: float = 2.0, windows: int = 5
+) -> float:
     """FLOP/s of square `size` matmuls in `compute_dtype` on one device (a practical peak, e.g. for CPUs).
 
     The best of `windows` timing windows over `seconds` in all: the least disturbed by other work.
@@ -53,7 +54,7 @@ def measured_matmul_flops(device: jax.Device, compute_dtype: str, size: int = 10
             a = matmul(a)
             count += 1
         jax.block_until_ready(a)
-        best = max(best, 2 * size ** 3 * count / (time.perf_counter() - start))
+        best = max(best, 2 * size**3 * count / (time.perf_counter() - start))
     return best
 
 

@@ -43,5 +43,9 @@ def measure_inception(resolution: int, batch_size: int, batches: int = 5, seed: 
     start = time.perf_counter()
     for _ in range(batches):
         extractor(images)
-    return {"resolution": resolution, "batch_size": batch_size, "compile_s": compile_s,
-            "img_per_s": batches * batch_size / (time.perf_counter() - start)}
+    return {
+        "resolution": resolution,
+        "batch_size": batch_size,
+        "compile_s": compile_s,
+        "img_per_s": batches * batch_size / (time.perf_counter() - start),
+    }

@@ -16,11 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from pggan import parallel
-
-from pggan.training import train_step
-from pggan.training.step_updates import HeldLevel, RoundScalars
 from pggan.benchmarks import devices
 from pggan.model import flops as model_flops
+from pggan.training import train_step
+from pggan.training.step_updates import HeldLevel, RoundScalars
 
 HOST_PROBE_ROUNDS = 3
 
@@ -68,6 +67,7 @@ class StepResult:
 
 def synthetic_level(mesh: jax.sharding.Mesh, resolution: int, channels: int, num_examples: int, seed: int = 0):
     """Random uint8 images [num_examples, r, r, channels] and int32 zero labels, replicated on the mesh."""
+
     def make():
         images = jax.random.randint(jax.random.key(seed), (num_examples, resolution, resolution, channels), 0, 256)
         return images.astype(jnp.uint8), jnp.zeros((num_examples,), jnp.int32)
@@ -77,14 +77,20 @@ def synthetic_level(mesh: jax.sharding.Mesh, resolution: int, channels: int, num
 
 def _round_scalars(round_index: int, seed: int = 0) -> RoundScalars:
     """alpha (mid-fade: both branches are computed anyway), g_lr, d_lr, ema_beta and the round key."""
-    return RoundScalars(jnp.float32(0.5), jnp.float32(1e-3), jnp.float32(1e-3), jnp.float32(0.999),
-                        jax.random.fold_in(jax.random.key(seed), round_index))
+    return RoundScalars(
+        jnp.float32(0.5),
+        jnp.float32(1e-3),
+        jnp.float32(1e-3),
+        jnp.float32(0.999),
+        jax.random.fold_in(jax.random.key(seed), round_index),
+    )
 
 
 def _memory_estimate(compiled) -> int:
     stats = compiled.memory_analysis()
-    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-               - stats.alias_size_in_bytes)
+    return int(
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    )
 
 
 class PreparedStep:
@@ -106,8 +112,11 @@ class PreparedStep:
         self.level = synthetic_level(mesh, resolution, spec.num_channels, max(64, 2 * minibatch), seed)
         self.state = step.init_state(seed)
         start = time.perf_counter()
-        compiled = step.call_fn(resolution, minibatch, HeldLevel).lower(
-            self.state, self._data(0), _round_scalars(0, seed), jnp.int32(0)).compile()
+        compiled = (
+            step.call_fn(resolution, minibatch, HeldLevel)
+            .lower(self.state, self._data(0), _round_scalars(0, seed), jnp.int32(0))
+            .compile()
+        )
         self.compile_s = time.perf_counter() - start
         images_per_call_per_device = step.repeats_per_call() * step.config.d_repeats * minibatch // mesh.size
         self.xla_flops_per_img = compiled.cost_analysis()["flops"] / images_per_call_per_device
@@ -124,8 +133,9 @@ class PreparedStep:
         return HeldLevel(*self.level, position)
 
     def _run_round(self) -> None:
-        self.state, _ = self.round_fn(self.state, self._data(self.rounds_run),
-                                      _round_scalars(self.rounds_run, self.seed))
+        self.state, _ = self.round_fn(
+            self.state, self._data(self.rounds_run), _round_scalars(self.rounds_run, self.seed)
+        )
         self.rounds_run += 1
 
     def time_rounds(self, rounds: int) -> tuple[float, float]:
@@ -149,8 +159,13 @@ class PreparedStep:
         return min(seconds)
 
 
-def measure_steps(prepared: list[PreparedStep], *, iterations: int = 20, windows: int = 1,
-                  peaks: dict[str, tuple[float, str]] | None = None) -> list[StepResult]:
+def measure_steps(
+    prepared: list[PreparedStep],
+    *,
+    iterations: int = 20,
+    windows: int = 1,
+    peaks: dict[str, tuple[float, str]] | None = None,
+) -> list[StepResult]:
     """Times prepared steps in `windows` interleaved windows and keeps each one's fastest window.
 
     Interleaving (A, B, A, B, ...) exposes every variant to the same slow drifts of a shared
@@ -169,19 +184,23 @@ def measure_steps(prepared: list[PreparedStep], *, iterations: int = 20, windows
         for k, p in enumerate(prepared):
             rounds = -(-iterations // p.step.config.minibatch_repeats)
             seconds, cpu_seconds = p.time_rounds(rounds)
-            per_iteration = (seconds / (rounds * p.step.config.minibatch_repeats),
-                             cpu_seconds / (rounds * p.step.config.minibatch_repeats))
+            per_iteration = (
+                seconds / (rounds * p.step.config.minibatch_repeats),
+                cpu_seconds / (rounds * p.step.config.minibatch_repeats),
+            )
             best[k] = per_iteration if best[k] is None or per_iteration[0] < best[k][0] else best[k]
     for p in prepared:
         dtype = p.step.spec.compute_dtype
         if dtype not in peaks:
             peaks[dtype] = devices.peak_flops(p.step.mesh.devices.flat[0], dtype)
-    return [_result(p, *timing, p.issue_seconds(), peaks[p.step.spec.compute_dtype])
-            for p, timing in zip(prepared, best)]
+    return [
+        _result(p, *timing, p.issue_seconds(), peaks[p.step.spec.compute_dtype]) for p, timing in zip(prepared, best)
+    ]
 
 
-def _result(p: PreparedStep, seconds: float, cpu_seconds: float, issue_seconds: float,
-            peak: tuple[float, str]) -> StepResult:
+def _result(
+    p: PreparedStep, seconds: float, cpu_seconds: float, issue_seconds: float, peak: tuple[float, str]
+) -> StepResult:
     """StepResult from per-iteration wall and CPU seconds and the host time to issue a round."""
     step, spec, config = p.step, p.step.spec, p.step.config
     num_devices = step.mesh.size
@@ -191,26 +210,37 @@ def _result(p: PreparedStep, seconds: float, cpu_seconds: float, issue_seconds: 
     tflops = p.xla_flops_per_img * img_per_s / 1e12
     memory = devices.peak_memory_in_use(device)
     return StepResult(
-        resolution=p.resolution, minibatch=p.minibatch,
+        resolution=p.resolution,
+        minibatch=p.minibatch,
         microbatches=config.microbatches(p.resolution, p.minibatch // num_devices, spec.mbstd_group_size),
-        repeats_per_call=step.repeats_per_call(), compute_dtype=spec.compute_dtype,
-        upsample_impl=spec.upsample_impl, downsample_impl=spec.downsample_impl, num_devices=num_devices,
-        compile_s=p.compile_s, img_per_s=img_per_s, ms_per_iteration=1000 * seconds,
+        repeats_per_call=step.repeats_per_call(),
+        compute_dtype=spec.compute_dtype,
+        upsample_impl=spec.upsample_impl,
+        downsample_impl=spec.downsample_impl,
+        num_devices=num_devices,
+        compile_s=p.compile_s,
+        img_per_s=img_per_s,
+        ms_per_iteration=1000 * seconds,
         cpu_ms_per_iteration=1000 * cpu_seconds,
         host_ms_per_iteration=1000 * issue_seconds / config.minibatch_repeats,
         xla_gflop_per_img=p.xla_flops_per_img / 1e9,
         model_gflop_per_img=model_flops.iteration_flops_per_image(spec, p.resolution) / 1e9,
-        tflops=tflops, peak_tflops_per_device=peak_flops / 1e12, peak_source=peak_source,
+        tflops=tflops,
+        peak_tflops_per_device=peak_flops / 1e12,
+        peak_source=peak_source,
         utilisation=tflops * 1e12 / (peak_flops * num_devices),
         memory_bytes_per_device=int(memory) if memory is not None else p.memory_estimate,
-        memory_source="device" if memory is not None else "xla estimate")
+        memory_source="device" if memory is not None else "xla estimate",
+    )
 
 
 def results_table(results: list[StepResult]) -> str:
     """A fixed-width text table of step results, one row per result."""
-    header = (f"{'res':>5} {'batch':>6} {'micro':>5} {'dtype':>8} {'up/down':>18} {'compile s':>9} {'img/s':>10} "
-              f"{'ms/iter':>9} {'cpu ms':>9} {'host ms':>8} {'GFLOP/img':>10} {'model':>8} {'TFLOP/s':>8} "
-              f"{'util':>7} {'mem MiB':>9}")
+    header = (
+        f"{'res':>5} {'batch':>6} {'micro':>5} {'dtype':>8} {'up/down':>18} {'compile s':>9} {'img/s':>10} "
+        f"{'ms/iter':>9} {'cpu ms':>9} {'host ms':>8} {'GFLOP/img':>10} {'model':>8} {'TFLOP/s':>8} "
+        f"{'util':>7} {'mem MiB':>9}"
+    )
     rows = [header]
     for r in results:
         rows.append(
@@ -218,11 +248,11 @@ def results_table(results: list[StepResult]) -> str:
             f"{r.upsample_impl + '/' + r.downsample_impl:>18} {r.compile_s:>9.1f} {r.img_per_s:>10.1f} "
             f"{r.ms_per_iteration:>9.2f} {r.cpu_ms_per_iteration:>9.2f} {r.host_ms_per_iteration:>8.3f} "
             f"{r.xla_gflop_per_img:>10.3f} {r.model_gflop_per_img:>8.3f} {r.tflops:>8.3f} {100 * r.utilisation:>6.1f}% "
-            f"{r.memory_bytes_per_device / 2**20:>9.1f}")
+            f"{r.memory_bytes_per_device / 2**20:>9.1f}"
+        )
     return "\n".join(rows)
 
 
 def as_json(results: list[StepResult]) -> list[dict]:
     """The results as JSON-ready dicts (field name -> value)."""
     return [dataclasses.asdict(r) for r in results]
-

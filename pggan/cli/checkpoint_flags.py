@@ -15,31 +15,51 @@ from __future__ import annotations
 from absl import flags
 
 from pggan import checkpoint
-
-from pggan.sampling import generation
 from pggan.cli.runner import UsageError
+from pggan.sampling import generation
 
 WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory of the training run (the --workdir given to pggan-train): its checkpoints/ and "
+    "workdir",
+    None,
+    "Directory of the training run (the --workdir given to pggan-train): its checkpoints/ and "
     "samples/ folders are read. pggan-generate, pggan-export and pggan-project also take one of its checkpoint "
-    "folders, a .pggan export or an official .pkl.")
+    "folders, a .pggan export or an official .pkl.",
+)
 STEP = flags.DEFINE_integer(
-    "step", None, "Use the checkpoint at this step (number of real images shown, the folder name in "
-    "WORKDIR/checkpoints/). Default: the latest checkpoint.", lower_bound=0)
+    "step",
+    None,
+    "Use the checkpoint at this step (number of real images shown, the folder name in "
+    "WORKDIR/checkpoints/). Default: the latest checkpoint.",
+    lower_bound=0,
+)
 RESOLUTION = flags.DEFINE_integer(
-    "resolution", None, "Use the last checkpoint of this resolution stage (e.g. 64) instead of the latest "
-    "checkpoint.", lower_bound=4)
+    "resolution",
+    None,
+    "Use the last checkpoint of this resolution stage (e.g. 64) instead of the latest checkpoint.",
+    lower_bound=4,
+)
 NETWORK = flags.DEFINE_enum(
-    "network", "ema", list(checkpoint.NETWORK_ITEMS),
+    "network",
+    "ema",
+    list(checkpoint.NETWORK_ITEMS),
     "Which generator: 'ema' (the exponential moving average of the weights, the best samples) or 'raw' "
-    "(the trained weights).")
+    "(the trained weights).",
+)
 SEED = flags.DEFINE_integer(
-    "seed", 0, "Random seed. generate.py: of the latents (grid, first image, random walk); evaluate.py: of the "
-    "fake latents, the subset of real images and the metrics' random draws.", lower_bound=0)
+    "seed",
+    0,
+    "Random seed. generate.py: of the latents (grid, first image, random walk); evaluate.py: of the "
+    "fake latents, the subset of real images and the metrics' random draws.",
+    lower_bound=0,
+)
 BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 0, "Images per generator (and metric) step over all devices, rounded up to a multiple of the "
+    "batch_size",
+    0,
+    "Images per generator (and metric) step over all devices, rounded up to a multiple of the "
     f"device count; 0 = automatic: {generation.DEFAULT_BATCH_PER_DEVICE} per device for generate.py, 64 for "
-    "evaluate.py.", lower_bound=0)
+    "evaluate.py.",
+    lower_bound=0,
+)
 
 
 def workdir() -> str:
@@ -56,4 +76,3 @@ def checkpoint_choice(run_dir: str | None = None) -> dict:
     if STEP.value is not None and RESOLUTION.value is not None:
         raise UsageError("--step and --resolution both choose a checkpoint: give one of them")
     return dict(workdir=run_dir or workdir(), step=STEP.value, resolution=RESOLUTION.value, network=NETWORK.value)
-

@@ -42,54 +42,103 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
 from pggan import checkpoint, evaluation
-
 from pggan.cli import checkpoint_flags
+from pggan.cli.runner import UsageError, run_program, run_tool
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.image_sets import FolderImages
 from pggan.metrics import ALL_METRICS, DEFAULT_PROTOCOL, MIN_IMAGES, PROTOCOLS, REAL_METRICS, parse_metric_names
-from pggan.cli.runner import UsageError, run_program, run_tool
 
-_ALL = flags.DEFINE_bool("all", False, "Evaluate every checkpoint of the run, in step order (instead of --step, "
-                         "--resolution or the latest).")
-_METRICS = flags.DEFINE_list("metrics", list(ALL_METRICS), "Metrics to compute, comma-separated, among "
-                             f"{','.join(ALL_METRICS)}. fid, kid, is and pr_inception need the Inception weights, "
-                             "pr_vgg16 the VGG16 weights.")
-_PROTOCOL = flags.DEFINE_enum("protocol", DEFAULT_PROTOCOL, list(PROTOCOLS), "Preprocessing of the Inception "
-                              "metrics (fid, kid, is, pr_inception): " + "; ".join(
-                                  f"{p.name}: {p.summary}" for p in PROTOCOLS.values()) + ".")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 10000, "Images per set for swd and ms_ssim (the first ones of the "
-                                   "set's seeded order; the SWD reference protocol uses 16384).", lower_bound=MIN_IMAGES)
-_NUM_REALS = flags.DEFINE_integer("num_reals", 0, "Reals for fid, kid, pr_inception and pr_vgg16: a seeded subset, "
-                                  "0 = all of the set (StyleGAN's fid50k_full).", lower_bound=0)
-_NUM_FAKES = flags.DEFINE_integer("num_fakes", 50000, "Fakes for fid, kid, is, pr_inception and pr_vgg16 (a folder "
-                                  "with fewer is used whole).", lower_bound=MIN_IMAGES)
-_REALS = flags.DEFINE_string("reals", "", "The real images: a folder of image files, or the name of a prepared "
-                             "dataset in --data_dir. Default: the run's dataset.")
-_FAKES = flags.DEFINE_string("fakes", "", "The images to score: a folder of image files (searched recursively), or a "
-                             "training run's workdir (same as --workdir).")
-_REFERENCE_STATS = flags.DEFINE_string("reference_stats", "", "FID statistics to compare with instead of reals: an "
-                                       ".npz with mu and sigma (pytorch-fid, clean-fid or --save_stats). Serves fid, "
-                                       "is and ms_ssim.")
-_SAVE_STATS = flags.DEFINE_string("save_stats", "", "Write the reals' FID statistics (mu, sigma; the protocol and "
-                                  "count too) to this .npz, readable by pytorch-fid and clean-fid. Adds fid to "
-                                  "--metrics; without fakes nothing else is computed.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "Directory of prepared datasets. Default: the run's "
-                                "config.dataset.data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets if empty).")
-_DATASET = flags.DEFINE_string("dataset", "", "Prepared dataset name (as --reals=NAME). Default: the run's "
-                               "config.dataset.name.")
+_ALL = flags.DEFINE_bool(
+    "all", False, "Evaluate every checkpoint of the run, in step order (instead of --step, --resolution or the latest)."
+)
+_METRICS = flags.DEFINE_list(
+    "metrics",
+    list(ALL_METRICS),
+    "Metrics to compute, comma-separated, among "
+    f"{','.join(ALL_METRICS)}. fid, kid, is and pr_inception need the Inception weights, "
+    "pr_vgg16 the VGG16 weights.",
+)
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol",
+    DEFAULT_PROTOCOL,
+    list(PROTOCOLS),
+    "Preprocessing of the Inception "
+    "metrics (fid, kid, is, pr_inception): " + "; ".join(f"{p.name}: {p.summary}" for p in PROTOCOLS.values()) + ".",
+)
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images",
+    10000,
+    "Images per set for swd and ms_ssim (the first ones of the "
+    "set's seeded order; the SWD reference protocol uses 16384).",
+    lower_bound=MIN_IMAGES,
+)
+_NUM_REALS = flags.DEFINE_integer(
+    "num_reals",
+    0,
+    "Reals for fid, kid, pr_inception and pr_vgg16: a seeded subset, 0 = all of the set (StyleGAN's fid50k_full).",
+    lower_bound=0,
+)
+_NUM_FAKES = flags.DEFINE_integer(
+    "num_fakes",
+    50000,
+    "Fakes for fid, kid, is, pr_inception and pr_vgg16 (a folder with fewer is used whole).",
+    lower_bound=MIN_IMAGES,
+)
+_REALS = flags.DEFINE_string(
+    "reals",
+    "",
+    "The real images: a folder of image files, or the name of a prepared "
+    "dataset in --data_dir. Default: the run's dataset.",
+)
+_FAKES = flags.DEFINE_string(
+    "fakes",
+    "",
+    "The images to score: a folder of image files (searched recursively), or a "
+    "training run's workdir (same as --workdir).",
+)
+_REFERENCE_STATS = flags.DEFINE_string(
+    "reference_stats",
+    "",
+    "FID statistics to compare with instead of reals: an "
+    ".npz with mu and sigma (pytorch-fid, clean-fid or --save_stats). Serves fid, "
+    "is and ms_ssim.",
+)
+_SAVE_STATS = flags.DEFINE_string(
+    "save_stats",
+    "",
+    "Write the reals' FID statistics (mu, sigma; the protocol and "
+    "count too) to this .npz, readable by pytorch-fid and clean-fid. Adds fid to "
+    "--metrics; without fakes nothing else is computed.",
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir",
+    "",
+    "Directory of prepared datasets. Default: the run's "
+    "config.dataset.data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets if empty).",
+)
+_DATASET = flags.DEFINE_string(
+    "dataset", "", "Prepared dataset name (as --reals=NAME). Default: the run's config.dataset.name."
+)
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
-    "inception_weights", "", "Path of pt_inception-2015-12-05-6726825d.pth for fid, kid, is and pr_inception. "
-    "Default: $PGGAN_INCEPTION_WEIGHTS.")
+    "inception_weights",
+    "",
+    "Path of pt_inception-2015-12-05-6726825d.pth for fid, kid, is and pr_inception. "
+    "Default: $PGGAN_INCEPTION_WEIGHTS.",
+)
 _VGG16_WEIGHTS = flags.DEFINE_string(
-    "vgg16_weights", "", "Path of torchvision's vgg16-397923af.pth for pr_vgg16. Default: $PGGAN_VGG16_WEIGHTS.")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", "", "Cache of real statistics and converted weights. "
-                                 "Default: $PGGAN_CACHE_DIR or ~/.cache/pggan.")
+    "vgg16_weights", "", "Path of torchvision's vgg16-397923af.pth for pr_vgg16. Default: $PGGAN_VGG16_WEIGHTS."
+)
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", "", "Cache of real statistics and converted weights. Default: $PGGAN_CACHE_DIR or ~/.cache/pggan."
+)
 
-flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
+flags.adopt_module_key_flags(
+    checkpoint_flags
+)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -114,11 +163,13 @@ def _run_dataset(workdir: str, step: int) -> PreparedDataset:
     """The prepared dataset of the run (from the checkpoint's config, or --data_dir / --dataset)."""
     with checkpoint.CheckpointReader(workdir) as reader:
         config = json.loads(reader.meta(step)["config"])
-    dataset = open_dataset(_DATASET.value or config["dataset"]["name"],
-                           _DATA_DIR.value or config["dataset"]["data_dir"] or None)
+    dataset = open_dataset(
+        _DATASET.value or config["dataset"]["name"], _DATA_DIR.value or config["dataset"]["data_dir"] or None
+    )
     model = config["model"]
-    check_dataset(dataset, resolution=model["resolution"], channels=model["num_channels"],
-                  label_size=model["label_size"])
+    check_dataset(
+        dataset, resolution=model["resolution"], channels=model["num_channels"], label_size=model["label_size"]
+    )
     return dataset
 
 
@@ -162,9 +213,11 @@ def format_table(records: list[dict]) -> str:
     metric_names = levels + [n for n in metric_names if n not in levels]
     columns = _CHECKPOINT_COLUMNS if "step" in records[0] else (("fakes", "{}"),)
     header = [name for name, _ in columns] + metric_names
-    rows = [[fmt.format(r[name]) for name, fmt in columns]
-            + [evaluation.format_value(m, r["metrics"][m]) if m in r["metrics"] else "-" for m in metric_names]
-            for r in records]
+    rows = [
+        [fmt.format(r[name]) for name, fmt in columns]
+        + [evaluation.format_value(m, r["metrics"][m]) if m in r["metrics"] else "-" for m in metric_names]
+        for r in records
+    ]
     return _aligned([header, *rows])
 
 
@@ -173,8 +226,9 @@ def format_details(record: dict) -> str:
     rows = [["metric", "protocol", "reals", "fakes"]]
     for name, detail in record["details"].items():
         reals = detail.get("num_reals", "-")
-        rows.append([name, detail.get("protocol", "-"), str("?" if reals is None else reals),
-                     str(detail.get("num_fakes", "-"))])
+        rows.append(
+            [name, detail.get("protocol", "-"), str("?" if reals is None else reals), str(detail.get("num_fakes", "-"))]
+        )
     return _aligned(rows)
 
 
@@ -185,10 +239,20 @@ def _aligned(rows: list[list[str]]) -> str:
 
 def _evaluator(reals, names, reals_name: str | None = None) -> evaluation.Evaluator:
     evaluator = evaluation.Evaluator(
-        reals, names, num_images=_NUM_IMAGES.value, num_reals=_NUM_REALS.value, num_fakes=_NUM_FAKES.value,
-        protocol=_PROTOCOL.value, batch_size=checkpoint_flags.BATCH_SIZE.value or DEFAULT_BATCH_SIZE, seed=checkpoint_flags.SEED.value,
-        inception_weights_path=_INCEPTION_WEIGHTS.value or None, vgg16_weights_path=_VGG16_WEIGHTS.value or None,
-        cache_dir=_CACHE_DIR.value or None, progress=True, reals_name=reals_name)
+        reals,
+        names,
+        num_images=_NUM_IMAGES.value,
+        num_reals=_NUM_REALS.value,
+        num_fakes=_NUM_FAKES.value,
+        protocol=_PROTOCOL.value,
+        batch_size=checkpoint_flags.BATCH_SIZE.value or DEFAULT_BATCH_SIZE,
+        seed=checkpoint_flags.SEED.value,
+        inception_weights_path=_INCEPTION_WEIGHTS.value or None,
+        vgg16_weights_path=_VGG16_WEIGHTS.value or None,
+        cache_dir=_CACHE_DIR.value or None,
+        progress=True,
+        reals_name=reals_name,
+    )
     if evaluator.note:
         print(f"warning: {evaluator.note}", file=sys.stderr)
     return evaluator
@@ -196,16 +260,20 @@ def _evaluator(reals, names, reals_name: str | None = None) -> evaluation.Evalua
 
 def _save_stats(evaluator: evaluation.Evaluator, resolution: int) -> None:
     count = evaluator.save_statistics(_SAVE_STATS.value, resolution)
-    print(f"Wrote the FID statistics of {count} images of {evaluator.reals_name} (protocol {evaluator.protocol}) "
-          f"to {_SAVE_STATS.value}.")
+    print(
+        f"Wrote the FID statistics of {count} images of {evaluator.reals_name} (protocol {evaluator.protocol}) "
+        f"to {_SAVE_STATS.value}."
+    )
 
 
 def _evaluate_checkpoints(workdir: str, reals, names) -> None:
     steps = _steps(workdir)
     reals = _run_dataset(workdir, steps[0]) if reals is None else reals
     evaluator = _evaluator(reals, names, _REFERENCE_STATS.value or None)
-    print(f"Evaluating {len(steps)} checkpoint(s) of {workdir} ({checkpoint_flags.NETWORK.value} generator) against "
-          f"{evaluator.reals_name}: {','.join(evaluator.names)}.")
+    print(
+        f"Evaluating {len(steps)} checkpoint(s) of {workdir} ({checkpoint_flags.NETWORK.value} generator) against "
+        f"{evaluator.reals_name}: {','.join(evaluator.names)}."
+    )
     records = []
     for step in tqdm(steps, unit="ckpt", desc="checkpoints", disable=len(steps) == 1):
         records.append(evaluation.evaluate_checkpoint(evaluator, workdir, step, checkpoint_flags.NETWORK.value))
@@ -234,8 +302,10 @@ def run() -> None:
         _evaluate_checkpoints(workdir, reals, names)
         return
     if reals is None and (REAL_METRICS & set(names) or not _FAKES.value):
-        raise UsageError("nothing to compare: give --workdir (a run) or --fakes=DIR with --reals=DIR_OR_DATASET "
-                             "or --reference_stats=FILE, or --reals with --save_stats")
+        raise UsageError(
+            "nothing to compare: give --workdir (a run) or --fakes=DIR with --reals=DIR_OR_DATASET "
+            "or --reference_stats=FILE, or --reals with --save_stats"
+        )
     if not _FAKES.value:
         if not _SAVE_STATS.value:
             raise UsageError("no fakes: give --fakes=DIR or --workdir, or --save_stats to only write statistics")
@@ -243,12 +313,15 @@ def run() -> None:
         return
     fakes = FolderImages(_FAKES.value)
     evaluator = _evaluator(reals, names, _REFERENCE_STATS.value or None)
-    print(f"Evaluating {fakes.num_available} images of {fakes.path} against {evaluator.reals_name}: "
-          f"{','.join(evaluator.names)}.")
+    print(
+        f"Evaluating {fakes.num_available} images of {fakes.path} against {evaluator.reals_name}: "
+        f"{','.join(evaluator.names)}."
+    )
     start = time.time()
     result = evaluator.evaluate_images(fakes, _dataset_level(reals))
-    record = evaluation.evaluation_record(result=result, seconds=time.time() - start, source="evaluate.py",
-                                          reals=evaluator.reals_name, fakes=fakes.path)
+    record = evaluation.evaluation_record(
+        result=result, seconds=time.time() - start, source="evaluate.py", reals=evaluator.reals_name, fakes=fakes.path
+    )
     if _SAVE_STATS.value:
         _save_stats(evaluator, _dataset_level(reals))
     print(format_table([record]))

@@ -20,10 +20,17 @@ from pggan.cli import checkpoint_flags
 from pggan.cli.runner import UsageError, run_program, run_tool
 
 _OUT = flags.DEFINE_string("out", None, f"The file to write, ending in {portable.EXTENSION}.")
-_TRAINING_NETWORKS = flags.DEFINE_bool("training_networks", False, "Also export the raw generator and the "
-                                       "discriminator, so that --config.init_from can fine-tune from the file.")
-_STABLEHLO = flags.DEFINE_bool("stablehlo", False, "Also store the EMA generator as a serialized jax.export "
-                               "(StableHLO) function of a symbolic batch size: servable without pggan's code.")
+_TRAINING_NETWORKS = flags.DEFINE_bool(
+    "training_networks",
+    False,
+    "Also export the raw generator and the discriminator, so that --config.init_from can fine-tune from the file.",
+)
+_STABLEHLO = flags.DEFINE_bool(
+    "stablehlo",
+    False,
+    "Also store the EMA generator as a serialized jax.export "
+    "(StableHLO) function of a symbolic batch size: servable without pggan's code.",
+)
 
 flags.adopt_module_key_flags(checkpoint_flags)
 
@@ -33,21 +40,35 @@ def run() -> None:
     if not out or not out.endswith(portable.EXTENSION):
         raise UsageError(f"--out must name the file to write, ending in {portable.EXTENSION} (got {out!r})")
     if flags.FLAGS["network"].present:
-        raise UsageError("--network does not apply: the export holds the EMA generator (and, with "
-                         "--training_networks, the raw one)")
+        raise UsageError(
+            "--network does not apply: the export holds the EMA generator (and, with --training_networks, the raw one)"
+        )
     choice = checkpoint_flags.checkpoint_choice()
     items = network_sources.ITEMS if _TRAINING_NETWORKS.value else ("generator_ema",)
     loaded = network_sources.load(choice["workdir"], items, step=choice["step"], resolution=choice["resolution"])
-    stablehlo = portable.export_function(loaded.generator(), loaded.resolution, loaded.alpha) if _STABLEHLO.value \
-        else None
-    source = {"step": int(loaded.meta.get("step", 0)), "path": os.path.basename(os.path.normpath(choice["workdir"])),
-              "kind": loaded.meta["kind"]}
+    stablehlo = (
+        portable.export_function(loaded.generator(), loaded.resolution, loaded.alpha) if _STABLEHLO.value else None
+    )
+    source = {
+        "step": int(loaded.meta.get("step", 0)),
+        "path": os.path.basename(os.path.normpath(choice["workdir"])),
+        "kind": loaded.meta["kind"],
+    }
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    portable.write(out, loaded.spec, loaded.parameters, resolution=loaded.resolution, alpha=loaded.alpha,
-                   source=source, stablehlo=stablehlo)
-    print(f"Wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB): {', '.join(loaded.parameters)}"
-          f"{' and a StableHLO generator' if stablehlo else ''}, {loaded.resolution}x{loaded.resolution} at alpha "
-          f"{loaded.alpha:g}, from step {source['step']}.")
+    portable.write(
+        out,
+        loaded.spec,
+        loaded.parameters,
+        resolution=loaded.resolution,
+        alpha=loaded.alpha,
+        source=source,
+        stablehlo=stablehlo,
+    )
+    print(
+        f"Wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB): {', '.join(loaded.parameters)}"
+        f"{' and a StableHLO generator' if stablehlo else ''}, {loaded.resolution}x{loaded.resolution} at alpha "
+        f"{loaded.alpha:g}, from step {source['step']}."
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -26,59 +26,115 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from pggan.cli import checkpoint_flags
-
-from pggan.sampling import generation, latent_space, media
 from pggan.cli.runner import UsageError, run_program, run_tool
+from pggan.sampling import generation, latent_space, media
 
 _GRID = flags.DEFINE_string("grid", "", "Grid mode: write a ROWSxCOLS sample grid (e.g. 8x8) to --out.")
 _OUT = flags.DEFINE_string("out", "", "Grid mode: the PNG file to write.")
-_NUM = flags.DEFINE_integer("num", 0, "Images mode: write this many images, seeds --seed ... --seed+num-1, "
-                            "one PNG per seed into --outdir.", lower_bound=0)
-_SEEDS = flags.DEFINE_string("seeds", "", "Images mode: write the image of each of these seeds, e.g. 1,5,7-10 "
-                             "(ranges inclusive), one PNG per seed into --outdir.")
+_NUM = flags.DEFINE_integer(
+    "num",
+    0,
+    "Images mode: write this many images, seeds --seed ... --seed+num-1, one PNG per seed into --outdir.",
+    lower_bound=0,
+)
+_SEEDS = flags.DEFINE_string(
+    "seeds",
+    "",
+    "Images mode: write the image of each of these seeds, e.g. 1,5,7-10 "
+    "(ranges inclusive), one PNG per seed into --outdir.",
+)
 _OUTDIR = flags.DEFINE_string("outdir", "", "Images mode: the folder for the PNGs (created if missing).")
-_VIDEO = flags.DEFINE_string("video", "", "Video mode: write a latent interpolation video to this .mp4 (H.264) "
-                             "or .gif file: a smooth random walk, or --keyframes.")
-_KEYFRAMES = flags.DEFINE_list("keyframes", [], "Video mode: seeds to interpolate between (spherically), e.g. "
-                               "1,2,3; keyframe k is the --grid image of that seed. Default: a random walk.")
+_VIDEO = flags.DEFINE_string(
+    "video",
+    "",
+    "Video mode: write a latent interpolation video to this .mp4 (H.264) "
+    "or .gif file: a smooth random walk, or --keyframes.",
+)
+_KEYFRAMES = flags.DEFINE_list(
+    "keyframes",
+    [],
+    "Video mode: seeds to interpolate between (spherically), e.g. "
+    "1,2,3; keyframe k is the --grid image of that seed. Default: a random walk.",
+)
 _LOOP = flags.DEFINE_bool("loop", True, "Video mode with --keyframes: return to the first keyframe at the end.")
-_SMOOTHING_SEC = flags.DEFINE_float("smoothing_sec", 1.0, "Video mode, random walk: standard deviation in "
-                                    "seconds of the Gaussian filter along time (larger = slower changes).")
-_VIDEO_GRID = flags.DEFINE_string("video_grid", "1x1", "Videos: ROWSxCOLS independent walks in one video; for "
-                                  "--progress_from=checkpoints, the grid each checkpoint renders.")
-_DURATION = flags.DEFINE_float("duration", 10.0, "Videos: length in seconds (a progress video spreads its "
-                               "grids over it, at least one frame each).")
+_SMOOTHING_SEC = flags.DEFINE_float(
+    "smoothing_sec",
+    1.0,
+    "Video mode, random walk: standard deviation in "
+    "seconds of the Gaussian filter along time (larger = slower changes).",
+)
+_VIDEO_GRID = flags.DEFINE_string(
+    "video_grid",
+    "1x1",
+    "Videos: ROWSxCOLS independent walks in one video; for "
+    "--progress_from=checkpoints, the grid each checkpoint renders.",
+)
+_DURATION = flags.DEFINE_float(
+    "duration", 10.0, "Videos: length in seconds (a progress video spreads its grids over it, at least one frame each)."
+)
 _FPS = flags.DEFINE_float("fps", 30.0, "Videos: frames per second.")
-_CRF = flags.DEFINE_integer("crf", 18, "MP4 videos: H.264 quality, 0 (lossless) ... 51 (worst); 18 looks "
-                            "lossless.", lower_bound=0, upper_bound=51)
-_PROGRESS_VIDEO = flags.DEFINE_string("progress_video", "", "Progress mode: write a training-progress video "
-                                      "(.mp4 or .gif) of the run.")
-_PROGRESS_FROM = flags.DEFINE_enum("progress_from", "samples", ["samples", "checkpoints"], "Progress mode: "
-                                   "'samples' shows the grids the trainer wrote (WORKDIR/samples/fakes_*.png); "
-                                   "'checkpoints' renders the same latents with the last checkpoint of every "
-                                   "resolution stage and the latest one.")
-_TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Truncation psi in [0, 1]: pulls latents toward the mean "
-                                 "(1 = none, 0 = the same image for every latent).")
-_LABEL = flags.DEFINE_integer("label", None, "Conditional models: class of every image, in [0, label_size). "
-                              "Default: classes cycle over the images.")
-_ZOOM = flags.DEFINE_integer("zoom", 0, "Integer upscaling (nearest neighbour) of the output. 0 = none for "
-                             f"PNGs; for videos, enough for frames at least {media.MIN_VIDEO_SIDE} pixels high "
-                             "and wide.", lower_bound=0)
+_CRF = flags.DEFINE_integer(
+    "crf",
+    18,
+    "MP4 videos: H.264 quality, 0 (lossless) ... 51 (worst); 18 looks lossless.",
+    lower_bound=0,
+    upper_bound=51,
+)
+_PROGRESS_VIDEO = flags.DEFINE_string(
+    "progress_video", "", "Progress mode: write a training-progress video (.mp4 or .gif) of the run."
+)
+_PROGRESS_FROM = flags.DEFINE_enum(
+    "progress_from",
+    "samples",
+    ["samples", "checkpoints"],
+    "Progress mode: "
+    "'samples' shows the grids the trainer wrote (WORKDIR/samples/fakes_*.png); "
+    "'checkpoints' renders the same latents with the last checkpoint of every "
+    "resolution stage and the latest one.",
+)
+_TRUNCATION = flags.DEFINE_float(
+    "truncation",
+    1.0,
+    "Truncation psi in [0, 1]: pulls latents toward the mean (1 = none, 0 = the same image for every latent).",
+)
+_LABEL = flags.DEFINE_integer(
+    "label",
+    None,
+    "Conditional models: class of every image, in [0, label_size). Default: classes cycle over the images.",
+)
+_ZOOM = flags.DEFINE_integer(
+    "zoom",
+    0,
+    "Integer upscaling (nearest neighbour) of the output. 0 = none for "
+    f"PNGs; for videos, enough for frames at least {media.MIN_VIDEO_SIDE} pixels high "
+    "and wide.",
+    lower_bound=0,
+)
 
-flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
+flags.adopt_module_key_flags(
+    checkpoint_flags
+)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
 
 # The output flag of each mode, and the modes each optional flag applies to.
 MODE_FLAGS = {"grid": _GRID, "images": _NUM, "video": _VIDEO, "progress": _PROGRESS_VIDEO}
 # --seeds is the other way to ask for the images mode.
 MODE_OF_FLAG = {**{flag.name: mode for mode, flag in MODE_FLAGS.items()}, "seeds": "images"}
 FLAG_MODES = {
-    "out": {"grid"}, "outdir": {"images"}, "keyframes": {"video"}, "loop": {"video"},
-    "smoothing_sec": {"video"}, "video_grid": {"video", "progress"}, "duration": {"video", "progress"},
-    "fps": {"video", "progress"}, "crf": {"video", "progress"}, "progress_from": {"progress"},
-    "step": {"grid", "images", "video"}, "resolution": {"grid", "images", "video"},
+    "out": {"grid"},
+    "outdir": {"images"},
+    "keyframes": {"video"},
+    "loop": {"video"},
+    "smoothing_sec": {"video"},
+    "video_grid": {"video", "progress"},
+    "duration": {"video", "progress"},
+    "fps": {"video", "progress"},
+    "crf": {"video", "progress"},
+    "progress_from": {"progress"},
+    "step": {"grid", "images", "video"},
+    "resolution": {"grid", "images", "video"},
 }
 # Flags of sampling a checkpoint, which a progress video from the trainer's sample grids does not do.
 SAMPLING_FLAGS = ("seed", "truncation", "label", "batch_size", "network", "video_grid")
@@ -89,8 +145,9 @@ def _chosen_mode() -> str:
     given = [name for name in MODE_OF_FLAG if flags.FLAGS[name].value]
     if len(given) != 1:
         shown = ", ".join(f"--{name}" for name in given) or "none"
-        raise UsageError(f"choose exactly one output: --grid, --num, --seeds, --video or --progress_video "
-                         f"(got {shown})")
+        raise UsageError(
+            f"choose exactly one output: --grid, --num, --seeds, --video or --progress_video (got {shown})"
+        )
     mode = MODE_OF_FLAG[given[0]]
     for name, modes_of_flag in FLAG_MODES.items():
         if flags.FLAGS[name].present and mode not in modes_of_flag:
@@ -98,8 +155,10 @@ def _chosen_mode() -> str:
     if mode == "progress" and _PROGRESS_FROM.value == "samples":
         for name in SAMPLING_FLAGS:
             if flags.FLAGS[name].present:
-                raise UsageError(f"--{name} does not apply to a progress video from sample grids; drop it "
-                                     "or add --progress_from=checkpoints")
+                raise UsageError(
+                    f"--{name} does not apply to a progress video from sample grids; drop it "
+                    "or add --progress_from=checkpoints"
+                )
     if mode == "video" and _KEYFRAMES.value and flags.FLAGS["smoothing_sec"].present:
         raise UsageError("--smoothing_sec is for random walks and --keyframes makes a keyframe video: drop one")
     return mode
@@ -128,9 +187,15 @@ def _keyframe_seeds() -> list[int]:
 
 def _load_sampler() -> tuple[generation.Sampler, dict]:
     sampler, meta = generation.Sampler.from_checkpoint(
-        **checkpoint_flags.checkpoint_choice(), psi=_TRUNCATION.value, label=_LABEL.value, batch_size=checkpoint_flags.BATCH_SIZE.value)
-    print(f"Sampling {meta['resolution']}x{meta['resolution']} images (alpha {meta['alpha']:.2f}) with the "
-          f"{checkpoint_flags.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg.")
+        **checkpoint_flags.checkpoint_choice(),
+        psi=_TRUNCATION.value,
+        label=_LABEL.value,
+        batch_size=checkpoint_flags.BATCH_SIZE.value,
+    )
+    print(
+        f"Sampling {meta['resolution']}x{meta['resolution']} images (alpha {meta['alpha']:.2f}) with the "
+        f"{checkpoint_flags.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg."
+    )
     return sampler, meta
 
 
@@ -138,7 +203,10 @@ def _write_grid() -> None:
     rows, cols = latent_space.parse_grid_spec(_GRID.value)
     out = _output_path(_OUT, (".png",))
     sampler, _ = _load_sampler()
-    media.save_png(generation.sample_grid(sampler, checkpoint_flags.SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True), out)
+    media.save_png(
+        generation.sample_grid(sampler, checkpoint_flags.SEED.value, rows, cols, zoom=_ZOOM.value or 1, progress=True),
+        out,
+    )
     print(f"Wrote the {rows}x{cols} grid of seed {checkpoint_flags.SEED.value} to {out}.")
 
 
@@ -146,8 +214,11 @@ def _write_images() -> None:
     outdir = _output_path(_OUTDIR, ())
     if _SEEDS.value and flags.FLAGS["seed"].present:
         raise UsageError("--seed with --seeds: --seeds lists every seed; drop --seed")
-    seeds = (latent_space.parse_seeds(_SEEDS.value) if _SEEDS.value
-             else range(checkpoint_flags.SEED.value, checkpoint_flags.SEED.value + _NUM.value))
+    seeds = (
+        latent_space.parse_seeds(_SEEDS.value)
+        if _SEEDS.value
+        else range(checkpoint_flags.SEED.value, checkpoint_flags.SEED.value + _NUM.value)
+    )
     sampler, _ = _load_sampler()
     paths = generation.save_seed_images(sampler, seeds, outdir, zoom=_ZOOM.value or 1, progress=True)
     print(f"Wrote {len(paths)} images to {outdir} ({os.path.basename(paths[0])} ...).")
@@ -160,12 +231,18 @@ def _write_video() -> None:
     seeds = _keyframe_seeds() if _KEYFRAMES.value else None
     sampler, _ = _load_sampler()
     if seeds:
-        latents = latent_space.keyframe_walk(seeds, num_frames, sampler.spec.latent_size, num_walks=rows * cols,
-                                         loop=_LOOP.value)
+        latents = latent_space.keyframe_walk(
+            seeds, num_frames, sampler.spec.latent_size, num_walks=rows * cols, loop=_LOOP.value
+        )
     else:
-        latents = latent_space.smooth_random_walk(num_frames, sampler.spec.latent_size, fps=_FPS.value,
-                                              smoothing_sec=_SMOOTHING_SEC.value, seed=checkpoint_flags.SEED.value,
-                                              num_walks=rows * cols)
+        latents = latent_space.smooth_random_walk(
+            num_frames,
+            sampler.spec.latent_size,
+            fps=_FPS.value,
+            smoothing_sec=_SMOOTHING_SEC.value,
+            seed=checkpoint_flags.SEED.value,
+            num_walks=rows * cols,
+        )
     frames = generation.video_frames(sampler, latents, rows, cols, zoom=_ZOOM.value, progress=True)
     count = media.write_video(frames, out, fps=_FPS.value, crf=_CRF.value)
     kind = f"keyframes {','.join(map(str, seeds))}" if seeds else f"random walk of seed {checkpoint_flags.SEED.value}"
@@ -186,9 +263,19 @@ def _write_progress_video() -> None:
         rows, cols = latent_space.parse_grid_spec(_VIDEO_GRID.value)
         steps = generation.progress_checkpoint_steps(workdir, checkpoint_flags.NETWORK.value)
         frames = generation.stage_progress_frames(
-            workdir, steps, seed=checkpoint_flags.SEED.value, rows=rows, cols=cols, network=checkpoint_flags.NETWORK.value,
-            frames_per_step=max(1, round(num_frames / len(steps))), zoom=_ZOOM.value, progress=True,
-            psi=_TRUNCATION.value, label=_LABEL.value, batch_size=checkpoint_flags.BATCH_SIZE.value)
+            workdir,
+            steps,
+            seed=checkpoint_flags.SEED.value,
+            rows=rows,
+            cols=cols,
+            network=checkpoint_flags.NETWORK.value,
+            frames_per_step=max(1, round(num_frames / len(steps))),
+            zoom=_ZOOM.value,
+            progress=True,
+            psi=_TRUNCATION.value,
+            label=_LABEL.value,
+            batch_size=checkpoint_flags.BATCH_SIZE.value,
+        )
         what = f"{len(steps)} checkpoints"
     count = media.write_video(frames, out, fps=_FPS.value, crf=_CRF.value)
     print(f"Wrote {out}: {count} frames at {_FPS.value:g} fps from {what}.")

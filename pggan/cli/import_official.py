@@ -13,13 +13,18 @@ from absl import app, flags
 from tqdm import tqdm
 
 from pggan.cli import checkpoint_flags
-from pggan.official import importer
 from pggan.cli.runner import run_program, run_tool
+from pggan.official import importer
 
-_PKL = flags.DEFINE_string("pkl", None, "Official network pickle: karras2018iclr-*.pkl or network-snapshot-*.pkl "
-                           "holding (G, D, Gs).")
-_KIMG = flags.DEFINE_float("kimg", None, "Training progress to record in the checkpoint, in thousands of images "
-                           "(default: from a network-snapshot-<kimg>.pkl file name, else 0).")
+_PKL = flags.DEFINE_string(
+    "pkl", None, "Official network pickle: karras2018iclr-*.pkl or network-snapshot-*.pkl holding (G, D, Gs)."
+)
+_KIMG = flags.DEFINE_float(
+    "kimg",
+    None,
+    "Training progress to record in the checkpoint, in thousands of images "
+    "(default: from a network-snapshot-<kimg>.pkl file name, else 0).",
+)
 flags.mark_flags_as_required(["pkl"])
 
 
@@ -38,9 +43,11 @@ def run() -> None:
         bar.update(1)
     spec = summary.spec
     labels = f"{spec.label_size} classes" if spec.label_size else "unconditional"
-    print(f"Imported {_PKL.value}: {spec.resolution}x{spec.resolution}x{spec.num_channels}, latent {spec.latent_size}, "
-          f"{labels}, D order {spec.d_downsample_order}; lod {summary.lod:g} -> sampled at "
-          f"{summary.resolution}x{summary.resolution}, alpha {summary.alpha:g}.")
+    print(
+        f"Imported {_PKL.value}: {spec.resolution}x{spec.resolution}x{spec.num_channels}, latent {spec.latent_size}, "
+        f"{labels}, D order {spec.d_downsample_order}; lod {summary.lod:g} -> sampled at "
+        f"{summary.resolution}x{summary.resolution}, alpha {summary.alpha:g}."
+    )
     print(f"Checkpoint step {summary.step} written to {workdir} (G -> raw, Gs -> ema, D -> discriminator).")
     print(f"Next: pggan-generate --workdir={workdir} --grid=4x4 --seed=0 --out=grid.png")
 

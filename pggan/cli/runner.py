@@ -7,7 +7,7 @@ machines that have only JAX and flax.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from absl import app, flags, logging
 

@@ -1,1 +1,2 @@
-"""Datasets and the input pipeline: preparation (sources, builder), reading (dataset), training input (pipeline, device_dataset, augment)."""
+"""Datasets and the input pipeline: preparation (sources, builder), reading (dataset), training input
+(pipeline, device_dataset, augment)."""

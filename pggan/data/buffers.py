@@ -31,7 +31,7 @@ _UNUSED = _reference_counts([np.empty(0)])[0]
 def _aligned_view(raw: np.ndarray, shape: tuple[int, ...], dtype) -> np.ndarray:
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     offset = -raw.ctypes.data % ALIGNMENT
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:

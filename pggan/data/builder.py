@@ -36,7 +36,7 @@ import multiprocessing
 import os
 import re
 import shutil
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -59,8 +59,10 @@ _REQUEST_FILE = "preparation.json"
 def check_name(name: str) -> str:
     """Returns `name` if it is a valid dataset name ([a-z][a-z0-9_]*), else raises DataError."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise DataError(f"dataset name {name!r} is invalid: use lowercase letters, digits and '_', "
-                        f"starting with a letter (e.g. my_photos)")
+        raise DataError(
+            f"dataset name {name!r} is invalid: use lowercase letters, digits and '_', "
+            f"starting with a letter (e.g. my_photos)"
+        )
     return name
 
 
@@ -76,11 +78,14 @@ def _tfds():
 def features_for(channels: int):
     """The tfds features of every split (a FeaturesDict): image uint8 [r, r, channels] (raw bytes), label int64."""
     tfds = _tfds()
-    return tfds.features.FeaturesDict({
-        "image": tfds.features.Tensor(shape=(None, None, channels), dtype=np.uint8,
-                                      encoding=tfds.features.Encoding.BYTES),
-        "label": tfds.features.Scalar(dtype=np.int64),
-    })
+    return tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Tensor(
+                shape=(None, None, channels), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+            ),
+            "label": tfds.features.Scalar(dtype=np.int64),
+        }
+    )
 
 
 def shard_path(directory: str, name: str, resolution: int, shard: int, num_shards: int) -> str:
@@ -117,14 +122,23 @@ def _write_json(path: str, content: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _write_shard(source: Source, items: list, shard: int, num_shards: int, work_dir: str, name: str,
-                 on_item: Callable[[], None] | None = None) -> dict:
+def _write_shard(
+    source: Source,
+    items: list,
+    shard: int,
+    num_shards: int,
+    work_dir: str,
+    name: str,
+    on_item: Callable[[], None] | None = None,
+) -> dict:
     """Loads `items`, writes all their levels to shard `shard`, then its marker. Returns the marker."""
     features = features_for(source.channels)
     levels = imaging.level_resolutions(source.resolution)
     array_record_module = dependencies.require("array_record.python.array_record_module", "preparing a dataset")
-    writers = {r: array_record_module.ArrayRecordWriter(shard_path(work_dir, name, r, shard, num_shards),
-                                                        WRITER_OPTIONS) for r in levels}
+    writers = {
+        r: array_record_module.ArrayRecordWriter(shard_path(work_dir, name, r, shard, num_shards), WRITER_OPTIONS)
+        for r in levels
+    }
     num_examples, skipped = 0, []
     try:
         for item in items:
@@ -135,8 +149,9 @@ def _write_shard(source: Source, items: list, shard: int, num_shards: int, work_
             else:
                 expected = (source.resolution, source.resolution, source.channels)
                 if image.shape != expected or image.dtype != np.uint8:
-                    raise AssertionError(f"{type(source).__name__} returned {image.dtype} {image.shape}, "
-                                         f"expected uint8 {expected}")
+                    raise AssertionError(
+                        f"{type(source).__name__} returned {image.dtype} {image.shape}, expected uint8 {expected}"
+                    )
                 for r, level in imaging.box_pyramid(image).items():
                     writers[r].write(features.serialize_example({"image": level, "label": label}))
                 num_examples += 1
@@ -164,8 +179,15 @@ def _plan(items: list, source: Source, max_examples: int | None) -> tuple[list, 
 
 def _request(source: Source, name: str, items: list, per_shard: int, max_examples: int | None) -> dict:
     digest = hashlib.sha256(json.dumps(items).encode()).hexdigest()
-    return {"format_version": VERSION, "name": name, "source": source.describe(), "max_examples": max_examples,
-            "num_items": len(items), "items_sha256": digest, "examples_per_shard": per_shard}
+    return {
+        "format_version": VERSION,
+        "name": name,
+        "source": source.describe(),
+        "max_examples": max_examples,
+        "num_items": len(items),
+        "items_sha256": digest,
+        "examples_per_shard": per_shard,
+    }
 
 
 def _claim_work_dir(work_dir: str, request: dict) -> None:
@@ -177,7 +199,8 @@ def _claim_work_dir(work_dir: str, request: dict) -> None:
         if previous != request:
             raise PreparationConflictError(
                 f"{work_dir} holds an interrupted preparation with other settings or source contents "
-                f"({previous['source']}); delete that directory to start over")
+                f"({previous['source']}); delete that directory to start over"
+            )
         return
     os.makedirs(work_dir, exist_ok=True)
     _write_json(request_path, request)
@@ -197,21 +220,22 @@ def _run_shards(source, shards, work_dir, name, num_workers, progress):
     with tqdm(total=total, initial=done, unit="img", desc=f"Preparing {name}", disable=not progress) as bar:
         if num_workers <= 1:
             for index in pending:
-                markers[index] = _write_shard(source, shards[index], index, len(shards), work_dir, name,
-                                              on_item=lambda: bar.update(1))
+                markers[index] = _write_shard(
+                    source, shards[index], index, len(shards), work_dir, name, on_item=lambda: bar.update(1)
+                )
             return markers
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold JAX threads
         with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
-            futures = {pool.submit(_write_shard, source, shards[i], i, len(shards), work_dir, name): i
-                       for i in pending}
+            futures = {pool.submit(_write_shard, source, shards[i], i, len(shards), work_dir, name): i for i in pending}
             for future in concurrent.futures.as_completed(futures):
                 markers[futures[future]] = future.result()
                 bar.update(len(shards[futures[future]]))
     return markers
 
 
-def _finalize(source: Source, name: str, work_dir: str, final_dir: str, shards: list,
-              markers: dict) -> PreparationSummary:
+def _finalize(
+    source: Source, name: str, work_dir: str, final_dir: str, shards: list, markers: dict
+) -> PreparationSummary:
     """Writes the tfds metadata, renames work_dir to final_dir and returns the summary."""
     lengths = [markers[i]["num_examples"] for i in range(len(shards))]
     num_examples = sum(lengths)
@@ -223,24 +247,44 @@ def _finalize(source: Source, name: str, work_dir: str, final_dir: str, shards: 
     levels = imaging.level_resolutions(source.resolution)
     tfds = _tfds()
     split_infos = [
-        tfds.core.SplitInfo(name=split_name(r), shard_lengths=lengths,
-                            num_bytes=sum(os.path.getsize(shard_path(work_dir, name, r, i, len(shards)))
-                                          for i in range(len(shards))))
-        for r in levels]
+        tfds.core.SplitInfo(
+            name=split_name(r),
+            shard_lengths=lengths,
+            num_bytes=sum(os.path.getsize(shard_path(work_dir, name, r, i, len(shards))) for i in range(len(shards))),
+        )
+        for r in levels
+    ]
     metadata = tfds.core.MetadataDict(
-        resolution=source.resolution, channels=source.channels, num_classes=source.num_classes,
-        class_names=list(source.class_names), levels=levels, source=source.describe(),
-        num_examples=num_examples, num_skipped=num_skipped, skipped=list(skipped))
+        resolution=source.resolution,
+        channels=source.channels,
+        num_classes=source.num_classes,
+        class_names=list(source.class_names),
+        levels=levels,
+        source=source.describe(),
+        num_examples=num_examples,
+        num_skipped=num_skipped,
+        skipped=list(skipped),
+    )
     tfds.folder_dataset.write_metadata(
-        data_dir=work_dir, features=features_for(source.channels), split_infos=split_infos, version=VERSION,
-        check_data=False, description=f"PGGAN levels of detail 4..{source.resolution} of {source.describe()}",
-        metadata=metadata)
+        data_dir=work_dir,
+        features=features_for(source.channels),
+        split_infos=split_infos,
+        version=VERSION,
+        check_data=False,
+        description=f"PGGAN levels of detail 4..{source.resolution} of {source.describe()}",
+        metadata=metadata,
+    )
     for index in range(len(shards)):
         os.remove(_marker_path(work_dir, index))
     os.remove(os.path.join(work_dir, _REQUEST_FILE))
     os.rename(work_dir, final_dir)
-    return PreparationSummary(path=final_dir, num_examples=num_examples, num_skipped=num_skipped,
-                              skipped=skipped, resolution=source.resolution)
+    return PreparationSummary(
+        path=final_dir,
+        num_examples=num_examples,
+        num_skipped=num_skipped,
+        skipped=skipped,
+        resolution=source.resolution,
+    )
 
 
 def _auto_workers(num_items: int, source: Source) -> int:
@@ -249,8 +293,15 @@ def _auto_workers(num_items: int, source: Source) -> int:
     return os.cpu_count() or 1
 
 
-def prepare_dataset(source: Source, data_dir: str, name: str | None = None, *, num_workers: int | None = None,
-                    max_examples: int | None = None, progress: bool = True) -> PreparationSummary:
+def prepare_dataset(
+    source: Source,
+    data_dir: str,
+    name: str | None = None,
+    *,
+    num_workers: int | None = None,
+    max_examples: int | None = None,
+    progress: bool = True,
+) -> PreparationSummary:
     """Prepares `source` as dataset `name` (default: source.default_name()) under `data_dir`.
 
     num_workers: processes writing shards in parallel (1: in this process; None: one per CPU core,
@@ -264,12 +315,13 @@ def prepare_dataset(source: Source, data_dir: str, name: str | None = None, *, n
     final_dir = os.path.join(dataset_dir, VERSION)
     work_dir = os.path.join(dataset_dir, f"incomplete.{VERSION}")
     if os.path.exists(final_dir):
-        raise PreparationConflictError(f"dataset {name} is already prepared in {final_dir}; "
-                                       f"delete that directory to prepare it again")
+        raise PreparationConflictError(
+            f"dataset {name} is already prepared in {final_dir}; delete that directory to prepare it again"
+        )
     items = source.list_items()
     num_workers = num_workers or _auto_workers(min(len(items), max_examples or len(items)), source)
     items, per_shard = _plan(items, source, max_examples)
     _claim_work_dir(work_dir, _request(source, name, items, per_shard, max_examples))
-    shards = [items[start:start + per_shard] for start in range(0, len(items), per_shard)]
+    shards = [items[start : start + per_shard] for start in range(0, len(items), per_shard)]
     markers = _run_shards(source, shards, work_dir, name, num_workers, progress)
     return _finalize(source, name, work_dir, final_dir, shards, markers)

@@ -31,7 +31,7 @@ def _celeba_official_crop(image: np.ndarray) -> np.ndarray:
     cx, cy = 89, 121
     if image.shape[0] < cy + 64 or image.shape[1] < cx + 64:
         raise SourceError(f"celeb_a images must be 218x178, got {image.shape[0]}x{image.shape[1]}")
-    return image[cy - 64:cy + 64, cx - 64:cx + 64]
+    return image[cy - 64 : cy + 64, cx - 64 : cx + 64]
 
 
 def _pad_to_32(image: np.ndarray) -> np.ndarray:
@@ -61,15 +61,17 @@ def _open_builder(name: str, data_dir: str | None):
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise SourceError(f"tfds:{name} is not in the tensorflow-datasets catalog: "
-                          f"{str(error).splitlines()[0]}") from error
+        raise SourceError(
+            f"tfds:{name} is not in the tensorflow-datasets catalog: {str(error).splitlines()[0]}"
+        ) from error
 
 
 class CatalogSource(Source):
     """A tfds catalog dataset (`name` as in tfds.builder, e.g. 'lsun/bedroom'), see the module doc."""
 
-    def __init__(self, name: str, *, resolution: int | None = None, data_dir: str | None = None,
-                 manual_dir: str | None = None):
+    def __init__(
+        self, name: str, *, resolution: int | None = None, data_dir: str | None = None, manual_dir: str | None = None
+    ):
         self.name = name
         self.data_dir = data_dir
         self.manual_dir = manual_dir
@@ -105,11 +107,15 @@ class CatalogSource(Source):
         except (ImportError, ModuleNotFoundError) as error:
             if "tensorflow" not in str(error).lower():
                 raise
-            raise MissingDependencyError(f"preparing tfds:{self.name} needs TensorFlow: pip install "
-                                         f"'pggan[prepare]' (tensorflow-cpu), then run again") from error
+            raise MissingDependencyError(
+                f"preparing tfds:{self.name} needs TensorFlow: pip install "
+                f"'pggan[prepare]' (tensorflow-cpu), then run again"
+            ) from error
         except AssertionError as error:  # tfds' way of saying the manual download is missing
-            raise SourceError(f"tfds:{self.name} needs a manual download: {str(error).splitlines()[0]} "
-                              f"(pass its folder as --manual_dir)") from error
+            raise SourceError(
+                f"tfds:{self.name} needs a manual download: {str(error).splitlines()[0]} "
+                f"(pass its folder as --manual_dir)"
+            ) from error
 
     def _data_sources(self):
         if self._splits is None:
@@ -117,9 +123,11 @@ class CatalogSource(Source):
             try:
                 self._splits = [(split, builder.as_data_source(split=split)) for split in self.rule.splits]
             except (NotImplementedError, ValueError, KeyError) as error:
-                raise SourceError(f"tfds:{self.name} in {builder.data_dir} cannot be read by index "
-                                  f"({str(error).splitlines()[0]}); it must be prepared as array_record: "
-                                  f"delete {builder.data_dir} and run again") from error
+                raise SourceError(
+                    f"tfds:{self.name} in {builder.data_dir} cannot be read by index "
+                    f"({str(error).splitlines()[0]}); it must be prepared as array_record: "
+                    f"delete {builder.data_dir} and run again"
+                ) from error
         return self._splits
 
     def list_items(self):

@@ -18,8 +18,7 @@ if TYPE_CHECKING:  # the host pipeline needs grain, which levels held on the dev
     from pggan.data.pipeline import InputIterator
 
 
-def open_from_config(config, *, resolution: int, channels: int | None = None,
-                     label_size: int = 0) -> PreparedDataset:
+def open_from_config(config, *, resolution: int, channels: int | None = None, label_size: int = 0) -> PreparedDataset:
     """Opens (auto-preparing if configured) the dataset of `config` and checks it fits the model.
 
     resolution, channels, label_size: the model's final resolution, image channels and classes.
@@ -31,23 +30,48 @@ def open_from_config(config, *, resolution: int, channels: int | None = None,
     # default source never fills a dataset the user named for their own images.
     builtin = config.source in BUILTIN_SOURCES
     if config.source and (not builtin or config.name.startswith(config.source)):
-        source = make_source(config.source, resolution=resolution, num_examples=config.num_examples,
-                             tfds_data_dir=config.data_dir or None)
-    dataset = open_dataset(config.name, config.data_dir or None, prepare_if_missing_from=source,
-                           num_workers=config.prepare_workers or None)
+        source = make_source(
+            config.source,
+            resolution=resolution,
+            num_examples=config.num_examples,
+            tfds_data_dir=config.data_dir or None,
+        )
+    dataset = open_dataset(
+        config.name, config.data_dir or None, prepare_if_missing_from=source, num_workers=config.prepare_workers or None
+    )
     check_dataset(dataset, resolution=resolution, channels=channels, label_size=label_size)
     return dataset
 
 
-def iterator_from_config(config, dataset: PreparedDataset, *, resolution: int,
-                         batch_size: int, mesh: Mesh, seed: int, position: int = 0,
-                         row_order: np.ndarray | None = None) -> InputIterator:
+def iterator_from_config(
+    config,
+    dataset: PreparedDataset,
+    *,
+    resolution: int,
+    batch_size: int,
+    mesh: Mesh,
+    seed: int,
+    position: int = 0,
+    row_order: np.ndarray | None = None,
+) -> InputIterator:
     """The host input pipeline for one (resolution, batch size) stage, starting at `position`."""
     try:
         from pggan.data.pipeline import InputIterator
     except ModuleNotFoundError as error:
-        raise dependencies.missing_package(error, f"reading {resolution}x{resolution} batches on the host (a level "
-                                           f"not held on the devices, see dataset.on_device)") from None
-    return InputIterator(dataset, resolution=resolution, batch_size=batch_size, mesh=mesh, seed=seed,
-                         position=position, num_threads=config.num_threads, row_order=row_order,
-                         prefetch_batches=config.prefetch_batches, device_prefetch=config.device_prefetch)
+        raise dependencies.missing_package(
+            error,
+            f"reading {resolution}x{resolution} batches on the host (a level "
+            f"not held on the devices, see dataset.on_device)",
+        ) from None
+    return InputIterator(
+        dataset,
+        resolution=resolution,
+        batch_size=batch_size,
+        mesh=mesh,
+        seed=seed,
+        position=position,
+        num_threads=config.num_threads,
+        row_order=row_order,
+        prefetch_batches=config.prefetch_batches,
+        device_prefetch=config.device_prefetch,
+    )

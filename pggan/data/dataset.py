@@ -102,8 +102,9 @@ class LevelReader:
             with self._open_lock:
                 reader = self._shard_readers[shard]
                 if reader is None:
-                    module = dependencies.require("array_record.python.array_record_module",
-                                                  "reading a prepared dataset")
+                    module = dependencies.require(
+                        "array_record.python.array_record_module", "reading a prepared dataset"
+                    )
                     reader = module.ArrayRecordReader(self.paths[shard], READER_OPTIONS)
                     self._shard_readers[shard] = reader
         return reader
@@ -114,9 +115,11 @@ class LevelReader:
             image, label = example_proto.decode_image_example(record)
         except DataError as error:
             raise DataError(f"corrupt record in {os.path.dirname(self.paths[0])} ({error})") from None
-        if image.shape != self.shape or image.tobytes() != record[start:start + self._image_bytes]:
-            raise DataError(f"{self.paths[0]} holds {image.shape} images in an unexpected layout, expected "
-                            f"{self.shape}; was it written by tools/prepare_dataset.py?")
+        if image.shape != self.shape or image.tobytes() != record[start : start + self._image_bytes]:
+            raise DataError(
+                f"{self.paths[0]} holds {image.shape} images in an unexpected layout, expected "
+                f"{self.shape}; was it written by tools/prepare_dataset.py?"
+            )
         self._labels_by_rest[rest] = label
         return label
 
@@ -125,10 +128,9 @@ class LevelReader:
         for row, record in zip(rows, records):
             key = record.find(_IMAGE_KEY, 0, _HEADER_WINDOW)
             if key < 0:
-                raise DataError(f"a record in {os.path.dirname(self.paths[0])} has no image; prepare the "
-                                f"dataset again")
+                raise DataError(f"a record in {os.path.dirname(self.paths[0])} has no image; prepare the dataset again")
             start = key + self._payload_offset
-            rest = record[:start] + record[start + nbytes:]
+            rest = record[:start] + record[start + nbytes :]
             label = self._labels_by_rest.get(rest)
             if label is None:
                 label = self._learn_label(record, rest, start)
@@ -151,7 +153,7 @@ class LevelReader:
         for shard in np.unique(shards):
             rows = np.flatnonzero(shards == shard)
             for start in range(0, rows.size, chunk):
-                part = rows[start:start + chunk]
+                part = rows[start : start + chunk]
                 records = self._reader(shard).read((indices[part] - self.offsets[shard]).tolist())
                 self._decode(records, images, labels, part)
         return images, labels
@@ -182,7 +184,7 @@ class PreparedDataset:
     _readers: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_directory(cls, path: str) -> "PreparedDataset":
+    def from_directory(cls, path: str) -> PreparedDataset:
         """Opens <data_dir>/<name>/<version> from its metadata files (tfds's JSON, read without tfds)."""
         if not os.path.exists(os.path.join(path, "dataset_info.json")):
             raise DatasetNotFoundError(f"no prepared dataset in {path}")
@@ -191,15 +193,25 @@ class PreparedDataset:
             with open(os.path.join(path, "metadata.json")) as file:
                 meta = json.load(file)
         if "levels" not in meta:
-            raise DataError(f"{path} is a tfds dataset but not a prepared PGGAN dataset "
-                            f"(no levels in metadata.json); prepare it with tools/prepare_dataset.py")
+            raise DataError(
+                f"{path} is a tfds dataset but not a prepared PGGAN dataset "
+                f"(no levels in metadata.json); prepare it with tools/prepare_dataset.py"
+            )
         with open(os.path.join(path, "dataset_info.json")) as file:
             info = json.load(file)
         splits = {split["name"]: tuple(int(n) for n in split["shardLengths"]) for split in info["splits"]}
-        return cls(name=info["name"], path=path, resolution=meta["resolution"], channels=meta["channels"],
-                   num_classes=meta["num_classes"], class_names=tuple(meta["class_names"]),
-                   num_examples=meta["num_examples"], levels=tuple(meta["levels"]), source=dict(meta["source"]),
-                   shard_lengths={r: splits[builder.split_name(r)] for r in meta["levels"]})
+        return cls(
+            name=info["name"],
+            path=path,
+            resolution=meta["resolution"],
+            channels=meta["channels"],
+            num_classes=meta["num_classes"],
+            class_names=tuple(meta["class_names"]),
+            num_examples=meta["num_examples"],
+            levels=tuple(meta["levels"]),
+            source=dict(meta["source"]),
+            shard_lengths={r: splits[builder.split_name(r)] for r in meta["levels"]},
+        )
 
     def _check_level(self, resolution: int) -> None:
         if resolution not in self.levels:
@@ -236,8 +248,13 @@ class PreparedDataset:
         return tfds.builder_from_directory(self.path).as_data_source(split=builder.split_name(resolution))
 
 
-def open_dataset(name: str, data_dir: str | None = None, *, prepare_if_missing_from: Source | None = None,
-                 num_workers: int | None = None) -> PreparedDataset:
+def open_dataset(
+    name: str,
+    data_dir: str | None = None,
+    *,
+    prepare_if_missing_from: Source | None = None,
+    num_workers: int | None = None,
+) -> PreparedDataset:
     """Opens prepared dataset `name` in `data_dir` (default: default_data_dir()).
 
     prepare_if_missing_from: a source to prepare the dataset from when it does not exist yet (the
@@ -251,15 +268,17 @@ def open_dataset(name: str, data_dir: str | None = None, *, prepare_if_missing_f
         if prepare_if_missing_from is None:
             raise DatasetNotFoundError(
                 f"no prepared dataset {name} in {data_dir}: run pggan-prepare --source=<folder:PATH|"
-                f"tfds:NAME|digits|synthetic> --name={name} --data_dir={data_dir}")
+                f"tfds:NAME|digits|synthetic> --name={name} --data_dir={data_dir}"
+            )
         logging.info("Preparing dataset %s in %s from %s", name, data_dir, prepare_if_missing_from.describe())
         summary = builder.prepare_dataset(prepare_if_missing_from, data_dir, name, num_workers=num_workers)
         logging.info("%s", summary.report())
     return PreparedDataset.from_directory(path)
 
 
-def check_dataset(dataset: PreparedDataset, *, resolution: int, channels: int | None = None,
-                  label_size: int = 0) -> None:
+def check_dataset(
+    dataset: PreparedDataset, *, resolution: int, channels: int | None = None, label_size: int = 0
+) -> None:
     """Raises DatasetMismatchError if `dataset` cannot feed a model trained up to `resolution`.
 
     channels: the model's image channels (None: not checked). label_size: the model's number of
@@ -269,11 +288,15 @@ def check_dataset(dataset: PreparedDataset, *, resolution: int, channels: int | 
         raise DatasetMismatchError(
             f"dataset {dataset.name} is {dataset.resolution}x{dataset.resolution} but the model trains up to "
             f"{resolution}x{resolution}: prepare the images at --resolution={resolution} or train to "
-            f"{dataset.resolution}x{dataset.resolution} with --config.model.resolution={dataset.resolution}")
+            f"{dataset.resolution}x{dataset.resolution} with --config.model.resolution={dataset.resolution}"
+        )
     if channels is not None and dataset.channels != channels:
-        raise DatasetMismatchError(f"dataset {dataset.name} has {dataset.channels} channels but the model "
-                                   f"has {channels}: add --config.model.num_channels={dataset.channels}")
+        raise DatasetMismatchError(
+            f"dataset {dataset.name} has {dataset.channels} channels but the model "
+            f"has {channels}: add --config.model.num_channels={dataset.channels}"
+        )
     if label_size and dataset.num_classes != label_size:
         raise DatasetMismatchError(
             f"the model is conditioned on {label_size} classes but dataset {dataset.name} has "
-            f"{dataset.num_classes or 'no'} labels: add --config.model.label_size={dataset.num_classes}")
+            f"{dataset.num_classes or 'no'} labels: add --config.model.label_size={dataset.num_classes}"
+        )

@@ -46,8 +46,12 @@ def load_level_to_device(dataset: PreparedDataset, resolution: int, mesh: Mesh) 
     """Reads a whole level and replicates it on all devices of `mesh`."""
     images, labels = dataset.read_level(resolution)
     replicated = NamedSharding(mesh, PartitionSpec())
-    logging.info("Holding %s at %d px on the devices: %.1f MiB per device", dataset.name, resolution,
-                 (images.nbytes + labels.nbytes) / 2**20)
+    logging.info(
+        "Holding %s at %d px on the devices: %.1f MiB per device",
+        dataset.name,
+        resolution,
+        (images.nbytes + labels.nbytes) / 2**20,
+    )
     return DeviceLevel(jax.device_put(images, replicated), jax.device_put(labels, replicated))
 
 
@@ -71,8 +75,9 @@ def device_budget_bytes(device: jax.Device, memory_fraction: float) -> int:
     return int(limit * memory_fraction) if limit else CPU_BUDGET_BYTES
 
 
-def should_hold_on_device(mode: str, dataset: PreparedDataset, resolution: int, mesh: Mesh,
-                          memory_fraction: float = 0.5) -> bool:
+def should_hold_on_device(
+    mode: str, dataset: PreparedDataset, resolution: int, mesh: Mesh, memory_fraction: float = 0.5
+) -> bool:
     """Whether to train from a level held on the devices.
 
     mode: 'always', 'never', or 'auto' (when the level takes at most memory_fraction of the memory of

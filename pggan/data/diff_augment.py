@@ -36,7 +36,8 @@ running sums, is the TrainState item STATE_ITEM (checkpointed: a resumed run con
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,33 +56,45 @@ STATE_ITEM = "augment"  # the TrainState item of adaptive p
 class AugmentConfig:
     """Differentiable augmentation of D's inputs (see the module docstring); the policy is stored as its op names."""
 
-    policy: str = setting("", "'' (off) or comma-separated ops among xflip, rotate90, color, translation, cutout; "
-                              "or 'diffaugment' (color,translation,cutout) or 'ada' (xflip,rotate90,color,translation)")
+    policy: str = setting(
+        "",
+        "'' (off) or comma-separated ops among xflip, rotate90, color, translation, cutout; "
+        "or 'diffaugment' (color,translation,cutout) or 'ada' (xflip,rotate90,color,translation)",
+    )
     probability: float = setting(1.0, "probability of each op per image, in [0, 1]; the initial p when adaptive")
-    target: float = setting(0.0, "0 = fixed p; > 0: ADA's adaptive p, aiming at r_t = E[sign(D(real))] = target "
-                                 "(ADA: 0.6)")
+    target: float = setting(
+        0.0, "0 = fixed p; > 0: ADA's adaptive p, aiming at r_t = E[sign(D(real))] = target (ADA: 0.6)"
+    )
     speed_kimg: float = setting(500.0, "adaptive: thousands of images for p to rise from 0 to 1 (ADA: 500)")
     interval: int = setting(4, "adaptive: D steps between updates of p (ADA: 4)")
 
     def __post_init__(self):
         names = ALIASES.get(self.policy, tuple(op.strip() for op in self.policy.split(",") if op.strip()))
         unknown = [op for op in names if op not in OPS]
-        require(not unknown and len(set(names)) == len(names),
-                f"config.augment.policy must be '' or distinct ops among {OPS} (or {tuple(ALIASES)}), "
-                f"got {self.policy!r}")
+        require(
+            not unknown and len(set(names)) == len(names),
+            f"config.augment.policy must be '' or distinct ops among {OPS} (or {tuple(ALIASES)}), got {self.policy!r}",
+        )
         object.__setattr__(self, "policy", ",".join(op for op in OPS if op in names))
-        require(is_number_at_least(self.probability, 0) and self.probability <= 1,
-                f"config.augment.probability must be in [0, 1], got {self.probability}")
-        require(is_number_at_least(self.target, 0) and self.target < 1,
-                f"config.augment.target must be in [0, 1) (0 = fixed p), got {self.target}")
-        require(is_number_at_least(self.speed_kimg, 0) and self.speed_kimg > 0,
-                f"config.augment.speed_kimg must be a positive number, got {self.speed_kimg}")
-        require(is_int_at_least(self.interval, 1), f"config.augment.interval must be an integer >= 1, "
-                                                   f"got {self.interval!r}")
+        require(
+            is_number_at_least(self.probability, 0) and self.probability <= 1,
+            f"config.augment.probability must be in [0, 1], got {self.probability}",
+        )
+        require(
+            is_number_at_least(self.target, 0) and self.target < 1,
+            f"config.augment.target must be in [0, 1) (0 = fixed p), got {self.target}",
+        )
+        require(
+            is_number_at_least(self.speed_kimg, 0) and self.speed_kimg > 0,
+            f"config.augment.speed_kimg must be a positive number, got {self.speed_kimg}",
+        )
+        require(
+            is_int_at_least(self.interval, 1), f"config.augment.interval must be an integer >= 1, got {self.interval!r}"
+        )
         require(not self.target or self.policy, "config.augment.target > 0 needs a config.augment.policy")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "AugmentConfig":
+    def from_config(cls, config: Mapping[str, Any]) -> AugmentConfig:
         return config_section.from_section(cls, config, "augment")
 
     @property
@@ -104,9 +117,11 @@ class AugmentConfig:
         due = steps >= self.interval
         step_size = self.interval * minibatch / (self.speed_kimg * 1000)
         moved = jnp.clip(state["p"] + jnp.sign(sign_sum / self.interval - self.target) * step_size, 0.0, 1.0)
-        return {"p": jnp.where(due, moved, state["p"]).astype(jnp.float32),
-                "sign_sum": jnp.where(due, 0.0, sign_sum).astype(jnp.float32),
-                "steps": jnp.where(due, 0, steps).astype(jnp.int32)}
+        return {
+            "p": jnp.where(due, moved, state["p"]).astype(jnp.float32),
+            "sign_sum": jnp.where(due, 0.0, sign_sum).astype(jnp.float32),
+            "steps": jnp.where(due, 0, steps).astype(jnp.int32),
+        }
 
 
 def translation_range(size: int) -> int:

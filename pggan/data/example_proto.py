@@ -43,12 +43,12 @@ def _fields(data: bytes):
             value, pos = _varint(data, pos)
         elif wire == _LENGTH:
             size, pos = _varint(data, pos)
-            value, pos = data[pos:pos + size], pos + size
+            value, pos = data[pos : pos + size], pos + size
             if pos > len(data):
                 raise DataError("truncated tf.train.Example record; prepare the dataset again")
         elif wire in (_FIXED64, _FIXED32):
             width = 8 if wire == _FIXED64 else 4
-            value, pos = data[pos:pos + width], pos + width
+            value, pos = data[pos : pos + width], pos + width
         else:
             raise DataError(f"tf.train.Example record with wire type {wire}; prepare the dataset again")
         yield number, wire, value
@@ -113,8 +113,10 @@ def decode_image_example(record: bytes) -> tuple[np.ndarray, int]:
     try:
         (pixels,), shape, (label,) = features["image/value"], features["image/shape"], features["label"]
     except (KeyError, ValueError):
-        raise DataError(f"a record has features {sorted(features)}, not image/value, image/shape and label; "
-                        f"was it written by tools/prepare_dataset.py?") from None
+        raise DataError(
+            f"a record has features {sorted(features)}, not image/value, image/shape and label; "
+            f"was it written by tools/prepare_dataset.py?"
+        ) from None
     if len(pixels) != int(np.prod(shape)):
         raise DataError(f"a record's image has {len(pixels)} bytes for shape {shape}; prepare the dataset again")
     return np.frombuffer(pixels, np.uint8).reshape(shape), int(label)

@@ -86,12 +86,12 @@ def square_and_resize(image: np.ndarray, resolution: int, crop: str = "center") 
     if crop == "center":
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        image = image[top:top + side, left:left + side]
+        image = image[top : top + side, left : left + side]
     elif height != width:
         side = max(height, width)
         canvas = np.zeros((side, side, channels), np.uint8)
         top, left = (side - height) // 2, (side - width) // 2
-        canvas[top:top + height, left:left + width] = image
+        canvas[top : top + height, left : left + width] = image
         image = canvas
     if image.shape[0] == resolution:
         return np.ascontiguousarray(image)

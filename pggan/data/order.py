@@ -23,7 +23,7 @@ _ROUNDS = 4
 _GOLDEN = 0x9E3779B9
 
 
-def _u32(xp: types.ModuleType, value) -> "np.ndarray":
+def _u32(xp: types.ModuleType, value) -> np.ndarray:
     """`value` as a uint32 array of backend `xp` (NumPy or jax.numpy), wrapping modulo 2**32."""
     if isinstance(value, int):
         return xp.asarray(np.uint32(value & 0xFFFFFFFF))

@@ -41,14 +41,19 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:
     """The rows [lo, hi) of a global batch of `batch_size` that this process's devices hold."""
     data_devices = sharding.mesh.shape[DATA_AXIS]
     if batch_size % data_devices:
-        raise DataError(f"batch size {batch_size} is not divisible by the {data_devices} devices of mesh axis "
-                        f"{DATA_AXIS!r}; use a multiple of {data_devices}")
-    slices = {index[0].indices(batch_size)[:2] for index in
-              sharding.addressable_devices_indices_map((batch_size,)).values()}
+        raise DataError(
+            f"batch size {batch_size} is not divisible by the {data_devices} devices of mesh axis "
+            f"{DATA_AXIS!r}; use a multiple of {data_devices}"
+        )
+    slices = {
+        index[0].indices(batch_size)[:2] for index in sharding.addressable_devices_indices_map((batch_size,)).values()
+    }
     lo, hi = min(s[0] for s in slices), max(s[1] for s in slices)
     if sum(stop - start for start, stop in slices) != hi - lo:
-        raise DataError("this process's devices do not hold a contiguous block of the batch; build the mesh "
-                        "with jax.make_mesh so that each process's devices are adjacent")
+        raise DataError(
+            "this process's devices do not hold a contiguous block of the batch; build the mesh "
+            "with jax.make_mesh so that each process's devices are adjacent"
+        )
     return lo, hi
 
 
@@ -65,9 +70,20 @@ class InputIterator(grain.DatasetIterator):
       default: row i holds offset i.
     """
 
-    def __init__(self, dataset: PreparedDataset, *, resolution: int, batch_size: int, mesh: Mesh, seed: int,
-                 position: int = 0, num_threads: int = 2, prefetch_batches: int = 4, device_prefetch: int = 2,
-                 row_order: np.ndarray | None = None):
+    def __init__(
+        self,
+        dataset: PreparedDataset,
+        *,
+        resolution: int,
+        batch_size: int,
+        mesh: Mesh,
+        seed: int,
+        position: int = 0,
+        num_threads: int = 2,
+        prefetch_batches: int = 4,
+        device_prefetch: int = 2,
+        row_order: np.ndarray | None = None,
+    ):
         super().__init__()
         self._host_iterator = None
         self._level = dataset.level(resolution)
@@ -106,8 +122,9 @@ class InputIterator(grain.DatasetIterator):
     def _to_global(self, local: tuple[np.ndarray, np.ndarray]) -> dict[str, jax.Array]:
         images, labels = local
         return {
-            "images": jax.make_array_from_process_local_data(self._sharding, images,
-                                                             (self.batch_size, *images.shape[1:])),
+            "images": jax.make_array_from_process_local_data(
+                self._sharding, images, (self.batch_size, *images.shape[1:])
+            ),
             "labels": jax.make_array_from_process_local_data(self._sharding, labels, (self.batch_size,)),
         }
 
@@ -126,8 +143,10 @@ class InputIterator(grain.DatasetIterator):
         """Continues the stream at state['position'] (from get_state, possibly of another iterator)."""
         for key, mine in (("seed", self.seed), ("num_examples", self._level.num_examples)):
             if state.get(key, mine) != mine:
-                raise DataError(f"the input state was saved with {key}={state[key]} but this run has {mine}; "
-                                f"restoring it would not continue the same example stream")
+                raise DataError(
+                    f"the input state was saved with {key}={state[key]} but this run has {mine}; "
+                    f"restoring it would not continue the same example stream"
+                )
         self._restart(int(state["position"]))
 
     def _close_host_iterator(self) -> None:

@@ -33,9 +33,21 @@ UNLABELED = -1
 DIGITS_RESOLUTION = 32
 DIGITS_MARGIN = 2
 # One colour per digit class (Tableau 10), so a grid of samples shows the class mix at a glance.
-DIGIT_COLOURS = np.array([
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (250, 250, 250)], np.float32)
+DIGIT_COLOURS = np.array(
+    [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (188, 189, 34),
+        (23, 190, 207),
+        (250, 250, 250),
+    ],
+    np.float32,
+)
 SYNTHETIC_SHAPES = ("disk", "square", "diamond", "ring")
 
 
@@ -85,8 +97,15 @@ class FolderSource(Source):
     labels_from_subfolders: label each image by its top-level subfolder (sorted names -> 0, 1, ...).
     """
 
-    def __init__(self, path: str, resolution: int, *, crop: str = "center", channels: int = 3,
-                 labels_from_subfolders: bool = False):
+    def __init__(
+        self,
+        path: str,
+        resolution: int,
+        *,
+        crop: str = "center",
+        channels: int = 3,
+        labels_from_subfolders: bool = False,
+    ):
         if crop not in imaging.CROP_MODES:
             raise SourceError(f"crop must be one of {imaging.CROP_MODES}, got {crop!r}")
         if channels not in (1, 3):
@@ -102,8 +121,14 @@ class FolderSource(Source):
             self.num_classes = len(self.class_names)
 
     def describe(self):
-        return {"kind": "folder", "path": self.path, "resolution": self.resolution, "crop": self.crop,
-                "channels": self.channels, "labels_from_subfolders": self.labels_from_subfolders}
+        return {
+            "kind": "folder",
+            "path": self.path,
+            "resolution": self.resolution,
+            "crop": self.crop,
+            "channels": self.channels,
+            "labels_from_subfolders": self.labels_from_subfolders,
+        }
 
     def default_name(self):
         return dataset_name_from(os.path.basename(self.path) or "images")
@@ -123,12 +148,16 @@ class FolderSource(Source):
                 if not file.startswith(".") and file.lower().endswith(imaging.IMAGE_EXTENSIONS):
                     items.append(os.path.relpath(os.path.join(root, file), self.path).replace(os.sep, "/"))
         if not items:
-            raise SourceError(f"no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) found under {self.path}"
-                              " (searched recursively); point --source=folder:<path> at your images")
+            raise SourceError(
+                f"no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) found under {self.path}"
+                " (searched recursively); point --source=folder:<path> at your images"
+            )
         if self.labels_from_subfolders and any("/" not in item for item in items):
             loose = next(item for item in items if "/" not in item)
-            raise SourceError(f"labels_from_subfolders needs every image inside a class subfolder, but "
-                              f"{loose} is directly in {self.path}")
+            raise SourceError(
+                f"labels_from_subfolders needs every image inside a class subfolder, but "
+                f"{loose} is directly in {self.path}"
+            )
         return sorted(items)
 
     def load(self, item):
@@ -222,8 +251,12 @@ class SyntheticSource(Source):
         self.seed = seed
 
     def describe(self):
-        return {"kind": "synthetic", "resolution": self.resolution, "num_examples": self.num_examples,
-                "seed": self.seed}
+        return {
+            "kind": "synthetic",
+            "resolution": self.resolution,
+            "num_examples": self.num_examples,
+            "seed": self.seed,
+        }
 
     def default_name(self):
         return f"synthetic_{self.resolution}"

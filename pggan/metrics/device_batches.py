@@ -47,12 +47,12 @@ def as_rgb_uint8(images: np.ndarray, what: str = "images") -> np.ndarray:
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise MetricInputError(
-            f"{what}: expected uint8 [N, H, W, 3] or [N, H, W, 1], got shape {images.shape}")
+        raise MetricInputError(f"{what}: expected uint8 [N, H, W, 3] or [N, H, W, 1], got shape {images.shape}")
     if images.dtype != np.uint8:
         raise MetricInputError(
             f"{what}: expected dtype uint8 (values 0..255), got {images.dtype}; "
-            "convert with np.clip(x, 0, 255).astype(np.uint8)")
+            "convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     if images.shape[0] == 0:
         raise MetricInputError(f"{what}: empty batch")
     if images.shape[-1] == 1:

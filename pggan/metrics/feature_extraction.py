@@ -87,8 +87,12 @@ class InceptionFeatureExtractor(FeatureExtractor):
         super().__init__(*inception_state(params), inception_protocol(protocol), "Inception images")
 
     @classmethod
-    def from_weights_file(cls, path: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
-                          protocol: str = DEFAULT_PROTOCOL) -> InceptionFeatureExtractor:
+    def from_weights_file(
+        cls,
+        path: str | os.PathLike | None = None,
+        cache: str | os.PathLike | None = None,
+        protocol: str = DEFAULT_PROTOCOL,
+    ) -> InceptionFeatureExtractor:
         """Loads pt_inception-2015-12-05-6726825d.pth (explicit path or $PGGAN_INCEPTION_WEIGHTS)."""
         return cls(load_params(INCEPTION_WEIGHTS, path, cache), protocol)
 
@@ -101,7 +105,8 @@ class VGG16FeatureExtractor(FeatureExtractor):
         super().__init__(*vgg16_state(params), VGG16_PROTOCOL, "VGG16 images")
 
     @classmethod
-    def from_weights_file(cls, path: str | os.PathLike | None = None,
-                          cache: str | os.PathLike | None = None) -> VGG16FeatureExtractor:
+    def from_weights_file(
+        cls, path: str | os.PathLike | None = None, cache: str | os.PathLike | None = None
+    ) -> VGG16FeatureExtractor:
         """Loads vgg16-397923af.pth (explicit path or $PGGAN_VGG16_WEIGHTS)."""
         return cls(load_params(VGG16_WEIGHTS, path, cache))

@@ -29,12 +29,27 @@ def _pairs(v: int | tuple[int, int]) -> tuple[int, int]:
 class BasicConv(nnx.Module):
     """Conv (no bias) + BatchNorm (inference, eps 1e-3) + ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int | tuple[int, int], *, rngs: nnx.Rngs,
-                 stride: int = 1, padding: int | tuple[int, int] = 0):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int | tuple[int, int],
+        *,
+        rngs: nnx.Rngs,
+        stride: int = 1,
+        padding: int | tuple[int, int] = 0,
+    ):
         ph, pw = _pairs(padding)
-        self.conv = nnx.Conv(in_ch, out_ch, _pairs(kernel), strides=stride,
-                             padding=((ph, ph), (pw, pw)), use_bias=False, precision=_PRECISION,
-                             rngs=rngs)
+        self.conv = nnx.Conv(
+            in_ch,
+            out_ch,
+            _pairs(kernel),
+            strides=stride,
+            padding=((ph, ph), (pw, pw)),
+            use_bias=False,
+            precision=_PRECISION,
+            rngs=rngs,
+        )
         self.bn = nnx.BatchNorm(out_ch, epsilon=BN_EPSILON, use_running_average=True, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -52,8 +67,7 @@ def avg_pool_excluding_padding(x: jax.Array) -> jax.Array:
     pad = ((0, 0), (1, 1), (1, 1), (0, 0))
     window, strides = (1, 3, 3, 1), (1, 1, 1, 1)
     total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
-    count = jax.lax.reduce_window(jnp.ones((1, *x.shape[1:3], 1), x.dtype), 0.0, jax.lax.add,
-                                  window, strides, pad)
+    count = jax.lax.reduce_window(jnp.ones((1, *x.shape[1:3], 1), x.dtype), 0.0, jax.lax.add, window, strides, pad)
     return total / count
 
 
@@ -109,8 +123,13 @@ class InceptionC(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         b7d = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3,
-                      self.branch7x7dbl_4, self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             b7d = layer(b7d)
         pool = self.branch_pool(avg_pool_excluding_padding(x))
         return jnp.concatenate([self.branch1x1(x), b7, b7d, pool], axis=-1)
@@ -197,8 +216,16 @@ class InceptionV3FID(nnx.Module):
         taps = {"features_64": jnp.mean(x, axis=(1, 2))}
         x = max_pool(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), stride=2)
         taps["features_192"] = jnp.mean(x, axis=(1, 2))
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
-                      self.Mixed_6c, self.Mixed_6d, self.Mixed_6e):
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+        ):
             x = block(x)
         taps["features_768"] = jnp.mean(x, axis=(1, 2))
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))

@@ -18,8 +18,7 @@ from pggan.metrics.inception import InceptionV3FID
 from pggan.metrics.weights_files import WeightsSpec, check_state_dict
 
 WEIGHTS_FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
-WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-               + WEIGHTS_FILE_NAME)
+WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILE_NAME
 WEIGHTS_ENV = "PGGAN_INCEPTION_WEIGHTS"
 # Our leaf name -> (PyTorch leaf name, axes permutation from the PyTorch layout to ours).
 _LEAF_MAP = {
@@ -55,15 +54,15 @@ def expected_state_dict_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def convert_state_dict(state_dict: dict[str, np.ndarray], source: str = "state dict"
-                       ) -> dict[str, np.ndarray]:
+def convert_state_dict(state_dict: dict[str, np.ndarray], source: str = "state dict") -> dict[str, np.ndarray]:
     """PyTorch FID-Inception state dict -> our flat parameters {'a/b/kernel': float32 array}.
 
     Raises:
       WeightsFileError: a tensor is missing, has the wrong shape, or an unknown tensor is present.
     """
-    check_state_dict(state_dict, expected_state_dict_shapes(), _IGNORED_SUFFIXES, source, "FID Inception",
-                     WEIGHTS_FILE_NAME)
+    check_state_dict(
+        state_dict, expected_state_dict_shapes(), _IGNORED_SUFFIXES, source, "FID Inception", WEIGHTS_FILE_NAME
+    )
     params = {}
     for path, _ in nnx.to_flat_state(abstract_inception()[1]):
         key, permutation = _torch_key(path)
@@ -76,12 +75,20 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], source: str = "state d
 def inception_state(params: dict[str, np.ndarray]) -> tuple[nnx.GraphDef, nnx.State]:
     """(graphdef, state) of `InceptionV3FID` holding the given flat parameters (host arrays)."""
     graphdef, abstract = abstract_inception()
-    flat = [(path, variable.replace(params["/".join(map(str, path))]))
-            for path, variable in nnx.to_flat_state(abstract)]
+    flat = [
+        (path, variable.replace(params["/".join(map(str, path))])) for path, variable in nnx.to_flat_state(abstract)
+    ]
     return graphdef, nnx.from_flat_state(flat)
 
 
 INCEPTION_WEIGHTS = WeightsSpec(
-    network="Inception", file_name=WEIGHTS_FILE_NAME, url=WEIGHTS_URL, env=WEIGHTS_ENV,
-    option="inception_weights", metrics="Inception metrics (fid, kid, is, pr_inception)",
-    cache_prefix="inception_fid", convert=convert_state_dict, check=inception_state)
+    network="Inception",
+    file_name=WEIGHTS_FILE_NAME,
+    url=WEIGHTS_URL,
+    env=WEIGHTS_ENV,
+    option="inception_weights",
+    metrics="Inception metrics (fid, kid, is, pr_inception)",
+    cache_prefix="inception_fid",
+    convert=convert_state_dict,
+    check=inception_state,
+)

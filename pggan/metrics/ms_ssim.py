@@ -35,7 +35,7 @@ def gaussian_window_1d(size: int, sigma: float) -> np.ndarray:
     """
     offset = 0.5 if size % 2 == 0 else 0.0
     x = np.arange(size) - size // 2 + offset
-    g = np.exp(-(x ** 2) / (2.0 * sigma ** 2))
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
     return g / g.sum()
 
 
@@ -43,8 +43,8 @@ def _filter_valid(x: jax.Array, window: np.ndarray) -> jax.Array:
     """Separable valid filtering of [N, H, W, C] with the outer product of a 1-D window."""
     size = len(window)
     h, w = x.shape[1] - size + 1, x.shape[2] - size + 1
-    rows = sum(x[:, k:k + h, :, :] * np.float32(window[k]) for k in range(size))
-    return sum(rows[:, :, k:k + w, :] * np.float32(window[k]) for k in range(size))
+    rows = sum(x[:, k : k + h, :, :] * np.float32(window[k]) for k in range(size))
+    return sum(rows[:, :, k : k + w, :] * np.float32(window[k]) for k in range(size))
 
 
 def ssim_and_cs(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -108,8 +108,7 @@ def check_ms_ssim_size(height: int, width: int) -> None:
     """Raises MetricInputError unless H and W allow 5 scales of exact 2x2 downsampling."""
     factor = 2 ** (len(SCALE_WEIGHTS) - 1)
     if height % factor or width % factor:
-        raise MetricInputError(
-            f"MS-SSIM needs image sides divisible by {factor}, got {height}x{width}")
+        raise MetricInputError(f"MS-SSIM needs image sides divisible by {factor}, got {height}x{width}")
 
 
 class MSSSIMDiversity:
@@ -130,10 +129,10 @@ class MSSSIMDiversity:
         if self._leftover is not None:
             images = np.concatenate([self._leftover, images])
         num_pairs = images.shape[0] // 2
-        self._leftover = images[2 * num_pairs:] if images.shape[0] % 2 else None
+        self._leftover = images[2 * num_pairs :] if images.shape[0] % 2 else None
         if not num_pairs:
             return
-        pairs = images[:2 * num_pairs].reshape(num_pairs, 2, *images.shape[1:])
+        pairs = images[: 2 * num_pairs].reshape(num_pairs, 2, *images.shape[1:])
         first, num_valid = shard_batch(pairs[:, 0])
         second, _ = shard_batch(pairs[:, 1])
         scores = np.asarray(ms_ssim(first, second))[:num_valid]

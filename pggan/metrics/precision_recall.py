@@ -47,9 +47,9 @@ def _chunked(fn, rows: np.ndarray, *args) -> np.ndarray:
     """Applies fn(chunk, *args) to fixed-size row chunks (last one padded) and joins the results."""
     out = []
     for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start:start + _CHUNK]
+        chunk = rows[start : start + _CHUNK]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], _CHUNK - len(chunk), axis=0)])
-        out.append(np.asarray(fn(padded, *args))[:len(chunk)])
+        out.append(np.asarray(fn(padded, *args))[: len(chunk)])
     return np.concatenate(out)
 
 
@@ -63,11 +63,11 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = NEIGHBOURS) ->
     """(precision, recall) of fake vs real features [N, D], [M, D] (each set more than k samples)."""
     real, fake = np.asarray(real), np.asarray(fake)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise MetricInputError(f"precision/recall: features {real.shape} and {fake.shape} "
-                               "are not [N, D] and [M, D]")
+        raise MetricInputError(f"precision/recall: features {real.shape} and {fake.shape} are not [N, D] and [M, D]")
     if min(len(real), len(fake)) <= k:
-        raise MetricInputError(f"precision/recall needs more than k={k} samples per set, "
-                               f"got {len(real)} reals and {len(fake)} fakes")
+        raise MetricInputError(
+            f"precision/recall needs more than k={k} samples per set, got {len(real)} reals and {len(fake)} fakes"
+        )
     centre = real.mean(axis=0, dtype=np.float64)
     real = (real - centre).astype(np.float32)
     fake = (fake - centre).astype(np.float32)

@@ -68,20 +68,57 @@ class Protocol:
         return (x - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
 
 
-PROTOCOLS = {p.name: p for p in (
-    Protocol("tf1", "inception", INCEPTION_SIZE, "tf1_bilinear", 1.0, None, (128.0,) * 3, (128.0,) * 3,
-             "TF1 bilinear resize of 0..255 to 299, (x-128)/128: TF FID, StyleGAN, torch-fidelity, "
-             "clean-fid legacy_tensorflow"),
-    Protocol("pytorch_fid", "inception", INCEPTION_SIZE, "torch_bilinear", 255.0, None, (0.5,) * 3, (0.5,) * 3,
-             "x/255, PyTorch bilinear resize to 299 (align_corners=False), 2x-1: the pytorch_fid command"),
-    Protocol("clean", "inception", INCEPTION_SIZE, "pil_bicubic", 1.0, (0.0, 255.0), (128.0,) * 3, (128.0,) * 3,
-             "Pillow bicubic resize of float 0..255 to 299, clip, (x-128)/128: clean-fid mode='clean'"),
-)}
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol(
+            "tf1",
+            "inception",
+            INCEPTION_SIZE,
+            "tf1_bilinear",
+            1.0,
+            None,
+            (128.0,) * 3,
+            (128.0,) * 3,
+            "TF1 bilinear resize of 0..255 to 299, (x-128)/128: TF FID, StyleGAN, torch-fidelity, "
+            "clean-fid legacy_tensorflow",
+        ),
+        Protocol(
+            "pytorch_fid",
+            "inception",
+            INCEPTION_SIZE,
+            "torch_bilinear",
+            255.0,
+            None,
+            (0.5,) * 3,
+            (0.5,) * 3,
+            "x/255, PyTorch bilinear resize to 299 (align_corners=False), 2x-1: the pytorch_fid command",
+        ),
+        Protocol(
+            "clean",
+            "inception",
+            INCEPTION_SIZE,
+            "pil_bicubic",
+            1.0,
+            (0.0, 255.0),
+            (128.0,) * 3,
+            (128.0,) * 3,
+            "Pillow bicubic resize of float 0..255 to 299, clip, (x-128)/128: clean-fid mode='clean'",
+        ),
+    )
+}
 
 VGG16_PROTOCOL = Protocol(
-    "vgg16_tf1", "vgg16", VGG16_SIZE, "tf1_bilinear", 1.0, None,
-    (255 * 0.485, 255 * 0.456, 255 * 0.406), (255 * 0.229, 255 * 0.224, 255 * 0.225),
-    "TF1 bilinear resize of 0..255 to 224, ImageNet mean/std: StyleGAN2-ADA vgg16.pt, torch-fidelity")
+    "vgg16_tf1",
+    "vgg16",
+    VGG16_SIZE,
+    "tf1_bilinear",
+    1.0,
+    None,
+    (255 * 0.485, 255 * 0.456, 255 * 0.406),
+    (255 * 0.229, 255 * 0.224, 255 * 0.225),
+    "TF1 bilinear resize of 0..255 to 224, ImageNet mean/std: StyleGAN2-ADA vgg16.pt, torch-fidelity",
+)
 
 
 def inception_protocol(name: str) -> Protocol:

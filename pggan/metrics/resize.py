@@ -34,8 +34,10 @@ _BICUBIC_SUPPORT = 2.0
 def _linear_taps(lower: np.ndarray, src: np.ndarray, in_size: int) -> tuple[np.ndarray, np.ndarray]:
     upper = np.minimum(lower + 1, in_size - 1)
     lerp = (src - lower.astype(np.float32)).astype(np.float32)
-    return (np.stack([lower, upper], axis=1).astype(np.int32),
-            np.stack([np.float32(1) - lerp, lerp], axis=1).astype(np.float32))
+    return (
+        np.stack([lower, upper], axis=1).astype(np.int32),
+        np.stack([np.float32(1) - lerp, lerp], axis=1).astype(np.float32),
+    )
 
 
 def tf1_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +49,7 @@ def tf1_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarr
 def torch_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch bilinear (align_corners=False, no antialias): (indices int32 [out, 2], weights float32 [out, 2])."""
     scale = np.float32(in_size) / np.float32(out_size)
-    src = np.maximum((np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5),
-                     np.float32(0))
+    src = np.maximum((np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
     return _linear_taps(src.astype(np.int64), src, in_size)
 
 
@@ -78,16 +79,17 @@ def pil_bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarra
         taps = np.arange(first, last)
         w = _bicubic((taps - centre + 0.5) * (1.0 / filter_scale))
         total = w.sum()
-        indices[i, :len(taps)] = taps
-        weights[i, :len(taps)] = w / total if total != 0 else w
+        indices[i, : len(taps)] = taps
+        weights[i, : len(taps)] = w / total if total != 0 else w
     return indices, weights.astype(np.float32)
 
 
 @functools.cache
 def resize_taps(method: str, in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The taps of `method` (one of RESIZE_METHODS) from in_size to out_size pixels (cached)."""
-    taps = {"tf1_bilinear": tf1_bilinear_taps, "torch_bilinear": torch_bilinear_taps,
-            "pil_bicubic": pil_bicubic_taps}[method]
+    taps = {"tf1_bilinear": tf1_bilinear_taps, "torch_bilinear": torch_bilinear_taps, "pil_bicubic": pil_bicubic_taps}[
+        method
+    ]
     return taps(in_size, out_size)
 
 

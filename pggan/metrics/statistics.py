@@ -19,8 +19,7 @@ IS_SPLITS = 10
 def _as_features(features: np.ndarray, what: str, min_count: int = 2) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < min_count:
-        raise MetricInputError(f"{what}: expected at least {min_count} feature rows [N, D], "
-                               f"got shape {features.shape}")
+        raise MetricInputError(f"{what}: expected at least {min_count} feature rows [N, D], got shape {features.shape}")
     if not np.all(np.isfinite(features)):
         raise MetricInputError(f"{what}: features contain NaN or infinity")
     return features
@@ -86,8 +85,9 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
-        raise MetricInputError(f"Frechet distance: shapes {mu1.shape}, {cov1.shape}, {mu2.shape}, "
-                               f"{cov2.shape} do not fit [D], [D, D]")
+        raise MetricInputError(
+            f"Frechet distance: shapes {mu1.shape}, {cov1.shape}, {mu2.shape}, {cov2.shape} do not fit [D], [D, D]"
+        )
     root = _psd_sqrt(cov1)
     middle = root @ cov2 @ root
     trace_sqrt = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)))
@@ -101,26 +101,37 @@ def polynomial_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     k_yy = (y @ y.T / d + 1.0) ** 3
     k_xy = (x @ y.T / d + 1.0) ** 3
     m, n = x.shape[0], y.shape[0]
-    return float((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
-                 + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
-                 - 2.0 * k_xy.mean())
+    return float(
+        (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+        + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+        - 2.0 * k_xy.mean()
+    )
 
 
-def kid_subset_indices(rng: np.random.Generator, num_real: int, num_fake: int,
-                       num_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE
-                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+def kid_subset_indices(
+    rng: np.random.Generator,
+    num_real: int,
+    num_fake: int,
+    num_subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Subsets for KID: per subset, indices drawn without replacement from each set independently.
 
     The subset size is clipped to min(subset_size, num_real, num_fake).
     """
     size = min(subset_size, num_real, num_fake)
-    return [(rng.choice(num_real, size, replace=False), rng.choice(num_fake, size, replace=False))
-            for _ in range(num_subsets)]
+    return [
+        (rng.choice(num_real, size, replace=False), rng.choice(num_fake, size, replace=False))
+        for _ in range(num_subsets)
+    ]
 
 
-def kernel_inception_distance(real: np.ndarray, fake: np.ndarray,
-                              subsets: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
-                              rng: np.random.Generator | None = None) -> tuple[float, float]:
+def kernel_inception_distance(
+    real: np.ndarray,
+    fake: np.ndarray,
+    subsets: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[float, float]:
     """KID: mean and std (ddof 0) of the unbiased polynomial MMD^2 over subsets; may be negative.
 
     Args:
@@ -154,7 +165,7 @@ def inception_score(logits: np.ndarray, splits: int = IS_SPLITS) -> tuple[float,
     n = logits.shape[0]
     scores = []
     for i in range(splits):
-        part_p, part_log_p = p[i * n // splits:(i + 1) * n // splits], log_p[i * n // splits:(i + 1) * n // splits]
+        part_p, part_log_p = p[i * n // splits : (i + 1) * n // splits], log_p[i * n // splits : (i + 1) * n // splits]
         log_marginal = np.log(np.maximum(part_p.mean(axis=0, keepdims=True), np.finfo(np.float64).tiny))
         kl = np.sum(np.where(part_p > 0, part_p * (part_log_p - log_marginal), 0.0), axis=1)
         scores.append(np.exp(kl.mean()))

@@ -78,8 +78,10 @@ def _uniform(batch, what: str) -> np.ndarray:
     shapes = {np.shape(image) for image in batch}
     if len(shapes) != 1 or next(iter(shapes))[0] != next(iter(shapes))[1]:
         sizes = ", ".join(sorted(f"{s[0]}x{s[1]}" for s in shapes))
-        raise MetricInputError(f"{what}: swd and ms_ssim need square images all of one size, got {sizes}; "
-                               "resize them, or choose feature metrics only (fid,kid,is,pr_inception,pr_vgg16)")
+        raise MetricInputError(
+            f"{what}: swd and ms_ssim need square images all of one size, got {sizes}; "
+            "resize them, or choose feature metrics only (fid,kid,is,pr_inception,pr_vgg16)"
+        )
     return np.asarray(batch) if not isinstance(batch, np.ndarray) else batch
 
 
@@ -100,12 +102,19 @@ class _Collected:
 class MetricSuite:
     """Computes the chosen metrics for fake images against cached real statistics."""
 
-    def __init__(self, names: Sequence[str] = ALL_METRICS,
-                 inception_weights: str | os.PathLike | None = None, seed: int = 0,
-                 cache: str | os.PathLike | None = None,
-                 inception: InceptionFeatureExtractor | None = None, *,
-                 protocol: str = DEFAULT_PROTOCOL, vgg16_weights: str | os.PathLike | None = None,
-                 vgg16: VGG16FeatureExtractor | None = None, num_images: int | None = None):
+    def __init__(
+        self,
+        names: Sequence[str] = ALL_METRICS,
+        inception_weights: str | os.PathLike | None = None,
+        seed: int = 0,
+        cache: str | os.PathLike | None = None,
+        inception: InceptionFeatureExtractor | None = None,
+        *,
+        protocol: str = DEFAULT_PROTOCOL,
+        vgg16_weights: str | os.PathLike | None = None,
+        vgg16: VGG16FeatureExtractor | None = None,
+        num_images: int | None = None,
+    ):
         """
         Args:
           names: metrics among ALL_METRICS.
@@ -131,7 +140,8 @@ class MetricSuite:
         self._inception = self._vgg16 = None
         if INCEPTION_METRICS & set(self.names):
             self._inception = inception or InceptionFeatureExtractor.from_weights_file(
-                inception_weights, cache, inception_protocol(protocol).name)
+                inception_weights, cache, inception_protocol(protocol).name
+            )
         if VGG16_METRICS & set(self.names):
             self._vgg16 = vgg16 or VGG16FeatureExtractor.from_weights_file(vgg16_weights, cache)
 
@@ -148,7 +158,7 @@ class MetricSuite:
         elif seen.diversity is not None:
             taken = seen.diversity.num_images
         if quota is not None:
-            batch = batch[:max(quota - taken, 0)]
+            batch = batch[: max(quota - taken, 0)]
         if not len(batch):
             return
         images = _uniform(batch, what)
@@ -160,14 +170,24 @@ class MetricSuite:
                 check_ms_ssim_size(seen.resolution, seen.resolution)
                 seen.diversity = MSSSIMDiversity()
         elif images.shape[1:3] != (seen.resolution,) * 2:
-            raise MetricInputError(f"{what}: swd and ms_ssim need images all of one size: "
-                                   f"{seen.resolution}x{seen.resolution}, then {images.shape[1]}x{images.shape[2]}")
+            raise MetricInputError(
+                f"{what}: swd and ms_ssim need images all of one size: "
+                f"{seen.resolution}x{seen.resolution}, then {images.shape[1]}x{images.shape[2]}"
+            )
         for collector in (seen.swd, seen.diversity):
             if collector is not None:
                 collector.add(images)
 
-    def _collect(self, batches: Iterable, patch_seed: np.random.SeedSequence, what: str, *,
-                 pixel_quota: int | None, keep_inception_features: bool, keep_logits: bool) -> _Collected:
+    def _collect(
+        self,
+        batches: Iterable,
+        patch_seed: np.random.SeedSequence,
+        what: str,
+        *,
+        pixel_quota: int | None,
+        keep_inception_features: bool,
+        keep_logits: bool,
+    ) -> _Collected:
         """One pass over the batches: SWD descriptors, MS-SSIM pairs, Inception and VGG16 outputs."""
         seen = _Collected()
         pixel = PIXEL_METRICS & set(self.names)
@@ -193,9 +213,14 @@ class MetricSuite:
 
     def real_statistics(self, batches: Iterable) -> dict[str, np.ndarray]:
         """Everything the chosen metrics need from the real set (see the module docstring)."""
-        seen = self._collect(batches, self._seeds[0], "real images", pixel_quota=self.num_images,
-                             keep_inception_features=bool(_REAL_INCEPTION_FEATURES_FOR & set(self.names)),
-                             keep_logits=False)
+        seen = self._collect(
+            batches,
+            self._seeds[0],
+            "real images",
+            pixel_quota=self.num_images,
+            keep_inception_features=bool(_REAL_INCEPTION_FEATURES_FOR & set(self.names)),
+            keep_logits=False,
+        )
         stats = {"num_images": np.int64(seen.count)}
         if seen.swd is not None:
             stats["resolution"] = np.int64(seen.resolution)
@@ -232,11 +257,14 @@ class MetricSuite:
             needed += [f"swd_{res}" for res in swd_resolutions(int(real_stats["resolution"]))]
         missing = [k for k in needed if k not in real_stats]
         if missing:
-            raise MetricInputError(f"real statistics lack {missing}: recompute them with a suite "
-                                   f"whose names include {list(self.names)}")
+            raise MetricInputError(
+                f"real statistics lack {missing}: recompute them with a suite whose names include {list(self.names)}"
+            )
         if "protocol" in needed and str(real_stats["protocol"]) != self.protocol:
-            raise MetricInputError(f"the real statistics were made with protocol {real_stats['protocol']}, "
-                                   f"the fakes use {self.protocol}; recompute them")
+            raise MetricInputError(
+                f"the real statistics were made with protocol {real_stats['protocol']}, "
+                f"the fakes use {self.protocol}; recompute them"
+            )
 
     def swd_count(self, real_stats: dict[str, np.ndarray]) -> int:
         """Images per set that SWD compares (the reals' count in `real_stats`)."""
@@ -247,14 +275,21 @@ class MetricSuite:
         """Scores of the fake images against `real_stats` (see the module docstring for names)."""
         self._check_real_stats(real_stats)
         quota = self.swd_count(real_stats) if "swd" in self.names else self.num_images
-        seen = self._collect(fake_batches, self._seeds[1], "fake images", pixel_quota=quota,
-                             keep_inception_features=bool(_REAL_INCEPTION_FEATURES_FOR & set(self.names)),
-                             keep_logits="is" in self.names)
+        seen = self._collect(
+            fake_batches,
+            self._seeds[1],
+            "fake images",
+            pixel_quota=quota,
+            keep_inception_features=bool(_REAL_INCEPTION_FEATURES_FOR & set(self.names)),
+            keep_logits="is" in self.names,
+        )
         scores: dict[str, float] = {}
         if "swd" in self.names:
             if seen.resolution != int(real_stats["resolution"]):
-                raise MetricInputError(f"fakes are {seen.resolution}x{seen.resolution} but the real statistics "
-                                       f"are for {int(real_stats['resolution'])}x{int(real_stats['resolution'])}")
+                raise MetricInputError(
+                    f"fakes are {seen.resolution}x{seen.resolution} but the real statistics "
+                    f"are for {int(real_stats['resolution'])}x{int(real_stats['resolution'])}"
+                )
             real = {int(k[4:]): np.asarray(v) for k, v in real_stats.items() if k.startswith("swd_")}
             scores.update(swd_scores(real, seen.swd.finalize(), np.random.default_rng(self._seeds[2])))
         if "ms_ssim" in self.names:
@@ -266,15 +301,18 @@ class MetricSuite:
             fake_features = np.concatenate(seen.inception_features)
         if "kid" in self.names:
             scores["kid_mean"], scores["kid_std"] = kernel_inception_distance(
-                real_stats["inception_features"], fake_features, rng=np.random.default_rng(self._seeds[3]))
+                real_stats["inception_features"], fake_features, rng=np.random.default_rng(self._seeds[3])
+            )
         if "is" in self.names:
             scores["is_mean"], scores["is_std"] = inception_score(np.concatenate(seen.logits))
         if "pr_inception" in self.names:
             scores["precision_inception"], scores["recall_inception"] = precision_recall(
-                real_stats["inception_features"], fake_features)
+                real_stats["inception_features"], fake_features
+            )
         if "pr_vgg16" in self.names:
             scores["precision_vgg16"], scores["recall_vgg16"] = precision_recall(
-                real_stats["vgg16_features"], np.concatenate(seen.vgg16_features))
+                real_stats["vgg16_features"], np.concatenate(seen.vgg16_features)
+            )
         return scores
 
     def details(self, real_stats: dict[str, np.ndarray], num_fakes: int) -> dict[str, dict]:

@@ -40,8 +40,8 @@ def swd_resolutions(resolution: int) -> tuple[int, ...]:
     """Pyramid level sizes R, R/2, ..., 16 for square images of side R (a power of two >= 16)."""
     if resolution < MIN_RESOLUTION or resolution & (resolution - 1):
         raise MetricInputError(
-            f"SWD needs square images whose side is a power of two >= {MIN_RESOLUTION}, "
-            f"got {resolution}")
+            f"SWD needs square images whose side is a power of two >= {MIN_RESOLUTION}, got {resolution}"
+        )
     return tuple(resolution >> i for i in range(resolution.bit_length() - MIN_RESOLUTION.bit_length() + 1))
 
 
@@ -51,8 +51,7 @@ def _blur_axis(x: jax.Array, axis: int, gain: float) -> jax.Array:
     pad[axis] = (2, 2)
     padded = jnp.pad(x, pad, mode="reflect")  # jnp 'reflect' == reflect-101 (edge not repeated)
     size = x.shape[axis]
-    taps = [jax.lax.slice_in_dim(padded, k, k + size, axis=axis) * (gain * _BINOMIAL_1D[k])
-            for k in range(5)]
+    taps = [jax.lax.slice_in_dim(padded, k, k + size, axis=axis) * (gain * _BINOMIAL_1D[k]) for k in range(5)]
     return sum(taps[1:], taps[0])
 
 
@@ -99,8 +98,9 @@ def extract_descriptors(level: jax.Array, centres: jax.Array) -> jax.Array:
     half = PATCH_SIZE // 2
 
     def one_patch(image, centre):
-        patch = jax.lax.dynamic_slice(image, (centre[0] - half, centre[1] - half, 0),
-                                      (PATCH_SIZE, PATCH_SIZE, image.shape[-1]))
+        patch = jax.lax.dynamic_slice(
+            image, (centre[0] - half, centre[1] - half, 0), (PATCH_SIZE, PATCH_SIZE, image.shape[-1])
+        )
         return jnp.transpose(patch, (2, 0, 1)).reshape(-1)
 
     return jax.vmap(jax.vmap(one_patch, in_axes=(None, 0)))(level, centres)
@@ -113,8 +113,9 @@ def _pyramid_descriptors(images: jax.Array, centres: tuple[jax.Array, ...]) -> t
     return tuple(extract_descriptors(level, c) for level, c in zip(levels, centres))
 
 
-def sample_patch_centres(rng: np.random.Generator, num_images: int, sizes: tuple[int, ...],
-                         count: int = PATCHES_PER_IMAGE) -> tuple[np.ndarray, ...]:
+def sample_patch_centres(
+    rng: np.random.Generator, num_images: int, sizes: tuple[int, ...], count: int = PATCHES_PER_IMAGE
+) -> tuple[np.ndarray, ...]:
     """Uniform patch centres for each pyramid level: per level int32 [num_images, count, 2].
 
     (row, column) centres in [3, size - 3). Drawn as one float block [num_images, levels, count, 2]
@@ -122,8 +123,7 @@ def sample_patch_centres(rng: np.random.Generator, num_images: int, sizes: tuple
     """
     half = PATCH_SIZE // 2
     uniform = rng.random((num_images, len(sizes), count, 2))
-    return tuple((half + np.floor(uniform[:, i] * (size - 2 * half))).astype(np.int32)
-                 for i, size in enumerate(sizes))
+    return tuple((half + np.floor(uniform[:, i] * (size - 2 * half))).astype(np.int32) for i, size in enumerate(sizes))
 
 
 def normalize_descriptors(descriptors: np.ndarray) -> np.ndarray:
@@ -136,13 +136,18 @@ def normalize_descriptors(descriptors: np.ndarray) -> np.ndarray:
     mean = d.mean(axis=(0, 2), keepdims=True, dtype=np.float64)
     std = np.sqrt(np.mean(np.square(d - mean), axis=(0, 2), keepdims=True))
     if np.any(std == 0):
-        raise MetricInputError("SWD: a colour channel is constant over all patches of a pyramid "
-                               "level; use more (or less uniform) images")
+        raise MetricInputError(
+            "SWD: a colour channel is constant over all patches of a pyramid level; use more (or less uniform) images"
+        )
     return ((d - mean) / std).astype(np.float32).reshape(descriptors.shape)
 
 
-def random_directions(rng: np.random.Generator, repeats: int = DIRECTION_REPEATS,
-                      count: int = DIRECTIONS_PER_REPEAT, dim: int = DESCRIPTOR_SIZE) -> np.ndarray:
+def random_directions(
+    rng: np.random.Generator,
+    repeats: int = DIRECTION_REPEATS,
+    count: int = DIRECTIONS_PER_REPEAT,
+    dim: int = DESCRIPTOR_SIZE,
+) -> np.ndarray:
     """Gaussian directions normalised to unit length: float32 [repeats, dim, count]."""
     dirs = rng.standard_normal((repeats, dim, count))
     return (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)
@@ -151,6 +156,7 @@ def random_directions(rng: np.random.Generator, repeats: int = DIRECTION_REPEATS
 @jax.jit
 def sliced_wasserstein_jax(a: jax.Array, b: jax.Array, directions: jax.Array) -> jax.Array:
     """`sliced_wasserstein` jitted on the default device (accelerators); returns a float32 scalar."""
+
     def one_repeat(dirs):
         proj_a = jnp.sort(a @ dirs, axis=0)
         proj_b = jnp.sort(b @ dirs, axis=0)
@@ -162,8 +168,14 @@ def sliced_wasserstein_jax(a: jax.Array, b: jax.Array, directions: jax.Array) ->
 def sliced_wasserstein_numpy(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> float:
     """`sliced_wasserstein` in NumPy on the host (float32 projections, float64 means)."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    return float(np.mean([np.mean(np.abs(np.sort(a @ dirs, axis=0) - np.sort(b @ dirs, axis=0)), dtype=np.float64)
-                          for dirs in np.asarray(directions, np.float32)]))
+    return float(
+        np.mean(
+            [
+                np.mean(np.abs(np.sort(a @ dirs, axis=0) - np.sort(b @ dirs, axis=0)), dtype=np.float64)
+                for dirs in np.asarray(directions, np.float32)
+            ]
+        )
+    )
 
 
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: np.ndarray) -> float:
@@ -203,8 +215,10 @@ class SWDDescriptors:
         """
         images = as_rgb_uint8(images, "SWD images")
         if images.shape[1:3] != (self.resolutions[0],) * 2:
-            raise MetricInputError(f"SWD images: expected {self.resolutions[0]}x{self.resolutions[0]}, "
-                                   f"got {images.shape[1]}x{images.shape[2]}")
+            raise MetricInputError(
+                f"SWD images: expected {self.resolutions[0]}x{self.resolutions[0]}, "
+                f"got {images.shape[1]}x{images.shape[2]}"
+            )
         n = images.shape[0]
         if centres is None:
             centres = sample_patch_centres(self._rng, n, self.resolutions)
@@ -223,12 +237,12 @@ class SWDDescriptors:
         """Normalised descriptors per level: {resolution: float32 [M, 147]}."""
         if not self._chunks[0]:
             raise MetricInputError("SWD: no images were added")
-        return {res: normalize_descriptors(np.concatenate(chunks))
-                for res, chunks in zip(self.resolutions, self._chunks)}
+        return {
+            res: normalize_descriptors(np.concatenate(chunks)) for res, chunks in zip(self.resolutions, self._chunks)
+        }
 
 
-def swd_scores(real: dict[int, np.ndarray], fake: dict[int, np.ndarray],
-               rng: np.random.Generator) -> dict[str, float]:
+def swd_scores(real: dict[int, np.ndarray], fake: dict[int, np.ndarray], rng: np.random.Generator) -> dict[str, float]:
     """1e3 x SWD per level and averaged: {'swd_<res>': ..., 'swd_avg': ...}.
 
     Args:
@@ -242,7 +256,8 @@ def swd_scores(real: dict[int, np.ndarray], fake: dict[int, np.ndarray],
         if real[res].shape != fake[res].shape:
             raise MetricInputError(
                 f"SWD compares equally many images: reals gave {real[res].shape[0]} descriptors, "
-                f"fakes {fake[res].shape[0]}; evaluate as many fakes as reals")
+                f"fakes {fake[res].shape[0]}; evaluate as many fakes as reals"
+            )
         dist = sliced_wasserstein(real[res], fake[res], random_directions(rng))
         scores[f"swd_{res}"] = 1e3 * float(dist)
     scores["swd_avg"] = float(np.mean(list(scores.values())))

@@ -37,15 +37,28 @@ import ml_dtypes
 import numpy as np
 
 from pggan.metrics.errors import UnsafeWeightsFileError, WeightsFileError
-from pggan.safe_unpickling import (PARSE_ERRORS, BoundedUnpickler, ByteBudget, MalformedFileError, bounded_int,
-                                   element_count, one_line, reason)
+from pggan.safe_unpickling import (
+    PARSE_ERRORS,
+    BoundedUnpickler,
+    ByteBudget,
+    MalformedFileError,
+    bounded_int,
+    element_count,
+    one_line,
+    reason,
+)
 
 _STORAGE_DTYPES = {
-    "FloatStorage": np.dtype(np.float32), "DoubleStorage": np.dtype(np.float64),
-    "HalfStorage": np.dtype(np.float16), "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
-    "LongStorage": np.dtype(np.int64), "IntStorage": np.dtype(np.int32),
-    "ShortStorage": np.dtype(np.int16), "CharStorage": np.dtype(np.int8),
-    "ByteStorage": np.dtype(np.uint8), "BoolStorage": np.dtype(np.bool_),
+    "FloatStorage": np.dtype(np.float32),
+    "DoubleStorage": np.dtype(np.float64),
+    "HalfStorage": np.dtype(np.float16),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "LongStorage": np.dtype(np.int64),
+    "IntStorage": np.dtype(np.int32),
+    "ShortStorage": np.dtype(np.int16),
+    "CharStorage": np.dtype(np.int8),
+    "ByteStorage": np.dtype(np.uint8),
+    "BoolStorage": np.dtype(np.bool_),
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -86,8 +99,9 @@ def _tensor_view(storage: np.ndarray, offset: int, size: tuple[int, ...], stride
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= storage.size:
         raise MalformedFileError(f"a tensor reaches element {last} of a {storage.size}-element storage")
-    return np.lib.stride_tricks.as_strided(storage[offset:], size, tuple(s * storage.itemsize for s in stride),
-                                           writeable=False)
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], size, tuple(s * storage.itemsize for s in stride), writeable=False
+    )
 
 
 class _RestrictedUnpickler(BoundedUnpickler):
@@ -112,27 +126,38 @@ class _RestrictedUnpickler(BoundedUnpickler):
             return _StorageType(_STORAGE_DTYPES[name])
         raise UnsafeWeightsFileError(
             f"{self._source}: refusing global '{one_line(f'{module}.{name}', 100)}': a weights file may only "
-            "hold tensors; nothing was run. Use the original file from the official release")
+            "hold tensors; nothing was run. Use the original file from the official release"
+        )
 
     def persistent_load(self, pid) -> _Storage:
         """('storage', storage type, key, location, numel[, (view key, offset, numel)]) -> the storage."""
-        if (self._load_storage is None or not isinstance(pid, tuple) or len(pid) not in (5, 6)
-                or pid[0] != "storage" or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)):
-            raise UnsafeWeightsFileError(f"{self._source}: unexpected persistent id (a {type(pid).__name__}); "
-                                         f"a weights file may only hold tensors")
+        if (
+            self._load_storage is None
+            or not isinstance(pid, tuple)
+            or len(pid) not in (5, 6)
+            or pid[0] != "storage"
+            or not isinstance(pid[1], _StorageType)
+            or not isinstance(pid[2], str)
+        ):
+            raise UnsafeWeightsFileError(
+                f"{self._source}: unexpected persistent id (a {type(pid).__name__}); "
+                f"a weights file may only hold tensors"
+            )
         dtype = pid[1].dtype
-        storage = self._load_storage(pid[2], dtype, bounded_int(pid[4], "storage size",
-                                                                self.budget.file_size // dtype.itemsize))
+        storage = self._load_storage(
+            pid[2], dtype, bounded_int(pid[4], "storage size", self.budget.file_size // dtype.itemsize)
+        )
         view = pid[5] if len(pid) > 5 else None  # sequential format: (view key, offset, numel)
         if view is None:
             return _Storage(storage)
         if not (isinstance(view, tuple) and len(view) == 3):
             raise MalformedFileError("a storage view is not (key, offset, size)")
         offset = bounded_int(view[1], "storage view offset", storage.size)
-        return _Storage(storage[offset:offset + bounded_int(view[2], "storage view size", storage.size - offset)])
+        return _Storage(storage[offset : offset + bounded_int(view[2], "storage view size", storage.size - offset)])
 
-    def _rebuild_tensor(self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                        metadata=None):
+    def _rebuild_tensor(
+        self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+    ):
         """NumPy stand-in for `torch._utils._rebuild_tensor_v2` (and `_rebuild_tensor` of torch < 0.4, which
         takes the first four arguments): a read-only strided view into the storage."""
         del requires_grad, backward_hooks, metadata  # autograd details that arrays do not have
@@ -150,8 +175,7 @@ class _RestrictedUnpickler(BoundedUnpickler):
 
 def _as_state_dict(obj) -> dict[str, np.ndarray]:
     """Checks the unpickled object is {name: tensor} and returns owned, contiguous copies."""
-    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray)
-                                            for k, v in obj.items()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()):
         raise MalformedFileError(f"expected a state dict of tensors, got a {type(obj).__name__}")
     return {k: np.array(v) for k, v in obj.items()}
 
@@ -163,8 +187,12 @@ def _zip_reader(archive: zipfile.ZipFile, file_size: int):
 
     def read(name: str) -> bytes:
         info = archive.getinfo(name)
-        if (info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or info.compress_size != info.file_size
-                or not 0 <= info.header_offset < file_size):
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            or info.flag_bits & 0x1
+            or info.compress_size != info.file_size
+            or not 0 <= info.header_offset < file_size
+        ):
             raise MalformedFileError(f"zip entry {one_line(name, 60)} is not stored as torch.save stores entries")
         budget.take(info.file_size, "the zip entries")
         return archive.read(info)
@@ -251,7 +279,8 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     except WeightsFileError:
         raise
     except PARSE_ERRORS as error:
-        raise WeightsFileError(f"{path} is not a valid PyTorch weights file ({reason(error)}); download it "
-                               f"again") from None
+        raise WeightsFileError(
+            f"{path} is not a valid PyTorch weights file ({reason(error)}); download it again"
+        ) from None
     except OSError as error:
         raise WeightsFileError(f"cannot read weights file {path}: {error.strerror or error}") from None

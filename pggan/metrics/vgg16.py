@@ -36,8 +36,11 @@ class VGG16Features(nnx.Module):
         names, in_ch = iter(conv_names()), 3
         for widths in STAGES:
             for out_ch in widths:
-                setattr(self, next(names), nnx.Conv(in_ch, out_ch, (3, 3), padding=((1, 1), (1, 1)),
-                                                    precision=_PRECISION, rngs=rngs))
+                setattr(
+                    self,
+                    next(names),
+                    nnx.Conv(in_ch, out_ch, (3, 3), padding=((1, 1), (1, 1)), precision=_PRECISION, rngs=rngs),
+                )
                 in_ch = out_ch
         self.fc1 = nnx.Linear(POOLED_SIDE * POOLED_SIDE * in_ch, FEATURE_DIM, precision=_PRECISION, rngs=rngs)
         self.fc2 = nnx.Linear(FEATURE_DIM, FEATURE_DIM, precision=_PRECISION, rngs=rngs)

@@ -74,8 +74,9 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], source: str = "state d
     Raises:
       WeightsFileError: a tensor is missing, has the wrong shape, or an unknown tensor is present.
     """
-    check_state_dict(state_dict, expected_state_dict_shapes(), _IGNORED_SUFFIXES, source, "torchvision VGG16",
-                     WEIGHTS_FILE_NAME)
+    check_state_dict(
+        state_dict, expected_state_dict_shapes(), _IGNORED_SUFFIXES, source, "torchvision VGG16", WEIGHTS_FILE_NAME
+    )
     params = {}
     for name, (key, convert) in _torch_names().items():
         value = np.asarray(state_dict[key], np.float32)
@@ -86,12 +87,20 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], source: str = "state d
 def vgg16_state(params: dict[str, np.ndarray]) -> tuple[nnx.GraphDef, nnx.State]:
     """(graphdef, state) of `VGG16Features` holding the given flat parameters (host arrays)."""
     graphdef, abstract = abstract_vgg16()
-    flat = [(path, variable.replace(params["/".join(map(str, path))]))
-            for path, variable in nnx.to_flat_state(abstract)]
+    flat = [
+        (path, variable.replace(params["/".join(map(str, path))])) for path, variable in nnx.to_flat_state(abstract)
+    ]
     return graphdef, nnx.from_flat_state(flat)
 
 
 VGG16_WEIGHTS = WeightsSpec(
-    network="VGG16", file_name=WEIGHTS_FILE_NAME, url=WEIGHTS_URL, env=WEIGHTS_ENV, option="vgg16_weights",
-    metrics="pr_vgg16 (precision/recall on VGG16 features)", cache_prefix="vgg16", convert=convert_state_dict,
-    check=vgg16_state)
+    network="VGG16",
+    file_name=WEIGHTS_FILE_NAME,
+    url=WEIGHTS_URL,
+    env=WEIGHTS_ENV,
+    option="vgg16_weights",
+    metrics="pr_vgg16 (precision/recall on VGG16 features)",
+    cache_prefix="vgg16",
+    convert=convert_state_dict,
+    check=vgg16_state,
+)

@@ -13,8 +13,8 @@ import dataclasses
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -59,12 +59,16 @@ def resolve_weights_path(spec: WeightsSpec, path: str | os.PathLike | None = Non
     """
     chosen = path if path is not None else os.environ.get(spec.env)
     if not chosen:
-        raise WeightsFileError(f"{spec.metrics} need {spec.file_name}: download it from {spec.url} and pass its "
-                               f"path ({spec.option}=...) or set {spec.env}")
+        raise WeightsFileError(
+            f"{spec.metrics} need {spec.file_name}: download it from {spec.url} and pass its "
+            f"path ({spec.option}=...) or set {spec.env}"
+        )
     chosen = Path(chosen).expanduser()
     if not chosen.is_file():
-        raise WeightsFileError(f"{spec.network} weights file {chosen} does not exist; download {spec.url} and pass "
-                               f"its path ({spec.option}=...) or set {spec.env}")
+        raise WeightsFileError(
+            f"{spec.network} weights file {chosen} does not exist; download {spec.url} and pass "
+            f"its path ({spec.option}=...) or set {spec.env}"
+        )
     return chosen
 
 
@@ -84,8 +88,14 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def check_state_dict(state_dict: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]],
-                     ignored_suffixes: tuple[str, ...], source: str, network: str, file_name: str) -> None:
+def check_state_dict(
+    state_dict: dict[str, np.ndarray],
+    expected: dict[str, tuple[int, ...]],
+    ignored_suffixes: tuple[str, ...],
+    source: str,
+    network: str,
+    file_name: str,
+) -> None:
     """Raises WeightsFileError unless `state_dict` holds exactly the `expected` tensor shapes.
 
     Tensors whose names end with one of `ignored_suffixes` may be present or not; `network` and
@@ -96,15 +106,18 @@ def check_state_dict(state_dict: dict[str, np.ndarray], expected: dict[str, tupl
     if unknown or missing:
         raise WeightsFileError(
             f"{source} is not the {network} network ({len(missing)} tensors missing, e.g. {missing[:2]}; "
-            f"{len(unknown)} unknown, e.g. {unknown[:2]}); use {file_name}")
+            f"{len(unknown)} unknown, e.g. {unknown[:2]}); use {file_name}"
+        )
     for key, shape in expected.items():
         if np.shape(state_dict[key]) != shape:
-            raise WeightsFileError(f"{source}: tensor {key} has shape {np.shape(state_dict[key])}, expected "
-                                   f"{shape}; use {file_name}")
+            raise WeightsFileError(
+                f"{source}: tensor {key} has shape {np.shape(state_dict[key])}, expected {shape}; use {file_name}"
+            )
 
 
-def load_params(spec: WeightsSpec, path: str | os.PathLike | None = None,
-                cache: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+def load_params(
+    spec: WeightsSpec, path: str | os.PathLike | None = None, cache: str | os.PathLike | None = None
+) -> dict[str, np.ndarray]:
     """Flat float32 parameters of the spec's network, converted once and cached as .npz.
 
     Args:

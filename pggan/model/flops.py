@@ -31,7 +31,7 @@ def generator_forward_flops(spec: networks.ModelSpec, resolution: int) -> int:
     for i in range(1, level + 1):
         pixels = (4 << i) ** 2
         flops += _conv(c(i), c(i + 1), upsample_taps, pixels) + _conv(c(i + 1), c(i + 1), 9, pixels)
-    flops += _conv(c(level + 1), spec.num_channels, 1, resolution ** 2)
+    flops += _conv(c(level + 1), spec.num_channels, 1, resolution**2)
     if level > 0:
         flops += _conv(c(level), spec.num_channels, 1, (resolution // 2) ** 2)
     return flops
@@ -41,7 +41,7 @@ def discriminator_forward_flops(spec: networks.ModelSpec, resolution: int) -> in
     """FLOPs of one discriminator forward pass for one image at an active resolution (fade included)."""
     level = networks.level_of(resolution, spec)
     c = spec.channels
-    flops = _conv(spec.num_channels, c(level + 1), 1, resolution ** 2)
+    flops = _conv(spec.num_channels, c(level + 1), 1, resolution**2)
     fused = spec.downsample_impl == "strided" and spec.d_downsample_order == "conv_pool_act"
     for i in range(level, 0, -1):
         pixels = (4 << i) ** 2
@@ -55,5 +55,6 @@ def discriminator_forward_flops(spec: networks.ModelSpec, resolution: int) -> in
 
 def iteration_flops_per_image(spec: networks.ModelSpec, resolution: int) -> int:
     """FLOPs of one training iteration (D step with gradient penalty + G step) per real image."""
-    return (G_FORWARDS_PER_ITERATION * generator_forward_flops(spec, resolution)
-            + D_FORWARDS_PER_ITERATION * discriminator_forward_flops(spec, resolution))
+    return G_FORWARDS_PER_ITERATION * generator_forward_flops(
+        spec, resolution
+    ) + D_FORWARDS_PER_ITERATION * discriminator_forward_flops(spec, resolution)

@@ -114,8 +114,16 @@ class EqualizedDense(nnx.Module):
     bias [out_shape[-1]].
     """
 
-    def __init__(self, in_features: int, out_shape: int | tuple[int, ...], *, gain: float = DEFAULT_GAIN,
-                 use_wscale: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_shape: int | tuple[int, ...],
+        *,
+        gain: float = DEFAULT_GAIN,
+        use_wscale: bool = True,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.out_shape = (out_shape,) if isinstance(out_shape, int) else tuple(out_shape)
         std = gain / math.sqrt(in_features)
         init_std = 1.0 if use_wscale else std
@@ -138,9 +146,19 @@ class EqualizedConv(nnx.Module):
     `upsample_conv` and `conv_downsample` run the same weights at a resolution change.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, gain: float = DEFAULT_GAIN,
-                 use_wscale: bool = True, dtype=jnp.float32, upsample_impl: str = "naive",
-                 downsample_impl: str = "naive", rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        gain: float = DEFAULT_GAIN,
+        use_wscale: bool = True,
+        dtype=jnp.float32,
+        upsample_impl: str = "naive",
+        downsample_impl: str = "naive",
+        rngs: nnx.Rngs,
+    ):
         if upsample_impl not in UPSAMPLE_CONV_IMPLS or downsample_impl not in CONV_DOWNSAMPLE_IMPLS:
             raise ValueError(f"unknown resampling convolution form {upsample_impl!r}/{downsample_impl!r}")
         fan_in = kernel_size * kernel_size * in_channels
@@ -160,8 +178,13 @@ class EqualizedConv(nnx.Module):
 
     def _conv(self, x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="SAME", lhs_dilation=None) -> jax.Array:
         return jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel, window_strides=strides, padding=padding, lhs_dilation=lhs_dilation,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x.astype(self.dtype),
+            kernel,
+            window_strides=strides,
+            padding=padding,
+            lhs_dilation=lhs_dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
 
     def _add_bias(self, y: jax.Array) -> jax.Array:
         return y + self.bias[...].astype(self.dtype)
@@ -187,8 +210,12 @@ class EqualizedConv(nnx.Module):
         for a in (0, 1):
             row = []
             for b in (0, 1):
-                kernel = jnp.stack([jnp.stack([sum(w[i, j] for i in rows for j in cols)
-                                               for cols in _SUBPIXEL_TAPS[b]]) for rows in _SUBPIXEL_TAPS[a]])
+                kernel = jnp.stack(
+                    [
+                        jnp.stack([sum(w[i, j] for i in rows for j in cols) for cols in _SUBPIXEL_TAPS[b]])
+                        for rows in _SUBPIXEL_TAPS[a]
+                    ]
+                )
                 row.append(self._conv(x, kernel, padding=((1 - a, a), (1 - b, b))))
             parities.append(jnp.stack(row, axis=3))  # [N, H, W, 2 (b), out]
         y = jnp.stack(parities, axis=2)  # [N, H, 2 (a), W, 2 (b), out]

@@ -50,7 +50,8 @@ device's minibatch (and `pmean`s gradients over devices), exactly as the officia
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -76,8 +77,11 @@ Critic = Callable[[jax.Array], jax.Array]  # images [N, H, W, C] -> D output flo
 class LossConfig:
     """The adversarial loss and its penalties (the name is stored as the canonical one, not the alias)."""
 
-    name: str = setting("wgan", "adversarial loss: wgan, logistic (non_saturating), lsgan (least_squares), hinge or "
-                                "mmd (on model.critic_size features)")
+    name: str = setting(
+        "wgan",
+        "adversarial loss: wgan, logistic (non_saturating), lsgan (least_squares), hinge or "
+        "mmd (on model.critic_size features)",
+    )
     gp_lambda: float = setting(10.0, "weight of the one-centred gradient penalty on interpolates (WGAN-GP; 0 = off)")
     gp_target: float = setting(1.0, "target gradient norm of that penalty")
     gp0_lambda: float = setting(0.0, "weight of the zero-centred gradient penalty on interpolates")
@@ -86,27 +90,44 @@ class LossConfig:
     reg_interval: int = setting(0, "0 = penalties in every D step; k >= 1 = lazy, a penalty step every k D steps")
     drift: float = setting(0.001, "weight of D(real)^2 (official epsilon drift)")
     cond_weight: float = setting(1.0, "weight of the AC-GAN label terms (conditional models)")
-    dat_epsilon: float = setting(0.0, "DAT: L-inf radius of the adversarial perturbation of D's reals and fakes "
-                                      "(images in [-1, 1]; 0 = off)")
+    dat_epsilon: float = setting(
+        0.0, "DAT: L-inf radius of the adversarial perturbation of D's reals and fakes (images in [-1, 1]; 0 = off)"
+    )
     dat_steps: int = setting(1, "DAT: projected gradient ascent steps of that perturbation (1 = FGSM)")
-    mmd_kernel: str = setting("rq", "mmd: kernel mixture, 'rq' (rational quadratic, Binkowski et al.) or 'rbf' "
-                                    "(Gaussian, Li et al.)")
+    mmd_kernel: str = setting(
+        "rq", "mmd: kernel mixture, 'rq' (rational quadratic, Binkowski et al.) or 'rbf' (Gaussian, Li et al.)"
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "name", LOSS_ALIASES.get(self.name, self.name))
         if self.name not in LOSSES + (MMD,):
-            raise ValueError(f"loss.name must be one of {LOSSES + (MMD,)} (or {tuple(LOSS_ALIASES)}), "
-                             f"got {self.name!r}")
+            raise ValueError(
+                f"loss.name must be one of {LOSSES + (MMD,)} (or {tuple(LOSS_ALIASES)}), got {self.name!r}"
+            )
         if self.mmd_kernel not in MMD_KERNELS:
             raise ValueError(f"loss.mmd_kernel must be one of {MMD_KERNELS}, got {self.mmd_kernel!r}")
-        extra = {"drift": self.drift, "r1_gamma": self.r1_gamma, "r2_gamma": self.r2_gamma,
-                 "gp0_lambda": self.gp0_lambda, "reg_interval": self.reg_interval, "dat_epsilon": self.dat_epsilon}
+        extra = {
+            "drift": self.drift,
+            "r1_gamma": self.r1_gamma,
+            "r2_gamma": self.r2_gamma,
+            "gp0_lambda": self.gp0_lambda,
+            "reg_interval": self.reg_interval,
+            "dat_epsilon": self.dat_epsilon,
+        }
         extra = [f"loss.{k}={v}" for k, v in extra.items() if v]
         if self.name == MMD and extra:
-            raise ValueError(f"loss.name='mmd' takes only the gradient penalty on its witness (gp_lambda); set "
-                             f"{', '.join(extra)} to 0")
-        weights = {"gp_lambda": self.gp_lambda, "gp0_lambda": self.gp0_lambda, "r1_gamma": self.r1_gamma,
-                   "r2_gamma": self.r2_gamma, "drift": self.drift, "cond_weight": self.cond_weight}
+            raise ValueError(
+                f"loss.name='mmd' takes only the gradient penalty on its witness (gp_lambda); set "
+                f"{', '.join(extra)} to 0"
+            )
+        weights = {
+            "gp_lambda": self.gp_lambda,
+            "gp0_lambda": self.gp0_lambda,
+            "r1_gamma": self.r1_gamma,
+            "r2_gamma": self.r2_gamma,
+            "drift": self.drift,
+            "cond_weight": self.cond_weight,
+        }
         negative = [f"loss.{k}={v}" for k, v in weights.items() if not v >= 0]
         if negative:
             raise ValueError(f"{', '.join(negative)}: loss weights must be >= 0")
@@ -119,11 +140,13 @@ class LossConfig:
         if not isinstance(self.reg_interval, int) or self.reg_interval < 0:
             raise ValueError(f"loss.reg_interval must be an integer >= 0 (0 = not lazy), got {self.reg_interval!r}")
         if self.reg_interval and not self.has_gradient_penalty:
-            raise ValueError(f"loss.reg_interval={self.reg_interval} needs a gradient penalty (gp_lambda, gp0_lambda, "
-                             "r1_gamma or r2_gamma > 0); set one or use reg_interval=0")
+            raise ValueError(
+                f"loss.reg_interval={self.reg_interval} needs a gradient penalty (gp_lambda, gp0_lambda, "
+                "r1_gamma or r2_gamma > 0); set one or use reg_interval=0"
+            )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "LossConfig":
+    def from_config(cls, config: Mapping[str, Any]) -> LossConfig:
         return config_section.from_section(cls, config, "loss")
 
     @property
@@ -168,7 +191,7 @@ def interpolate(reals: jax.Array, fakes: jax.Array, mix: jax.Array) -> jax.Array
 
 def one_centred_penalty(norms: jax.Array, target: float) -> jax.Array:
     """(||g|| - target)^2 / target^2 per sample (to be weighted by lambda)."""
-    return jnp.square(norms - target) / (target ** 2)
+    return jnp.square(norms - target) / (target**2)
 
 
 def label_cross_entropy(label_logits: jax.Array, labels_onehot: jax.Array) -> jax.Array:
@@ -192,14 +215,18 @@ def mmd2_unbiased(kernel: str, real_features: jax.Array, fake_features: jax.Arra
     k_rr = mmd_kernel(kernel, real_features, real_features)
     k_ff = mmd_kernel(kernel, fake_features, fake_features)
     k_rf = mmd_kernel(kernel, real_features, fake_features)
-    return ((jnp.sum(k_rr) - jnp.trace(k_rr)) / (n * (n - 1)) + (jnp.sum(k_ff) - jnp.trace(k_ff)) / (m * (m - 1))
-            - 2.0 * jnp.mean(k_rf))
+    return (
+        (jnp.sum(k_rr) - jnp.trace(k_rr)) / (n * (n - 1))
+        + (jnp.sum(k_ff) - jnp.trace(k_ff)) / (m * (m - 1))
+        - 2.0 * jnp.mean(k_rf)
+    )
 
 
 def mmd_witness(kernel: str, features: jax.Array, real_features: jax.Array, fake_features: jax.Array) -> jax.Array:
     """w(x) = mean_j k(h(x), h(r_j)) - mean_j k(h(x), h(f_j)) for features h(x) [N, F]: float32 [N]."""
-    return (jnp.mean(mmd_kernel(kernel, features, real_features), axis=1)
-            - jnp.mean(mmd_kernel(kernel, features, fake_features), axis=1))
+    return jnp.mean(mmd_kernel(kernel, features, real_features), axis=1) - jnp.mean(
+        mmd_kernel(kernel, features, fake_features), axis=1
+    )
 
 
 def _mmd_discriminator_loss(cfg: LossConfig, critic: Critic, reals, fakes, mix, penalties: bool, real_sign: bool):
@@ -207,13 +234,17 @@ def _mmd_discriminator_loss(cfg: LossConfig, critic: Critic, reals, fakes, mix, 
     real_features, fake_features = critic(reals), critic(fakes)
     loss = -mmd2_unbiased(cfg.mmd_kernel, real_features, fake_features)
     real_witness = mmd_witness(cfg.mmd_kernel, real_features, real_features, fake_features)
-    aux = {"real_score": jnp.mean(real_witness),
-           "fake_score": jnp.mean(mmd_witness(cfg.mmd_kernel, fake_features, real_features, fake_features))}
+    aux = {
+        "real_score": jnp.mean(real_witness),
+        "fake_score": jnp.mean(mmd_witness(cfg.mmd_kernel, fake_features, real_features, fake_features)),
+    }
     if real_sign:
         aux["real_sign"] = jnp.mean(jnp.sign(real_witness))
     if penalties and cfg.gp_lambda > 0:
-        witness = lambda images: mmd_witness(cfg.mmd_kernel, critic(images), real_features,  # noqa: E731
-                                             fake_features)[:, None]
+
+        def witness(images):
+            return mmd_witness(cfg.mmd_kernel, critic(images), real_features, fake_features)[:, None]
+
         penalty, penalty_aux = _interpolate_penalties(cfg, witness, reals, fakes, mix)
         loss, aux = loss + jnp.mean(penalty), {**aux, **penalty_aux}
     return loss, aux
@@ -277,8 +308,17 @@ def _gradient_penalties(cfg: LossConfig, critic: Critic, reals, fakes, mix, real
     return penalty, aux
 
 
-def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.Array, mix: jax.Array,
-                       labels_onehot: jax.Array | None, *, penalties: bool = True, real_sign: bool = False):
+def discriminator_loss(
+    cfg: LossConfig,
+    critic: Critic,
+    reals: jax.Array,
+    fakes: jax.Array,
+    mix: jax.Array,
+    labels_onehot: jax.Array | None,
+    *,
+    penalties: bool = True,
+    real_sign: bool = False,
+):
     """Per-device D loss on one minibatch.
 
     Args:
@@ -313,8 +353,9 @@ def discriminator_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes:
     if cfg.drift > 0:
         loss = loss + cfg.drift * jnp.square(real_scores)
     if labels_onehot is not None:
-        loss = loss + cfg.cond_weight * (label_cross_entropy(real_out[:, 1:], labels_onehot)
-                                         + label_cross_entropy(fake_out[:, 1:], labels_onehot))
+        loss = loss + cfg.cond_weight * (
+            label_cross_entropy(real_out[:, 1:], labels_onehot) + label_cross_entropy(fake_out[:, 1:], labels_onehot)
+        )
     return jnp.mean(loss), aux
 
 
@@ -332,8 +373,9 @@ def penalty_loss(cfg: LossConfig, critic: Critic, reals: jax.Array, fakes: jax.A
     return cfg.reg_interval * jnp.mean(loss), aux
 
 
-def generator_loss(cfg: LossConfig, critic: Critic, fakes: jax.Array, labels_onehot: jax.Array | None,
-                   reals: jax.Array | None = None) -> jax.Array:
+def generator_loss(
+    cfg: LossConfig, critic: Critic, fakes: jax.Array, labels_onehot: jax.Array | None, reals: jax.Array | None = None
+) -> jax.Array:
     """Per-device G loss (scalar, mean over samples) for fakes [N, H, W, C] made from labels_onehot.
 
     reals: float [N, H, W, C], the MMD loss's reference batch (None for the other losses).

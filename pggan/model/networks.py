@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from pggan import config_section
-
-from pggan.model import layers
 from pggan.config_section import setting
+from pggan.model import layers
 
 D_DOWNSAMPLE_ORDERS = ("conv_pool_act", "conv_act_pool")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -40,8 +40,11 @@ class ModelSpec:
     num_channels: int = setting(3, "image channels: 3 (RGB) or 1 (greyscale)")
     latent_size: int = setting(512, "length of the latent vector z")
     label_size: int = setting(0, "classes of a class-conditional model (0 = unconditional)")
-    critic_size: int = setting(1, "D's outputs before the class logits: 1 = a score (every loss but mmd), "
-                                  "> 1 = the feature vector of the MMD loss")
+    critic_size: int = setting(
+        1,
+        "D's outputs before the class logits: 1 = a score (every loss but mmd), "
+        "> 1 = the feature vector of the MMD loss",
+    )
     fmap_base: int = setting(8192, "channel widths: nf(stage) = min(fmap_base / 2**(stage * fmap_decay), fmap_max)")
     fmap_decay: float = setting(1.0, "see fmap_base")
     fmap_max: int = setting(512, "see fmap_base")
@@ -50,12 +53,16 @@ class ModelSpec:
     use_wscale: bool = setting(True, "equalized learning rate")
     pixelnorm_epsilon: float = setting(1e-8, "epsilon of PixelNorm")
     mbstd_group_size: int = setting(4, "minibatch-stddev group size (0 or 1 disables the layer)")
-    d_downsample_order: str = setting("conv_pool_act", "'conv_pool_act' (official TF: D's second conv, 2x2 average "
-                                                       "pool, bias, leaky ReLU) or 'conv_act_pool' (paper/Theano: "
-                                                       "pool after the activation)")
+    d_downsample_order: str = setting(
+        "conv_pool_act",
+        "'conv_pool_act' (official TF: D's second conv, 2x2 average "
+        "pool, bias, leaky ReLU) or 'conv_act_pool' (paper/Theano: "
+        "pool after the activation)",
+    )
     compute_dtype: str = setting("float32", "activations in 'float32' or 'bfloat16' (parameters stay float32)")
-    upsample_impl: str = setting("naive", "form of G's upsample + conv: naive, transposed or subpixel (same "
-                                          "function, different speed)")
+    upsample_impl: str = setting(
+        "naive", "form of G's upsample + conv: naive, transposed or subpixel (same function, different speed)"
+    )
     downsample_impl: str = setting("naive", "form of D's conv + pool: naive or strided (same function)")
 
     COMPUTE_FIELDS = ("compute_dtype", "upsample_impl", "downsample_impl")
@@ -64,37 +71,42 @@ class ModelSpec:
         if self.resolution < 8 or self.resolution > 1024 or self.resolution & (self.resolution - 1):
             raise ValueError(f"model.resolution must be a power of two in [8, 1024], got {self.resolution}")
         if self.d_downsample_order not in D_DOWNSAMPLE_ORDERS:
-            raise ValueError(f"model.d_downsample_order must be one of {D_DOWNSAMPLE_ORDERS}, "
-                             f"got {self.d_downsample_order!r}")
+            raise ValueError(
+                f"model.d_downsample_order must be one of {D_DOWNSAMPLE_ORDERS}, got {self.d_downsample_order!r}"
+            )
         if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"model.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, "
-                             f"got {self.compute_dtype!r}")
+            raise ValueError(f"model.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if self.upsample_impl not in layers.UPSAMPLE_CONV_IMPLS:
-            raise ValueError(f"model.upsample_impl must be one of {layers.UPSAMPLE_CONV_IMPLS}, "
-                             f"got {self.upsample_impl!r}")
+            raise ValueError(
+                f"model.upsample_impl must be one of {layers.UPSAMPLE_CONV_IMPLS}, got {self.upsample_impl!r}"
+            )
         if self.downsample_impl not in layers.CONV_DOWNSAMPLE_IMPLS:
-            raise ValueError(f"model.downsample_impl must be one of {layers.CONV_DOWNSAMPLE_IMPLS}, "
-                             f"got {self.downsample_impl!r}")
+            raise ValueError(
+                f"model.downsample_impl must be one of {layers.CONV_DOWNSAMPLE_IMPLS}, got {self.downsample_impl!r}"
+            )
         for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
         if not (math.isfinite(self.fmap_decay) and self.fmap_decay >= 0):
             raise ValueError(f"model.fmap_decay must be a number >= 0, got {self.fmap_decay}")
         if self.channels(self.num_levels) < 1:
-            raise ValueError(f"model.fmap_base={self.fmap_base} is too small: the {self.resolution}x"
-                             f"{self.resolution} blocks would have 0 channels; raise fmap_base or lower fmap_decay")
+            raise ValueError(
+                f"model.fmap_base={self.fmap_base} is too small: the {self.resolution}x"
+                f"{self.resolution} blocks would have 0 channels; raise fmap_base or lower fmap_decay"
+            )
         if self.label_size < 0:
             raise ValueError(f"model.label_size must be >= 0, got {self.label_size}")
         if not isinstance(self.critic_size, int) or self.critic_size < 1:
             raise ValueError(f"model.critic_size must be an integer >= 1, got {self.critic_size!r}")
         if self.mbstd_group_size < 0:
-            raise ValueError(f"model.mbstd_group_size must be >= 0 (0 or 1 = no minibatch-stddev layer), "
-                             f"got {self.mbstd_group_size}")
+            raise ValueError(
+                f"model.mbstd_group_size must be >= 0 (0 or 1 = no minibatch-stddev layer), got {self.mbstd_group_size}"
+            )
         if not (math.isfinite(self.pixelnorm_epsilon) and self.pixelnorm_epsilon > 0):
             raise ValueError(f"model.pixelnorm_epsilon must be a positive number, got {self.pixelnorm_epsilon}")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ModelSpec":
+    def from_config(cls, config: Mapping[str, Any]) -> ModelSpec:
         """Builds a spec from a mapping (e.g. an ml_collections `config.model`); unknown keys are errors."""
         return config_section.from_section(cls, config, "model")
 
@@ -142,8 +154,14 @@ class GeneratorInitialBlock(nnx.Module):
     def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
         c = spec.channels(1)
         self.spec = spec
-        self.dense = layers.EqualizedDense(spec.latent_size + spec.label_size, (4, 4, c), gain=math.sqrt(2) / 4,
-                                           use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.dense = layers.EqualizedDense(
+            spec.latent_size + spec.label_size,
+            (4, 4, c),
+            gain=math.sqrt(2) / 4,
+            use_wscale=spec.use_wscale,
+            dtype=spec.dtype,
+            rngs=rngs,
+        )
         self.conv = layers.EqualizedConv(c, c, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -163,8 +181,9 @@ class GeneratorBlock(nnx.Module):
         k = level + 2
         cin, cout = spec.channels(k - 2), spec.channels(k - 1)
         self.spec = spec
-        self.conv0 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype,
-                                          upsample_impl=spec.upsample_impl, rngs=rngs)
+        self.conv0 = layers.EqualizedConv(
+            cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, upsample_impl=spec.upsample_impl, rngs=rngs
+        )
         self.conv1 = layers.EqualizedConv(cout, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -185,14 +204,26 @@ class Generator(nnx.Module):
         self.spec = spec
         self.blocks = nnx.List(
             [GeneratorInitialBlock(spec, rngs=rngs)]
-            + [GeneratorBlock(spec, level, rngs=rngs) for level in range(1, spec.num_levels)])
-        self.to_rgb = nnx.List([
-            layers.EqualizedConv(spec.channels(level + 1), spec.num_channels, 1, gain=1.0,
-                                 use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
-            for level in range(spec.num_levels)])
+            + [GeneratorBlock(spec, level, rngs=rngs) for level in range(1, spec.num_levels)]
+        )
+        self.to_rgb = nnx.List(
+            [
+                layers.EqualizedConv(
+                    spec.channels(level + 1),
+                    spec.num_channels,
+                    1,
+                    gain=1.0,
+                    use_wscale=spec.use_wscale,
+                    dtype=spec.dtype,
+                    rngs=rngs,
+                )
+                for level in range(spec.num_levels)
+            ]
+        )
 
-    def __call__(self, latents: jax.Array, labels: jax.Array | None = None, *, resolution: int,
-                 alpha: jax.Array | float = 1.0) -> jax.Array:
+    def __call__(
+        self, latents: jax.Array, labels: jax.Array | None = None, *, resolution: int, alpha: jax.Array | float = 1.0
+    ) -> jax.Array:
         """Generates images at the active resolution.
 
         Args:
@@ -239,10 +270,17 @@ class DiscriminatorFinalBlock(nnx.Module):
         extra = 1 if spec.mbstd_group_size > 1 else 0
         self.spec = spec
         self.conv = layers.EqualizedConv(c + extra, c, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
-        self.dense0 = layers.EqualizedDense(16 * c, spec.channels(0), use_wscale=spec.use_wscale,
-                                            dtype=spec.dtype, rngs=rngs)
-        self.dense1 = layers.EqualizedDense(spec.channels(0), spec.critic_size + spec.label_size, gain=1.0,
-                                            use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
+        self.dense0 = layers.EqualizedDense(
+            16 * c, spec.channels(0), use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs
+        )
+        self.dense1 = layers.EqualizedDense(
+            spec.channels(0),
+            spec.critic_size + spec.label_size,
+            gain=1.0,
+            use_wscale=spec.use_wscale,
+            dtype=spec.dtype,
+            rngs=rngs,
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[N, 4, 4, nf(1)] -> [N, critic_size + label_size]."""
@@ -261,8 +299,9 @@ class DiscriminatorBlock(nnx.Module):
         cin, cout = spec.channels(k - 1), spec.channels(k - 2)
         self.spec = spec
         self.conv0 = layers.EqualizedConv(cin, cin, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, rngs=rngs)
-        self.conv1 = layers.EqualizedConv(cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype,
-                                          downsample_impl=spec.downsample_impl, rngs=rngs)
+        self.conv1 = layers.EqualizedConv(
+            cin, cout, 3, use_wscale=spec.use_wscale, dtype=spec.dtype, downsample_impl=spec.downsample_impl, rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[N, r, r, nf(k-1)] -> [N, r/2, r/2, nf(k-2)] for r = 2**k."""
@@ -279,11 +318,21 @@ class Discriminator(nnx.Module):
         self.spec = spec
         self.blocks = nnx.List(
             [DiscriminatorFinalBlock(spec, rngs=rngs)]
-            + [DiscriminatorBlock(spec, level, rngs=rngs) for level in range(1, spec.num_levels)])
-        self.from_rgb = nnx.List([
-            layers.EqualizedConv(spec.num_channels, spec.channels(level + 1), 1, use_wscale=spec.use_wscale,
-                                 dtype=spec.dtype, rngs=rngs)
-            for level in range(spec.num_levels)])
+            + [DiscriminatorBlock(spec, level, rngs=rngs) for level in range(1, spec.num_levels)]
+        )
+        self.from_rgb = nnx.List(
+            [
+                layers.EqualizedConv(
+                    spec.num_channels,
+                    spec.channels(level + 1),
+                    1,
+                    use_wscale=spec.use_wscale,
+                    dtype=spec.dtype,
+                    rngs=rngs,
+                )
+                for level in range(spec.num_levels)
+            ]
+        )
 
     def _from_rgb(self, level: int, images: jax.Array) -> jax.Array:
         return layers.leaky_relu(self.from_rgb[level](images))
@@ -303,8 +352,10 @@ class Discriminator(nnx.Module):
         """
         level = level_of(resolution, self.spec)
         if images.shape[1:] != (resolution, resolution, self.spec.num_channels):
-            raise ValueError(f"discriminator expects images [N, {resolution}, {resolution}, "
-                             f"{self.spec.num_channels}], got {images.shape}")
+            raise ValueError(
+                f"discriminator expects images [N, {resolution}, {resolution}, "
+                f"{self.spec.num_channels}], got {images.shape}"
+            )
         x = self.blocks[level](self._from_rgb(level, images))
         if level > 0:
             x = layers.fade(x, self._from_rgb(level - 1, layers.downsample2x(images)), alpha)
@@ -312,7 +363,6 @@ class Discriminator(nnx.Module):
                 x = self.blocks[i](x)
             x = self.blocks[0](x)
         return x.astype(jnp.float32)
-
 
     def features(self, images: jax.Array, *, resolution: int) -> list[jax.Array]:
         """D's activations of fully faded-in images, for perceptual distances (projection of real images).

@@ -36,16 +36,16 @@ the forward pass, GraN wraps the critic function, clipping follows every D optim
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from pggan import config_section
-
-from pggan.model import layers
 from pggan.config_section import setting
+from pggan.model import layers
 
 METHODS = ("none", "spectral", "gran", "clip")
 STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration vectors
@@ -55,8 +55,11 @@ STATE_ITEM = "spectral_u"  # the TrainState item holding SN's power-iteration ve
 class NormalizationConfig:
     """D's Lipschitz normalization (see the module docstring)."""
 
-    method: str = setting("none", "'none', 'spectral' (spectral normalization), 'gran' (gradient normalization) or "
-                                  "'clip' (WGAN weight clipping); one method at a time")
+    method: str = setting(
+        "none",
+        "'none', 'spectral' (spectral normalization), 'gran' (gradient normalization) or "
+        "'clip' (WGAN weight clipping); one method at a time",
+    )
     power_iterations: int = setting(1, "spectral: power iterations per D step (>= 1)")
     gran_k: float = setting(1.0, "GraN: the Lipschitz constant K (> 0)")
     gran_epsilon: float = setting(1e-4, "GraN: epsilon (> 0)")
@@ -73,7 +76,7 @@ class NormalizationConfig:
             raise ValueError(f"d_normalization.clip_value must be a positive number, got {self.clip_value!r}")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "NormalizationConfig":
+    def from_config(cls, config: Mapping[str, Any]) -> NormalizationConfig:
         return config_section.from_section(cls, config, "d_normalization")
 
 
@@ -125,9 +128,11 @@ class SpectralNorm:
 
     def __init__(self, discriminator: nnx.Module):
         """discriminator: the (abstract) Discriminator whose parameter trees this instance normalizes."""
-        self.layers = [(tuple(path), node.runtime_scale, node.kernel.shape[-1])
-                       for path, node in nnx.iter_graph(discriminator)
-                       if isinstance(node, (layers.EqualizedConv, layers.EqualizedDense))]
+        self.layers = [
+            (tuple(path), node.runtime_scale, node.kernel.shape[-1])
+            for path, node in nnx.iter_graph(discriminator)
+            if isinstance(node, (layers.EqualizedConv, layers.EqualizedDense))
+        ]
 
     def init_vectors(self, key: jax.Array) -> dict:
         """Random unit vectors u [out] per layer, drawn from `key`."""

@@ -20,7 +20,7 @@ Layout facts (official `networks.py`; TensorFlow stores conv kernels HWIO in bot
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -112,24 +112,32 @@ def _convert(net: OfficialNetwork, target: dict, locate: Callable[[tuple], tuple
         official_shape, convert = _RULES[kind]
         expected = tuple(official_shape(tuple(leaf.shape)))
         if name not in net.variables:
-            raise SnapshotError(f"{net.name} lacks the variable {name!r} that its settings ({_describe_settings(net)}) "
-                                f"require; the snapshot does not match its own settings")
+            raise SnapshotError(
+                f"{net.name} lacks the variable {name!r} that its settings ({_describe_settings(net)}) "
+                f"require; the snapshot does not match its own settings"
+            )
         value = net.variables[name]
         if value.shape != expected:
-            raise SnapshotError(f"{net.name} variable {name!r} has shape {value.shape}, but the settings "
-                                f"({_describe_settings(net)}) need {expected}")
+            raise SnapshotError(
+                f"{net.name} variable {name!r} has shape {value.shape}, but the settings "
+                f"({_describe_settings(net)}) need {expected}"
+            )
         used.add(name)
         return np.ascontiguousarray(convert(value), dtype=np.float32)
 
     params = jax.tree_util.tree_map_with_path(fill, target)
     unused = sorted(set(net.variables) - used)
     if unused:
-        raise SnapshotError(f"{net.name} has variables that its settings ({_describe_settings(net)}) do not create "
-                            f"({', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}); unsupported architecture")
+        raise SnapshotError(
+            f"{net.name} has variables that its settings ({_describe_settings(net)}) do not create "
+            f"({', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}); unsupported architecture"
+        )
     return params
 
 
 def _describe_settings(net: OfficialNetwork) -> str:
     s = net.settings
-    return (f"{s.get('resolution')}x{s.get('resolution')}, fmap_base={s.get('fmap_base')}, "
-            f"fmap_max={s.get('fmap_max')}, fused_scale={s.get('fused_scale')}")
+    return (
+        f"{s.get('resolution')}x{s.get('resolution')}, fmap_base={s.get('fmap_base')}, "
+        f"fmap_max={s.get('fmap_max')}, fused_scale={s.get('fused_scale')}"
+    )

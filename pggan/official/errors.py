@@ -14,4 +14,5 @@ class UnsafePickleError(SnapshotError):
 THEANO_PICKLE_MESSAGE = (
     "this pickle comes from the original Theano version of PGGAN; re-save it in the TensorFlow format with the "
     "official code's misc.load_pkl + misc.save_pkl, or use the TensorFlow-version files "
-    "(networks/tensorflow-version on the official Google Drive)")
+    "(networks/tensorflow-version on the official Google Drive)"
+)

@@ -9,11 +9,9 @@ import re
 import ml_collections
 
 from pggan import checkpoint, network_sources
-
 from pggan.model import networks
-
-from pggan.training import defaults, train_state
 from pggan.official.errors import SnapshotError
+from pggan.training import defaults, train_state
 
 _SNAPSHOT_NAME = re.compile(r"network-snapshot-(\d+)\.pkl$")
 
@@ -45,8 +43,9 @@ def imported_config(spec: networks.ModelSpec, dataset_name: str) -> ml_collectio
     return config
 
 
-def import_snapshot(pkl_path: str, workdir: str, *, kimg: float | None = None,
-                    progress=lambda stage: None) -> ImportSummary:
+def import_snapshot(
+    pkl_path: str, workdir: str, *, kimg: float | None = None, progress=lambda stage: None
+) -> ImportSummary:
     """Converts an official network pickle into a pggan checkpoint in `workdir`.
 
     Args:
@@ -75,5 +74,11 @@ def import_snapshot(pkl_path: str, workdir: str, *, kimg: float | None = None,
         raise SnapshotError(f"--kimg must be >= 0, got {kimg}")
     progress("writing the checkpoint")
     step = train_state.save_networks(workdir, config, g, d, gs, nimg=nimg, resolution=resolution, alpha=alpha)
-    return ImportSummary(spec=spec, lod=loaded.meta["lod"], resolution=resolution, alpha=alpha, step=step,
-                         dataset_name=config.dataset.name)
+    return ImportSummary(
+        spec=spec,
+        lod=loaded.meta["lod"],
+        resolution=resolution,
+        alpha=alpha,
+        step=step,
+        dataset_name=config.dataset.name,
+    )

@@ -63,10 +63,15 @@ class Snapshot:
 def load_snapshot(path: str) -> Snapshot:
     """Reads an official `(G, D, Gs)` pickle safely and checks its structure. Raises SnapshotError."""
     loaded = unpickler.read_network_pickle(path)
-    if not (isinstance(loaded, tuple) and len(loaded) == 3
-            and all(isinstance(item, unpickler.NetworkState) for item in loaded)):
-        raise SnapshotError(f"{path!r} holds {_describe(loaded)}, not the tuple (G, D, Gs) of tfutil.Network "
-                            f"objects that the official train.py writes (network-snapshot-*.pkl, karras2018iclr-*.pkl)")
+    if not (
+        isinstance(loaded, tuple)
+        and len(loaded) == 3
+        and all(isinstance(item, unpickler.NetworkState) for item in loaded)
+    ):
+        raise SnapshotError(
+            f"{path!r} holds {_describe(loaded)}, not the tuple (G, D, Gs) of tfutil.Network "
+            f"objects that the official train.py writes (network-snapshot-*.pkl, karras2018iclr-*.pkl)"
+        )
     return Snapshot(*(parse_network(item.state, role) for item, role in zip(loaded, ROLES)))
 
 
@@ -84,13 +89,17 @@ def parse_network(state: Any, role: str) -> OfficialNetwork:
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise SnapshotError(f"the {role} is not an official tfutil.Network state (expected the keys {required})")
     if not (isinstance(state["version"], int) and state["version"] == 2):
-        raise SnapshotError(f"the {role} has tfutil.Network state version {_shown(state['version'])}; only "
-                            f"version 2 (the official TensorFlow code) is supported")
+        raise SnapshotError(
+            f"the {role} has tfutil.Network state version {_shown(state['version'])}; only "
+            f"version 2 (the official TensorFlow code) is supported"
+        )
     func = state["build_func_name"]
     expected = BUILD_FUNCTIONS["discriminator" if role == "discriminator" else "generator"]
     if not (isinstance(func, str) and func == expected):
-        raise SnapshotError(f"the {role} was built by {_shown(func)}; only the paper's networks (G_paper, D_paper) "
-                            f"can be imported, and the {role} must be {expected}")
+        raise SnapshotError(
+            f"the {role} was built by {_shown(func)}; only the paper's networks (G_paper, D_paper) "
+            f"can be imported, and the {role} must be {expected}"
+        )
     if not isinstance(state["name"], str):
         raise SnapshotError(f"the {role}'s name is {_describe(state['name'])}, not a string; damaged snapshot")
     source = state["build_module_src"]
@@ -110,8 +119,10 @@ def _setting(value: Any, role: str, key: str) -> Any:
     shape, become Python numbers). Every G_paper/D_paper setting is None, a bool, a number or a string."""
     value = value.item() if isinstance(value, np.generic) else value
     if not _is_scalar(value):
-        raise SnapshotError(f"the {role}'s setting {key} ({_describe(value)}) is not None, a bool, a 64-bit number "
-                            f"or a string; damaged snapshot")
+        raise SnapshotError(
+            f"the {role}'s setting {key} ({_describe(value)}) is not None, a bool, a 64-bit number "
+            f"or a string; damaged snapshot"
+        )
     return value
 
 
@@ -132,8 +143,10 @@ def _source_signature(source: Any, func: str) -> tuple[set[str], dict[str, Any],
     of a damaged source (invalid escapes, ...) are not printed.
     """
     if isinstance(source, str) and len(source) > MAX_SOURCE_CHARS:
-        raise SnapshotError(f"the pickle's stored network source (build_module_src) has {len(source)} characters; "
-                            f"the official networks.py has about 20,000: damaged snapshot")
+        raise SnapshotError(
+            f"the pickle's stored network source (build_module_src) has {len(source)} characters; "
+            f"the official networks.py has about 20,000: damaged snapshot"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -145,9 +158,10 @@ def _source_signature(source: Any, func: str) -> tuple[set[str], dict[str, Any],
         raise SnapshotError(f"the pickle's stored network source does not define {func}")
     positional = node.args.posonlyargs + node.args.args
     declared = {arg.arg for arg in positional + node.args.kwonlyargs}
-    pairs = list(zip(positional[len(positional) - len(node.args.defaults):], node.args.defaults))
-    pairs += [(arg, default) for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults)
-              if default is not None]
+    pairs = list(zip(positional[len(positional) - len(node.args.defaults) :], node.args.defaults))
+    pairs += [
+        (arg, default) for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults) if default is not None
+    ]
     defaults = {}
     for arg, default in pairs:
         try:
@@ -160,14 +174,23 @@ def _source_signature(source: Any, func: str) -> tuple[set[str], dict[str, Any],
 def _check_known_semantics(node: ast.FunctionDef, func: str) -> None:
     """Refuses network sources whose math differs from the released code (the pre-release of Feb 2018)."""
     if func == "D_paper" and any(isinstance(n, ast.Name) and n.id == "downscale2d_stride" for n in ast.walk(node)):
-        raise SnapshotError("this discriminator comes from a pre-release of the official code (before April "
-                            "2018) that subsamples instead of averaging; such snapshots are not supported")
+        raise SnapshotError(
+            "this discriminator comes from a pre-release of the official code (before April "
+            "2018) that subsamples instead of averaging; such snapshots are not supported"
+        )
     if func == "G_paper":
-        gains = [ast.unparse(k.value) for n in ast.walk(node) if isinstance(n, ast.Call)
-                 and isinstance(n.func, ast.Name) and n.func.id == "dense" for k in n.keywords if k.arg == "gain"]
+        gains = [
+            ast.unparse(k.value)
+            for n in ast.walk(node)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "dense"
+            for k in n.keywords
+            if k.arg == "gain"
+        ]
         if not any(re.sub(r"\s", "", g) == "np.sqrt(2)/4" for g in gains):
-            raise SnapshotError("this generator comes from a pre-release of the official code (before April 2018) "
-                                "whose 4x4 dense layer has another gain; such snapshots are not supported")
+            raise SnapshotError(
+                "this generator comes from a pre-release of the official code (before April 2018) "
+                "whose 4x4 dense layer has another gain; such snapshots are not supported"
+            )
 
 
 def _read_variables(pairs: Any, role: str) -> tuple[dict[str, np.ndarray], float]:
@@ -208,12 +231,14 @@ def model_spec(snapshot: Snapshot) -> networks.ModelSpec:
     g, d, gs = snapshot.generator.settings, snapshot.discriminator.settings, snapshot.generator_ema.settings
     for key in sorted(set(g) | set(gs)):
         if g.get(key) != gs.get(key):
-            raise SnapshotError(f"G and Gs disagree on {key} ({_shown(g.get(key))} vs {_shown(gs.get(key))}); "
-                                f"damaged snapshot")
+            raise SnapshotError(
+                f"G and Gs disagree on {key} ({_shown(g.get(key))} vs {_shown(gs.get(key))}); damaged snapshot"
+            )
     for key in _SHARED:
         if g.get(key) != d.get(key):
-            raise SnapshotError(f"G and D disagree on {key} ({_shown(g.get(key))} vs {_shown(d.get(key))}); "
-                                f"damaged snapshot")
+            raise SnapshotError(
+                f"G and D disagree on {key} ({_shown(g.get(key))} vs {_shown(d.get(key))}); damaged snapshot"
+            )
     for net, settings in (("G", g), ("D", d)):
         _require(settings, net, "structure", SUPPORTED_STRUCTURES)
         _require(settings, net, "dtype", SUPPORTED_DTYPES)
@@ -226,15 +251,24 @@ def model_spec(snapshot: Snapshot) -> networks.ModelSpec:
         if latent_size is None:  # official default: nf(0)
             latent_size = min(fmap_base, fmap_max)
         return networks.ModelSpec(
-            resolution=resolution, num_channels=int(g["num_channels"]), latent_size=int(latent_size),
-            label_size=int(g["label_size"]), fmap_base=fmap_base, fmap_decay=fmap_decay, fmap_max=fmap_max,
-            normalize_latents=bool(g["normalize_latents"]), use_pixelnorm=bool(g["use_pixelnorm"]),
-            use_wscale=bool(g["use_wscale"]), pixelnorm_epsilon=float(g["pixelnorm_epsilon"]),
+            resolution=resolution,
+            num_channels=int(g["num_channels"]),
+            latent_size=int(latent_size),
+            label_size=int(g["label_size"]),
+            fmap_base=fmap_base,
+            fmap_decay=fmap_decay,
+            fmap_max=fmap_max,
+            normalize_latents=bool(g["normalize_latents"]),
+            use_pixelnorm=bool(g["use_pixelnorm"]),
+            use_wscale=bool(g["use_wscale"]),
+            pixelnorm_epsilon=float(g["pixelnorm_epsilon"]),
             mbstd_group_size=int(d["mbstd_group_size"]),
-            d_downsample_order="conv_pool_act" if d.get("fused_scale", True) else "conv_act_pool")
+            d_downsample_order="conv_pool_act" if d.get("fused_scale", True) else "conv_act_pool",
+        )
     except KeyError as error:
-        raise SnapshotError(f"the stored network source gives no value for {error.args[0]!r}; "
-                            f"not an official G_paper/D_paper") from None
+        raise SnapshotError(
+            f"the stored network source gives no value for {error.args[0]!r}; not an official G_paper/D_paper"
+        ) from None
     except (TypeError, ValueError, OverflowError) as error:
         raise SnapshotError(f"the snapshot's settings are not supported by pggan: {one_line(str(error))}") from None
 

@@ -37,8 +37,15 @@ from typing import Any
 import numpy as np
 
 from pggan.official.errors import THEANO_PICKLE_MESSAGE, SnapshotError, UnsafePickleError
-from pggan.safe_unpickling import (PARSE_ERRORS, BoundedUnpickler, ByteBudget, MalformedFileError, element_count,
-                                   one_line, reason)
+from pggan.safe_unpickling import (
+    PARSE_ERRORS,
+    BoundedUnpickler,
+    ByteBudget,
+    MalformedFileError,
+    element_count,
+    one_line,
+    reason,
+)
 
 NETWORK_CLASS_PATH = ("tfutil", "Network")
 THEANO_NETWORK_CLASS_PATH = ("network", "Network")  # the original Theano code's class: refused with advice
@@ -80,8 +87,13 @@ class _DType:
 
     def __setstate__(self, state: Any) -> None:
         """numpy's (version, byte order, subarray, names, fields, ...): only the byte order may be given."""
-        if not (isinstance(state, tuple) and len(state) >= 5 and isinstance(state[1], str)
-                and state[1] in _BYTE_ORDERS and all(item is None for item in state[2:5])):
+        if not (
+            isinstance(state, tuple)
+            and len(state) >= 5
+            and isinstance(state[1], str)
+            and state[1] in _BYTE_ORDERS
+            and all(item is None for item in state[2:5])
+        ):
             raise MalformedFileError("an array element type has a state other than a byte order")
         self.dtype = self.dtype.newbyteorder(state[1])
 
@@ -125,13 +137,21 @@ class RestrictedUnpickler(BoundedUnpickler):
 
     def __init__(self, stream: io.BytesIO, file_size: int, **kwargs: Any):
         super().__init__(stream, file_size, **kwargs)
-        numpy_functions = {("multiarray", "_reconstruct"): self._reconstruct, ("multiarray", "scalar"): self._scalar,
-                           ("numeric", "_frombuffer"): self._frombuffer}
-        self._admitted = {NETWORK_CLASS_PATH: NetworkState, ("collections", "OrderedDict"): collections.OrderedDict,
-                          ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _DType}
+        numpy_functions = {
+            ("multiarray", "_reconstruct"): self._reconstruct,
+            ("multiarray", "scalar"): self._scalar,
+            ("numeric", "_frombuffer"): self._frombuffer,
+        }
+        self._admitted = {
+            NETWORK_CLASS_PATH: NetworkState,
+            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("numpy", "ndarray"): _NDARRAY,
+            ("numpy", "dtype"): _DType,
+        }
         for package in NUMPY_PACKAGES:
-            self._admitted.update({(f"{package}.{module}", name): function
-                                   for (module, name), function in numpy_functions.items()})
+            self._admitted.update(
+                {(f"{package}.{module}", name): function for (module, name), function in numpy_functions.items()}
+            )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == THEANO_NETWORK_CLASS_PATH:
@@ -142,7 +162,8 @@ class RestrictedUnpickler(BoundedUnpickler):
             raise UnsafePickleError(
                 f"refusing to load {one_line(f'{module}.{name}', 100)}: an official network pickle holds only "
                 f"tfutil.Network states and numpy arrays, so this file is not one (or was tampered with); nothing "
-                f"was executed") from None
+                f"was executed"
+            ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError("refusing a pickle with persistent ids: not an official network pickle")
@@ -192,5 +213,7 @@ def read_network_pickle(path: str) -> Any:
     except SnapshotError:
         raise
     except PARSE_ERRORS as error:
-        raise SnapshotError(f"{path!r} is not a readable network pickle ({reason(error)}): truncated or corrupt "
-                            f"download? Download it again") from None
+        raise SnapshotError(
+            f"{path!r} is not a readable network pickle ({reason(error)}): truncated or corrupt "
+            f"download? Download it again"
+        ) from None

@@ -26,6 +26,7 @@ def recipe_path(value: str) -> str:
     if os.path.exists(path) or os.sep in path or path.endswith(".py"):
         return value
     if path in names():
-        return os.path.join(_HERE, f"{path}.py") + value[len(path):]
-    raise UserError(f"--config={value}: no such recipe file or recipe name; give a recipe file or one of "
-                    f"{', '.join(names())}")
+        return os.path.join(_HERE, f"{path}.py") + value[len(path) :]
+    raise UserError(
+        f"--config={value}: no such recipe file or recipe name; give a recipe file or one of {', '.join(names())}"
+    )

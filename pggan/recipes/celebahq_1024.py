@@ -13,6 +13,7 @@ official fp32 one.
 
 from pggan.training.defaults import default_config, v2_schedule_presets
 
+
 def get_config():
     config = default_config()
     config.seed = 1000  # official random_seed

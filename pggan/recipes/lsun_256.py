@@ -1,8 +1,8 @@
 """LSUN 256x256 (e.g. bedroom): the official v2 recipe at 256 px, mirror augmentation on.
 
-    pggan-prepare --source=tfds:lsun/bedroom --resolution=256 --name=lsun_bedroom_256
-    pggan-train --config=lsun_256 --workdir=runs/lsun_bedroom
-    # another category: --config.dataset.name=lsun_church_256
+pggan-prepare --source=tfds:lsun/bedroom --resolution=256 --name=lsun_bedroom_256
+pggan-train --config=lsun_256 --workdir=runs/lsun_bedroom
+# another category: --config.dataset.name=lsun_church_256
 """
 
 from pggan.training.defaults import default_config, v2_schedule_presets

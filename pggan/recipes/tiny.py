@@ -1,6 +1,6 @@
 """A tiny recipe for tests: 16x16 synthetic images, very narrow networks, a few hundred images per phase.
 
-    pggan-train --config=tiny --workdir=/tmp/pggan_tiny
+pggan-train --config=tiny --workdir=/tmp/pggan_tiny
 """
 
 from pggan.training.defaults import default_config

@@ -1,9 +1,10 @@
 """Image generation: batched and sharded over the devices of a 1-D 'data' mesh, and sampling a checkpoint.
 
-Batched generation (`generate_image_batches`): the generator's state is replicated on every device; each batch of latents is split across the
-devices along 'data'. A batch's images do not depend on the others in it (G has no cross-sample
-operations), so results agree across device counts up to float rounding. One compile per
-(generator graph, resolution, batch shape, mesh): the last batch is padded to the full batch size.
+Batched generation (`generate_image_batches`): the generator's state is replicated on every device;
+each batch of latents is split across the devices along 'data'. A batch's images do not depend on the
+others in it (G has no cross-sample operations), so results agree across device counts up to float
+rounding. One compile per (generator graph, resolution, batch shape, mesh): the last batch is padded
+to the full batch size.
 
 Sampling a checkpoint (`Sampler` with truncation and labels; `sample_grid`, `save_seed_images`,
 `video_frames`, `stage_progress_frames`): what tools/generate.py does, one function per output.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,10 +24,9 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from pggan import checkpoint, network_sources, parallel
-
-from pggan.sampling import latent_space, media
 from pggan.errors import UserError
 from pggan.model.networks import Generator, ModelSpec, level_of
+from pggan.sampling import latent_space, media
 
 
 class GenerationError(UserError):
@@ -46,13 +46,22 @@ def _check_inputs(generator: Generator, latents: np.ndarray, labels: np.ndarray 
         raise GenerationError("labels were given but the generator is unconditional (label_size = 0)")
     if spec.label_size and (labels is None or labels.shape != (len(latents), spec.label_size)):
         got = None if labels is None else labels.shape
-        raise GenerationError(f"this conditional generator needs labels [{len(latents)}, {spec.label_size}], "
-                              f"got {got}; pass class labels")
+        raise GenerationError(
+            f"this conditional generator needs labels [{len(latents)}, {spec.label_size}], got {got}; pass class labels"
+        )
 
 
-def generate_image_batches(generator: Generator, latents: np.ndarray, labels: np.ndarray | None = None, *,
-                           resolution: int, batch_size: int, alpha: float = 1.0, mesh: Mesh | None = None,
-                           progress: bool = False) -> Iterator[np.ndarray]:
+def generate_image_batches(
+    generator: Generator,
+    latents: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    resolution: int,
+    batch_size: int,
+    alpha: float = 1.0,
+    mesh: Mesh | None = None,
+    progress: bool = False,
+) -> Iterator[np.ndarray]:
     """Runs G over latents in batches, streaming uint8 image batches in order.
 
     Inputs are checked at once (one-line GenerationError / ValueError); G runs as the result is iterated.
@@ -117,12 +126,30 @@ def _padded(x: np.ndarray, start: int, stop: int, size: int) -> np.ndarray:
     return np.concatenate([rows, np.zeros((size - len(rows),) + x.shape[1:], x.dtype)]) if len(rows) < size else rows
 
 
-def generate_images(generator: Generator, latents: np.ndarray, labels: np.ndarray | None = None, *,
-                    resolution: int, batch_size: int, alpha: float = 1.0, mesh: Mesh | None = None,
-                    progress: bool = False) -> np.ndarray:
+def generate_images(
+    generator: Generator,
+    latents: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    resolution: int,
+    batch_size: int,
+    alpha: float = 1.0,
+    mesh: Mesh | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """All images at once: uint8 [N, resolution, resolution, num_channels]. See generate_image_batches."""
-    batches = list(generate_image_batches(generator, latents, labels, resolution=resolution, batch_size=batch_size,
-                                          alpha=alpha, mesh=mesh, progress=progress))
+    batches = list(
+        generate_image_batches(
+            generator,
+            latents,
+            labels,
+            resolution=resolution,
+            batch_size=batch_size,
+            alpha=alpha,
+            mesh=mesh,
+            progress=progress,
+        )
+    )
     return np.concatenate(batches)
 
 
@@ -156,8 +183,17 @@ class Sampler:
       mesh: 1-D 'data' mesh; default: this process's devices.
     """
 
-    def __init__(self, generator: Generator, *, resolution: int, alpha: float = 1.0, psi: float = 1.0,
-                 label: int | None = None, batch_size: int = 0, mesh: Mesh | None = None):
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        resolution: int,
+        alpha: float = 1.0,
+        psi: float = 1.0,
+        label: int | None = None,
+        batch_size: int = 0,
+        mesh: Mesh | None = None,
+    ):
         _check_sampler_options(psi, batch_size)
         try:
             level_of(resolution, generator.spec)
@@ -170,8 +206,9 @@ class Sampler:
         self.batch_size = batch_size or DEFAULT_BATCH_PER_DEVICE * self.mesh.size
 
     @classmethod
-    def from_checkpoint(cls, workdir: str, *, step: int | None = None, resolution: int | None = None,
-                        network: str = "ema", **options) -> tuple["Sampler", dict]:
+    def from_checkpoint(
+        cls, workdir: str, *, step: int | None = None, resolution: int | None = None, network: str = "ema", **options
+    ) -> tuple[Sampler, dict]:
         """Loads a generator (see `network_sources.load`: `workdir` may also be a run's checkpoints folder, a
         .pggan export or an official .pkl) at the resolution and fade-in it was trained at. Options are checked
         before the (slow) load. Returns (sampler, meta with at least 'resolution', 'alpha' and 'step')."""
@@ -194,8 +231,9 @@ class Sampler:
         default = np.asarray(default, np.int64)
         return np.full(len(default), self.label) if self.label is not None else default % self.spec.label_size
 
-    def image_batches(self, latents: np.ndarray, default_classes: Sequence[int] | None = None, *,
-                      progress: bool = False) -> Iterator[np.ndarray]:
+    def image_batches(
+        self, latents: np.ndarray, default_classes: Sequence[int] | None = None, *, progress: bool = False
+    ) -> Iterator[np.ndarray]:
         """Images of latents float [N, latent_size], streamed as uint8 [b, R, R, C] batches in order.
 
         default_classes: int [N] for a conditional model (see class_ids); default 0, 1, ..., N - 1.
@@ -204,11 +242,20 @@ class Sampler:
         classes = self.class_ids(np.arange(len(latents)) if default_classes is None else default_classes)
         labels = None if classes is None else latent_space.one_hot_labels(classes, self.spec.label_size)
         latents, labels = latent_space.truncate(latents, labels, self.psi, self.spec)
-        return generate_image_batches(self.generator, latents, labels, resolution=self.resolution,
-                                      batch_size=self.batch_size, alpha=self.alpha, mesh=self.mesh, progress=progress)
+        return generate_image_batches(
+            self.generator,
+            latents,
+            labels,
+            resolution=self.resolution,
+            batch_size=self.batch_size,
+            alpha=self.alpha,
+            mesh=self.mesh,
+            progress=progress,
+        )
 
-    def images(self, latents: np.ndarray, default_classes: Sequence[int] | None = None, *,
-               progress: bool = False) -> np.ndarray:
+    def images(
+        self, latents: np.ndarray, default_classes: Sequence[int] | None = None, *, progress: bool = False
+    ) -> np.ndarray:
         """All images at once: uint8 [N, R, R, C]. See image_batches."""
         return np.concatenate(list(self.image_batches(latents, default_classes, progress=progress)))
 
@@ -220,8 +267,9 @@ def _zoomed(image: np.ndarray, zoom: int) -> np.ndarray:
     return image if zoom == 1 else media.fit_to_frame(image, image.shape[0] * zoom, image.shape[1] * zoom)
 
 
-def sample_grid(sampler: Sampler, seed: int, rows: int, cols: int, *, zoom: int = 1,
-                progress: bool = False) -> np.ndarray:
+def sample_grid(
+    sampler: Sampler, seed: int, rows: int, cols: int, *, zoom: int = 1, progress: bool = False
+) -> np.ndarray:
     """The rows x cols sample grid of `seed` (`sampling.grid_latents`, filled row by row).
 
     Returns uint8 [rows * R * zoom, cols * R * zoom, C], R = sampler.resolution.
@@ -246,23 +294,27 @@ def seed_images(sampler: Sampler, seeds: Sequence[int], *, progress: bool = Fals
     return (image for batch in sampler.image_batches(latents, seeds, progress=progress) for image in batch)
 
 
-def save_seed_images(sampler: Sampler, seeds: Sequence[int], outdir: str, *, zoom: int = 1,
-                     progress: bool = False) -> list[str]:
+def save_seed_images(
+    sampler: Sampler, seeds: Sequence[int], outdir: str, *, zoom: int = 1, progress: bool = False
+) -> list[str]:
     """Writes one PNG per seed (`seed_images`) into outdir (created if missing), named by `seed_image_filename`.
 
     Images are uint8 [R * zoom, R * zoom, C]. Returns the paths written, in seed order.
     """
     seeds = list(seeds)
     classes = sampler.class_ids(seeds)
-    paths = [os.path.join(outdir, seed_image_filename(seed, None if classes is None else int(classes[i])))
-             for i, seed in enumerate(seeds)]
+    paths = [
+        os.path.join(outdir, seed_image_filename(seed, None if classes is None else int(classes[i])))
+        for i, seed in enumerate(seeds)
+    ]
     for image, path in zip(seed_images(sampler, seeds, progress=progress), paths):
         media.save_png(_zoomed(image, zoom), path)
     return paths
 
 
-def video_frames(sampler: Sampler, latents: np.ndarray, rows: int, cols: int, *, zoom: int = 0,
-                 progress: bool = False) -> Iterator[np.ndarray]:
+def video_frames(
+    sampler: Sampler, latents: np.ndarray, rows: int, cols: int, *, zoom: int = 0, progress: bool = False
+) -> Iterator[np.ndarray]:
     """Frames of a video of rows x cols latent walks, generated batch by batch as they are consumed.
 
     Args:
@@ -279,8 +331,9 @@ def video_frames(sampler: Sampler, latents: np.ndarray, rows: int, cols: int, *,
         raise GenerationError(f"video latents must be [frames, {rows * cols}, latent_size], got {latents.shape}")
     num_frames, cells, latent_size = latents.shape
     zoom = media.video_zoom(rows * sampler.resolution, cols * sampler.resolution, zoom)
-    batches = sampler.image_batches(latents.reshape(-1, latent_size), np.tile(np.arange(cells), num_frames),
-                                    progress=progress)
+    batches = sampler.image_batches(
+        latents.reshape(-1, latent_size), np.tile(np.arange(cells), num_frames), progress=progress
+    )
     return (_zoomed(grid, zoom) for grid in media.grids_from_batches(batches, rows, cols))
 
 
@@ -293,9 +346,19 @@ def progress_checkpoint_steps(workdir: str, network: str = "ema") -> list[int]:
         return reader.intact(sorted(set(reader.stage_final_steps()) | {latest}), network)
 
 
-def stage_progress_frames(workdir: str, steps: Sequence[int], *, seed: int, rows: int, cols: int,
-                          network: str = "ema", frames_per_step: int = 1, zoom: int = 0,
-                          progress: bool = False, **options) -> Iterator[np.ndarray]:
+def stage_progress_frames(
+    workdir: str,
+    steps: Sequence[int],
+    *,
+    seed: int,
+    rows: int,
+    cols: int,
+    network: str = "ema",
+    frames_per_step: int = 1,
+    zoom: int = 0,
+    progress: bool = False,
+    **options,
+) -> Iterator[np.ndarray]:
     """Frames of a training-progress video rendered from checkpoints (one checkpoint loaded at a time).
 
     Every checkpoint renders the same rows x cols grid of `seed` at its own resolution and fade-in;

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -74,8 +74,9 @@ def parse_seeds(text: str) -> list[int]:
     for part in (p.strip() for p in str(text).split(",")):
         low, dash, high = part.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
-            raise SamplingError(f"seeds must be non-negative integers and ranges like 1,5,7-10; {part!r} in "
-                                f"{text!r} is neither")
+            raise SamplingError(
+                f"seeds must be non-negative integers and ranges like 1,5,7-10; {part!r} in {text!r} is neither"
+            )
         if dash and int(high) < int(low):
             raise SamplingError(f"seed range {part!r} in {text!r} runs backwards; write it {high}-{low}")
         seeds.extend(range(int(low), int(high if dash else low) + 1))
@@ -114,8 +115,9 @@ def one_hot_labels(class_ids: Sequence[int], label_size: int) -> np.ndarray:
 # Truncation trick
 
 
-def truncate(latents: np.ndarray, labels: np.ndarray | None, psi: float,
-             spec: ModelSpec) -> tuple[np.ndarray, np.ndarray | None]:
+def truncate(
+    latents: np.ndarray, labels: np.ndarray | None, psi: float, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The truncation trick for PGGAN's generator, done on its inputs (no change to the network).
 
     Definition. PGGAN has no mapping network; the only place all latents meet linearly is the input
@@ -168,7 +170,7 @@ def truncate(latents: np.ndarray, labels: np.ndarray | None, psi: float,
     center_scale = 1.0 / np.sqrt((spec.latent_size + label_sq) / width + eps)
     target_z = psi * sample_scale * z
     target_y = (center_scale + psi * (sample_scale - center_scale)) * y
-    mean_sq = (np.sum(target_z ** 2, axis=1, keepdims=True) + np.sum(target_y ** 2, axis=1, keepdims=True)) / width
+    mean_sq = (np.sum(target_z**2, axis=1, keepdims=True) + np.sum(target_y**2, axis=1, keepdims=True)) / width
     k = np.sqrt(eps / (1.0 - mean_sq))
     new_labels = None if labels is None else (k * target_y).astype(np.float32)
     return (k * target_z).astype(np.float32), new_labels
@@ -252,8 +254,9 @@ def keyframe_path(keyframes: np.ndarray, num_frames: int, loop: bool = True) -> 
     return slerp(keyframes[segment], keyframes[(segment + 1) % num_keyframes], t)
 
 
-def keyframe_walk(seeds: Sequence[int], num_frames: int, latent_size: int, *, num_walks: int = 1,
-                  loop: bool = True) -> np.ndarray:
+def keyframe_walk(
+    seeds: Sequence[int], num_frames: int, latent_size: int, *, num_walks: int = 1, loop: bool = True
+) -> np.ndarray:
     """Latents that slerp through the sample grids of the given seeds (keyframe interpolation videos).
 
     Keyframe k of walk w is `grid_latents(seeds[k], num_walks, latent_size)[w]`: the keyframes of a
@@ -290,8 +293,9 @@ def circular_gaussian_filter(x: np.ndarray, sigma: float, axis: int = 0) -> np.n
     return np.fft.irfft(np.fft.rfft(x, axis=axis) * spectrum, n=length, axis=axis)
 
 
-def smooth_random_walk(num_frames: int, latent_size: int, *, fps: float, smoothing_sec: float, seed: int,
-                       num_walks: int = 1) -> np.ndarray:
+def smooth_random_walk(
+    num_frames: int, latent_size: int, *, fps: float, smoothing_sec: float, seed: int, num_walks: int = 1
+) -> np.ndarray:
     """A looping random walk in latent space (the paper's interpolation videos).
 
     White Gaussian latents are filtered along time with a Gaussian of sigma = smoothing_sec * fps
@@ -307,8 +311,9 @@ def smooth_random_walk(num_frames: int, latent_size: int, *, fps: float, smoothi
     if fps <= 0:
         raise SamplingError(f"fps must be positive, got {fps}")
     seed = _check_seed(seed)
-    noise = np.stack([np.random.default_rng([seed, w]).standard_normal((num_frames, latent_size))
-                      for w in range(num_walks)], axis=1)
+    noise = np.stack(
+        [np.random.default_rng([seed, w]).standard_normal((num_frames, latent_size)) for w in range(num_walks)], axis=1
+    )
     walk = circular_gaussian_filter(noise, smoothing_sec * fps, axis=0)
     walk *= math.sqrt(latent_size) / np.linalg.norm(walk, axis=-1, keepdims=True)
     return walk.astype(np.float32)

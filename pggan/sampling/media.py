@@ -14,7 +14,8 @@ import os
 import re
 import uuid
 import warnings
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -47,8 +48,10 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 def _check_images(images: np.ndarray, what: str) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise MediaError(f"{what} expects uint8 images [N, H, W, 1 or 3], got {images.dtype} {images.shape}; "
-                         "convert generator output with to_uint8")
+        raise MediaError(
+            f"{what} expects uint8 images [N, H, W, 1 or 3], got {images.dtype} {images.shape}; "
+            "convert generator output with to_uint8"
+        )
     return images
 
 
@@ -74,7 +77,7 @@ def grids_from_batches(batches: Iterable[np.ndarray], rows: int, cols: int) -> I
         images = np.concatenate([leftover, batch]) if len(leftover) else batch
         full = len(images) // per_grid * per_grid
         for start in range(0, full, per_grid):
-            yield make_grid(images[start:start + per_grid], rows, cols)
+            yield make_grid(images[start : start + per_grid], rows, cols)
         leftover = images[full:]
     if len(leftover):
         raise MediaError(f"{len(leftover)} images left over: not a multiple of the {rows}x{cols} grid")
@@ -107,7 +110,7 @@ def fit_to_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
         image = image.reshape(new_h, new_w, c)
     frame = np.zeros((height, width, c), np.uint8)
     top, left = (height - new_h) // 2, (width - new_w) // 2
-    frame[top:top + new_h, left:left + new_w] = image
+    frame[top : top + new_h, left : left + new_w] = image
     return frame
 
 
@@ -187,8 +190,11 @@ def _even_rgb(frame: np.ndarray) -> np.ndarray:
 def _ffmpeg_options(path: str | os.PathLike, crf: int) -> dict:
     extension = os.path.splitext(os.fspath(path))[1].lower()
     if extension == ".gif":  # per-frame palettes in one pass: nothing is buffered
-        return dict(codec="gif", pix_fmt_out="pal8", output_params=[
-            "-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1"])
+        return dict(
+            codec="gif",
+            pix_fmt_out="pal8",
+            output_params=["-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1"],
+        )
     if extension == ".mp4":
         return dict(codec="libx264", pix_fmt_out="yuv420p", output_params=["-crf", str(int(crf))])
     raise MediaError(f"unknown video format {extension!r} for {path}: use one of {VIDEO_EXTENSIONS}")
@@ -223,14 +229,21 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
                 if writer is None:
                     size = frame.shape[:2]
                     even = _even_rgb(frame)
-                    writer = imageio_ffmpeg.write_frames(tmp, (even.shape[1], even.shape[0]), fps=float(fps),
-                                                         quality=None, macro_block_size=1,
-                                                         ffmpeg_log_level="error", **options)
+                    writer = imageio_ffmpeg.write_frames(
+                        tmp,
+                        (even.shape[1], even.shape[0]),
+                        fps=float(fps),
+                        quality=None,
+                        macro_block_size=1,
+                        ffmpeg_log_level="error",
+                        **options,
+                    )
                     with _spawning_ffmpeg():
                         writer.send(None)
                 elif frame.shape[:2] != size:
-                    raise MediaError(f"all video frames must have one size: frame {count} is "
-                                     f"{frame.shape[:2]}, the first was {size}")
+                    raise MediaError(
+                        f"all video frames must have one size: frame {count} is {frame.shape[:2]}, the first was {size}"
+                    )
                 writer.send(_even_rgb(frame))
                 count += 1
         finally:
@@ -243,6 +256,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
 
 class VideoInfo(NamedTuple):
     """What a decoded video holds: frame count, frame height and width in pixels, frames per second."""
+
     num_frames: int
     height: int
     width: int
@@ -292,8 +306,11 @@ def list_sample_grids(directory: str | os.PathLike) -> list[tuple[float, str]]:
     """[(kimg, path)] of the sample grids in `directory` (see sample_grid_filename), sorted by kimg."""
     if not os.path.isdir(directory):
         raise MediaError(f"sample folder not found: {directory}")
-    found = [(float(m[1]), os.path.join(directory, name))
-             for name in os.listdir(directory) if (m := SAMPLE_GRID_PATTERN.match(name))]
+    found = [
+        (float(m[1]), os.path.join(directory, name))
+        for name in os.listdir(directory)
+        if (m := SAMPLE_GRID_PATTERN.match(name))
+    ]
     if not found:
         raise MediaError(f"no sample grids named like {sample_grid_filename(0)!r} in {directory}")
     return sorted(found)

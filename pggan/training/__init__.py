@@ -1,1 +1,2 @@
-"""Training: the typed config and its checks, the schedule, the compiled step, the loop, writers and periodic metrics."""
+"""Training: the typed config and its checks, the schedule, the compiled step, the loop, writers and
+periodic metrics."""

@@ -23,8 +23,10 @@ V2_PRESETS = {
 
 def v2_schedule_presets() -> dict:
     """`schedule.by_device_count` entries reproducing the official v2 1/2/4/8-GPU presets."""
-    return {devices: {"minibatch_base": base, "minibatch": dict(table), "g_lr": dict(lrs), "d_lr": dict(lrs)}
-            for devices, (base, table, lrs) in V2_PRESETS.items()}
+    return {
+        devices: {"minibatch_base": base, "minibatch": dict(table), "g_lr": dict(lrs), "d_lr": dict(lrs)}
+        for devices, (base, table, lrs) in V2_PRESETS.items()
+    }
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -27,8 +27,7 @@ from pggan.model import losses
 
 R1_GAMMA = 1.0
 LAZY_INTERVAL = 4
-_NO_PENALTY = {"gp_lambda": 0.0, "gp0_lambda": 0.0, "r1_gamma": 0.0, "r2_gamma": 0.0, "reg_interval": 0,
-               "drift": 0.0}
+_NO_PENALTY = {"gp_lambda": 0.0, "gp0_lambda": 0.0, "r1_gamma": 0.0, "r2_gamma": 0.0, "reg_interval": 0, "drift": 0.0}
 
 # regularizer -> (config.loss overrides, config.d_normalization.method)
 REGULARIZERS = {
@@ -53,20 +52,34 @@ WGAN_GRAN_DRIFT = 0.01
 _GRID_REGULARIZERS = ("gp", "r1", "sn", "gran", "none")
 _EXTRAS = ("logistic_gp0", "logistic_r1lazy", "logistic_r1r2")
 
-COMBINATIONS = tuple(f"{loss}_{reg}" for loss in losses.LOSSES for reg in _GRID_REGULARIZERS
-                     if (loss, reg) != ("wgan", "none")) + _EXTRAS
+COMBINATIONS = (
+    tuple(f"{loss}_{reg}" for loss in losses.LOSSES for reg in _GRID_REGULARIZERS if (loss, reg) != ("wgan", "none"))
+    + _EXTRAS
+)
 # The combinations docs/loss_comparison.md compares (tools/compare_losses.py's default): every loss and
 # every regularizer but r1r2, small enough for about an hour of shared CPU (each one compiles its steps).
-COMPARED = ("wgan_gp", "wgan_sn", "logistic_none", "logistic_gp", "logistic_r1", "logistic_r1lazy", "logistic_gp0",
-            "lsgan_gp", "hinge_sn", "hinge_gran")
+COMPARED = (
+    "wgan_gp",
+    "wgan_sn",
+    "logistic_none",
+    "logistic_gp",
+    "logistic_r1",
+    "logistic_r1lazy",
+    "logistic_gp0",
+    "lsgan_gp",
+    "hinge_sn",
+    "hinge_gran",
+)
 
 
 def parse(name: str) -> tuple[str, str]:
     """'logistic_r1lazy' -> ('logistic', 'r1lazy'); ValueError naming the valid parts otherwise."""
     loss, _, regularizer = name.partition("_")
     if loss not in losses.LOSSES or regularizer not in REGULARIZERS:
-        raise ValueError(f"unknown combination {name!r}: use <loss>_<regularizer> with loss in {losses.LOSSES} "
-                         f"and regularizer in {tuple(REGULARIZERS)}, e.g. {COMBINATIONS[0]}")
+        raise ValueError(
+            f"unknown combination {name!r}: use <loss>_<regularizer> with loss in {losses.LOSSES} "
+            f"and regularizer in {tuple(REGULARIZERS)}, e.g. {COMBINATIONS[0]}"
+        )
     return loss, regularizer
 
 
@@ -93,8 +106,11 @@ def summary_table(results: list[dict]) -> str:
     mean +- std over seeds of the final SWD, mean untrained SWD, runs ending below their untrained
     SWD, skipped steps, whether every run ended finite, mean training seconds.
     """
-    rows = ["| combination | runs | final SWD (x1e3) | untrained SWD | below untrained | skipped D/G steps | finite "
-            "| train s/run |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| combination | runs | final SWD (x1e3) | untrained SWD | below untrained | skipped D/G steps | finite "
+        "| train s/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     by_name: dict[str, list[dict]] = {}
     for result in results:
         by_name.setdefault(result["combination"], []).append(result)
@@ -108,9 +124,14 @@ def summary_table(results: list[dict]) -> str:
         swd = np.array([r["swd"] for r in scored] or [np.nan])
         untrained = np.mean([r["untrained_swd"] for r in scored]) if scored else np.nan
         below = sum(r["swd"] < r["untrained_swd"] for r in scored)
-        finite = "yes" if len(scored) == len(runs) and all(r["finite"] for r in runs) else \
-            f"NO ({len(runs) - len(scored)} diverged)"
-        rows.append(f"| {name} | {len(runs)} | {swd.mean():.1f} ± {swd.std():.1f} | {untrained:.1f} | "
-                    f"{below}/{len(runs)} | {sum(r['skipped_d'] for r in scored)}/{sum(r['skipped_g'] for r in scored)} "
-                    f"| {finite} | {np.mean([r['train_seconds'] for r in runs]):.0f} |")
+        finite = (
+            "yes"
+            if len(scored) == len(runs) and all(r["finite"] for r in runs)
+            else f"NO ({len(runs) - len(scored)} diverged)"
+        )
+        rows.append(
+            f"| {name} | {len(runs)} | {swd.mean():.1f} ± {swd.std():.1f} | {untrained:.1f} | "
+            f"{below}/{len(runs)} | {sum(r['skipped_d'] for r in scored)}/{sum(r['skipped_g'] for r in scored)} "
+            f"| {finite} | {np.mean([r['train_seconds'] for r in runs]):.0f} |"
+        )
     return "\n".join(rows) + "\n"

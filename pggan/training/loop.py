@@ -17,7 +17,8 @@ import math
 import os
 import shutil
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,19 +27,17 @@ import numpy as np
 from absl import logging
 
 from pggan import checkpoint, disk, parallel
-
-from pggan.model import networks
-
-from pggan.sampling import generation, latent_space, media
-
-from pggan.training import eta, preemption, run_length, train_step, transfer
-from pggan.data import config as data_config, device_dataset
+from pggan.data import config as data_config
+from pggan.data import device_dataset
 from pggan.errors import UserError
+from pggan.model import networks
+from pggan.sampling import generation, latent_space, media
+from pggan.training import eta, preemption, run_length, train_step, transfer
+from pggan.training.config import TrainingConfig
+from pggan.training.periodic_metrics import TrainingMetrics
 from pggan.training.schedule import Phase, Schedule
 from pggan.training.step_updates import HeldLevel, HostBatches, RoundScalars, StepConfig, summarize_metrics
 from pggan.training.train_state import Progress, state_shapes
-from pggan.training.config import TrainingConfig
-from pggan.training.periodic_metrics import TrainingMetrics
 from pggan.training.validation import RunPlan, check_workdir, known_failures, plan_run
 from pggan.training.writers import RunWriter
 
@@ -80,24 +79,34 @@ class Trainer:
         self.last_saved_nimg: int | None = None  # the step of the newest checkpoint this run wrote or resumed from
         checkpoint_bytes, other_bytes = self._space_needed()
         self.space_needed = checkpoint_bytes + other_bytes
-        check_workdir(self.workdir, self.space_needed,
-                      f"the next checkpoint ({disk.format_bytes(checkpoint_bytes)}, written beside the ones kept) with "
-                      f"samples and logs ({disk.format_bytes(other_bytes)})")
+        check_workdir(
+            self.workdir,
+            self.space_needed,
+            f"the next checkpoint ({disk.format_bytes(checkpoint_bytes)}, written beside the ones kept) with "
+            f"samples and logs ({disk.format_bytes(other_bytes)})",
+        )
         # Process 0 prepares a missing dataset; the others open it afterwards (or prepare their own
         # copy when every host has its own data_dir).
         self.dataset = parallel.process_zero_first(
-            lambda: data_config.open_from_config(config.dataset, resolution=self.spec.resolution,
-                                                 channels=self.spec.num_channels, label_size=self.spec.label_size),
-            TrainingError("process 0 could not open the dataset (its error says why); fix that and restart all "
-                          "processes"))
+            lambda: data_config.open_from_config(
+                config.dataset,
+                resolution=self.spec.resolution,
+                channels=self.spec.num_channels,
+                label_size=self.spec.label_size,
+            ),
+            TrainingError(
+                "process 0 could not open the dataset (its error says why); fix that and restart all processes"
+            ),
+        )
         label_probs = tuple(self.dataset.label_probabilities()) if self.spec.label_size else None
         step_config = StepConfig.from_config(config, self.schedule, label_probs)
         self.normalization = step_config.normalization
         for warning in known_failures(self.loss_config, self.normalization):
             logging.warning(warning)
         self.step = train_step.TrainStep.create(self.spec, self.loss_config, step_config, self.mesh)
-        self.store = checkpoint.CheckpointStore(self.workdir, keep=config.checkpoint.keep,
-                                                async_save=config.checkpoint.async_save)
+        self.store = checkpoint.CheckpointStore(
+            self.workdir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save
+        )
         self.writer = RunWriter(self.workdir, enabled=jax.process_index() == 0)
         self.metrics = TrainingMetrics(config.metrics, self.spec, self.dataset, self.workdir, self.writer, self.mesh)
         rows, cols = config.samples.grid_shape(self.spec.resolution)
@@ -122,7 +131,7 @@ class Trainer:
         spectral = self.config.d_normalization.method == "spectral"
         shapes = state_shapes(self.spec, spectral, self.config.optimizer, self.config.augment)
         rows, cols = self.config.samples.grid_shape(self.spec.resolution)
-        grid = rows * cols * self.spec.resolution ** 2 * self.spec.num_channels
+        grid = rows * cols * self.spec.resolution**2 * self.spec.num_channels
         return checkpoint.disk_bytes(shapes, disk.block_size(self.workdir)), 2 * grid + LOG_BYTES
 
     # ------------------------------------------------------------------------------------ state I/O
@@ -135,9 +144,13 @@ class Trainer:
             logging.warning("Schedule: %s.", shortfall)
         restored = self.store.restore_newest(self.step.abstract_state(), self._check_resumable)
         if restored is None:
-            logging.info("Starting a new run in %s (%d devices, %d processes). Initialising the networks (compiled "
-                         "once per architecture; up to a minute on a CPU)...", self.workdir, self.num_devices,
-                         jax.process_count())
+            logging.info(
+                "Starting a new run in %s (%d devices, %d processes). Initialising the networks (compiled "
+                "once per architecture; up to a minute on a CPU)...",
+                self.workdir,
+                self.num_devices,
+                jax.process_count(),
+            )
             self.writer.write_config(self.config)
             start = time.time()
             state = jax.block_until_ready(transfer.start_from(self.config, self.step.init_state(self.config.seed)))
@@ -145,9 +158,15 @@ class Trainer:
             return state, Progress()
         step, state, meta = restored
         progress = Progress.from_meta(meta)
-        logging.info("Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
-                     step, progress.nimg / 1000, progress.phase.resolution, self.workdir, self.num_devices,
-                     jax.process_count())
+        logging.info(
+            "Resuming from checkpoint %d (%.1f kimg, resolution %d) in %s (%d devices, %d processes).",
+            step,
+            progress.nimg / 1000,
+            progress.phase.resolution,
+            self.workdir,
+            self.num_devices,
+            jax.process_count(),
+        )
         self.last_saved_nimg = progress.nimg
         return state, progress
 
@@ -155,16 +174,18 @@ class Trainer:
         saved = json.loads(meta["config"])
         saved_architecture = networks.ModelSpec.from_config(saved["model"]).architecture()
         saved_normalization = saved.get("d_normalization", {}).get("method", "none")
-        for field, before, now in (("model", saved_architecture, self.spec.architecture()),
-                                   ("seed", saved["seed"], self.config.seed),
-                                   ("optimizer.name", saved.get("optimizer", {}).get("name", "adam"),
-                                    self.config.optimizer.name),
-                                   ("augment.target > 0", saved.get("augment", {}).get("target", 0.0) > 0,
-                                    self.config.augment.adaptive),
-                                   ("d_normalization.method", saved_normalization, self.normalization.method)):
+        for field, before, now in (
+            ("model", saved_architecture, self.spec.architecture()),
+            ("seed", saved["seed"], self.config.seed),
+            ("optimizer.name", saved.get("optimizer", {}).get("name", "adam"), self.config.optimizer.name),
+            ("augment.target > 0", saved.get("augment", {}).get("target", 0.0) > 0, self.config.augment.adaptive),
+            ("d_normalization.method", saved_normalization, self.normalization.method),
+        ):
             if before != now:
-                raise TrainingError(f"{self.workdir} holds a run with a different config.{field} "
-                                    f"({before} vs {now}); use a new --workdir or the original config")
+                raise TrainingError(
+                    f"{self.workdir} holds a run with a different config.{field} "
+                    f"({before} vs {now}); use a new --workdir or the original config"
+                )
 
     def _save(self, state: dict, progress: Progress) -> None:
         """Checkpoints the state after the last round (no-op if nothing changed since the last save).
@@ -178,20 +199,30 @@ class Trainer:
             return
         consecutive = self._nonfinite_streak(state["counters"]["consecutive_nonfinite"])
         if consecutive and progress.nimg >= self.total_nimg:
-            raise self._diverged(f"training reached {self.total_nimg / 1000:g} kimg with its last {consecutive} steps "
-                                 "skipped for non-finite gradients, so its final state was not checkpointed")
+            raise self._diverged(
+                f"training reached {self.total_nimg / 1000:g} kimg with its last {consecutive} steps "
+                "skipped for non-finite gradients, so its final state was not checkpointed"
+            )
         if consecutive:
-            logging.warning("No checkpoint at %.1f kimg: the last %d steps had non-finite gradients; the newest "
-                            "checkpoint stays the one at %s.", progress.nimg / 1000, consecutive,
-                            "none" if self.last_saved_nimg is None else f"{self.last_saved_nimg / 1000:.1f} kimg")
+            logging.warning(
+                "No checkpoint at %.1f kimg: the last %d steps had non-finite gradients; the newest "
+                "checkpoint stays the one at %s.",
+                progress.nimg / 1000,
+                consecutive,
+                "none" if self.last_saved_nimg is None else f"{self.last_saved_nimg / 1000:.1f} kimg",
+            )
             return
-        stage_final = (progress.nimg >= self.total_nimg
-                       or self.schedule.at(progress.nimg).resolution != progress.phase.resolution)
+        stage_final = (
+            progress.nimg >= self.total_nimg or self.schedule.at(progress.nimg).resolution != progress.phase.resolution
+        )
         self.store.save(progress.nimg, state, progress.to_meta(self.config), stage_final=stage_final)
         self.last_saved_nimg = progress.nimg
         resolution = progress.phase.resolution
-        logging.info("Checkpoint at %.1f kimg%s.", progress.nimg / 1000,
-                     f" (last of the {resolution}x{resolution} stage, kept)" if stage_final else "")
+        logging.info(
+            "Checkpoint at %.1f kimg%s.",
+            progress.nimg / 1000,
+            f" (last of the {resolution}x{resolution} stage, kept)" if stage_final else "",
+        )
         if stage_final and self.metrics.at_stage_end:
             self.metrics.evaluate(state["generator_ema"], progress)
 
@@ -215,12 +246,19 @@ class Trainer:
             self._close()
         if stop.requested:
             saved = self.last_saved_nimg
-            logging.info("Stopped by %s at %.1f kimg; %s. Run the same command again to resume.", stop.signal_name,
-                         progress.nimg / 1000, "no checkpoint yet" if saved is None else
-                         f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete")
+            logging.info(
+                "Stopped by %s at %.1f kimg; %s. Run the same command again to resume.",
+                stop.signal_name,
+                progress.nimg / 1000,
+                "no checkpoint yet" if saved is None else f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete",
+            )
         else:
-            logging.info("Training complete: %.1f kimg in %s. Checkpoints in %s.", progress.nimg / 1000,
-                         _format_duration(progress.elapsed_sec), self.store.directory)
+            logging.info(
+                "Training complete: %.1f kimg in %s. Checkpoints in %s.",
+                progress.nimg / 1000,
+                _format_duration(progress.elapsed_sec),
+                self.store.directory,
+            )
 
     @contextlib.contextmanager
     def _reporting_a_full_disk(self) -> Iterator[None]:
@@ -232,20 +270,30 @@ class Trainer:
             if not disk.is_disk_full(error):
                 raise
             free, needed = disk.format_bytes(disk.free_bytes(self.workdir)), disk.format_bytes(self.space_needed)
-            raise TrainingError(f"no space left on the disk of --workdir {self.workdir} ({free} free; the next "
-                                f"checkpoint, samples and logs need about {needed}): free space or move the run, then "
-                                "run the same command to resume from the newest complete checkpoint") from None
+            raise TrainingError(
+                f"no space left on the disk of --workdir {self.workdir} ({free} free; the next "
+                f"checkpoint, samples and logs need about {needed}): free space or move the run, then "
+                "run the same command to resume from the newest complete checkpoint"
+            ) from None
 
     def _out_of_memory_message(self) -> str:
         """The one-line answer to a device out of memory: where, and the two settings that lower the memory."""
         phase = self.current_phase
-        where = "" if phase is None else (f" at {phase.resolution}x{phase.resolution}, minibatch {phase.minibatch} "
-                                          f"({phase.minibatch // self.num_devices} per device)")
+        where = (
+            ""
+            if phase is None
+            else (
+                f" at {phase.resolution}x{phase.resolution}, minibatch {phase.minibatch} "
+                f"({phase.minibatch // self.num_devices} per device)"
+            )
+        )
         resolution = "R" if phase is None else phase.resolution
-        return (f"the devices ran out of memory{where}: run each device's minibatch in smaller pieces with "
-                f"--config.schedule.max_microbatch_per_device='{{{resolution}: 4}}' (same result, less memory), or "
-                f"lower the minibatch with --config.schedule.minibatch='{{{resolution}: 8}}'; then run the same "
-                "command to resume")
+        return (
+            f"the devices ran out of memory{where}: run each device's minibatch in smaller pieces with "
+            f"--config.schedule.max_microbatch_per_device='{{{resolution}: 4}}' (same result, less memory), or "
+            f"lower the minibatch with --config.schedule.minibatch='{{{resolution}: 8}}'; then run the same "
+            "command to resume"
+        )
 
     def _close(self, error: Exception | None = None) -> None:
         """Completes the checkpoint saves in flight and closes the writers.
@@ -272,8 +320,10 @@ class Trainer:
                 last = progress.phase
                 if last is not None and phase.resolution != last.resolution:
                     self._save(state, progress)  # the last state of the stage, kept for good
-                new_stage = inputs is None or (inputs.resolution, inputs.minibatch) != (phase.resolution,
-                                                                                       phase.minibatch)
+                new_stage = inputs is None or (inputs.resolution, inputs.minibatch) != (
+                    phase.resolution,
+                    phase.minibatch,
+                )
                 if new_stage:
                     if inputs is not None:
                         inputs.close()
@@ -314,43 +364,66 @@ class Trainer:
     def _compiled(self, phase: Phase, seconds: float) -> float:
         """Logs and records the compile of a stage's step (its first round, which includes one round of
         training); returns `seconds`."""
-        logging.info("Compiled the %dx%d training step and ran its first round in %.1f s.", phase.resolution,
-                     phase.resolution, seconds)
+        logging.info(
+            "Compiled the %dx%d training step and ran its first round in %.1f s.",
+            phase.resolution,
+            phase.resolution,
+            seconds,
+        )
         self.remaining.add_compile(seconds)
         return seconds
 
-    def _start_inputs(self, phase, position: int) -> "_Inputs":
+    def _start_inputs(self, phase, position: int) -> _Inputs:
         """The input of a (resolution, minibatch) stage: the level on the devices, or the host pipeline."""
         dataset_config = self.config.dataset
-        on_device = device_dataset.should_hold_on_device(dataset_config.on_device, self.dataset, phase.resolution,
-                                                        self.mesh, dataset_config.on_device_memory_fraction)
+        on_device = device_dataset.should_hold_on_device(
+            dataset_config.on_device,
+            self.dataset,
+            phase.resolution,
+            self.mesh,
+            dataset_config.on_device_memory_fraction,
+        )
         if jax.process_count() > 1:  # all processes must take the same path: on the devices only if all can
             on_device = not bool(jax.device_get(parallel.any_process(not on_device, self.mesh)))
-        logging.info("Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg; data %s. Compiling its "
-                     "training step...", phase.resolution, phase.resolution, phase.minibatch,
-                     phase.minibatch // self.num_devices, position / 1000,
-                     "held on the devices" if on_device else "from the host pipeline")
+        logging.info(
+            "Resolution %dx%d, minibatch %d (%d per device), from %.1f kimg; data %s. Compiling its training step...",
+            phase.resolution,
+            phase.resolution,
+            phase.minibatch,
+            phase.minibatch // self.num_devices,
+            position / 1000,
+            "held on the devices" if on_device else "from the host pipeline",
+        )
         self._write_reals_grid(phase.resolution, position)
         if on_device:
-            return _Inputs(phase.resolution, phase.minibatch,
-                           level=device_dataset.load_level_to_device(self.dataset, phase.resolution, self.mesh))
+            return _Inputs(
+                phase.resolution,
+                phase.minibatch,
+                level=device_dataset.load_level_to_device(self.dataset, phase.resolution, self.mesh),
+            )
         iterator = data_config.iterator_from_config(
-            dataset_config, self.dataset, resolution=phase.resolution, batch_size=phase.minibatch,
-            mesh=self.mesh, seed=self.config.seed, position=position,
-            row_order=parallel.device_major_order(phase.minibatch, self.num_devices))
+            dataset_config,
+            self.dataset,
+            resolution=phase.resolution,
+            batch_size=phase.minibatch,
+            mesh=self.mesh,
+            seed=self.config.seed,
+            position=position,
+            row_order=parallel.device_major_order(phase.minibatch, self.num_devices),
+        )
         return _Inputs(phase.resolution, phase.minibatch, iterator=iterator)
 
-    def _run_round(self, state: dict, inputs: "_Inputs", phase: Phase, progress: Progress):
+    def _run_round(self, state: dict, inputs: _Inputs, phase: Phase, progress: Progress):
         key = jax.random.fold_in(jax.random.key(self.config.seed), progress.round)
-        scalars = RoundScalars(jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr),
-                               jnp.float32(phase.ema_beta), key)
+        scalars = RoundScalars(
+            jnp.float32(phase.alpha), jnp.float32(phase.g_lr), jnp.float32(phase.d_lr), jnp.float32(phase.ema_beta), key
+        )
         if inputs.level is not None:
             data = HeldLevel(inputs.level.images, inputs.level.labels, jnp.uint32(progress.nimg))
         else:
             batches = [next(inputs.iterator) for _ in range(self.schedule.d_steps_per_round)]
             data = HostBatches(self._stack([b["images"] for b in batches]), self._stack([b["labels"] for b in batches]))
-        return self.step.round_fn(phase.resolution, phase.minibatch)(state, data, scalars,
-                                                                     round_index=progress.round)
+        return self.step.round_fn(phase.resolution, phase.minibatch)(state, data, scalars, round_index=progress.round)
 
     # ------------------------------------------------------------------------------------ reporting
 
@@ -360,15 +433,35 @@ class Trainer:
         'progress'."""
         means, skipped = summarize_metrics(sums)
         sec_per_kimg = seconds / max(images / 1000, 1e-9)
-        scalars = {**means, **skipped, "kimg": progress.nimg / 1000, "resolution": phase.resolution,
-                   "alpha": phase.alpha, "lod": phase.lod, "img_per_sec": images / max(seconds, 1e-9),
-                   "sec_per_kimg": sec_per_kimg, "g_lr": phase.g_lr, "d_lr": phase.d_lr, "minibatch": phase.minibatch}
+        scalars = {
+            **means,
+            **skipped,
+            "kimg": progress.nimg / 1000,
+            "resolution": phase.resolution,
+            "alpha": phase.alpha,
+            "lod": phase.lod,
+            "img_per_sec": images / max(seconds, 1e-9),
+            "sec_per_kimg": sec_per_kimg,
+            "g_lr": phase.g_lr,
+            "d_lr": phase.d_lr,
+            "minibatch": phase.minibatch,
+        }
         logging.info(
             "%-9s kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  img/s %8.1f  sec/kimg %7.2f  "
-            "skipped %d/%d  ETA %s", f"tick {progress.tick + 1}" if tick else "progress", scalars["kimg"],
-            phase.resolution, phase.alpha, means["d_loss"], means["g_loss"], means["gradient_penalty"],
-            scalars["img_per_sec"], sec_per_kimg, skipped["skipped_d"], skipped["skipped_g"],
-            _format_duration(self.remaining.seconds_left(progress.nimg)))
+            "skipped %d/%d  ETA %s",
+            f"tick {progress.tick + 1}" if tick else "progress",
+            scalars["kimg"],
+            phase.resolution,
+            phase.alpha,
+            means["d_loss"],
+            means["g_loss"],
+            means["gradient_penalty"],
+            scalars["img_per_sec"],
+            sec_per_kimg,
+            skipped["skipped_d"],
+            skipped["skipped_g"],
+            _format_duration(self.remaining.seconds_left(progress.nimg)),
+        )
         self.writer.scalars(progress.nimg, scalars)
 
     def _tick(self, state: dict, progress: Progress, phase: Phase) -> None:
@@ -400,19 +493,25 @@ class Trainer:
         consecutive = int(jax.device_get(counter))
         limit = self.config.max_consecutive_nonfinite
         if limit and consecutive >= limit:
-            raise self._diverged(f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
-                                 f"(limit config.max_consecutive_nonfinite={limit})")
+            raise self._diverged(
+                f"{consecutive} consecutive training steps had non-finite gradients and were skipped "
+                f"(limit config.max_consecutive_nonfinite={limit})"
+            )
         return consecutive
 
     def _diverged(self, what: str) -> TrainingError:
         """The one-line error of a diverged run: what happened, the last good checkpoint, what to do."""
         saved = self.last_saved_nimg
         if saved is None:
-            return TrainingError(f"{what}; no checkpoint was written before. Lower the learning rate or check the "
-                                 "data, then run the same command to start again")
-        return TrainingError(f"{what}; the last good checkpoint is {saved} ({saved / 1000:.1f} kimg) in "
-                             f"{self.store.directory}. Lower the learning rate or check the data, then run the same "
-                             "command to resume from it")
+            return TrainingError(
+                f"{what}; no checkpoint was written before. Lower the learning rate or check the "
+                "data, then run the same command to start again"
+            )
+        return TrainingError(
+            f"{what}; the last good checkpoint is {saved} ({saved / 1000:.1f} kimg) in "
+            f"{self.store.directory}. Lower the learning rate or check the data, then run the same "
+            "command to resume from it"
+        )
 
     def _upscaled_grid(self, images: np.ndarray) -> np.ndarray:
         factor = self.spec.resolution // images.shape[1]
@@ -423,12 +522,18 @@ class Trainer:
         if not self.writer.enabled:
             return  # process 0 writes the grid, on its own devices
         generator = networks.merge_parameters(self.abstract_generator, parallel.local_copy(state["generator_ema"]))
-        images = generation.generate_images(generator, self.grid_latents, self.grid_labels,
-                                            resolution=phase.resolution, alpha=phase.alpha,
-                                            batch_size=self.config.samples.batch_size,
-                                            mesh=parallel.local_mesh(self.mesh))
-        self.writer.image(nimg, "fakes", self._upscaled_grid(images),
-                          os.path.join("samples", media.sample_grid_filename(nimg / 1000)))
+        images = generation.generate_images(
+            generator,
+            self.grid_latents,
+            self.grid_labels,
+            resolution=phase.resolution,
+            alpha=phase.alpha,
+            batch_size=self.config.samples.batch_size,
+            mesh=parallel.local_mesh(self.mesh),
+        )
+        self.writer.image(
+            nimg, "fakes", self._upscaled_grid(images), os.path.join("samples", media.sample_grid_filename(nimg / 1000))
+        )
 
     def _write_reals_grid(self, resolution: int, nimg: int) -> None:
         """The real images of a stage, logged at the stage's first step `nimg`."""
@@ -436,8 +541,12 @@ class Trainer:
             return
         count = self.grid_rows * self.grid_cols
         images, _ = self.dataset.level(resolution).read(np.arange(count) % self.dataset.num_examples)
-        self.writer.image(nimg, f"reals/{resolution}", self._upscaled_grid(images),
-                          os.path.join("samples", f"reals_res{resolution:04d}.png"))
+        self.writer.image(
+            nimg,
+            f"reals/{resolution}",
+            self._upscaled_grid(images),
+            os.path.join("samples", f"reals_res{resolution:04d}.png"),
+        )
 
 
 @dataclasses.dataclass
@@ -472,8 +581,9 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
 
 
-def train_and_evaluate(config: RunPlan | ml_collections.ConfigDict | TrainingConfig, workdir: str,
-                       devices=None) -> None:
+def train_and_evaluate(
+    config: RunPlan | ml_collections.ConfigDict | TrainingConfig, workdir: str, devices=None
+) -> None:
     """Trains (or resumes) a run in `workdir`.
 
     config: a checked `RunPlan` (`pggan.training.validation.plan_run`), or a config (ConfigDict or typed) that is
@@ -491,4 +601,3 @@ def train_and_evaluate(config: RunPlan | ml_collections.ConfigDict | TrainingCon
         if not existed and (trainer is None or not trainer.started_training):
             shutil.rmtree(path, ignore_errors=True)  # refused before training: nothing to keep
         raise
-

@@ -45,9 +45,11 @@ def microbatch_count(per_device: int, max_microbatch: int | None, mbstd_group_si
         if num_groups % count == 0 and per_device // count <= max_microbatch:
             return count
     sizes = sorted({per_device // c for c in range(1, num_groups + 1) if num_groups % c == 0})
-    raise ValueError(f"cannot split {per_device} images per device into equal microbatches of whole "
-                     f"minibatch-stddev groups ({group} images) of at most {max_microbatch} images; "
-                     f"possible microbatch sizes: {sizes}")
+    raise ValueError(
+        f"cannot split {per_device} images per device into equal microbatches of whole "
+        f"minibatch-stddev groups ({group} images) of at most {max_microbatch} images; "
+        f"possible microbatch sizes: {sizes}"
+    )
 
 
 def split(x: jax.Array, count: int, group: int) -> jax.Array:

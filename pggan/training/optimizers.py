@@ -22,16 +22,17 @@ import optax
 OPTIMIZERS = ("adam", "rmsprop", "optimistic_adam")
 
 
-def direction(name: str, beta1: float, beta2: float, eps: float, optimism: float,
-              correction: float = 1.0) -> optax.GradientTransformation:
+def direction(
+    name: str, beta1: float, beta2: float, eps: float, optimism: float, correction: float = 1.0
+) -> optax.GradientTransformation:
     """The transform of optimizer `name` (OPTIMIZERS) for one network.
 
     beta1, beta2: Adam's betas (beta2 is RMSProp's decay; beta1 unused there); eps: the denominator's
     epsilon; optimism: o of 'optimistic_adam'; correction: the exponent c applied to the betas.
     """
     if name == "rmsprop":
-        return optax.scale_by_rms(decay=beta2 ** correction, eps=eps)
-    adam = optax.scale_by_adam(b1=beta1 ** correction, b2=beta2 ** correction, eps=eps)
+        return optax.scale_by_rms(decay=beta2**correction, eps=eps)
+    adam = optax.scale_by_adam(b1=beta1**correction, b2=beta2**correction, eps=eps)
     if name == "optimistic_adam":
         return optax.chain(adam, optax.scale_by_optimistic_gradient(alpha=1.0, beta=optimism))
     return adam

@@ -19,13 +19,12 @@ from absl import logging
 from jax.sharding import Mesh
 
 from pggan import evaluation, parallel
-
-from pggan.model import networks
 from pggan.data.dataset import PreparedDataset
 from pggan.image_sets import metric_resolution
 from pggan.metrics import MetricError
-from pggan.training.train_state import Progress
+from pggan.model import networks
 from pggan.training.config import MetricsConfig
+from pggan.training.train_state import Progress
 from pggan.training.writers import RunWriter
 
 
@@ -41,8 +40,15 @@ class TrainingMetrics:
       mesh: the training mesh; evaluation uses this process's devices of it.
     """
 
-    def __init__(self, config: MetricsConfig, spec: networks.ModelSpec, dataset: PreparedDataset,
-                 workdir: str, writer: RunWriter, mesh: Mesh):
+    def __init__(
+        self,
+        config: MetricsConfig,
+        spec: networks.ModelSpec,
+        dataset: PreparedDataset,
+        workdir: str,
+        writer: RunWriter,
+        mesh: Mesh,
+    ):
         names = config.names
         self.at_stage_end = bool(names) and config.at_stage_end
         self.every_nimg = int(round(config.every_kimg * 1000)) if names else 0
@@ -53,8 +59,14 @@ class TrainingMetrics:
         if self.at_stage_end or self.every_nimg:
             local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
             self._evaluator = evaluation.Evaluator(
-                dataset, names, num_images=config.num_images, batch_size=config.batch_size, seed=config.seed,
-                inception_weights_path=config.inception_weights or None, mesh=parallel.make_mesh(local))
+                dataset,
+                names,
+                num_images=config.num_images,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                inception_weights_path=config.inception_weights or None,
+                mesh=parallel.make_mesh(local),
+            )
             if self._evaluator.note:
                 logging.warning("Training metrics: %s", self._evaluator.note)
             self._abstract_generator = networks.abstract_generator(spec)
@@ -86,12 +98,28 @@ class TrainingMetrics:
             return
         scores = result.scores
         record = evaluation.evaluation_record(
-            result=result, seconds=seconds, source="training", reals=self._evaluator.reals_name, step=nimg,
-            resolution=resolution, alpha=alpha, network="ema")
+            result=result,
+            seconds=seconds,
+            source="training",
+            reals=self._evaluator.reals_name,
+            step=nimg,
+            resolution=resolution,
+            alpha=alpha,
+            network="ema",
+        )
         upscaled = metric_resolution(resolution)
         note = f", upscaled to {upscaled}x{upscaled}" if upscaled != resolution else ""
-        logging.info("Metrics at %.1f kimg (%dx%d%s, alpha %.3f, %d images, %.1f s): %s", nimg / 1000, resolution,
-                     resolution, note, alpha, self._evaluator.num_images, seconds, evaluation.format_scores(scores))
+        logging.info(
+            "Metrics at %.1f kimg (%dx%d%s, alpha %.3f, %d images, %.1f s): %s",
+            nimg / 1000,
+            resolution,
+            resolution,
+            note,
+            alpha,
+            self._evaluator.num_images,
+            seconds,
+            evaluation.format_scores(scores),
+        )
         self.writer.scalars(nimg, scores, prefix="metrics")
         if jax.process_index() == 0:
             evaluation.append_record(self.workdir, record)

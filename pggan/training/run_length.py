@@ -25,6 +25,7 @@ class Stage:
 
 def _first_change(schedule: Schedule, nimg: int, round_images: int, key: tuple[int, int], total: int) -> int:
     """Rounds from nimg until the first round whose (resolution, minibatch) differs or training ends."""
+
     def same(k: int) -> bool:
         n = nimg + k * round_images
         phase = schedule.at(n)
@@ -54,8 +55,9 @@ def images_per_resolution(schedule: Schedule) -> list[Stage]:
     return stages
 
 
-def project_wall_time(stages: list[Stage], img_per_s: dict[int, float],
-                      compile_s: dict[int, float] | None = None) -> dict:
+def project_wall_time(
+    stages: list[Stage], img_per_s: dict[int, float], compile_s: dict[int, float] | None = None
+) -> dict:
     """Seconds of a run: images / (images per second) per stage, plus one compile per stage.
 
     Args:
@@ -79,5 +81,4 @@ def project_wall_time(stages: list[Stage], img_per_s: dict[int, float],
         entry["seconds"] += stage.images / img_per_s[stage.resolution]
     train_s = sum(e["seconds"] for e in per_resolution.values())
     compiles = sum((compile_s or {}).get(s.resolution, 0.0) for s in stages)
-    return {"total_s": train_s + compiles, "train_s": train_s, "compile_s": compiles,
-            "per_resolution": per_resolution}
+    return {"total_s": train_s + compiles, "train_s": train_s, "compile_s": compiles, "per_resolution": per_resolution}

@@ -46,16 +46,19 @@ class Schedule:
     applied; `ema` the `ema` section.
     """
 
-    def __init__(self, config: ScheduleConfig, final_resolution: int, num_devices: int,
-                 ema: EmaConfig = EmaConfig()):
+    def __init__(self, config: ScheduleConfig, final_resolution: int, num_devices: int, ema: EmaConfig = EmaConfig()):
         config = config.for_devices(num_devices)
         self.final_log2 = int(math.log2(final_resolution))
         if config.fit_phases_to_total:
             # growths * (stabilize + transition) + one stabilize phase at the final resolution = total
             planned = self.growths(config) * (config.stabilize_kimg + config.transition_kimg) + config.stabilize_kimg
             scale = config.total_kimg / planned if planned > 0 else 1.0
-            config = dataclasses.replace(config, stabilize_kimg=config.stabilize_kimg * scale,
-                                         transition_kimg=config.transition_kimg * scale, fit_phases_to_total=False)
+            config = dataclasses.replace(
+                config,
+                stabilize_kimg=config.stabilize_kimg * scale,
+                transition_kimg=config.transition_kimg * scale,
+                fit_phases_to_total=False,
+            )
         self.config = config
         self.ema = ema
         self.num_devices = num_devices
@@ -85,9 +88,16 @@ class Schedule:
         resolution = 2 ** (self.final_log2 - int(math.floor(lod)))
         minibatch = self.minibatch_for(resolution)
         return Phase(
-            kimg=nimg / 1000.0, lod=lod, resolution=resolution, alpha=1.0 - (lod - math.floor(lod)),
-            minibatch=minibatch, g_lr=self.g_lr_for(resolution), d_lr=self.d_lr_for(resolution),
-            tick_kimg=self.tick_kimg_for(resolution), ema_beta=self.ema_decay(minibatch, nimg))
+            kimg=nimg / 1000.0,
+            lod=lod,
+            resolution=resolution,
+            alpha=1.0 - (lod - math.floor(lod)),
+            minibatch=minibatch,
+            g_lr=self.g_lr_for(resolution),
+            d_lr=self.d_lr_for(resolution),
+            tick_kimg=self.tick_kimg_for(resolution),
+            ema_beta=self.ema_decay(minibatch, nimg),
+        )
 
     def ema_decay(self, minibatch: int, nimg: int) -> float:
         """Generator EMA decay per D step: the fixed beta, or the one of a half-life in images."""
@@ -126,13 +136,15 @@ class Schedule:
         """One line stating the plan, e.g. '4x4 -> 32x32, 140 kimg: 20 kimg at 4x4, then per resolution
         (8, 16, 32) a 20 kimg fade-in and 20 kimg stable'."""
         config, first = self.config, self.resolutions()[0]
-        final = 2 ** self.final_log2
+        final = 2**self.final_log2
         text = f"{first}x{first} -> {final}x{final}, {config.total_kimg:.4g} kimg: "
         if not self.growths():
             return text + f"all at {final}x{final}"
         grown = ", ".join(str(r) for r in self.resolutions()[1:])
-        text += (f"{config.stabilize_kimg:.4g} kimg at {first}x{first}, then per resolution ({grown}) a "
-                 f"{config.transition_kimg:.4g} kimg fade-in and {config.stabilize_kimg:.4g} kimg stable")
+        text += (
+            f"{config.stabilize_kimg:.4g} kimg at {first}x{first}, then per resolution ({grown}) a "
+            f"{config.transition_kimg:.4g} kimg fade-in and {config.stabilize_kimg:.4g} kimg stable"
+        )
         extra = config.total_kimg - self.full_length_kimg()
         if extra > 1e-9:
             text += f", then {extra:.4g} kimg more at {final}x{final}"
@@ -144,17 +156,19 @@ class Schedule:
     def shortfall(self) -> str | None:
         """None when the run reaches the final resolution fully faded in, else a one-line warning with the fix."""
         end = self.at(int(round(self.config.total_kimg * 1000)) - 1)
-        final = 2 ** self.final_log2
+        final = 2**self.final_log2
         if end.resolution == final and end.alpha >= 1.0:
             return None
         where = f"{end.resolution}x{end.resolution}" + (f" (fading in, alpha {end.alpha:.2f})" if end.alpha < 1 else "")
-        return (f"the run ends at {where} of a {final}x{final} model: total_kimg={self.config.total_kimg:.4g} is shorter "
-                f"than the {self.full_length_kimg():.4g} kimg the phases need; raise --config.schedule.total_kimg or "
-                f"add --config.schedule.fit_phases_to_total=true to scale the phases into it")
+        return (
+            f"the run ends at {where} of a {final}x{final} model: total_kimg={self.config.total_kimg:.4g} is shorter "
+            f"than the {self.full_length_kimg():.4g} kimg the phases need; raise --config.schedule.total_kimg or "
+            f"add --config.schedule.fit_phases_to_total=true to scale the phases into it"
+        )
 
     def resolutions(self) -> list[int]:
         """Every resolution the schedule trains at, from the initial one to the final one."""
-        return [2 ** k for k in range(int(math.log2(self.config.initial_resolution)), self.final_log2 + 1)]
+        return [2**k for k in range(int(math.log2(self.config.initial_resolution)), self.final_log2 + 1)]
 
     @property
     def d_steps_per_round(self) -> int:

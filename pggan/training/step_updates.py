@@ -19,7 +19,8 @@ The inputs of a round, by name:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,13 +28,11 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from pggan import parallel
-
-from pggan.model import layers, losses, networks, normalization
-
-from pggan.training import microbatching
 from pggan.data import augment, device_dataset, diff_augment
-from pggan.training.schedule import Schedule
+from pggan.model import layers, losses, networks, normalization
+from pggan.training import microbatching
 from pggan.training.config import DatasetConfig, OptimizerConfig, ScheduleConfig, TrainingConfig
+from pggan.training.schedule import Schedule
 
 # Streams of per-sample randomness within one step.
 _LATENT_D, _MIX, _FLIP, _LATENT_G, _LABEL_G, _AUGMENT = range(6)
@@ -81,15 +80,23 @@ class StepConfig:
     max_consecutive_nonfinite: int = 0
 
     @classmethod
-    def from_config(cls, config: TrainingConfig, schedule: Schedule,
-                    label_probs: tuple[float, ...] | None = None) -> "StepConfig":
+    def from_config(
+        cls, config: TrainingConfig, schedule: Schedule, label_probs: tuple[float, ...] | None = None
+    ) -> StepConfig:
         """The step settings of a typed training config and its schedule for the devices."""
-        return cls(optimizer=config.optimizer, normalization=config.d_normalization, augment=config.augment,
-                   mirror_augment=config.dataset.mirror_augment,
-                   minibatch_repeats=schedule.config.minibatch_repeats, d_repeats=schedule.config.d_repeats,
-                   g_repeats=schedule.config.g_repeats, label_probs=label_probs, data_seed=config.seed,
-                   max_microbatch_per_device=tuple(sorted(schedule.config.max_microbatch_per_device.items())),
-                   max_consecutive_nonfinite=config.max_consecutive_nonfinite)
+        return cls(
+            optimizer=config.optimizer,
+            normalization=config.d_normalization,
+            augment=config.augment,
+            mirror_augment=config.dataset.mirror_augment,
+            minibatch_repeats=schedule.config.minibatch_repeats,
+            d_repeats=schedule.config.d_repeats,
+            g_repeats=schedule.config.g_repeats,
+            label_probs=label_probs,
+            data_seed=config.seed,
+            max_microbatch_per_device=tuple(sorted(schedule.config.max_microbatch_per_device.items())),
+            max_consecutive_nonfinite=config.max_consecutive_nonfinite,
+        )
 
     def microbatches(self, resolution: int, per_device: int, mbstd_group_size: int) -> int:
         """Microbatches per device minibatch at a resolution (`max_microbatch_per_device`)."""
@@ -127,7 +134,7 @@ class HostBatches(NamedTuple):
     labels: jax.Array
 
     @staticmethod
-    def partition_specs() -> "HostBatches":
+    def partition_specs() -> HostBatches:
         return HostBatches(P(None, parallel.DATA_AXIS), P(None, parallel.DATA_AXIS))
 
     def local_batch(self, minibatch: int) -> int:
@@ -198,8 +205,11 @@ def summarize_metrics(sums: dict) -> tuple[dict[str, float], dict[str, int]]:
     """
     sums = {k: float(v) for k, v in jax.device_get(sums).items()}
     divisors = {"g_loss": "g_steps", **{name: "penalty_steps" for name in losses.PENALTY_METRICS}}
-    means = {k: v / max(sums[divisors.get(k, "d_steps")], 1.0) for k, v in sums.items()
-             if k not in COUNT_NAMES and not k.startswith("skipped")}
+    means = {
+        k: v / max(sums[divisors.get(k, "d_steps")], 1.0)
+        for k, v in sums.items()
+        if k not in COUNT_NAMES and not k.startswith("skipped")
+    }
     return means, {k: int(v) for k, v in sums.items() if k.startswith("skipped")}
 
 
@@ -241,8 +251,10 @@ class TrainingUpdates:
 
     def reset_optimizers(self, state: dict) -> dict:
         """The state with both optimizer states at their initial value (official reset at every lod boundary)."""
-        optimizers = {"g": self.g_optimizer.init(state["generator"]),
-                      "d": self.d_optimizer.init(state["discriminator"])}
+        optimizers = {
+            "g": self.g_optimizer.init(state["generator"]),
+            "d": self.d_optimizer.init(state["discriminator"]),
+        }
         return {**state, "optimizers": optimizers}
 
     # ------------------------------------------------------------------------------------- pieces
@@ -265,8 +277,7 @@ class TrainingUpdates:
         if not cfg.ops:
             return None
         p = state[diff_augment.STATE_ITEM]["p"] if cfg.adaptive else jnp.float32(cfg.probability)
-        return _per_sample(jax.random.fold_in(key, _AUGMENT), sample_ids,
-                           lambda k: diff_augment.draw(k, p, resolution))
+        return _per_sample(jax.random.fold_in(key, _AUGMENT), sample_ids, lambda k: diff_augment.draw(k, p, resolution))
 
     def _augmented(self, critic, params):
         """The critic as it sees images augmented with `params` (None: the critic itself)."""
@@ -301,8 +312,9 @@ class TrainingUpdates:
             flip = _per_sample(jax.random.fold_in(key, _FLIP), sample_ids, lambda k: jax.random.bernoulli(k))
             reals = augment.mirror(reals, flip)
         reals = layers.fade_images(reals, alpha)
-        latents = _per_sample(jax.random.fold_in(key, _LATENT_D), sample_ids,
-                              lambda k: jax.random.normal(k, (spec.latent_size,)))
+        latents = _per_sample(
+            jax.random.fold_in(key, _LATENT_D), sample_ids, lambda k: jax.random.normal(k, (spec.latent_size,))
+        )
         mix = _per_sample(jax.random.fold_in(key, _MIX), sample_ids, lambda k: jax.random.uniform(k))
         onehot = self._labels_onehot(labels)
         fakes = self._generator(state["generator"])(latents, onehot, resolution=resolution, alpha=alpha)
@@ -335,6 +347,7 @@ class TrainingUpdates:
         batch: a tuple of this device's per-row arrays (None entries allowed), run as microbatches where
         `StepConfig.max_microbatch_per_device` asks for them.
         """
+
         def gradients(d_params):
             def loss_and_grads(microbatch):
                 def loss_fn(params):
@@ -348,8 +361,13 @@ class TrainingUpdates:
             return self._mean_over_microbatches(loss_and_grads, batch, resolution)
 
         (loss, aux), d_params, d_opt, skipped = self._optimizer_step(
-            self.d_optimizer, state["discriminator"], state["optimizers"]["d"], gradients,
-            d_lr * self.loss.adam_correction, self._constrain_d)
+            self.d_optimizer,
+            state["discriminator"],
+            state["optimizers"]["d"],
+            gradients,
+            d_lr * self.loss.adam_correction,
+            self._constrain_d,
+        )
         state = {**state, "discriminator": d_params, "optimizers": {**state["optimizers"], "d": d_opt}}
         return state, loss, aux, skipped
 
@@ -357,27 +375,32 @@ class TrainingUpdates:
         """D update (penalties included unless lazy), then the EMA update of G. -> (state, metrics, skipped)."""
         vectors = state.get(normalization.STATE_ITEM)
         if self.spectral is not None:  # one power-iteration update per D step, before the loss
-            vectors = self.spectral.update_vectors(state["discriminator"], vectors,
-                                                   self.config.normalization.power_iterations)
+            vectors = self.spectral.update_vectors(
+                state["discriminator"], vectors, self.config.normalization.power_iterations
+            )
             state = {**state, normalization.STATE_ITEM: vectors}
         lazy, augment = self.loss.lazy, self.config.augment
 
         def loss_of_critic(critic, batch):
             *images, params = batch
-            return losses.discriminator_loss(self.loss, self._augmented(critic, params), *images, penalties=not lazy,
-                                             real_sign=augment.adaptive)
+            return losses.discriminator_loss(
+                self.loss, self._augmented(critic, params), *images, penalties=not lazy, real_sign=augment.adaptive
+            )
 
         augment_metrics = {}
         if augment.ops:
             p = state[diff_augment.STATE_ITEM]["p"] if augment.adaptive else jnp.float32(augment.probability)
             augment_metrics["augment_p"] = p
-        state, loss, aux, skipped = self._d_update(state, vectors, loss_of_critic, tuple(inputs), d_lr, resolution,
-                                                   alpha)
+        state, loss, aux, skipped = self._d_update(
+            state, vectors, loss_of_critic, tuple(inputs), d_lr, resolution, alpha
+        )
         if augment.adaptive:
             augment_metrics["augment_rt"] = real_sign = aux.pop("real_sign")
             minibatch = inputs.reals.shape[0] * jax.lax.axis_size(parallel.DATA_AXIS)
-            state = {**state, diff_augment.STATE_ITEM: augment.update_state(state[diff_augment.STATE_ITEM], real_sign,
-                                                                            minibatch)}
+            state = {
+                **state,
+                diff_augment.STATE_ITEM: augment.update_state(state[diff_augment.STATE_ITEM], real_sign, minibatch),
+            }
         ema = jax.tree.map(lambda g, e: g + (e - g) * ema_beta, state["generator"], state["generator_ema"])
         penalty_steps = jnp.float32(0 if lazy or not self.loss.has_gradient_penalty else 1)
         metrics = {"d_loss": loss, **aux, **augment_metrics, "d_steps": jnp.float32(1), "penalty_steps": penalty_steps}
@@ -386,9 +409,14 @@ class TrainingUpdates:
     def penalty_step(self, state, inputs: DInputs, d_lr, resolution, alpha):
         """Lazy regularization: a D optimizer step on reg_interval * (gradient penalties) alone."""
         state, _, aux, skipped = self._d_update(
-            state, state.get(normalization.STATE_ITEM),
+            state,
+            state.get(normalization.STATE_ITEM),
             lambda critic, batch: losses.penalty_loss(self.loss, self._augmented(critic, batch[3]), *batch[:3]),
-            (inputs.reals, inputs.fakes, inputs.mix, inputs.augment), d_lr, resolution, alpha)
+            (inputs.reals, inputs.fakes, inputs.mix, inputs.augment),
+            d_lr,
+            resolution,
+            alpha,
+        )
         return state, {**aux, "penalty_steps": jnp.float32(1)}, skipped
 
     def g_step(self, state, local_batch, alpha, g_lr, key, resolution, reals=None):
@@ -398,13 +426,15 @@ class TrainingUpdates:
         """
         spec = self.spec
         sample_ids = parallel.local_sample_ids(local_batch)
-        latents = _per_sample(jax.random.fold_in(key, _LATENT_G), sample_ids,
-                              lambda k: jax.random.normal(k, (spec.latent_size,)))
+        latents = _per_sample(
+            jax.random.fold_in(key, _LATENT_G), sample_ids, lambda k: jax.random.normal(k, (spec.latent_size,))
+        )
         onehot = None
         if spec.label_size:
             log_probs = jnp.log(jnp.asarray(self.config.label_probs, jnp.float32))
-            labels = _per_sample(jax.random.fold_in(key, _LABEL_G), sample_ids,
-                                 lambda k: jax.random.categorical(k, log_probs))
+            labels = _per_sample(
+                jax.random.fold_in(key, _LABEL_G), sample_ids, lambda k: jax.random.categorical(k, log_probs)
+            )
             onehot = self._labels_onehot(labels)
         critic = self._critic(state["discriminator"], state.get(normalization.STATE_ITEM), resolution, alpha)
         augment_params = self._augment_params(state, key, sample_ids, resolution)
@@ -416,23 +446,34 @@ class TrainingUpdates:
 
                 def loss_fn(params):
                     fakes = self._generator(params)(latents, onehot, resolution=resolution, alpha=alpha)
-                    return jax.lax.pmean(losses.generator_loss(self.loss, augmented, fakes, onehot, reals),
-                                         parallel.DATA_AXIS)
+                    return jax.lax.pmean(
+                        losses.generator_loss(self.loss, augmented, fakes, onehot, reals), parallel.DATA_AXIS
+                    )
 
                 return jax.value_and_grad(loss_fn)(g_params)
 
-            return self._mean_over_microbatches(loss_and_grads, (latents, onehot, augment_params, reals),
-                                                resolution)
+            return self._mean_over_microbatches(loss_and_grads, (latents, onehot, augment_params, reals), resolution)
 
-        loss, g_params, g_opt, skipped = self._optimizer_step(self.g_optimizer, state["generator"],
-                                                              state["optimizers"]["g"], gradients, g_lr)
+        loss, g_params, g_opt, skipped = self._optimizer_step(
+            self.g_optimizer, state["generator"], state["optimizers"]["g"], gradients, g_lr
+        )
         state = {**state, "generator": g_params, "optimizers": {**state["optimizers"], "g": g_opt}}
         return state, loss, skipped
 
     # ------------------------------------------------------------------------------------ repeats
 
-    def repeats(self, state, fetch: Fetch, local_batch: int, scalars: RoundScalars, first_repeat, *,
-                resolution: int, count: int, pattern: tuple[bool, ...]):
+    def repeats(
+        self,
+        state,
+        fetch: Fetch,
+        local_batch: int,
+        scalars: RoundScalars,
+        first_repeat,
+        *,
+        resolution: int,
+        count: int,
+        pattern: tuple[bool, ...],
+    ):
         """`count` repeats of (d_repeats D steps + g_repeats G steps) from repeat index `first_repeat`.
 
         fetch(d_step) -> this device's (uint8 images, labels) of the round's D step d_step. pattern[i]:
@@ -460,8 +501,9 @@ class TrainingUpdates:
                     sums, d_skipped = add(sums, metrics), d_skipped + skipped.astype(jnp.int32)
             reals = inputs.reals if self.loss.name == losses.MMD else None
             for j in range(g_repeats):
-                state, g_loss, skipped = self.g_step(state, local_batch, alpha, g_lr,
-                                                     jax.random.fold_in(step_key, d_repeats + j), resolution, reals)
+                state, g_loss, skipped = self.g_step(
+                    state, local_batch, alpha, g_lr, jax.random.fold_in(step_key, d_repeats + j), resolution, reals
+                )
                 sums = add(sums, {"g_loss": g_loss, "g_steps": jnp.float32(1)})
                 g_skipped += skipped.astype(jnp.int32)
             counters = state["counters"]
@@ -479,8 +521,9 @@ class TrainingUpdates:
             if not limit:
                 return one_repeat(state, sums, i)
             running = state["counters"]["consecutive_nonfinite"] < limit
-            return jax.tree.map(lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i),
-                                (state, sums))
+            return jax.tree.map(
+                lambda new, old: jnp.where(running, new, old), one_repeat(state, sums, i), (state, sums)
+            )
 
         sums = {name: jnp.float32(0) for name in (*self.metric_names, *COUNT_NAMES)}
         for i in range(count):

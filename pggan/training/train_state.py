@@ -25,25 +25,32 @@ import jax
 import jax.numpy as jnp
 
 from pggan import checkpoint
-
-from pggan.model import networks, normalization
 from pggan.data import diff_augment
 from pggan.data.diff_augment import AugmentConfig
-from pggan.training.schedule import Phase
+from pggan.model import networks, normalization
 from pggan.training.config import OptimizerConfig, TrainingConfig
+from pggan.training.schedule import Phase
 
 COUNTER_NAMES = ("consecutive_nonfinite", "skipped_d", "skipped_g")
 
 
-def new_state(generator: dict, discriminator: dict, generator_ema: dict, spectral_u: dict | None = None,
-              optimizer: OptimizerConfig = OptimizerConfig(), augment: dict | None = None) -> dict:
+def new_state(
+    generator: dict,
+    discriminator: dict,
+    generator_ema: dict,
+    spectral_u: dict | None = None,
+    optimizer: OptimizerConfig = OptimizerConfig(),
+    augment: dict | None = None,
+) -> dict:
     """A TrainState of the given parameter trees, with fresh optimizer states and zero counters.
 
     An optimizer's initial state does not depend on its hyperparameters, only on `optimizer.name`.
     """
     transform = optimizer.transform("g")
     state = {
-        "generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
+        "generator": generator,
+        "discriminator": discriminator,
+        "generator_ema": generator_ema,
         "optimizers": {"g": transform.init(generator), "d": transform.init(discriminator)},
         "counters": {name: jnp.zeros((), jnp.int32) for name in COUNTER_NAMES},
     }
@@ -54,8 +61,13 @@ def new_state(generator: dict, discriminator: dict, generator_ema: dict, spectra
     return state
 
 
-def initial_state(spec: networks.ModelSpec, spectral: bool, seed, optimizer: OptimizerConfig = OptimizerConfig(),
-                  augment: AugmentConfig = AugmentConfig()) -> dict:
+def initial_state(
+    spec: networks.ModelSpec,
+    spectral: bool,
+    seed,
+    optimizer: OptimizerConfig = OptimizerConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+) -> dict:
     """A fresh TrainState: G and D drawn from `seed`, EMA G = G, `optimizer`'s states, with `spectral`
     normalization of D its power-iteration vectors drawn from `seed` too, and adaptive augmentation's state."""
     g, d = networks.build_networks(spec, seed)
@@ -63,13 +75,18 @@ def initial_state(spec: networks.ModelSpec, spectral: bool, seed, optimizer: Opt
     vectors = None
     if spectral:
         vectors = normalization.SpectralNorm(networks.abstract_discriminator(spec)).init_vectors(
-            jax.random.fold_in(jax.random.key(seed), 2))
+            jax.random.fold_in(jax.random.key(seed), 2)
+        )
     augment_state = augment.initial_state() if augment.adaptive else None
     return new_state(g_params, d_params, jax.tree.map(jnp.copy, g_params), vectors, optimizer, augment_state)
 
 
-def state_shapes(spec: networks.ModelSpec, spectral: bool, optimizer: OptimizerConfig = OptimizerConfig(),
-                 augment: AugmentConfig = AugmentConfig()) -> dict:
+def state_shapes(
+    spec: networks.ModelSpec,
+    spectral: bool,
+    optimizer: OptimizerConfig = OptimizerConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+) -> dict:
     """ShapeDtypeStructs of a TrainState (what a checkpoint holds), without building it."""
     return jax.eval_shape(functools.partial(initial_state, spec, spectral, optimizer=optimizer, augment=augment), 0)
 
@@ -90,11 +107,16 @@ class Progress:
     def to_meta(self, config: TrainingConfig) -> dict:
         """The checkpoint's JSON metadata: these fields (the phase as a dict), the config as JSON, the
         data stream position, and the active resolution and alpha of the last round (what tools sample)."""
-        return {**dataclasses.asdict(self), "config": config.to_json(), "data_position": self.nimg,
-                "resolution": self.phase.resolution, "alpha": self.phase.alpha}
+        return {
+            **dataclasses.asdict(self),
+            "config": config.to_json(),
+            "data_position": self.nimg,
+            "resolution": self.phase.resolution,
+            "alpha": self.phase.alpha,
+        }
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> "Progress":
+    def from_meta(cls, meta: Mapping[str, Any]) -> Progress:
         """The progress recorded in a checkpoint's metadata."""
         phase = dict(meta["phase"])
         phase.setdefault("ema_beta", 0.0)  # checkpoints imported by pggan 0.1 lack it; a resumed run recomputes it
@@ -106,12 +128,30 @@ def imported_phase(spec: networks.ModelSpec, nimg: int, resolution: int, alpha: 
     """The Phase recorded for networks trained elsewhere: their stage (resolution, fade-in) and lod;
     the schedule values they were trained with are unknown (zero)."""
     lod = spec.num_levels - 1 - networks.level_of(resolution, spec) + (1.0 - alpha)  # the schedule's lod
-    return Phase(kimg=nimg / 1000, lod=lod, resolution=resolution, alpha=alpha, minibatch=0, g_lr=0.0, d_lr=0.0,
-                 tick_kimg=0.0, ema_beta=0.0)
+    return Phase(
+        kimg=nimg / 1000,
+        lod=lod,
+        resolution=resolution,
+        alpha=alpha,
+        minibatch=0,
+        g_lr=0.0,
+        d_lr=0.0,
+        tick_kimg=0.0,
+        ema_beta=0.0,
+    )
 
 
-def save_networks(workdir: str, config: TrainingConfig | Mapping[str, Any], generator: dict, discriminator: dict,
-                  generator_ema: dict, *, nimg: int = 0, resolution: int | None = None, alpha: float = 1.0) -> int:
+def save_networks(
+    workdir: str,
+    config: TrainingConfig | Mapping[str, Any],
+    generator: dict,
+    discriminator: dict,
+    generator_ema: dict,
+    *,
+    nimg: int = 0,
+    resolution: int | None = None,
+    alpha: float = 1.0,
+) -> int:
     """Writes a complete checkpoint from parameter trees alone (fresh Adam state, zero counters).
 
     Used to import networks trained elsewhere and to build fixtures: the result loads in every tool

@@ -24,21 +24,27 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from pggan import parallel
-
-from pggan.model import losses, networks
 from pggan.data.diff_augment import AugmentConfig
+from pggan.model import losses, networks
 from pggan.training.config import OptimizerConfig
 from pggan.training.step_updates import RoundData, RoundScalars, StepConfig, TrainingUpdates
 from pggan.training.train_state import initial_state, state_shapes
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_initial_state(architecture: networks.ModelSpec, spectral: bool, optimizer: OptimizerConfig,
-                            augment: AugmentConfig, mesh: jax.sharding.Mesh):
+def _compiled_initial_state(
+    architecture: networks.ModelSpec,
+    spectral: bool,
+    optimizer: OptimizerConfig,
+    augment: AugmentConfig,
+    mesh: jax.sharding.Mesh,
+):
     """seed (uint32) -> replicated TrainState, jitted once per architecture, state settings and mesh: the seed
     is traced, and XLA:CPU needs tens of seconds to compile the parameter RNG."""
-    return jax.jit(functools.partial(initial_state, architecture, spectral, optimizer=optimizer, augment=augment),
-                   out_shardings=parallel.replicated(mesh))
+    return jax.jit(
+        functools.partial(initial_state, architecture, spectral, optimizer=optimizer, augment=augment),
+        out_shardings=parallel.replicated(mesh),
+    )
 
 
 class TrainStep:
@@ -50,12 +56,12 @@ class TrainStep:
 
     @staticmethod
     @functools.lru_cache(maxsize=8)
-    def create(spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig,
-               mesh: jax.sharding.Mesh) -> "TrainStep":
+    def create(
+        spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig, mesh: jax.sharding.Mesh
+    ) -> TrainStep:
         return TrainStep(spec, loss, config, mesh)
 
-    def __init__(self, spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig,
-                 mesh: jax.sharding.Mesh):
+    def __init__(self, spec: networks.ModelSpec, loss: losses.LossConfig, config: StepConfig, mesh: jax.sharding.Mesh):
         self.spec, self.loss, self.config, self.mesh = spec, loss, config, mesh
         self.updates = TrainingUpdates(spec, loss, config)
         self._calls: dict[tuple, Any] = {}
@@ -66,12 +72,14 @@ class TrainStep:
     def init_state(self, seed: int) -> dict:
         """Fresh state from `seed` (an integer in [0, 2**32)), created directly on the devices, replicated."""
         # The compute settings do not change the parameters: every dtype and form shares one compile.
-        architecture = dataclasses.replace(self.spec, **{f: getattr(networks.ModelSpec, f)
-                                                         for f in networks.ModelSpec.COMPUTE_FIELDS})
+        architecture = dataclasses.replace(
+            self.spec, **{f: getattr(networks.ModelSpec, f) for f in networks.ModelSpec.COMPUTE_FIELDS}
+        )
         # Nor do the optimizer's hyperparameters: only its name shapes its state.
         optimizer = OptimizerConfig(name=self.config.optimizer.name)
-        return _compiled_initial_state(architecture, self._spectral, optimizer, self.config.augment,
-                                       self.mesh)(np.uint32(seed))
+        return _compiled_initial_state(architecture, self._spectral, optimizer, self.config.augment, self.mesh)(
+            np.uint32(seed)
+        )
 
     @property
     def _spectral(self) -> bool:
@@ -95,11 +103,13 @@ class TrainStep:
         Automatic: 1 on CPUs, where compile time grows with the repeats traced into one call and
         dispatch costs little, and the whole round elsewhere, which saves per-call dispatch.
         """
-        per_call = self.config.repeats_per_call or (1 if self.mesh.devices.flat[0].platform == "cpu"
-                                                    else self.config.minibatch_repeats)
+        per_call = self.config.repeats_per_call or (
+            1 if self.mesh.devices.flat[0].platform == "cpu" else self.config.minibatch_repeats
+        )
         if self.config.minibatch_repeats % per_call:
-            raise ValueError(f"repeats_per_call={per_call} must divide minibatch_repeats="
-                             f"{self.config.minibatch_repeats}")
+            raise ValueError(
+                f"repeats_per_call={per_call} must divide minibatch_repeats={self.config.minibatch_repeats}"
+            )
         return per_call
 
     def penalty_pattern(self, round_index: int, first_repeat: int, repeats: int) -> tuple[bool, ...]:
@@ -142,11 +152,27 @@ class TrainStep:
             self._calls[cache_key] = jax.jit(sharded, donate_argnums=0, compiler_options=self._compiler_options())
         return self._calls[cache_key]
 
-    def _per_device_call(self, resolution: int, minibatch: int, pattern: tuple, state: dict, data: RoundData,
-                         scalars: RoundScalars, first_repeat):
+    def _per_device_call(
+        self,
+        resolution: int,
+        minibatch: int,
+        pattern: tuple,
+        state: dict,
+        data: RoundData,
+        scalars: RoundScalars,
+        first_repeat,
+    ):
         fetch = data.fetcher(minibatch, self.config.data_seed)
-        return self.updates.repeats(state, fetch, data.local_batch(minibatch), scalars, first_repeat,
-                                    resolution=resolution, count=self.repeats_per_call(), pattern=pattern)
+        return self.updates.repeats(
+            state,
+            fetch,
+            data.local_batch(minibatch),
+            scalars,
+            first_repeat,
+            resolution=resolution,
+            count=self.repeats_per_call(),
+            pattern=pattern,
+        )
 
     def _compiler_options(self) -> dict | None:
         """XLA options of the step: bfloat16 steps keep bfloat16 rounding exactly where the program has it.
@@ -158,8 +184,9 @@ class TrainStep:
         """
         return {"xla_allow_excess_precision": False} if self.spec.compute_dtype == "bfloat16" else None
 
-    def _run_calls(self, resolution: int, minibatch: int, state: dict, data: RoundData, scalars: RoundScalars,
-                   round_index: int = 0):
+    def _run_calls(
+        self, resolution: int, minibatch: int, state: dict, data: RoundData, scalars: RoundScalars, round_index: int = 0
+    ):
         """Runs a round as consecutive calls, each starting at its first repeat index; sums the metrics."""
         total, per_call = None, self.repeats_per_call()
         for first_repeat in range(0, self.config.minibatch_repeats, per_call):

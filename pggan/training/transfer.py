@@ -31,9 +31,11 @@ def _check_architecture(config: TrainingConfig, source: network_sources.Networks
     ours, theirs = config.model.architecture(), source.spec.architecture()
     if differences := [name for name in ours if ours[name] != theirs[name]]:
         settings = " ".join(f"--config.model.{name}={theirs[name]}" for name in differences)
-        raise TransferError(f"config.init_from={config.init_from} holds a different model ("
-                            f"{', '.join(f'{name} {theirs[name]} vs {ours[name]}' for name in differences)}); "
-                            f"train its architecture: {settings}")
+        raise TransferError(
+            f"config.init_from={config.init_from} holds a different model ("
+            f"{', '.join(f'{name} {theirs[name]} vs {ours[name]}' for name in differences)}); "
+            f"train its architecture: {settings}"
+        )
 
 
 def with_starting_resolution(config: TrainingConfig) -> TrainingConfig:
@@ -43,8 +45,9 @@ def with_starting_resolution(config: TrainingConfig) -> TrainingConfig:
         return config
     source = network_sources.load(config.init_from, ())
     _check_architecture(config, source)
-    return dataclasses.replace(config, schedule=dataclasses.replace(config.schedule,
-                                                                    initial_resolution=source.resolution))
+    return dataclasses.replace(
+        config, schedule=dataclasses.replace(config.schedule, initial_resolution=source.resolution)
+    )
 
 
 def start_from(config: TrainingConfig, state: dict) -> dict:
@@ -54,9 +57,15 @@ def start_from(config: TrainingConfig, state: dict) -> dict:
         return state
     source = network_sources.load(config.init_from, network_sources.ITEMS)
     _check_architecture(config, source)
-    logging.info("Starting from the networks of %s (%dx%d, trained for %.1f kimg).", config.init_from,
-                 source.resolution, source.resolution, source.meta.get("step", 0) / 1000)
+    logging.info(
+        "Starting from the networks of %s (%dx%d, trained for %.1f kimg).",
+        config.init_from,
+        source.resolution,
+        source.resolution,
+        source.meta.get("step", 0) / 1000,
+    )
     for item in network_sources.ITEMS:
-        state[item] = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
-                                   source.parameters[item], state[item])
+        state[item] = jax.tree.map(
+            lambda new, old: jax.device_put(new, old.sharding), source.parameters[item], state[item]
+        )
     return state

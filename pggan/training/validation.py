@@ -18,13 +18,11 @@ from typing import Any
 import jax
 
 from pggan import disk, parallel
-
-from pggan.model import losses, normalization
-
-from pggan.training import landscape, microbatching, transfer
 from pggan.config_section import is_int_at_least, is_number_at_least
-from pggan.training.schedule import Schedule
+from pggan.model import losses, normalization
+from pggan.training import landscape, microbatching, transfer
 from pggan.training.config import ConfigError, TrainingConfig
+from pggan.training.schedule import Schedule
 
 
 def _require(condition: bool, message: str) -> None:
@@ -46,8 +44,9 @@ def plan_run(config: Mapping[str, Any] | TrainingConfig, devices: Sequence[jax.D
 
     Raises ConfigError (a one-line message naming the field) for any impossible setting.
     """
-    typed = transfer.with_starting_resolution(config if isinstance(config, TrainingConfig)
-                                              else TrainingConfig.parse(config))
+    typed = transfer.with_starting_resolution(
+        config if isinstance(config, TrainingConfig) else TrainingConfig.parse(config)
+    )
     mesh = parallel.make_mesh(devices)
     return RunPlan(typed, schedule_for_devices(typed, mesh.size), mesh)
 
@@ -61,38 +60,51 @@ def schedule_for_devices(config: TrainingConfig, num_devices: int) -> Schedule:
     unit = num_devices * max(group, 1)  # a minibatch that divides over the devices and the stddev groups
     for resolution in schedule.resolutions():
         batch = schedule.minibatch_for(resolution)
-        _require(is_int_at_least(batch, num_devices) and batch % num_devices == 0,
-                 f"the minibatch at {resolution}x{resolution} is {batch}, which does not divide over the {num_devices} "
-                 f"devices; set config.schedule.minibatch[{resolution}] (or minibatch_base) to a multiple of "
-                 f"{unit}, e.g. {max(1, round(batch / unit)) * unit}")
+        _require(
+            is_int_at_least(batch, num_devices) and batch % num_devices == 0,
+            f"the minibatch at {resolution}x{resolution} is {batch}, which does not divide over the {num_devices} "
+            f"devices; set config.schedule.minibatch[{resolution}] (or minibatch_base) to a multiple of "
+            f"{unit}, e.g. {max(1, round(batch / unit)) * unit}",
+        )
         tick = schedule.tick_kimg_for(resolution)
-        _require(is_number_at_least(tick, 0) and tick > 0,
-                 f"config.schedule.tick_kimg at {resolution}x{resolution} must be a positive number, got {tick}")
+        _require(
+            is_number_at_least(tick, 0) and tick > 0,
+            f"config.schedule.tick_kimg at {resolution}x{resolution} must be a positive number, got {tick}",
+        )
         per_device = batch // num_devices
         if group > 1:
             g = min(group, per_device)
-            _require(per_device % g == 0,
-                     f"the minibatch at {resolution}x{resolution} gives {per_device} images per device, not "
-                     f"divisible by the minibatch-stddev group size {g}; make config.schedule.minibatch"
-                     f"[{resolution}] a multiple of {g * num_devices} or change model.mbstd_group_size")
+            _require(
+                per_device % g == 0,
+                f"the minibatch at {resolution}x{resolution} gives {per_device} images per device, not "
+                f"divisible by the minibatch-stddev group size {g}; make config.schedule.minibatch"
+                f"[{resolution}] a multiple of {g * num_devices} or change model.mbstd_group_size",
+            )
         try:
-            microbatching.microbatch_count(per_device, schedule.config.max_microbatch_per_device.get(resolution),
-                                           group)
+            microbatching.microbatch_count(per_device, schedule.config.max_microbatch_per_device.get(resolution), group)
         except ValueError as e:
             raise ConfigError(f"config.schedule.max_microbatch_per_device[{resolution}]: {e}") from None
         for name, rate in (("g_lr", schedule.g_lr_for(resolution)), ("d_lr", schedule.d_lr_for(resolution))):
-            _require(is_number_at_least(rate, 0) and rate > 0,
-                     f"config.schedule.{name} at {resolution}x{resolution} must be a positive number, got {rate}")
+            _require(
+                is_number_at_least(rate, 0) and rate > 0,
+                f"config.schedule.{name} at {resolution}x{resolution} must be a positive number, got {rate}",
+            )
     return schedule
 
 
 def known_failures(loss: losses.LossConfig, norm: normalization.NormalizationConfig) -> list[str]:
     """One line per valid setting of `loss` and `norm` measured not to train, with its fix."""
-    if (loss.name == "wgan" and norm.method == "gran" and not loss.has_gradient_penalty
-            and loss.drift < landscape.WGAN_GRAN_DRIFT):
-        return [f"config.loss.name='wgan' with d_normalization.method='gran', no penalty and loss.drift={loss.drift:g}: "
-                "the critic's scores grow without bound and the generator stops learning (docs/loss_comparison.md); "
-                f"set --config.loss.drift={landscape.WGAN_GRAN_DRIFT:g}"]
+    if (
+        loss.name == "wgan"
+        and norm.method == "gran"
+        and not loss.has_gradient_penalty
+        and loss.drift < landscape.WGAN_GRAN_DRIFT
+    ):
+        return [
+            f"config.loss.name='wgan' with d_normalization.method='gran', no penalty and loss.drift={loss.drift:g}: "
+            "the critic's scores grow without bound and the generator stops learning (docs/loss_comparison.md); "
+            f"set --config.loss.drift={landscape.WGAN_GRAN_DRIFT:g}"
+        ]
     return []
 
 
@@ -105,6 +117,8 @@ def check_workdir(workdir: str, required_bytes: int, purpose: str = "a checkpoin
     except OSError as e:
         raise ConfigError(f"--workdir {workdir!r} is not writable ({e.strerror}); choose another directory") from None
     free = disk.free_bytes(workdir)
-    _require(free >= required_bytes,
-             f"--workdir {workdir!r} has {disk.format_bytes(free)} free but {purpose} needs about "
-             f"{disk.format_bytes(required_bytes)}; free disk space or choose another directory")
+    _require(
+        free >= required_bytes,
+        f"--workdir {workdir!r} has {disk.format_bytes(free)} free but {purpose} needs about "
+        f"{disk.format_bytes(required_bytes)}; free disk space or choose another directory",
+    )

@@ -51,7 +51,7 @@ class EventFile:
     def flush(self) -> None:
         pending, self._pending = memoryview(bytes(self._pending)), bytearray()
         while pending:
-            pending = pending[self._file.write(pending):]
+            pending = pending[self._file.write(pending) :]
 
     def close(self) -> None:
         try:

@@ -30,16 +30,13 @@ from torchmetrics.image.kid import poly_mmd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # the repository root
-from tests.metrics_support import (golden_images, random_features,  # noqa: E402
-                                   random_inception_state_dict, tf1_resize_loops)
+from tests.metrics_support import golden_images, random_features, random_inception_state_dict, tf1_resize_loops  # noqa: E402
 
 
 def torch_state_dict_shapes() -> dict[str, tuple[int, ...]]:
     """Names and shapes of the FID Inception's tensors (FID blocks have torchvision's layers)."""
-    model = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None,
-                                            init_weights=False)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()
-            if not k.endswith("num_batches_tracked")}
+    model = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
 def make_inception_taps() -> None:
@@ -47,8 +44,9 @@ def make_inception_taps() -> None:
     tensors = {k: torch.from_numpy(v) for k, v in weights.items()}
     # pytorch-fid's fid_inception_v3() downloads the real weights; hand it the random ones instead.
     pytorch_fid_inception.load_state_dict_from_url = lambda *args, **kwargs: dict(tensors)
-    model = pytorch_fid_inception.InceptionV3(output_blocks=(0, 1, 2, 3), resize_input=False,
-                                              normalize_input=False, use_fid_inception=True).eval()
+    model = pytorch_fid_inception.InceptionV3(
+        output_blocks=(0, 1, 2, 3), resize_input=False, normalize_input=False, use_fid_inception=True
+    ).eval()
     images = golden_images()
     x = (tf1_resize_loops(images, 299, 299) - 128.0) / 128.0
     with torch.no_grad():
@@ -57,8 +55,15 @@ def make_inception_taps() -> None:
         logits = torch.nn.functional.linear(torch.from_numpy(pooled[3]), tensors["fc.weight"]).numpy()
     spread = pooled[3].std(axis=0).mean() / pooled[3].mean()
     print(f"pool_3 relative spread across images: {spread:.3f} (must be >> 1e-4)")
-    np.savez(HERE / "inception_taps.npz", images=images, features_64=pooled[0],
-             features_192=pooled[1], features_768=pooled[2], features_2048=pooled[3], logits=logits)
+    np.savez(
+        HERE / "inception_taps.npz",
+        images=images,
+        features_64=pooled[0],
+        features_192=pooled[1],
+        features_768=pooled[2],
+        features_2048=pooled[3],
+        logits=logits,
+    )
 
 
 def make_tiny_state_dicts() -> None:
@@ -82,13 +87,13 @@ def make_kid_fid() -> None:
     subset_size, num_subsets = 20, 5
     real_idx = np.stack([rng.choice(len(real), subset_size, replace=False) for _ in range(num_subsets)])
     fake_idx = np.stack([rng.choice(len(fake), subset_size, replace=False) for _ in range(num_subsets)])
-    kid = np.array([poly_mmd(torch.from_numpy(real[r]), torch.from_numpy(fake[f])).item()
-                    for r, f in zip(real_idx, fake_idx)])
+    kid = np.array(
+        [poly_mmd(torch.from_numpy(real[r]), torch.from_numpy(fake[f])).item() for r, f in zip(real_idx, fake_idx)]
+    )
     mu1, mu2 = torch.from_numpy(real.mean(0)), torch.from_numpy(fake.mean(0))
     cov1, cov2 = torch.from_numpy(np.cov(real, rowvar=False)), torch.from_numpy(np.cov(fake, rowvar=False))
     fid = _compute_fid(mu1, cov1, mu2, cov2).item()
-    np.savez(HERE / "kid_fid_torchmetrics.npz", real_idx=real_idx, fake_idx=fake_idx,
-             kid_per_subset=kid, fid=fid)
+    np.savez(HERE / "kid_fid_torchmetrics.npz", real_idx=real_idx, fake_idx=fake_idx, kid_per_subset=kid, fid=fid)
 
 
 if __name__ == "__main__":

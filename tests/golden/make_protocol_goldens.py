@@ -48,9 +48,13 @@ from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # the repository root
-from tests.metrics_support import (pixel_samples, random_inception_state_dict,  # noqa: E402
-                                   random_vgg16_state_dict, tiny_float_tensors,
-                                   write_torch_legacy_state_dict)
+from tests.metrics_support import (  # noqa: E402
+    pixel_samples,
+    random_inception_state_dict,
+    random_vgg16_state_dict,
+    tiny_float_tensors,
+    write_torch_legacy_state_dict,
+)
 
 
 def photographs() -> list[np.ndarray]:
@@ -96,8 +100,9 @@ def make_protocol_goldens(images, files, weights, workdir: Path) -> None:
     model = pytorch_fid_model(weights, output_blocks=[3])
     seen.clear()
     model.blocks[0][0].register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
-    out["pytorch_fid_features"] = fid_score.get_activations(files, model, batch_size=1, dims=2048,
-                                                            device="cpu", num_workers=0).astype(np.float32)
+    out["pytorch_fid_features"] = fid_score.get_activations(
+        files, model, batch_size=1, dims=2048, device="cpu", num_workers=0
+    ).astype(np.float32)
     out["pytorch_fid_pixels"] = np.stack([probe(x) for x in seen])
 
     # clean: clean-fid's resizer on the decoded files (as its ResizeDataset reads them) and its
@@ -131,12 +136,19 @@ def make_vgg16_goldens(images, workdir: Path) -> None:
     torch.save({k: torch.from_numpy(v) for k, v in random_vgg16_state_dict(shapes).items()}, pth)
     extractor = FeatureExtractorVGG16("vgg16", ["fc2_relu"], feature_extractor_weights_path=str(pth))
     with torch.no_grad():
-        features = np.stack([extractor(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous())[0][0].numpy()
-                             for image in images])
-    print(f"vgg16 fc2_relu: {np.mean(features > 0):.2f} positive, spread "
-          f"{features.std(axis=0).mean() / features.mean():.3f}")
-    np.savez_compressed(HERE / "vgg16_goldens.npz", fc2_relu=features, names=np.array(list(shapes)),
-                        shapes=np.array([str(list(s)) for s in shapes.values()]))
+        features = np.stack(
+            [extractor(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous())[0][0].numpy() for image in images]
+        )
+    print(
+        f"vgg16 fc2_relu: {np.mean(features > 0):.2f} positive, spread "
+        f"{features.std(axis=0).mean() / features.mean():.3f}"
+    )
+    np.savez_compressed(
+        HERE / "vgg16_goldens.npz",
+        fc2_relu=features,
+        names=np.array(list(shapes)),
+        shapes=np.array([str(list(s)) for s in shapes.values()]),
+    )
 
 
 def make_legacy_v1_file() -> None:
