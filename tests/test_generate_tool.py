@@ -78,7 +78,7 @@ def test_grid_is_byte_stable_has_the_right_size_and_shows_the_seed_images(run_di
     assert a.read_bytes() != b.read_bytes()
 
 
-def test_network_resolution_step_and_zoom_choose_what_is_drawn(run_dir, tmp_path):
+def test_network_resolution_step_and_zoom_choose_what_is_drawn(run_dir, tmp_path, capsys):
     def grid(*args):
         out = tmp_path / "g.png"
         assert _tool(f"--workdir={run_dir}", "--grid=1x2", f"--out={out}", "--batch_size=8", *args) == 0
@@ -86,8 +86,12 @@ def test_network_resolution_step_and_zoom_choose_what_is_drawn(run_dir, tmp_path
 
     ema, raw = grid(), grid("--network=raw")
     assert ema.shape == raw.shape == (FINAL, 2 * FINAL, 3) and not np.array_equal(ema, raw)
+    assert "below the model's" not in capsys.readouterr().out
     first_stage = grid(f"--resolution={FIRST}")
     assert first_stage.shape == (FIRST, 2 * FIRST, 3)
+    said = capsys.readouterr().out
+    assert f"Sampling {FIRST}x{FIRST} images" in said
+    assert f"That is below the model's {FINAL}x{FINAL}: the checkpoint is from an earlier stage" in said
     np.testing.assert_array_equal(grid(f"--step={FIRST_STEP}"), first_stage)
     np.testing.assert_array_equal(grid(f"--step={LAST_STEP}"), ema)
     np.testing.assert_array_equal(grid("--zoom=3"), np.repeat(np.repeat(ema, 3, axis=0), 3, axis=1))

@@ -28,7 +28,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from pggan import checkpoint
-from pggan.cli.runner import UsageError, run_tool
+from pggan.cli.runner import UsageError, program_main
 from pggan.data import config as data_config
 from pggan.metrics import MetricSuite
 from pggan.model import networks
@@ -187,10 +187,7 @@ def _run() -> None:
     print(table)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return run_tool(_run)
+main = program_main(_run)
 
 
 if __name__ == "__main__":

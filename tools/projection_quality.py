@@ -15,11 +15,11 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from pggan import network_sources, projection
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import UsageError, run_program, run_tool
+from pggan.cli.runner import UsageError, program_main, run_program
 from pggan.data import imaging
 from pggan.metrics import ms_ssim, swd
 from pggan.trained_generator import TrainedGenerator
@@ -100,10 +100,7 @@ def _swd(a: np.ndarray, b: np.ndarray) -> float:
     return swd.swd_scores(*sets, rng)["swd_avg"]
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return run_tool(run)
+main = program_main(run)
 
 
 if __name__ == "__main__":

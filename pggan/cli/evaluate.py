@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from pggan import checkpoint, evaluation
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import UsageError, run_program, run_tool
+from pggan.cli.runner import UsageError, program_main, run_program
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
 from pggan.image_sets import FolderImages
 from pggan.metrics import ALL_METRICS, DEFAULT_PROTOCOL, MIN_IMAGES, PROTOCOLS, REAL_METRICS, parse_metric_names
@@ -329,13 +329,7 @@ def run() -> None:
     print(json.dumps(record))
 
 
-def main(argv: list[str]) -> int:
-    def checked_run() -> None:
-        if len(argv) > 1:
-            raise UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
-        run()
-
-    return run_tool(checked_run)
+main = program_main(run)
 
 
 def entry_point() -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from pggan import network_sources, portable
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import UsageError, run_program, run_tool
+from pggan.cli.runner import UsageError, program_main, run_program
 
 _OUT = flags.DEFINE_string("out", None, f"The file to write, ending in {portable.EXTENSION}.")
 _TRAINING_NETWORKS = flags.DEFINE_bool(
@@ -71,10 +71,7 @@ def run() -> None:
     )
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return run_tool(run)
+main = program_main(run)
 
 
 def entry_point() -> None:

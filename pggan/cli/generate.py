@@ -29,7 +29,7 @@ import os
 from absl import flags
 
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import UsageError, run_program, run_tool
+from pggan.cli.runner import UsageError, program_main, run_program
 from pggan.sampling import generation, latent_space, media
 
 _GRID = flags.DEFINE_string("grid", "", "Grid mode: write a ROWSxCOLS sample grid (e.g. 8x8) to --out.")
@@ -192,9 +192,16 @@ def _load_sampler() -> tuple[generation.Sampler, dict]:
         label=_LABEL.value,
         batch_size=checkpoint_flags.BATCH_SIZE.value,
     )
+    final = sampler.spec.resolution
+    below = (
+        f" That is below the model's {final}x{final}: the checkpoint is from an earlier stage (the run ended "
+        "there, or --step/--resolution chose it)."
+        if meta["resolution"] < final
+        else ""
+    )
     print(
         f"Sampling {meta['resolution']}x{meta['resolution']} images (alpha {meta['alpha']:.2f}) with the "
-        f"{checkpoint_flags.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg."
+        f"{checkpoint_flags.NETWORK.value} generator of the checkpoint at {meta['step'] / 1000:.1f} kimg.{below}"
     )
     return sampler, meta
 
@@ -284,13 +291,11 @@ def _write_progress_video() -> None:
 WRITERS = {"grid": _write_grid, "images": _write_images, "video": _write_video, "progress": _write_progress_video}
 
 
-def main(argv: list[str]) -> int:
-    def run() -> None:
-        if len(argv) > 1:
-            raise UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
-        WRITERS[_chosen_mode()]()
+def run() -> None:
+    WRITERS[_chosen_mode()]()
 
-    return run_tool(run)
+
+main = program_main(run)
 
 
 def entry_point() -> None:

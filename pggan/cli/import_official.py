@@ -9,11 +9,11 @@ works with pggan-generate and pggan-evaluate like any training run (EMA generato
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import run_program, run_tool
+from pggan.cli.runner import program_main, run_program
 from pggan.official import importer
 
 _PKL = flags.DEFINE_string(
@@ -52,10 +52,7 @@ def run() -> None:
     print(f"Next: pggan-generate --workdir={workdir} --grid=4x4 --seed=0 --out=grid.png")
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return run_tool(run)
+main = program_main(run)
 
 
 def entry_point() -> None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
 from pggan import network_sources, projection
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import UsageError, run_program, run_tool
+from pggan.cli.runner import UsageError, program_main, run_program
 from pggan.data import imaging
 from pggan.metrics import ms_ssim
 from pggan.sampling import latent_space, media
@@ -128,10 +128,7 @@ def run() -> None:
         print(f"Wrote {_VIDEO.value}: {count} frames (target | projection).")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return run_tool(run)
+main = program_main(run)
 
 
 def entry_point() -> None:

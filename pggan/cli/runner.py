@@ -34,6 +34,21 @@ def run_tool(run: Callable[[], None]) -> int:
     return 0
 
 
+def program_main(run: Callable[[], None]) -> Callable[[list[str]], int]:
+    """The absl `main(argv)` of a program whose settings are all flags: positional arguments are refused in
+    one line, then `run_tool(run)`; returns the exit status."""
+
+    def main(argv: list[str]) -> int:
+        def checked_run() -> None:
+            if len(argv) > 1:
+                raise UsageError(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
+            run()
+
+        return run_tool(checked_run)
+
+    return main
+
+
 def run_program(main: Callable[[list[str]], int], module_name: str, **app_options) -> None:
     """Runs `main` as an absl program (a console script pggan-*, or a tools/ wrapper) whose --help shows the
     flags and docstring of module `module_name`, the module that defines them, whatever file was started."""
