@@ -128,6 +128,10 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
 
 
+# Orbax's metadata file of a step: JSON with the custom metadata pggan writes ("stage_final", ...).
+STEP_METADATA_FILE = "_CHECKPOINT_METADATA"
+
+
 def _step_dir(manager: ocp.CheckpointManager, step: int) -> str:
     return os.path.join(str(manager.directory), str(step))
 
@@ -198,9 +202,17 @@ class CheckpointStore:
             temporary_path_class=_ChecksummedStep,
         )
         self.manager = _manager(self.directory, options)
-        for step in self.manager.all_steps():
-            if self.manager.metadata(step).custom_metadata.get("stage_final"):
-                self._stage_final.steps.add(step)
+        self._stage_final.steps.update(step for step in self.manager.all_steps() if self._marked_stage_final(step))
+
+    def _marked_stage_final(self, step: int) -> bool:
+        """Whether the step's own metadata file marks it stage-final. Read directly (Orbax's `metadata()` also
+        reads every item's metadata files): a damaged checkpoint must not stop the store from opening; it is
+        found and set aside when read (`restore_newest`)."""
+        try:
+            with open(os.path.join(_step_dir(self.manager, step), STEP_METADATA_FILE)) as f:
+                return bool(json.load(f).get("custom_metadata", {}).get("stage_final"))
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()

@@ -66,6 +66,10 @@ flags.register_validator(
 _QUIET_INFO_OF = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}xla_bridge.py")
 
 
+# tensorboardX warns of every non-finite scalar it writes (4 lines per tick of a diverging run).
+_TENSORBOARDX_NAN_WARNING_FILE = f"tensorboardX{os.sep}x2num.py"
+
+
 class _QuietLibraries(python_logging.Filter):
     """Drops the INFO records of `_QUIET_INFO_OF`, and the tracebacks of a full disk that Orbax and asyncio
     (Orbax's failed background writes) log (the trainer reports that in one line), unless -v is given."""
@@ -73,6 +77,8 @@ class _QuietLibraries(python_logging.Filter):
     def filter(self, record: python_logging.LogRecord) -> bool:
         if record.levelno < python_logging.WARNING and any(part in record.pathname for part in _QUIET_INFO_OF):
             return False
+        if record.pathname.endswith(_TENSORBOARDX_NAN_WARNING_FILE):
+            return False  # "NaN or Inf found in input tensor", once per scalar: the progress line shows the nan
         from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
         if from_orbax or f"{os.sep}asyncio{os.sep}" in record.pathname:
             return not (record.exc_info and disk.is_disk_full(record.exc_info[1]))

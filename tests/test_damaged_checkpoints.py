@@ -81,6 +81,10 @@ def _damage(step_dir: str, kind: str) -> None:
         os.remove(array)
     elif kind == "half_meta":
         os.truncate(meta, os.path.getsize(meta) // 2)
+    elif kind == "item_metadata":  # an item's own metadata JSON, which Orbax reads before any array
+        with open(os.path.join(step_dir, "generator_ema", "_sharding"), "r+b") as f:
+            f.seek(100)
+            f.write(b"XXXXXXXX")
     else:  # 8 bytes overwritten in the middle of an array file: same size, other contents
         with open(array, "r+b") as f:
             f.seek(os.path.getsize(array) // 2)
@@ -120,6 +124,7 @@ def test_every_checkpoint_has_a_manifest_of_all_its_files_that_verifies(trained)
         ("delete", r"generator_ema/ocdbt.process_0/d/\w+ is missing"),
         ("half_meta", r"meta/metadata has \d+ bytes instead of \d+"),
         ("overwrite", r"generator_ema/ocdbt.process_0/d/\w+ does not match its SHA-256 checksum"),
+        ("item_metadata", r"generator_ema/_sharding does not match its SHA-256 checksum"),
     ],
 )
 def test_training_sets_a_damaged_checkpoint_aside_and_continues_exactly_from_the_older_one(
