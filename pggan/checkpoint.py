@@ -484,7 +484,7 @@ def check_parameter_layout(manager: ocp.CheckpointManager, step: int, expected: 
                 raise CheckpointError(
                     f"checkpoint {step_dir} was written by pggan 0.1, whose generator had one 4x4 bias per pixel "
                     f"({saved[name][0]} values) instead of the official one per channel ({shape[0]}); this version "
-                    "cannot load it: train again, or import NVIDIA's network with tools/import_official.py"
+                    "cannot load it: train again, or import NVIDIA's network with pggan-import"
                 )
             raise CheckpointError(
                 f"checkpoint {step_dir} holds {item} parameter {name} of shape {saved.get(name)}, "

@@ -30,7 +30,9 @@ class RemainingTime:
         self._compile_seconds: list[float] = []
 
     def add_training(self, resolution: int, images: int, seconds: float) -> None:
-        """Records `images` trained at `resolution` in `seconds` (training only)."""
+        """Records `images` trained at `resolution` in `seconds` (training only); nothing when `images` is 0."""
+        if images <= 0:
+            return
         before_images, before_seconds = self._trained.get(resolution, (0, 0.0))
         self._trained[resolution] = (before_images + images, before_seconds + seconds)
 

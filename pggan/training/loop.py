@@ -335,7 +335,7 @@ class Trainer:
                 state, round_sums = self._run_round(state, inputs, phase, progress)
                 if new_stage:  # the first round of a stage compiles its step: said, and left out of the speed
                     jax.block_until_ready(state)
-                    line.compile_seconds += self._compiled(phase, time.time() - round_start)
+                    self._compiled(phase, time.time() - round_start)
                 stop.after_round()
                 streak = self._watch_streak(streak, state)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
@@ -343,6 +343,8 @@ class Trainer:
                 progress.nimg += phase.minibatch * self.schedule.d_steps_per_round
                 progress.round += 1
                 progress.phase = phase
+                if new_stage:  # the stage change (checkpoint, data, grids, compile) stays out of the speed
+                    line.restart_speed(progress.nimg, self.metrics.seconds)
                 if self.metrics.due(previous_nimg, progress.nimg):
                     self.metrics.evaluate(state["generator_ema"], progress)
                 done = progress.nimg >= self.total_nimg
@@ -350,9 +352,9 @@ class Trainer:
                 stage_ends = not done and self.schedule.at(progress.nimg).resolution != phase.resolution
                 if tick_due or stage_ends or time.time() - line.start_time >= MAX_SECONDS_BETWEEN_LINES:
                     progress.elapsed_sec = elapsed_at_start + time.time() - run_start
-                    seconds = line.training_seconds(self.metrics.seconds)
-                    self.remaining.add_training(phase.resolution, progress.nimg - line.start_nimg, seconds)
-                    self._report(progress, phase, sums, progress.nimg - line.start_nimg, seconds, tick_due)
+                    images, seconds = line.speed(progress.nimg, self.metrics.seconds)
+                    self.remaining.add_training(phase.resolution, images, seconds)
+                    self._report(progress, phase, sums, images, seconds, tick_due)
                     if tick_due:
                         self._tick(state, progress, phase)
                     sums, line = None, _LineWindow(progress.nimg, self.metrics.seconds)
@@ -361,9 +363,9 @@ class Trainer:
         self._save(state, progress)
         return progress, stop
 
-    def _compiled(self, phase: Phase, seconds: float) -> float:
+    def _compiled(self, phase: Phase, seconds: float) -> None:
         """Logs and records the compile of a stage's step (its first round, which includes one round of
-        training); returns `seconds`."""
+        training)."""
         logging.info(
             "Compiled the %dx%d training step and ran its first round in %.1f s.",
             phase.resolution,
@@ -432,7 +434,6 @@ class Trainer:
         speed over their `images` and training `seconds`. A tick's line starts with 'tick N', others with
         'progress'."""
         means, skipped = summarize_metrics(sums)
-        sec_per_kimg = seconds / max(images / 1000, 1e-9)
         scalars = {
             **means,
             **skipped,
@@ -440,15 +441,16 @@ class Trainer:
             "resolution": phase.resolution,
             "alpha": phase.alpha,
             "lod": phase.lod,
-            "img_per_sec": images / max(seconds, 1e-9),
-            "sec_per_kimg": sec_per_kimg,
             "g_lr": phase.g_lr,
             "d_lr": phase.d_lr,
             "minibatch": phase.minibatch,
         }
+        speed = "img/s        -  sec/kimg       -"  # a line right after a stage's first round: nothing measured yet
+        if images > 0:
+            scalars.update(img_per_sec=images / seconds, sec_per_kimg=seconds / (images / 1000))
+            speed = f"img/s {scalars['img_per_sec']:8.1f}  sec/kimg {scalars['sec_per_kimg']:7.2f}"
         logging.info(
-            "%-9s kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  img/s %8.1f  sec/kimg %7.2f  "
-            "skipped %d/%d  ETA %s",
+            "%-9s kimg %8.1f  res %4d  alpha %.3f  D %8.4f  G %8.4f  GP %7.4f  %s  skipped %d/%d  ETA %s",
             f"tick {progress.tick + 1}" if tick else "progress",
             scalars["kimg"],
             phase.resolution,
@@ -456,8 +458,7 @@ class Trainer:
             means["d_loss"],
             means["g_loss"],
             means["gradient_penalty"],
-            scalars["img_per_sec"],
-            sec_per_kimg,
+            speed,
             skipped["skipped_d"],
             skipped["skipped_g"],
             _format_duration(self.remaining.seconds_left(progress.nimg)),
@@ -551,17 +552,27 @@ class Trainer:
 
 @dataclasses.dataclass
 class _LineWindow:
-    """The rounds since the last progress line: where they started, and the time to leave out of their speed."""
+    """The rounds since the last progress line, and the part of them whose speed is measured: all of them, or
+    those after a stage's first round (its compile, checkpoint, data loading and grids are left out)."""
 
     start_nimg: int
-    metrics_seconds_at_start: float
+    speed_metrics_seconds: float  # the evaluations' total time when the measured part started
     start_time: float = dataclasses.field(default_factory=time.time)
-    compile_seconds: float = 0.0
+    speed_nimg: int = -1  # where the measured part started (-1: at the window's start)
+    speed_time: float = -1.0
 
-    def training_seconds(self, metrics_seconds: float) -> float:
-        """Wall time since the window started, without compiles and evaluations."""
-        evaluation = metrics_seconds - self.metrics_seconds_at_start
-        return max(time.time() - self.start_time - self.compile_seconds - evaluation, 1e-9)
+    def __post_init__(self):
+        if self.speed_nimg < 0:
+            self.speed_nimg, self.speed_time = self.start_nimg, self.start_time
+
+    def restart_speed(self, nimg: int, metrics_seconds: float) -> None:
+        """Measures the speed from now, at `nimg` images shown."""
+        self.speed_nimg, self.speed_time, self.speed_metrics_seconds = nimg, time.time(), metrics_seconds
+
+    def speed(self, nimg: int, metrics_seconds: float) -> tuple[int, float]:
+        """(images, seconds) of the measured part up to now, at `nimg` images shown; evaluations left out."""
+        evaluation = metrics_seconds - self.speed_metrics_seconds
+        return nimg - self.speed_nimg, max(time.time() - self.speed_time - evaluation, 1e-9)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
