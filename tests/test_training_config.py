@@ -33,7 +33,7 @@ def test_every_recipe_parses_and_survives_its_saved_json(name):
 def test_every_field_has_a_one_line_meaning():
     lines = describe(TrainingConfig())
     fields = sum(len(dataclasses.fields(section)) for section in SECTIONS.values())
-    assert len(lines) == fields + 4  # seed, compilation_cache_dir, init_from, max_consecutive_nonfinite
+    assert len(lines) == fields + 5  # seed, compilation_cache_dir, init_from, max_consecutive_nonfinite, cpu_ynnpack
     assert all("  # " in line and not line.endswith("# ") for line in lines)
     assert "schedule.total_kimg = 12000.0  # length of the run in thousands of real images shown" in lines
 

@@ -377,6 +377,11 @@ class TrainingConfig:
     max_consecutive_nonfinite: int = setting(
         100, "stop after this many training steps in a row were skipped for non-finite gradients (0 = never)"
     )
+    cpu_ynnpack: bool = setting(
+        False,
+        "on CPUs, let XLA hand the training step's convolutions to YNNPACK (its default); off, XLA's own "
+        "convolutions ran it 1.1-1.4x faster on the x86-64 CPUs measured (BENCHMARKS.md)",
+    )
 
     def __post_init__(self):
         require(

@@ -63,6 +63,8 @@ class StepConfig:
       (`pggan.training.microbatching`); a memory setting that does not change the results.
     max_consecutive_nonfinite: once this many repeats in a row had a non-finite gradient, the rest
       of the round changes nothing (the trainer then stops at exactly this count); 0 = no limit.
+    cpu_ynnpack: on CPUs, compile the step with XLA's YNNPACK fusions (see `TrainStep.compiler_options`);
+      a speed setting that changes results only by float32 rounding.
     Defaults are those of the training config's sections (but no limit of non-finite repeats).
     """
 
@@ -78,6 +80,7 @@ class StepConfig:
     repeats_per_call: int = 0
     max_microbatch_per_device: tuple[tuple[int, int], ...] = ()
     max_consecutive_nonfinite: int = 0
+    cpu_ynnpack: bool = False
 
     @classmethod
     def from_config(
@@ -96,6 +99,7 @@ class StepConfig:
             data_seed=config.seed,
             max_microbatch_per_device=tuple(sorted(schedule.config.max_microbatch_per_device.items())),
             max_consecutive_nonfinite=config.max_consecutive_nonfinite,
+            cpu_ynnpack=config.cpu_ynnpack,
         )
 
     def microbatches(self, resolution: int, per_device: int, mbstd_group_size: int) -> int:

@@ -175,14 +175,24 @@ class TrainStep:
         )
 
     def _compiler_options(self) -> dict | None:
-        """XLA options of the step: bfloat16 steps keep bfloat16 rounding exactly where the program has it.
+        """XLA options of the step (None: XLA's defaults).
 
-        With XLA's default excess precision, fusions may skip bf16 round trips in some recomputations of
-        a value but not others; `layers.leaky_relu`'s gradient (jnp.maximum's, which compares its input
-        with its output) then finds them unequal and drops most of the gradient. Measured on XLA:CPU:
-        D's input-gradient norm 2.5x too small at 8x8 (tests/test_benchmark.py).
+        bfloat16 steps keep bfloat16 rounding exactly where the program has it. With XLA's default excess
+        precision, fusions may skip bf16 round trips in some recomputations of a value but not others;
+        `layers.leaky_relu`'s gradient (jnp.maximum's, which compares its input with its output) then finds
+        them unequal and drops most of the gradient. Measured on XLA:CPU: D's input-gradient norm 2.5x too
+        small at 8x8 (tests/test_benchmark.py).
+
+        On CPUs, unless `StepConfig.cpu_ynnpack`, XLA's YNNPACK fusions are turned off, so convolutions and
+        matmuls run on XLA's own (Eigen) kernels: on the 2-core x86-64 machine of BENCHMARKS.md the training
+        step ran 1.4x faster at width 64 and 1.5x at width 512, with both cores busy instead of 1.4.
         """
-        return {"xla_allow_excess_precision": False} if self.spec.compute_dtype == "bfloat16" else None
+        options = {}
+        if self.spec.compute_dtype == "bfloat16":
+            options["xla_allow_excess_precision"] = False
+        if self.mesh.devices.flat[0].platform == "cpu" and not self.config.cpu_ynnpack:
+            options["xla_cpu_experimental_ynn_fusion_type"] = ""
+        return options or None
 
     def _run_calls(
         self, resolution: int, minibatch: int, state: dict, data: RoundData, scalars: RoundScalars, round_index: int = 0
