@@ -3,12 +3,14 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
 import jax
 import pytest
 
+from pggan.benchmarks import profile as op_profile
 from pggan.model import flops as model_flops
 from pggan.model import networks
 from pggan.training import run_length
@@ -140,6 +142,28 @@ def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch
     assert 0.5 < row["xla_gflop_per_img"] / row["model_gflop_per_img"] < 3
     assert row["utilisation"] == pytest.approx(row["tflops"] / (1.0 * 8))
     assert result["projections"] == []  # 8 and 16 px not measured
+
+
+def test_step_benchmark_profiles_a_round_per_op_kind(tmp_path, monkeypatch, capsys):
+    _run_tool(
+        monkeypatch,
+        f"--config={REPO}/configs/tiny.py",
+        "--resolutions=4",
+        "--steps=2",
+        "--windows=1",
+        f"--profile_dir={tmp_path}",
+        f"--json={tmp_path / 'step.json'}",
+    )
+    (trace,) = tmp_path.glob("4px_0_naive_naive/**/*.xplane.pb")
+    times = op_profile.op_kind_times(str(trace))
+    kinds = {t.kind for t in times}
+    # The round's convolutions and the cross-device gradient mean are ops of their own; nothing is a container.
+    assert "convolution" in kinds and "all-reduce" in kinds
+    assert not any("ThunkExecutor" in k or re.search(r"\.\d+$", k) for k in kinds)
+    assert sum(t.share for t in times) == pytest.approx(1.0)
+    assert [t.seconds for t in times] == sorted((t.seconds for t in times), reverse=True)
+    printed = capsys.readouterr()
+    assert "XLA time per op kind, one round at 4x4" in printed.out + printed.err
 
 
 @pytest.mark.slow

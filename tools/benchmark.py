@@ -9,6 +9,8 @@ One mode per call (default: the training step). Results print as a table and go 
   # Convolution forms (G's upsample+conv / D's conv+pool, penalty's double backward included):
   python tools/benchmark.py --config=configs/quickstart.py --resolutions=32 \
       --impls=naive/naive,transposed/naive,subpixel/naive,naive/strided,transposed/strided,subpixel/strided
+  # Where the time goes: XLA's time per op kind in one traced round (and the trace, for TensorBoard):
+  python tools/benchmark.py --config=configs/quickstart.py --resolutions=32 --profile_dir=/tmp/pggan_profile
   # Host input pipeline; Inception feature extraction; bf16-vs-f32 final SWD; FLOP-model projection:
   python tools/benchmark.py --input_only --resolutions=32,256,1024
   python tools/benchmark.py --inception --resolutions=32,256 --batch=64
@@ -42,6 +44,7 @@ from pggan import dependencies
 config_flags = dependencies.import_or_exit("ml_collections.config_flags", "reading recipe files (configs/*.py)")
 
 from pggan import parallel  # noqa: E402
+from pggan.benchmarks import profile as op_profile  # noqa: E402
 from pggan.benchmarks import step as step_benchmark  # noqa: E402
 from pggan.cli.runner import UsageError, run_tool  # noqa: E402
 from pggan.model import flops as model_flops  # noqa: E402
@@ -119,6 +122,12 @@ _WINDOWS = flags.DEFINE_integer(
     "Step mode: timing windows per variant, interleaved between the "
     "variants of a resolution; the fastest counts (steadier on a shared machine).",
     lower_bound=1,
+)
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir",
+    "",
+    "Step mode: also trace one round of each variant with jax.profiler into this folder (TensorBoard's "
+    "profile plugin reads it) and print XLA's time per op kind ('' = no trace).",
 )
 _PEAK_TFLOPS = flags.DEFINE_float(
     "peak_tflops",
@@ -288,6 +297,18 @@ def _check_step_flags(spec, schedule, resolutions: list[int], num_devices: int) 
             raise UsageError(f"--batch={_BATCH.value} at {resolution}x{resolution}: {e}") from None
 
 
+def _print_profiles(prepared: list[step_benchmark.PreparedStep], resolution: int) -> None:
+    """Traces one round of each prepared variant and prints its time per op kind."""
+    for k, p in enumerate(prepared):
+        spec = p.step.spec
+        directory = os.path.join(_PROFILE_DIR.value, f"{resolution}px_{k}_{spec.upsample_impl}_{spec.downsample_impl}")
+        times = op_profile.op_kind_times(op_profile.trace_round(p, directory))
+        tqdm.write(
+            f"XLA time per op kind, one round at {resolution}x{resolution}, {spec.compute_dtype}, "
+            f"{spec.upsample_impl}/{spec.downsample_impl} (trace in {directory}):\n{op_profile.op_kind_table(times)}"
+        )
+
+
 def run_step_benchmark() -> None:
     compilation_cache.enable(_COMPILATION_CACHE.value)
     mesh = parallel.make_mesh()
@@ -308,8 +329,10 @@ def run_step_benchmark() -> None:
             for _, schedule, step in variants
         ]
         measured = step_benchmark.measure_steps(prepared, iterations=_STEPS.value, windows=_WINDOWS.value, peaks=peaks)
-        del prepared  # frees the states and levels of this resolution
         tqdm.write(step_benchmark.results_table(measured))
+        if _PROFILE_DIR.value:
+            _print_profiles(prepared, resolution)
+        del prepared  # frees the states and levels of this resolution
         for rows, result in zip(results, measured):
             rows.append(result)
     device = mesh.devices.flat[0]
