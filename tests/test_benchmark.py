@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from pggan.benchmarks import profile as op_profile
@@ -201,3 +202,34 @@ def test_benchmark_runs_without_the_data_and_media_stack():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "whole schedule:" in result.stdout
+
+
+def test_real_floor_scores_real_halves_and_a_resample_against_the_reals(tmp_path, monkeypatch, tiny_data_dir):
+    def floor(json_name):
+        out = tmp_path / json_name
+        _run_tool(
+            monkeypatch,
+            f"--config={REPO}/configs/tiny.py",
+            f"--config.dataset.data_dir={tiny_data_dir}",
+            "--real_floor",
+            "--seeds=0,1",
+            f"--json={out}",
+        )
+        return json.loads(out.read_text())
+
+    result = floor("floor.json")
+    assert result["mode"] == "real_floor" and result["num_reals"] == 64
+    assert [(r["kind"], r["seed"]) for r in result["runs"]] == [
+        ("halves", 0),
+        ("resampled", 0),
+        ("halves", 1),
+        ("resampled", 1),
+    ]
+    for kind in ("halves", "resampled"):
+        scores = [r["swd_avg"] for r in result["runs"] if r["kind"] == kind]
+        assert all(s > 0 for s in scores) and scores[0] != scores[1]  # each seed draws its own split
+        assert result["summary"][kind]["mean"] == pytest.approx(np.mean(scores))
+        assert result["summary"][kind]["std"] == pytest.approx(np.std(scores, ddof=1))
+    # 16x16 images: SWD at 16 px only, and the average is that level.
+    assert all(r["swd_avg"] == r["swd_16"] for r in result["runs"])
+    assert floor("again.json")["runs"] == result["runs"]  # the seeds fix the splits and the SWD projections

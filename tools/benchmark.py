@@ -15,6 +15,7 @@ One mode per call (default: the training step). Results print as a table and go 
   python tools/benchmark.py --input_only --resolutions=32,256,1024
   python tools/benchmark.py --inception --resolutions=32,256 --batch=64
   python tools/benchmark.py --quality --config=configs/quickstart.py --seeds=0,1,2
+  python tools/benchmark.py --real_floor --config=configs/quickstart.py --seeds=0,1,2  # its real-vs-real floor
   python tools/benchmark.py --flop_model --config=configs/celebahq_1024.py --peak_tflops=800 --utilisation=0.4
 
 Step mode trains on synthetic images held on the devices (no dataset needed) with the recipe's
@@ -61,7 +62,8 @@ from pggan.training.validation import schedule_for_devices  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,
-    "Recipe (configs/*.py) for the step, quality and FLOP-model modes; override fields with --config.<field>=<value>.",
+    "Recipe (configs/*.py) for the step, quality, real-floor and FLOP-model modes; override fields with "
+    "--config.<field>=<value>.",
 )
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "Mode: measure the host input pipeline only.")
 _INCEPTION = flags.DEFINE_bool("inception", False, "Mode: measure Inception feature extraction (random weights).")
@@ -70,6 +72,12 @@ _QUALITY = flags.DEFINE_bool(
     False,
     "Mode: train --config in float32 and bfloat16 for each of --seeds "
     "and compare the final SWD (slow: whole training runs).",
+)
+_REAL_FLOOR = flags.DEFINE_bool(
+    "real_floor",
+    False,
+    "Mode: the floor of the quality mode's final SWD: --config's real images against themselves "
+    "(two random halves; all of them against a resample), for each of --seeds.",
 )
 _FLOP_MODEL = flags.DEFINE_bool(
     "flop_model",
@@ -513,6 +521,19 @@ def run_quality_check() -> None:
     _write_json("quality", result)
 
 
+def run_real_floor() -> None:
+    from pggan.benchmarks import quality
+
+    result = quality.real_floor(_config(), _integers(_SEEDS))
+    print(f"Real-vs-real SWD x1e3 of the {result['num_reals']} images at the recipe's final resolution:")
+    for row in result["runs"]:
+        levels = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k not in ("kind", "seed"))
+        print(f"{row['kind']:>9} seed {row['seed']:>3}: {levels}")
+    for kind, s in result["summary"].items():
+        print(f"{kind:>9}: mean {s['mean']:.2f}  std {s['std']:.2f}  range [{s['min']:.2f}, {s['max']:.2f}]")
+    _write_json("real_floor", result)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -520,6 +541,7 @@ def main(argv):
         (_INPUT_ONLY, run_input_benchmark),
         (_INCEPTION, run_inception_benchmark),
         (_QUALITY, run_quality_check),
+        (_REAL_FLOOR, run_real_floor),
         (_FLOP_MODEL, run_flop_model),
     )
     chosen = [(flag.name, run_mode) for flag, run_mode in modes if flag.value]

@@ -1,4 +1,5 @@
-"""Does bfloat16 compute hurt quality? Final SWD of the same recipe trained in float32 and bfloat16.
+"""Does bfloat16 compute hurt quality? Final SWD of the same recipe trained in float32 and bfloat16; and the
+real-vs-real floor of that measure, against which every final SWD is read.
 
 Each (compute dtype, seed) run trains the recipe from scratch in its own workdir (in this process,
 so the compiled rounds of one dtype are shared between seeds where the step allows it), then scores
@@ -21,6 +22,7 @@ from pggan.metrics import MetricSuite
 from pggan.sampling import latent_space
 from pggan.sampling.generation import Sampler
 from pggan.training import loop
+from pggan.training.config import TrainingConfig
 
 BATCH = 256
 
@@ -41,8 +43,53 @@ def final_swd(config: ml_collections.ConfigDict, workdir: str, sample_seed: int 
     )
     reals, _ = dataset.read_level(meta["resolution"])
     fakes = sampler.images(latent_space.grid_latents(sample_seed, len(reals), spec.latent_size))
+    return _swd_of(fakes, reals)
+
+
+def _swd_of(fakes: np.ndarray, reals: np.ndarray) -> dict[str, float]:
     suite = MetricSuite(names=("swd",))
     return suite.evaluate(_batches(fakes), suite.real_statistics(_batches(reals)))
+
+
+def real_floor(config: ml_collections.ConfigDict, seeds: list[int]) -> dict:
+    """SWD of real images against real images at the recipe's final resolution: what `final_swd` gives at best.
+
+    Per seed, two measures:
+      'halves': a random half of the images (in the fakes' place) against the other half (SWD compares
+        equally many images: one image is left out of an odd count);
+      'resampled': as many images as the dataset has, drawn with replacement, against all of them (the
+        counts of `final_swd`, the images a perfect generator could produce).
+    Returns {'num_reals': int, 'runs': [{'kind', 'seed', 'swd_avg', levels...}], 'summary': {kind: {'mean',
+    'std', 'min', 'max'}}} with SWD values x1e3 as `final_swd` gives them.
+    """
+    model = TrainingConfig.parse(config).model
+    dataset = data_config.open_from_config(
+        config.dataset, resolution=model.resolution, channels=model.num_channels, label_size=model.label_size
+    )
+    reals, _ = dataset.read_level(model.resolution)
+    runs = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(reals))
+        half = len(reals) // 2
+        runs.append({"kind": "halves", "seed": seed, **_swd_of(reals[order[:half]], reals[order[half : 2 * half]])})
+        drawn = rng.integers(0, len(reals), size=len(reals))
+        runs.append({"kind": "resampled", "seed": seed, **_swd_of(reals[drawn], reals)})
+    return {"num_reals": len(reals), "runs": runs, "summary": _summary(runs, "kind", ("halves", "resampled"))}
+
+
+def _summary(runs: list[dict], key: str, values: tuple[str, ...]) -> dict:
+    """{value: mean, std (ddof 1; 0 for one run), min, max of 'swd_avg' over the runs with run[key] == value}."""
+    summary = {}
+    for value in values:
+        scores = np.array([r["swd_avg"] for r in runs if r[key] == value])
+        summary[value] = {
+            "mean": float(scores.mean()),
+            "std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+        }
+    return summary
 
 
 def compare_dtypes(
@@ -76,15 +123,7 @@ def compare_dtypes(
             }
             runs.append(row)
             report(row)
-    summary = {}
-    for dtype in dtypes:
-        values = np.array([r["swd_avg"] for r in runs if r["dtype"] == dtype])
-        summary[dtype] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(values.min()),
-            "max": float(values.max()),
-        }
+    summary = _summary(runs, "dtype", dtypes)
     result = {"runs": runs, "summary": summary}
     if {"float32", "bfloat16"} <= set(dtypes):
         f32, bf16 = summary["float32"], summary["bfloat16"]
