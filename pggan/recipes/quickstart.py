@@ -3,7 +3,7 @@
     pggan-train --config=quickstart --workdir=runs/quickstart
 
 The 1,797 8x8 digits are upscaled to 32x32 RGB and prepared automatically on first use. Narrow
-networks and short phases train the four stages 4, 8, 16, 32 in about 3 minutes on 2 CPU cores (2 min 46 s
+networks and short phases train the four stages 4, 8, 16, 32 in about 3 minutes on 2 CPU cores (2 min 32 s
 measured on an idle 2-core machine, compiles included) and give recognisable digits; everything else
 (losses, fade-in, EMA, Adam resets) is the official recipe.
 """
