@@ -70,6 +70,7 @@ def test_stability_modes_write_their_settings_and_make_valid_configs():
     assert (loss.name, loss.r1_gamma, loss.dat_epsilon, loss.dat_steps) == ("logistic", 1.0, 0.01, 1)
     assert (optimizer.name, optimizer.optimism, optimizer.extragradient) == ("optimistic_adam", 1.0, True)
     assert (augment.policy, augment.probability, augment.target) == ("ada", 0.0, 0.6)
+    assert landscape.apply(base, "logistic_r1+bgc").augment.policy == "bgc"
     diff = landscape.apply(base, "hinge_sn+diffaugment").augment
     assert (diff.policy, diff.probability, diff.target) == ("diffaugment", 1.0, 0.0)
     plain = landscape.apply(both, "logistic_r1")  # a combination without modes leaves the config's own settings
@@ -80,6 +81,7 @@ def test_stability_modes_write_their_settings_and_make_valid_configs():
         ("mmd_gp+dat", "DAT (+dat) does not apply to the mmd loss"),
         ("logistic_r1+adam", "modes must be distinct ones of"),
         ("logistic_r1+ada+diffaugment", "choose one augmentation"),
+        ("logistic_r1+bgc+ada", "choose one augmentation"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             landscape.parse(name)

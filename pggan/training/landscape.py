@@ -29,8 +29,11 @@ Modes, after '+' (any number, e.g. logistic_r1+oadam+ada):
     extragrad      extragradient steps (Gidel et al. 2019)
     dat            adversarial training of D: FGSM-perturbed reals and fakes, L-inf radius DAT_EPSILON
                    (Zhong et al. 2020); not with mmd
-    ada            ADA's adaptive augmentation of everything D sees (policy 'ada', p from 0 towards
-                   r_t = 0.6), p able to cross [0, 1] in ADA_SPEED_KIMG (ADA: 500 kimg; short runs)
+    ada            ADA's adaptive augmentation of everything D sees (policy 'ada': flips, 90-degree
+                   rotations, DiffAugment's colour, integer translation; p from 0 towards r_t = 0.6),
+                   p able to cross [0, 1] in ADA_SPEED_KIMG (ADA: 500 kimg; short runs)
+    bgc            the same with ADA's full pipeline (policy 'bgc': flips, 90-degree rotations, integer
+                   translation, the resampled geometric transforms and ADA's colour transforms)
     diffaugment    DiffAugment: colour, translation and cutout with p = 1
 """
 
@@ -86,6 +89,7 @@ MODES = {
     "extragrad": {"optimizer": {"extragradient": True}},
     "dat": {"loss": {"dat_epsilon": DAT_EPSILON, "dat_steps": 1}},
     "ada": {"augment": {"policy": "ada", "probability": 0.0, "target": 0.6, "speed_kimg": ADA_SPEED_KIMG}},
+    "bgc": {"augment": {"policy": "bgc", "probability": 0.0, "target": 0.6, "speed_kimg": ADA_SPEED_KIMG}},
     "diffaugment": {"augment": {"policy": "diffaugment", "probability": 1.0, "target": 0.0}},
 }
 _GRID_REGULARIZERS = ("gp", "r1", "sn", "gran", "none")
@@ -139,8 +143,8 @@ def parse(name: str) -> tuple[str, str, tuple[str, ...]]:
         raise ValueError(f"combination {name!r}: the mmd loss takes the regularizers {MMD_REGULARIZERS} only")
     if loss == losses.MMD and "dat" in modes:
         raise ValueError(f"combination {name!r}: DAT (+dat) does not apply to the mmd loss")
-    if "ada" in modes and "diffaugment" in modes:
-        raise ValueError(f"combination {name!r}: choose one augmentation, +ada or +diffaugment")
+    if len({"ada", "bgc", "diffaugment"} & set(modes)) > 1:
+        raise ValueError(f"combination {name!r}: choose one augmentation, +ada, +bgc or +diffaugment")
     return loss, regularizer, tuple(modes)
 
 
