@@ -4,7 +4,7 @@
     python tools/compare_losses.py --outdir=runs/lc --combinations=all --seeds=0
     python tools/compare_losses.py --outdir=runs/lc --combinations=wgan_gp,hinge_sn --config.schedule.total_kimg=20
     python tools/compare_losses.py --outdir=runs/stability --combinations=stability --num_images=256
-    python tools/compare_losses.py --outdir=runs/few --combinations=logistic_r1,logistic_r1+ada \
+    python tools/compare_losses.py --outdir=runs/few --combinations=logistic_r1,logistic_r1+bgc \
         --max_images=100,500 --num_images=1000
 
 Each (combination, seed) trains in OUTDIR/<combination>/seed<k> with --config (default
