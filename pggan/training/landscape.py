@@ -4,7 +4,7 @@ A combination is `<loss>_<regularizer>`, optionally followed by modes: `<loss>_<
 The loss is one of `losses.LOSSES` or 'mmd', the regularizer one of REGULARIZERS, each a fixed set of
 config overrides with every other penalty off; a mode (MODES) changes the optimizer, D's inputs or
 the data augmentation. `apply(config, name)` writes a combination into a training config.
-`COMBINATIONS` lists the 25 without modes, `COMPARED` the ten that docs/loss_comparison.md compares
+`COMBINATIONS` lists the 27 without modes, `COMPARED` the ten that docs/loss_comparison.md compares
 first (`tools/compare_losses.py`), `STABILITY` the stabilizing modes it compares next.
 
     wgan_gp        the official PGGAN loss: WGAN, one-centred GP (lambda 10) and drift 0.001
