@@ -113,8 +113,8 @@ COMPARED = (
     "hinge_sn",
     "hinge_gran",
 )
-# The stabilizing options docs/loss_comparison.md compares next ('--combinations=stability'): the two
-# clipping-free ancestors and every mode on logistic_r1, the comparison's R1 baseline.
+# The stabilizing options docs/loss_comparison.md compares next ('--combinations=stability'): the original
+# WGAN, MMD GAN-GP and every mode but bgc (its small-data table's) on logistic_r1, the R1 baseline.
 STABILITY = (
     "wgan_clip",
     "mmd_gp",
