@@ -409,13 +409,18 @@ class CheckpointReader:
         """The JSON metadata of one checkpoint (see the module docstring)."""
         return self._checked_read(step, ["meta"], lambda: _restore_meta(self.manager, step))
 
+    def saved_item(self, step: int, item: str) -> dict:
+        """One item of a checkpoint as saved (no target), e.g. 'counters' or an optional state item such as
+        'augment' (adaptive augmentation's p and running sums): a tree of NumPy arrays."""
+
+        def restore():
+            return self.manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))[item]
+
+        return self._checked_read(step, [item], restore)
+
     def counters(self, step: int) -> dict[str, int]:
         """The int32 training counters of one checkpoint (skipped non-finite D and G updates, ...), as ints."""
-
-        def restore():  # no target: the counters as saved
-            return self.manager.restore(step, args=ocp.args.Composite(counters=ocp.args.StandardRestore()))["counters"]
-
-        return {k: int(v) for k, v in self._checked_read(step, ["counters"], restore).items()}
+        return {k: int(v) for k, v in self.saved_item(step, "counters").items()}
 
     def parameters(self, step: int, items: Sequence[str]) -> tuple[networks.ModelSpec, dict, dict]:
         """(model spec, {item: parameter tree as NumPy-backed arrays}, meta with 'step' added) of one checkpoint.

@@ -146,6 +146,39 @@ def test_on_device_sampling_equals_host_pipeline(digits, mesh):
     np.testing.assert_array_equal(np.asarray(labels), host_labels)
 
 
+def test_max_images_serves_exactly_the_first_n_images_in_a_fixed_order(digits, mesh):
+    data_dir = os.path.dirname(os.path.dirname(digits.path))  # <data_dir>/digits/<version>
+    count = 300  # the digits' shards hold 225 images: the cut crosses a shard
+    first = data_config.open_from_config(
+        DatasetConfig(data_dir=data_dir, max_images=count), resolution=RESOLUTION, channels=3, label_size=10
+    )
+    assert first.num_examples == count
+    for resolution in first.levels:
+        source = digits.data_source(resolution)  # tfds's reader, independent of ours
+        images, labels = first.read_level(resolution)
+        np.testing.assert_array_equal(images, np.stack([source[i]["image"] for i in range(count)]))
+        np.testing.assert_array_equal(labels, [source[i]["label"] for i in range(count)])
+    with pytest.raises(IndexError):
+        first.level(16).read([count])
+    # two epochs through the host pipeline: each epoch is a permutation of exactly images 0..count-1
+    iterator = pipeline.InputIterator(first, resolution=16, batch_size=40, mesh=mesh, seed=SEED)
+    served = np.concatenate([_numpy(next(iterator))[0] for _ in range(2 * count // 40)])
+    iterator.close()
+    indices = order.example_indices(np, np.arange(2 * count), count, SEED)
+    assert sorted(indices[:count]) == sorted(indices[count:]) == list(range(count))
+    np.testing.assert_array_equal(served, digits.read_level(16)[0][indices])
+    level = device_dataset.load_level_to_device(first, 16, mesh)
+    images, _ = device_dataset.sample_examples(level.images, level.labels, SEED, jnp.arange(2 * count))
+    np.testing.assert_array_equal(np.asarray(images), served)
+    for max_images, error, message in (
+        (1798, DataError, "config.dataset.max_images=1798 but dataset digits has 1797 images: set at most 1797"),
+        (-1, ValueError, "config.dataset.max_images must be an integer >= 0"),
+    ):
+        with pytest.raises(error) as raised:
+            data_config.open_from_config(DatasetConfig(data_dir=data_dir, max_images=max_images), resolution=16)
+        assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_to_float_and_mirror():
     pixels = jnp.array([0, 1, 127, 128, 254, 255], jnp.uint8)
     floats = np.asarray(augment.to_float(pixels))

@@ -3,6 +3,7 @@ class-conditional digits train end to end and sample by class with tools/generat
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -49,9 +50,41 @@ COVERING = ("wgan_gp", "logistic_r1lazy", "lsgan_sn", "hinge_gran", "logistic_gp
 
 def test_the_trained_combinations_cover_every_loss_and_regularizer():
     parsed = [landscape.parse(name) for name in COVERING]
-    assert {loss for loss, _ in parsed} == set(losses.LOSSES)
-    assert {reg for _, reg in parsed} == set(landscape.REGULARIZERS) - {"r1", "none"}
+    assert {loss for loss, _, _ in parsed} == set(losses.LOSSES)  # mmd trains in test_stability_training.py
+    # clipping (with RMSProp) trains in test_stability_training.py
+    assert {reg for _, reg, _ in parsed} == set(landscape.REGULARIZERS) - {"r1", "none", "clip"}
     assert set(COVERING) <= set(landscape.COMBINATIONS)
+
+
+def test_stability_modes_write_their_settings_and_make_valid_configs():
+    base = load_recipe("loss_comparison")
+    for name in landscape.COMBINATIONS + landscape.STABILITY:
+        validation.plan_run(landscape.apply(base, name), jax.devices()[:1])  # every one is a valid run
+    clip = landscape.apply(base, "wgan_clip")
+    assert (clip.d_normalization.method, clip.optimizer.name, clip.schedule.d_repeats) == ("clip", "rmsprop", 5)
+    assert clip.schedule.g_lr_base == clip.schedule.d_lr_base == 5e-5 and clip.loss.gp_lambda == 0.0
+    mmd = landscape.apply(base, "mmd_gp")
+    assert (mmd.loss.name, mmd.loss.gp_lambda, mmd.loss.drift, mmd.model.critic_size) == ("mmd", 1.0, 0.0, 16)
+    both = landscape.apply(base, "logistic_r1+oadam+extragrad+dat+ada")
+    loss, optimizer, augment = both.loss, both.optimizer, both.augment
+    assert (loss.name, loss.r1_gamma, loss.dat_epsilon, loss.dat_steps) == ("logistic", 1.0, 0.01, 1)
+    assert (optimizer.name, optimizer.optimism, optimizer.extragradient) == ("optimistic_adam", 1.0, True)
+    assert (augment.policy, augment.probability, augment.target) == ("ada", 0.0, 0.6)
+    assert landscape.apply(base, "logistic_r1+bgc").augment.policy == "bgc"
+    diff = landscape.apply(base, "hinge_sn+diffaugment").augment
+    assert (diff.policy, diff.probability, diff.target) == ("diffaugment", 1.0, 0.0)
+    plain = landscape.apply(both, "logistic_r1")  # a combination without modes leaves the config's own settings
+    assert plain.optimizer.name == "optimistic_adam" and plain.augment.policy == "ada"
+    assert landscape.apply(clip, "logistic_r1").d_normalization.method == "none"
+    for name, message in (
+        ("mmd_r1", "the mmd loss takes the regularizers"),
+        ("mmd_gp+dat", "DAT (+dat) does not apply to the mmd loss"),
+        ("logistic_r1+adam", "modes must be distinct ones of"),
+        ("logistic_r1+ada+diffaugment", "choose one augmentation"),
+        ("logistic_r1+bgc+ada", "choose one augmentation"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            landscape.parse(name)
 
 
 def test_gp_is_the_papers_for_wgan_and_lambda_one_without_drift_for_the_other_losses():
@@ -266,11 +299,47 @@ def test_compare_losses_tool_trains_scores_and_rescores_a_finished_run(tmp_path,
     assert (outdir / "summary.md").read_text().splitlines()[2].startswith("| wgan_gran | 1 | ")
 
 
+def test_compare_losses_tool_runs_modes_and_the_small_data_protocol(tmp_path, monkeypatch):
+    """Trained on the first 16 of the 64 images, scored against all 64; ADA's final p recorded."""
+    outdir = tmp_path / "few"
+    args = (
+        f"--config={REPO}/configs/tiny.py",
+        f"--config.dataset.data_dir={tmp_path / 'data'}",
+        f"--outdir={outdir}",
+        "--combinations=logistic_r1+ada",
+        "--seeds=0",
+        "--max_images=16",
+        "--num_images=0",
+        "--fast_compile",
+    )
+    assert tool_support.run_main("compare_losses", *args, monkeypatch=monkeypatch) == 0
+    (result,) = [json.loads(line) for line in (outdir / "results.jsonl").read_text().splitlines()]
+    assert (result["combination"], result["max_images"], result["num_reals"]) == ("logistic_r1+ada", 16, 64)
+    assert result["finite"] and np.isfinite(result["swd"]) and result["swd"] != result["untrained_swd"]
+    workdir = outdir / "logistic_r1+ada" / "images16" / "seed0"
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["dataset"]["max_images"] == 16 and saved["loss"]["r1_gamma"] == 1.0
+    assert saved["augment"] | {"policy": "ada"} == {
+        "policy": "ada",
+        "probability": 0.0,
+        "target": 0.6,
+        "speed_kimg": landscape.ADA_SPEED_KIMG,
+        "interval": 4,
+    }
+    # p moves in steps of interval * minibatch / (1000 * speed_kimg) from 0, within [0, 1]
+    step = 4 * saved["schedule"]["minibatch_base"] / (1000 * landscape.ADA_SPEED_KIMG)
+    assert 0.0 <= result["augment_p"] <= 1.0
+    assert result["augment_p"] / step == pytest.approx(round(result["augment_p"] / step), abs=1e-3)
+    assert (outdir / "summary.md").read_text().splitlines()[2].startswith("| logistic_r1+ada, 16 images | 1 | ")
+
+
 def test_compare_losses_tool_errors_are_one_line(tmp_path, capsys):
     for args, message in (
         (("--combinations=wgan_gp",), "--outdir is required"),
         ((f"--outdir={tmp_path}", "--combinations=wgan_dropout"), "unknown combination 'wgan_dropout'"),
+        ((f"--outdir={tmp_path}", "--combinations=mmd_gp+dat"), "DAT (+dat) does not apply to the mmd loss"),
         ((f"--outdir={tmp_path}", "--seeds=a"), "--seeds must be non-negative integers"),
+        ((f"--outdir={tmp_path}", "--max_images=-5"), "--max_images must be non-negative integers"),
     ):
         assert tool_support.run_main("compare_losses", *args) == 1
         err = capsys.readouterr().err.strip()

@@ -120,7 +120,7 @@ def test_augmentation_with_p_zero_trains_as_without_and_p_one_trains_microbatche
     assert zero.pop("augment_p") == 0.0 and set(zero) == set(plain)
     for a, b in zip(jax.tree.leaves(state_off), jax.tree.leaves(state_zero)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    augment = AugmentConfig(policy="xflip,rotate90,color,translation,cutout")
+    augment = AugmentConfig(policy=",".join(diff_augment.OPS))  # every op, the resampled geometric ones too
     state, means, skipped = _train_rounds(_augment_step(augment, max_microbatch_per_device=((4, 4),)))
     assert skipped == {"skipped_d": 0, "skipped_g": 0} and means["augment_p"] == 1.0
     assert all(np.isfinite(v) for v in means.values()), means

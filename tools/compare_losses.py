@@ -1,18 +1,26 @@
-"""Trains loss / penalty / D-normalization combinations for the same budget and scores them by SWD.
+"""Trains named training setups (loss, penalties, D normalization, modes) for the same budget and scores them by SWD.
 
     python tools/compare_losses.py --outdir=runs/loss_comparison --num_images=256
     python tools/compare_losses.py --outdir=runs/lc --combinations=all --seeds=0
     python tools/compare_losses.py --outdir=runs/lc --combinations=wgan_gp,hinge_sn --config.schedule.total_kimg=20
+    python tools/compare_losses.py --outdir=runs/stability --combinations=stability --num_images=256
+    python tools/compare_losses.py --outdir=runs/few --combinations=logistic_r1,logistic_r1+bgc \
+        --max_images=100,500 --num_images=1000
 
 Each (combination, seed) trains in OUTDIR/<combination>/seed<k> with --config (default
 configs/loss_comparison.py, the quickstart digits up to 16x16) plus the combination's loss,
-penalties and D normalization (`pggan.training.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn; by default the
-ten of landscape.COMPARED, seeds 0, 1, 2). Its EMA generator is then scored: 1e3 x SWD (averaged over
-the pyramid levels) of --num_images generated images against as many real ones at the final
-resolution. The untrained generator of each seed is scored the same way (the baseline). Runs already
-complete are only scored again; interrupted ones resume; a diverged run (the trainer's non-finite
-limit) is recorded, not fatal. Results: one JSON line per run appended to OUTDIR/results.jsonl, and a
-Markdown table (mean and standard deviation over seeds) printed and written to OUTDIR/summary.md.
+penalties, D normalization and modes (`pggan.training.landscape`, e.g. wgan_gp, logistic_r1, hinge_sn,
+wgan_clip, mmd_gp, logistic_r1+ada; by default the ten of landscape.COMPARED, 'stability' for
+landscape.STABILITY, 'all' for landscape.COMBINATIONS; seeds 0, 1, 2). With --max_images=N,...
+each also trains on only the first N images of the dataset (OUTDIR/<combination>/images<N>/seed<k>),
+the small-data protocol. Its EMA generator is then scored: 1e3 x SWD (averaged over the pyramid
+levels) of --num_images generated images against as many real ones at the final resolution, drawn
+from the *whole* dataset (so with --max_images the score also measures how far G is from the images
+it never saw). The untrained generator of each seed is scored the same way (the baseline). Runs
+already complete are only scored again; interrupted ones resume; a diverged run (the trainer's
+non-finite limit) is recorded, not fatal. Results: one JSON line per run appended to
+OUTDIR/results.jsonl (with adaptive augmentation also its final p), and a Markdown table (mean and
+standard deviation over seeds) printed and written to OUTDIR/summary.md.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import os
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
@@ -30,6 +39,7 @@ from tqdm import tqdm
 from pggan import checkpoint
 from pggan.cli.runner import UsageError, program_main
 from pggan.data import config as data_config
+from pggan.data import diff_augment
 from pggan.metrics import MetricSuite
 from pggan.model import networks
 from pggan.sampling import generation, latent_space
@@ -50,10 +60,17 @@ _OUTDIR = flags.DEFINE_string(
 _COMBINATIONS = flags.DEFINE_list(
     "combinations",
     list(landscape.COMPARED),
-    "Combinations <loss>_<regularizer> to train (see pggan/training/landscape.py); 'all' "
-    "for every one of landscape.COMBINATIONS.",
+    "Combinations <loss>_<regularizer>[+<mode>...] to train (see pggan/training/landscape.py); 'all' "
+    "for every one of landscape.COMBINATIONS, 'stability' for landscape.STABILITY.",
 )
+_GROUPS = {"all": landscape.COMBINATIONS, "stability": landscape.STABILITY}
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds of every combination.")
+_MAX_IMAGES = flags.DEFINE_list(
+    "max_images",
+    ["0"],
+    "Train every combination on the first N images of the dataset, for each N listed "
+    "(config.dataset.max_images; 0 = every image). SWD is always measured against the whole dataset.",
+)
 _EVAL_SEED = flags.DEFINE_integer(
     "eval_seed",
     1000,
@@ -78,32 +95,37 @@ _FAST_COMPILE = flags.DEFINE_bool(
 )
 
 
-def _parse_request() -> tuple[list[str], list[int]]:
+def _parse_request() -> tuple[list[str], list[int], list[int]]:
+    """(combinations, seeds, max_images values) of the command line."""
     if not _OUTDIR.value:
         raise UsageError("--outdir is required: the directory for the runs and the results")
-    names = list(landscape.COMBINATIONS) if _COMBINATIONS.value == ["all"] else _COMBINATIONS.value
+    names = [name for entry in _COMBINATIONS.value for name in _GROUPS.get(entry, (entry,))]
     for name in names:
         try:
             landscape.parse(name)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    if not _SEEDS.value or not all(s.strip().isdigit() for s in _SEEDS.value):
-        raise UsageError(f"--seeds must be non-negative integers, e.g. 0,1,2; got {_SEEDS.value}")
-    return names, [int(s) for s in _SEEDS.value]
+    for flag, values, example in (("--seeds", _SEEDS.value, "0,1,2"), ("--max_images", _MAX_IMAGES.value, "100,500")):
+        if not values or not all(v.strip().isdigit() for v in values):
+            raise UsageError(f"{flag} must be non-negative integers, e.g. {example}; got {values}")
+    return names, [int(s) for s in _SEEDS.value], [int(n) for n in _MAX_IMAGES.value]
 
 
 class Scorer:
     """SWD of generators against the real images of one dataset level (statistics computed once)."""
 
     def __init__(self, config, eval_seed: int, num_images: int = 0):
-        """num_images: reals (a fixed random subset) and fakes per evaluation; 0 = every real image."""
+        """num_images: reals (a fixed random subset of the whole dataset, whatever config.dataset.max_images
+        says) and fakes per evaluation; 0 = every real image."""
         spec = networks.ModelSpec.from_config(config.model)
+        whole = ml_collections.ConfigDict({**config.dataset.to_dict(), "max_images": 0})
         dataset = data_config.open_from_config(
-            config.dataset, resolution=spec.resolution, channels=spec.num_channels, label_size=spec.label_size
+            whole, resolution=spec.resolution, channels=spec.num_channels, label_size=spec.label_size
         )
         count = min(num_images or dataset.num_examples, dataset.num_examples)
         chosen = np.sort(np.random.default_rng(eval_seed).permutation(dataset.num_examples)[:count])
         reals, _ = dataset.level(spec.resolution).read(chosen)
+        self.num_reals = count
         self.suite = MetricSuite(names=("swd",), seed=eval_seed)
         self.real_stats = self.suite.real_statistics([reals])
         self.latents = latent_space.grid_latents(eval_seed, count, spec.latent_size)
@@ -126,21 +148,17 @@ def _finite(generator: networks.Generator) -> bool:
     return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(networks.parameters(generator)))
 
 
-def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict:
+def _run_one(config, name: str, seed: int, max_images: int, workdir: str, scorer: Scorer) -> dict:
     """Trains (or resumes) one run and scores its final EMA generator and its untrained generator."""
     run_config = landscape.apply(config, name)
     run_config.seed = seed
+    run_config.dataset.max_images = max_images
+    run = {"combination": name, "seed": seed, "max_images": max_images}
     started = time.time()
     try:
         loop.train_and_evaluate(run_config, workdir)
     except loop.TrainingError as e:  # diverged: recorded, the comparison goes on
-        return {
-            "combination": name,
-            "seed": seed,
-            "finite": False,
-            "train_seconds": time.time() - started,
-            "error": str(e),
-        }
+        return {**run, "finite": False, "train_seconds": time.time() - started, "error": str(e)}
     generator, meta = checkpoint.load_generator(workdir)
     if meta["resolution"] != generator.spec.resolution:
         raise UsageError(
@@ -148,14 +166,17 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
             f"the final {generator.spec.resolution}x{generator.spec.resolution}; raise "
             "--config.schedule.total_kimg"
         )
+    adaptive = run_config.augment.target > 0
     with checkpoint.CheckpointReader(workdir) as reader:
         counters = reader.counters(meta["step"])
+        if adaptive:
+            run["augment_p"] = float(reader.saved_item(meta["step"], diff_augment.STATE_ITEM)["p"])
     final = scorer.score(generator, meta["resolution"], meta["alpha"])
     untrained = scorer.untrained_swd(generator.spec, seed)
     return {
-        "combination": name,
-        "seed": seed,
+        **run,
         "kimg": meta["nimg"] / 1000,
+        "num_reals": scorer.num_reals,
         "swd": final["swd_avg"],
         "untrained_swd": untrained,
         "swd_levels": final,
@@ -168,7 +189,7 @@ def _run_one(config, name: str, seed: int, workdir: str, scorer: Scorer) -> dict
 
 
 def _run() -> None:
-    names, seeds = _parse_request()
+    names, seeds, max_images = _parse_request()
     if _FAST_COMPILE.value:
         jax.config.update("jax_disable_most_optimizations", True)
     outdir = os.path.abspath(os.path.expanduser(_OUTDIR.value))
@@ -176,8 +197,10 @@ def _run() -> None:
     scorer = Scorer(_CONFIG.value, _EVAL_SEED.value, _NUM_IMAGES.value)
     results = []
     with open(os.path.join(outdir, "results.jsonl"), "a") as log:
-        for name, seed in tqdm([(n, s) for n in names for s in seeds], desc="Training combinations", unit="run"):
-            result = _run_one(_CONFIG.value, name, seed, os.path.join(outdir, name, f"seed{seed}"), scorer)
+        runs = [(n, m, s) for n in names for m in max_images for s in seeds]
+        for name, images, seed in tqdm(runs, desc="Training combinations", unit="run"):
+            workdir = os.path.join(outdir, name, *([f"images{images}"] if images else []), f"seed{seed}")
+            result = _run_one(_CONFIG.value, name, seed, images, workdir, scorer)
             log.write(json.dumps(result) + "\n")
             log.flush()
             results.append(result)

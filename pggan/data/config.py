@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 
 from pggan import dependencies
 from pggan.data.dataset import PreparedDataset, check_dataset, open_dataset
+from pggan.data.errors import DataError
 from pggan.data.source_specs import BUILTIN_SOURCES, make_source
 
 if TYPE_CHECKING:  # the host pipeline needs grain, which levels held on the devices do not
@@ -22,8 +23,9 @@ def open_from_config(config, *, resolution: int, channels: int | None = None, la
     """Opens (auto-preparing if configured) the dataset of `config` and checks it fits the model.
 
     resolution, channels, label_size: the model's final resolution, image channels and classes.
+    With `config.max_images` = N > 0 the dataset is cut to its first N images (`PreparedDataset.first`).
     Raises a DataError (one line, with the command that prepares it) when the dataset is missing and
-    cannot be prepared from `config.source`.
+    cannot be prepared from `config.source`, and one when it has fewer than max_images images.
     """
     source = None
     # The built-in sources prepare only datasets named after them (digits, synthetic16, ...): a recipe's
@@ -40,7 +42,12 @@ def open_from_config(config, *, resolution: int, channels: int | None = None, la
         config.name, config.data_dir or None, prepare_if_missing_from=source, num_workers=config.prepare_workers or None
     )
     check_dataset(dataset, resolution=resolution, channels=channels, label_size=label_size)
-    return dataset
+    if config.max_images > dataset.num_examples:
+        raise DataError(
+            f"config.dataset.max_images={config.max_images} but dataset {dataset.name} has "
+            f"{dataset.num_examples} images: set at most {dataset.num_examples} (0 = every image)"
+        )
+    return dataset.first(config.max_images) if config.max_images else dataset
 
 
 def iterator_from_config(

@@ -230,6 +230,20 @@ class PreparedDataset:
         """A whole level in stored order: images uint8 [N, r, r, C], labels int32 [N]."""
         return self.level(resolution).read_range(0, self.num_examples)
 
+    def first(self, count: int) -> PreparedDataset:
+        """The same dataset cut to its first `count` examples in stored order (1 <= count <= num_examples).
+
+        Every level serves exactly examples 0..count-1 (the training order permutes those), the metadata
+        says num_examples = count; ValueError outside that range.
+        """
+        if not 1 <= count <= self.num_examples:
+            raise ValueError(f"count must be in [1, {self.num_examples}], got {count}")
+        kept = {
+            r: tuple(int(n) for n in np.diff(np.minimum(np.cumsum([0, *lengths]), count)))
+            for r, lengths in self.shard_lengths.items()
+        }
+        return dataclasses.replace(self, num_examples=count, shard_lengths=kept, _readers={})
+
     def label_probabilities(self) -> np.ndarray:
         """Class frequencies float64 [num_classes] (read from the smallest level); [] when unlabeled."""
         if not self.num_classes:

@@ -62,6 +62,9 @@ class DatasetConfig:
         "what to prepare the dataset from when it is missing ('' = never): digits, "
         "synthetic, folder:<path> or tfds:<name> (see tools/prepare_dataset.py)",
     )
+    max_images: int = setting(
+        0, "train on the first N images of the prepared dataset in stored order (few-image runs; 0 = every image)"
+    )
     num_examples: int = setting(1000, "how many images a 'synthetic' source generates")
     prepare_workers: int = setting(0, "processes of that automatic preparation (0 = automatic)")
     mirror_augment: bool = setting(False, "random left-right flips of the real images (per sample, on the device)")
@@ -90,6 +93,10 @@ class DatasetConfig:
                 is_int_at_least(getattr(self, name), 1),
                 f"config.dataset.{name} must be an integer >= 1, got {getattr(self, name)!r}",
             )
+        require(
+            is_int_at_least(self.max_images, 0),
+            f"config.dataset.max_images must be an integer >= 0 (0 = every image), got {self.max_images!r}",
+        )
         require(
             is_int_at_least(self.prepare_workers, 0),
             f"config.dataset.prepare_workers must be an integer >= 0 (0 = automatic), got {self.prepare_workers!r}",
