@@ -7,7 +7,7 @@ the page's own clock from the click until the new image has loaded. Needs the ex
 (Gradio, Selenium) and `apt-get install -y chromium chromium-driver`.
 
   python tools/explore_latency.py --workdir=runs/quickstart --presses=10
-  # also the README's screenshot of the page (seed 5 of the latest checkpoint)
+  # also the README's screenshot of the page (the grid of seeds 0-31 of the latest checkpoint)
   python tools/explore_latency.py --workdir=runs/quickstart --screenshot=docs/explorer.png
 
 Results print as lines and go to --json with the date, the command, the device, the versions and the load.
@@ -32,7 +32,9 @@ from pggan.explore.session import Session
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The source to explore: anything pggan.load_generator takes.")
 _PRESSES = flags.DEFINE_integer("presses", 10, "Timed presses of Generate (after one warm-up press).", lower_bound=1)
-_SCREENSHOT = flags.DEFINE_string("screenshot", "", "Also write a PNG of the page (1280 px wide) after the presses.")
+_SCREENSHOT = flags.DEFINE_string(
+    "screenshot", "", "Also write a PNG of the page (1280x1000 pixels) showing a grid of 32 seeds, after the presses."
+)
 _JSON = flags.DEFINE_string("json", "", "Write the results, the command and the environment to this JSON file.")
 
 
@@ -67,7 +69,7 @@ def run() -> None:
         f"Page ready in {time.perf_counter() - started:.1f} s ({session.compile_seconds:.1f} s loading and compiling)"
     )
     try:
-        with browser.ExplorerPage(url) as explorer:
+        with browser.ExplorerPage(url, height=1000) as explorer:
             explorer.type("seed", "0")
             warm_up, _, _ = explorer.press("generate", "image")
             seconds = []
@@ -75,8 +77,9 @@ def run() -> None:
                 explorer.type("seed", str(seed))
                 seconds.append(explorer.press("generate", "image")[0])
             if _SCREENSHOT.value:
-                explorer.type("seed", "5")
-                explorer.press("generate", "image")
+                explorer.tab("Grid")
+                explorer.type("grid_count", "32")
+                explorer.press("grid_button", "grid")
                 time.sleep(1)  # let the page settle (fonts, layout) before the picture
                 explorer.screenshot(_SCREENSHOT.value)
                 print(f"Wrote {_SCREENSHOT.value}.")

@@ -105,16 +105,16 @@ class Session:
         self.mesh = parallel.make_mesh(jax.local_devices())
         self.lock = threading.Lock()
         self._generators: dict[tuple[str, str], TrainedGenerator] = {}
-        self._video_dir = tempfile.mkdtemp(prefix="pggan-explore-")
-        self._video_count = itertools.count()
         self.states = self._list_states()
         self._by_name = {state.name: state for state in self.states}
         start = time.perf_counter()
+        self.spec = self._generator(self.states[-1].name, "ema").spec
+        self.label_size = self.spec.label_size
         for state in self.states:
-            self.spec = self._generator(state.name, "ema").spec
             self._draw(View(state.name), [0])
         self.compile_seconds = time.perf_counter() - start
-        self.label_size = self.spec.label_size
+        self._video_dir = tempfile.mkdtemp(prefix="pggan-explore-")
+        self._video_count = itertools.count()
 
     def close(self) -> None:
         """Deletes the videos written for the page."""
@@ -170,11 +170,6 @@ class Session:
         if not 0 <= psi <= 1:
             raise ExploreError(f"truncation must be a number from 0 to 1 (1 = none), got {view.truncation!r}")
         return psi
-
-    def generator(self, view: View) -> TrainedGenerator:
-        """The generator a view draws with (loaded on first use)."""
-        with self.lock:
-            return self._generator(view.state, view.network)
 
     def _draw(self, view: View, seeds: Sequence[int]) -> np.ndarray:
         return self._generator(view.state, view.network).generate(
