@@ -3,8 +3,9 @@ r"""Latency of the explorer page in a real browser: from pressing Generate to th
 Starts pggan-explore's page on a free port of 127.0.0.1 against --workdir (in this process), opens it in
 Debian's headless Chromium (`pggan.explore.browser`, as tests/test_explore.py does), presses Generate once
 to warm up, then --presses times with seeds 1, 2, ..., and prints the median and the maximum, measured by
-the page's own clock from the click until the new image has loaded. Needs the explore and test extras
-(Gradio, Selenium) and `apt-get install -y chromium chromium-driver`.
+the page's own clock from the click until the new image has loaded, and the median time the server spent
+drawing (the status line's figure; the rest is Gradio's queue, the PNG and the browser). Needs the explore
+and test extras (Gradio, Selenium) and `apt-get install -y chromium chromium-driver`.
 
   python tools/explore_latency.py --workdir=runs/quickstart --presses=10
   # also the README's screenshot of the page (the grid of seeds 0-31 of the latest checkpoint)
@@ -19,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -72,10 +74,12 @@ def run() -> None:
         with browser.ExplorerPage(url, height=1000) as explorer:
             explorer.type("seed", "0")
             warm_up, _, _ = explorer.press("generate", "image")
-            seconds = []
+            seconds, drawing = [], []
             for seed in range(1, _PRESSES.value + 1):
                 explorer.type("seed", str(seed))
-                seconds.append(explorer.press("generate", "image")[0])
+                elapsed, status, _ = explorer.press("generate", "image")
+                seconds.append(elapsed)
+                drawing.append(int(re.search(r"; (\d+) ms \(\d+\)\.$", status)[1]))
             if _SCREENSHOT.value:
                 explorer.tab("Grid")
                 explorer.type("grid_count", "32")
@@ -93,12 +97,14 @@ def run() -> None:
         "median_ms": 1000 * statistics.median(seconds),
         "max_ms": 1000 * max(seconds),
         "presses_ms": [1000 * s for s in seconds],
+        "drawing_median_ms": statistics.median(drawing),
     }
     environment = _environment()
     side = results["resolution"]
     print(
         f"Generate -> image in the browser, {len(seconds)} presses at {side}x{side}: median "
-        f"{results['median_ms']:.0f} ms, max {results['max_ms']:.0f} ms (warm-up {results['warm_up_ms']:.0f} ms); "
+        f"{results['median_ms']:.0f} ms, max {results['max_ms']:.0f} ms (warm-up {results['warm_up_ms']:.0f} ms; the "
+        f"server's drawing, in the status line, median {results['drawing_median_ms']:.0f} ms); "
         f"{environment['device']}, load average {environment['load_average'][0]:.2f}"
     )
     if _JSON.value:
