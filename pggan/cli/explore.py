@@ -21,7 +21,11 @@ from pggan.explore import page
 from pggan.explore.session import Session
 
 _PORT = flags.DEFINE_integer(
-    "port", 7860, "Port of the page on 127.0.0.1 (0 = any free port).", lower_bound=0, upper_bound=65535
+    "port",
+    7860,
+    "Port of the page on 127.0.0.1 (0 = the first free one from 7860 on).",
+    lower_bound=0,
+    upper_bound=65535,
 )
 
 flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --batch_size in --help

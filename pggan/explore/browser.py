@@ -122,7 +122,7 @@ class ExplorerPage:
         """Replaces the text of box #element_id (a textbox, or a slider's number box) as typed, then Tab."""
         from selenium.webdriver.common.keys import Keys
 
-        box = self._wait_for(f"#{element_id} textarea, #{element_id} input[type=number], #{element_id} input")
+        box = self._wait_for(f"#{element_id} textarea, #{element_id} input")  # a slider's number box comes first
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(Keys.DELETE)
         box.send_keys(str(text), Keys.TAB)
@@ -172,8 +172,9 @@ class ExplorerPage:
         image = np.asarray(Image.open(io.BytesIO(self.fetch(url))))
         return image[..., None] if image.ndim == 2 else image
 
-    def text(self, element_id: str) -> str:
-        return self._wait_for(f"#{element_id}").text.strip()
+    def value(self, element_id: str) -> str:
+        """The text in box #element_id."""
+        return self._wait_for(f"#{element_id} textarea, #{element_id} input").get_attribute("value")
 
     def resources(self) -> list[str]:
         """The address of every resource the page loaded (documents, scripts, styles, fonts, images)."""

@@ -148,7 +148,14 @@ def build(session: Session):
             """Answers `event` with draw(view, *inputs) into `outputs` and the status line. Gradio's progress
             overlay goes on the outputs, so that the status line changes only with the answer."""
             handler = _handler(session, draw, what, len(outputs), answers)
-            return event(handler, view_inputs + inputs, outputs + [status], api_name=api_name, show_progress_on=outputs)
+            return event(
+                handler,
+                view_inputs + inputs,
+                outputs + [status],
+                api_name=api_name,
+                show_progress_on=outputs,
+                concurrency_id="generator",  # one queue for every drawing event, served one at a time
+            )
 
         def interpolation(view, a, b, n):
             strip_image, video_path = session.interpolation(view, a, b, n)
@@ -193,7 +200,8 @@ def _random_seed() -> str:
 
 
 def launch(page, port: int) -> str:
-    """Serves the page on http://127.0.0.1:PORT (0 = a free port) from a thread; returns its address.
+    """Serves the page on http://127.0.0.1:PORT (0 = the first free one from 7860 on) from a thread; returns its
+    address.
 
     Stop it with page.close(); page.block_thread() waits for Ctrl-C. A port in use is a one-line UserError.
     """
@@ -215,5 +223,7 @@ def launch(page, port: int) -> str:
             css=CSS,
         )
     except OSError as e:
-        raise PageError(f"cannot serve on {HOST}:{port} ({e}); choose another --port (0 = any free port)") from None
+        raise PageError(
+            f"cannot serve on {HOST}:{port} ({e}); choose another --port (0 = the first free one from 7860 on)"
+        ) from None
     return url
