@@ -87,9 +87,10 @@ def parse_seed(text, what: str = "seed") -> int:
 
 
 def _state_name(step: int, resolution: int, alpha: float, stage_final: bool) -> str:
-    """'20.0 kimg, 8x8 (stage end)' or '30.0 kimg, 16x16 fading in (alpha 0.50)'."""
+    """'20.032 kimg, 8x8 (stage end)' or '30 kimg, 16x16 fading in (alpha 0.50)': the step exactly, in kimg."""
+    kimg = f"{step / 1000:.3f}".rstrip("0").rstrip(".")
     fading = f" fading in (alpha {alpha:.2f})" if alpha < 1 else ""
-    return f"{step / 1000:.1f} kimg, {resolution}x{resolution}{fading}{' (stage end)' if stage_final else ''}"
+    return f"{kimg} kimg, {resolution}x{resolution}{fading}{' (stage end)' if stage_final else ''}"
 
 
 class Session:
