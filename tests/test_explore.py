@@ -11,7 +11,6 @@ naming the Debian packages (.ci/run installs them).
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
 import jax
@@ -44,10 +43,9 @@ def run_dir(tiny_data_dir, tmp_path_factory):
 def served(run_dir):
     """(session, address) of the page of run_dir, served from this process."""
     session = Session(run_dir)
-    app = page.build(session)
-    url = page.launch(app, free_port())
-    yield session, url
-    app.close()
+    served = page.serve(page.build(session), page.listen(0))
+    yield session, served.url
+    served.close()
     session.close()
 
 
@@ -259,9 +257,10 @@ def test_the_program_serves_the_page_and_refuses_in_one_line(run_dir, monkeypatc
     )
     try:
         lines = []
-        deadline = time.time() + 300
-        while not any("is serving" in line for line in lines) and time.time() < deadline and server.poll() is None:
-            lines.append(server.stdout.readline())
+        for line in server.stdout:  # until the address, or everything the program said before it stopped
+            lines.append(line)
+            if "is serving" in line:
+                break
         assert f"pggan-explore is serving http://127.0.0.1:{port}/" in "".join(lines), "".join(lines)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as response:
             assert response.status == 200 and "pggan explorer" in response.read().decode()

@@ -66,12 +66,12 @@ def run() -> None:
     started = time.perf_counter()
     session = Session(_WORKDIR.value)
     app = page.build(session)
-    url = page.launch(app, 0)
+    served = page.serve(app, page.listen(0))
     print(
         f"Page ready in {time.perf_counter() - started:.1f} s ({session.compile_seconds:.1f} s loading and compiling)"
     )
     try:
-        with browser.ExplorerPage(url, height=1000) as explorer:
+        with browser.ExplorerPage(served.url, height=1000) as explorer:
             explorer.type("seed", "0")
             warm_up, _, _ = explorer.press("generate", "image")
             seconds, drawing = [], []
@@ -88,7 +88,7 @@ def run() -> None:
                 explorer.screenshot(_SCREENSHOT.value)
                 print(f"Wrote {_SCREENSHOT.value}.")
     finally:
-        app.close()
+        served.close()
         session.close()
     results = {
         "workdir": _WORKDIR.value,

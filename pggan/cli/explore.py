@@ -13,6 +13,8 @@ the address is printed; Ctrl-C stops the server.
 
 from __future__ import annotations
 
+import contextlib
+
 from absl import flags
 
 from pggan.cli import checkpoint_flags
@@ -23,7 +25,7 @@ from pggan.explore.session import Session
 _PORT = flags.DEFINE_integer(
     "port",
     7860,
-    "Port of the page on 127.0.0.1 (0 = the first free one from 7860 on).",
+    "Port of the page on 127.0.0.1 (0 = any free port).",
     lower_bound=0,
     upper_bound=65535,
 )
@@ -36,20 +38,22 @@ def run() -> None:
     for name in CHOSEN_ON_THE_PAGE:
         if flags.FLAGS[name].present:
             raise UsageError(f"--{name} does not apply to pggan-explore: the page offers every choice; drop it")
-    page.gradio()  # a missing extra is said before the (slow) loading
-    session = Session(checkpoint_flags.workdir(), batch_size=checkpoint_flags.BATCH_SIZE.value)
-    try:
-        app = page.build(session)
-        print(
-            f"Loaded {len(session.states)} network state(s) of {session.path} and compiled them in "
-            f"{session.compile_seconds:.1f} s.",
-            flush=True,
-        )
-        url = page.launch(app, _PORT.value)
-        print(f"pggan-explore is serving {url} (Ctrl-C stops it).", flush=True)
-        app.block_thread()
-    finally:
-        session.close()
+    workdir = checkpoint_flags.workdir()
+    page.gradio()  # a missing extra and a busy port are said before the (slow) loading
+    with contextlib.closing(page.listen(_PORT.value)) as listener:
+        session = Session(workdir, batch_size=checkpoint_flags.BATCH_SIZE.value)
+        try:
+            app = page.build(session)
+            print(
+                f"Loaded {len(session.states)} network state(s) of {session.path} and compiled them in "
+                f"{session.compile_seconds:.1f} s.",
+                flush=True,
+            )
+            served = page.serve(app, listener)
+            print(f"pggan-explore is serving {served.url} (Ctrl-C stops it).", flush=True)
+            served.wait()
+        finally:
+            session.close()
 
 
 main = program_main(run)

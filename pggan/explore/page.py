@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -43,7 +45,7 @@ CSS = """
 
 
 class PageError(UserError):
-    """The page cannot be served (its port is taken)."""
+    """The page cannot be served (its port is taken, or its server did not start)."""
 
 
 def gradio():
@@ -199,31 +201,73 @@ def _random_seed() -> str:
     return str(np.random.default_rng().integers(0, explore_session.MAX_SEED + 1))
 
 
-def launch(page, port: int) -> str:
-    """Serves the page on http://127.0.0.1:PORT (0 = the first free one from 7860 on) from a thread; returns its
-    address.
+class Served:
+    """A page served by uvicorn from a thread on 127.0.0.1. url: its address; wait() serves until Ctrl-C;
+    close() stops it."""
 
-    Stop it with page.close(); page.block_thread() waits for Ctrl-C. A port in use is a one-line UserError.
+    def __init__(self, page, server, thread: threading.Thread, url: str):
+        self.page, self.url, self._server, self._thread = page, url, server, thread
+
+    def wait(self) -> None:
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join()
+        self.page.close(verbose=False)
+
+
+def listen(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1:PORT (0 = any free port) for `serve`; a port in use is a one-line PageError.
+    Taken before the (slow) loading, so that a busy port is said at once."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port just freed is free
+    try:
+        listener.bind((HOST, port))
+    except OSError as e:
+        listener.close()
+        message = f"cannot serve on {HOST}:{port} ({e.strerror}); choose another --port (0 = any free port)"
+        raise PageError(message) from None
+    return listener
+
+
+def serve(page, listener: socket.socket, *, timeout: float = 300) -> Served:
+    """Serves the page on the socket of `listen` from a thread, and returns once it answers.
+
+    The page is mounted on a FastAPI app run by uvicorn, rather than served by gr.Blocks.launch, whose
+    server must start within 5 s (not always so on a busy machine); `timeout` seconds bound the start.
     """
     gr = gradio()
-    try:
-        _, url, _ = page.launch(
-            server_name=HOST,
-            server_port=port or None,
-            share=False,
-            prevent_thread_lock=True,
-            quiet=True,
-            show_error=False,
-            ssr_mode=False,
-            pwa=False,
-            mcp_server=False,
-            enable_monitoring=False,
-            footer_links=[],
-            theme=gr.themes.Default(),
-            css=CSS,
-        )
-    except OSError as e:
-        raise PageError(
-            f"cannot serve on {HOST}:{port} ({e}); choose another --port (0 = the first free one from 7860 on)"
-        ) from None
-    return url
+    fastapi, uvicorn = (dependencies.require(name, PURPOSE) for name in ("fastapi", "uvicorn"))
+    port = listener.getsockname()[1]
+    app = gr.mount_gradio_app(
+        fastapi.FastAPI(),
+        page,
+        path="",
+        server_name=HOST,
+        server_port=port,
+        footer_links=[],
+        show_error=False,
+        ssr_mode=False,
+        pwa=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        theme=gr.themes.Default(),
+        css=CSS,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True, name="pggan-explore")
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise PageError(f"the page's server on {HOST}:{port} did not start within {timeout:g} s")
+        time.sleep(0.01)
+    return Served(page, server, thread, f"http://{HOST}:{port}/")
