@@ -1,4 +1,4 @@
-"""The explorer's web page: Gradio components over a `session.Session`, served on 127.0.0.1.
+"""The explorer's web page: Gradio components over a `session.Session`, served on 127.0.0.1 by uvicorn.
 
 Gradio (an optional extra: pip install -e '.[explore]') is the ML ecosystem's usual library for such
 pages: image, video and file components, a download button, a request queue and a test client, with its
