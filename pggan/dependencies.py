@@ -2,7 +2,8 @@
 
 Training reads prepared datasets with array_record (and, for levels not held on the devices, grain),
 writes TensorBoard events with tensorboardX and videos with imageio-ffmpeg; preparing datasets needs
-tensorflow-datasets. A machine that lacks one of them (e.g. a GPU machine with only JAX) gets
+tensorflow-datasets; pggan-explore needs the optional extra `explore` (Gradio), and driving its page in a
+browser the `test` extra (Selenium). A machine that lacks one of them (e.g. a GPU machine with only JAX) gets
 `MissingPackageError` naming the package and what needs it, instead of a traceback.
 """
 
@@ -23,6 +24,8 @@ PIP_NAMES = {
     "tensorboardX": "tensorboardX",
     "tensorflow_datasets": "tensorflow-datasets",
 }
+# module name -> the optional extra of pggan that installs it
+EXTRAS = {"gradio": "explore", "selenium": "test"}
 
 
 class MissingPackageError(UserError):
@@ -33,6 +36,11 @@ def missing_package(error: ModuleNotFoundError, purpose: str) -> MissingPackageE
     """The one-line error for `error` (raised importing a package), saying that `purpose` needs it."""
     top = (error.name or "").split(".")[0]
     pip_name = PIP_NAMES.get(top, top)
+    if top in EXTRAS:
+        return MissingPackageError(
+            f"{purpose} needs the Python package {pip_name}, which is not installed: "
+            f"pip install -e '.[{EXTRAS[top]}]' in the pggan checkout (or pip install {pip_name})"
+        )
     return MissingPackageError(
         f"{purpose} needs the Python package {pip_name}, which is not installed: "
         f"pip install {pip_name} (or pip install -e . for all of pggan's packages)"

@@ -58,7 +58,7 @@ USAGE = (
 )
 
 
-def _checkpoint_location(path: str) -> tuple[str, int | None] | None:
+def checkpoint_location(path: str) -> tuple[str, int | None] | None:
     """(workdir, exact step or None) when `path` is a workdir, its checkpoints/ or one checkpoint in it."""
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(os.path.join(path, "checkpoints")):
@@ -85,7 +85,7 @@ def load(
         raise NetworkSourceError(f"unknown network items {sorted(unknown)}; choose from {ITEMS}")
     if not os.path.exists(os.path.expanduser(path)):
         raise NetworkSourceError(f"no such file or folder: {path}; {USAGE}")
-    if location := _checkpoint_location(path):
+    if location := checkpoint_location(path):
         return _from_run(*location, items, step, resolution)
     if step is not None or resolution is not None:
         raise NetworkSourceError(

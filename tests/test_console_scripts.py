@@ -24,6 +24,7 @@ SCRIPTS = (
     "pggan-import",
     "pggan-export",
     "pggan-project",
+    "pggan-explore",
 )
 
 
@@ -134,6 +135,7 @@ def test_bad_inputs_give_one_line(venv, run_dir, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     cases = [
         (("pggan-generate", "--workdir=absent", "--seeds=1", "--outdir=o"), "no such file or folder"),
+        (("pggan-explore", "--workdir=absent", "--port=0"), "no such file or folder"),
         (("pggan-generate", "--workdir=notes.txt", "--seeds=1", "--outdir=o"), "is not a pggan export"),
         (("pggan-generate", f"--workdir={run_dir}", "--seeds=5-1", "--outdir=o"), "runs backwards"),
         (("pggan-generate", f"--workdir={run_dir}", "--seeds=x", "--outdir=o"), "'x'"),

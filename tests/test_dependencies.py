@@ -50,3 +50,15 @@ def test_a_missing_dependency_of_a_package_is_named_itself():
     assert str(dependencies.missing_package(error, "reading batches")).startswith(
         "reading batches needs the Python package portpicker, which is not installed: pip install portpicker"
     )
+
+
+def test_the_explorer_page_names_its_extra(monkeypatch):
+    from pggan.explore import page
+
+    monkeypatch.setitem(sys.modules, "gradio", None)
+    with pytest.raises(
+        dependencies.MissingPackageError,
+        match=r"^pggan-explore \(the web page of a trained generator\) needs the Python package gradio, which is not "
+        r"installed: pip install -e '\.\[explore\]' in the pggan checkout \(or pip install gradio\)$",
+    ):
+        page.gradio()

@@ -30,7 +30,7 @@ LAYERS = [
     {"pggan.checkpoint", "pggan.portable", "pggan.network_sources"},
     {"pggan.sampling"},
     {"pggan.image_sets", "pggan.trained_generator", "pggan.projection"},
-    {"pggan.evaluation"},
+    {"pggan.evaluation", "pggan.explore"},
     {"pggan.training"},
     {"pggan.official", "pggan.cli", "pggan.benchmarks", "pggan.recipes"},
     {"pggan.main"},
