@@ -145,3 +145,15 @@ def test_bfloat16_step_agrees_with_float32_to_bfloat16_tolerance():
         bf16_update = flat(bf16_state, network) - flat(before, network)
         agree = np.mean(np.abs(bf16_update - f32_update) < 1e-4)
         assert agree > 0.9, network
+
+
+@pytest.mark.parametrize("cpu_ynnpack", [False, True])
+def test_cpu_steps_hand_convolutions_to_ynnpack_only_when_asked(cpu_ynnpack):
+    step = _make(1, cpu_ynnpack=cpu_ynnpack)
+    state = step.init_state(0)
+    scalars = RoundScalars(*(jnp.float32(v) for v in (0.5, 1e-3, 1e-3, 0.999)), jax.random.key(1))
+    compiled = step.call_fn(RESOLUTION, 8, HostBatches).lower(state, _batch(step, 8), scalars, jnp.int32(0)).compile()
+    hlo = compiled.as_text()
+    # XLA's default hands them to YNNPACK fusions; config.cpu_ynnpack=false (the default) keeps XLA's own.
+    assert ("ynn_fusion" in hlo) == cpu_ynnpack
+    assert "convolution(" in hlo
