@@ -387,7 +387,7 @@ class TrainingConfig:
     cpu_ynnpack: bool = setting(
         False,
         "on CPUs, let XLA hand the training step's convolutions to YNNPACK (its default); off, XLA's own "
-        "convolutions ran it 1.1-1.4x faster on the x86-64 CPUs measured (BENCHMARKS.md)",
+        "convolutions ran it 1.1-1.5x faster on the x86-64 CPU measured (BENCHMARKS.md)",
     )
 
     def __post_init__(self):

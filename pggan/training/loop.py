@@ -558,12 +558,11 @@ class _LineWindow:
     start_nimg: int
     speed_metrics_seconds: float  # the evaluations' total time when the measured part started
     start_time: float = dataclasses.field(default_factory=time.time)
-    speed_nimg: int = -1  # where the measured part started (-1: at the window's start)
-    speed_time: float = -1.0
+    speed_nimg: int = dataclasses.field(init=False)  # where the measured part started: the window's start ...
+    speed_time: float = dataclasses.field(init=False)  # ... until `restart_speed`
 
     def __post_init__(self):
-        if self.speed_nimg < 0:
-            self.speed_nimg, self.speed_time = self.start_nimg, self.start_time
+        self.speed_nimg, self.speed_time = self.start_nimg, self.start_time
 
     def restart_speed(self, nimg: int, metrics_seconds: float) -> None:
         """Measures the speed from now, at `nimg` images shown."""

@@ -63,7 +63,7 @@ class StepConfig:
       (`pggan.training.microbatching`); a memory setting that does not change the results.
     max_consecutive_nonfinite: once this many repeats in a row had a non-finite gradient, the rest
       of the round changes nothing (the trainer then stops at exactly this count); 0 = no limit.
-    cpu_ynnpack: on CPUs, compile the step with XLA's YNNPACK fusions (see `TrainStep.compiler_options`);
+    cpu_ynnpack: on CPUs, compile the step with XLA's YNNPACK fusions (see `TrainStep._compiler_options`);
       a speed setting that changes results only by float32 rounding.
     Defaults are those of the training config's sections (but no limit of non-finite repeats).
     """
