@@ -309,7 +309,7 @@ class CheckpointReader:
         self.directory = checkpoint_dir(workdir)
         if not os.path.isdir(self.directory):
             raise CheckpointError(
-                f"no checkpoints in {workdir!r}: train first (python -m pggan.main "
+                f"no checkpoints in {workdir!r}: train first (pggan-train "
                 f"--config=... --workdir={workdir}) or pass the right --workdir"
             )
         self.manager = _manager(self.directory)
