@@ -81,6 +81,17 @@ def parse_int(text, what: str, low: int, high: int) -> int:
     return int(value)
 
 
+def parse_float(value, what: str, low: float, high: float, hint: str = "") -> float:
+    """A number typed on the page in [low, high]; ExploreError (ending with `hint`) otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not low <= number <= high:
+        raise ExploreError(f"{what} must be a number from {low:g} to {high:g}{hint}, got {value!r}")
+    return number
+
+
 def parse_seed(text, what: str = "seed") -> int:
     """A seed typed on the page: 0 ... MAX_SEED."""
     return parse_int(text, what, 0, MAX_SEED)
@@ -164,13 +175,7 @@ class Session:
 
     @staticmethod
     def _truncation(view: View) -> float:
-        try:
-            psi = float(view.truncation)
-        except (TypeError, ValueError):
-            psi = float("nan")
-        if not 0 <= psi <= 1:
-            raise ExploreError(f"truncation must be a number from 0 to 1 (1 = none), got {view.truncation!r}")
-        return psi
+        return parse_float(view.truncation, "truncation", 0, 1, " (1 = none)")
 
     def _draw(self, view: View, seeds: Sequence[int]) -> np.ndarray:
         return self._generator(view.state, view.network).generate(
@@ -223,12 +228,7 @@ class Session:
         """
         z = self.read_latent(latent_file)
         seeds = [parse_seed(seed_a, "seed A"), parse_seed(seed_b, "seed B")]
-        try:
-            strength = float(strength)
-        except (TypeError, ValueError):
-            strength = float("nan")
-        if not -EDIT_RANGE <= strength <= EDIT_RANGE:
-            raise ExploreError(f"the edit strength must be a number from {-EDIT_RANGE:g} to {EDIT_RANGE:g}")
+        strength = parse_float(strength, "the edit strength", -EDIT_RANGE, EDIT_RANGE)
         z_a, z_b = latent_space.latents_for_seeds(seeds, self.spec.latent_size)
         edited = (z + np.float32(strength) * (z_b - z_a)).astype(np.float32)
         with self.lock:
