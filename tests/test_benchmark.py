@@ -233,3 +233,35 @@ def test_real_floor_scores_real_halves_and_a_resample_against_the_reals(tmp_path
     # 16x16 images: SWD at 16 px only, and the average is that level.
     assert all(r["swd_avg"] == r["swd_16"] for r in result["runs"])
     assert floor("again.json")["runs"] == result["runs"]  # the seeds fix the splits and the SWD projections
+
+
+@pytest.mark.slow  # a whole tiny training run
+def test_quality_mode_trains_only_the_chosen_dtype_and_scores_its_final_generator(tmp_path, monkeypatch, tiny_data_dir):
+    from pggan.benchmarks import quality
+
+    def quality_run(json_name):
+        out = tmp_path / json_name
+        _run_tool(
+            monkeypatch,
+            f"--config={REPO}/configs/tiny.py",
+            f"--config.dataset.data_dir={tiny_data_dir}",
+            "--quality",
+            "--dtype=f32",
+            "--seeds=3",
+            f"--runs_dir={tmp_path / 'runs'}",
+            f"--json={out}",
+        )
+        return json.loads(out.read_text())
+
+    result = quality_run("quality.json")
+    (row,) = result["runs"]
+    assert (row["dtype"], row["seed"]) == ("float32", 3) and "bf16_passes" not in result
+    assert set(result["summary"]) == {"float32"} and result["summary"]["float32"]["mean"] == row["swd_avg"]
+    # The score is the final EMA generator's, at 16 px, against every real image of the tiny set.
+    config = load_recipe("tiny")
+    config.dataset.data_dir = tiny_data_dir
+    assert quality.final_swd(config, str(tmp_path / "runs" / "float32_seed3")) == {
+        k: v for k, v in row.items() if k.startswith("swd")
+    }
+    again = quality_run("again.json")["runs"][0]  # the finished run is reused, not trained again
+    assert again["swd_avg"] == row["swd_avg"] and again["seconds"] < row["seconds"]

@@ -81,6 +81,25 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tiny_data_dir, tmp_
     assert max(moved) > 0  # the second run really trained
 
 
+def test_a_time_limit_stops_the_run_with_a_checkpoint_and_a_higher_limit_resumes_it(tiny_data_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="absl")
+    one_device, workdir = jax.devices()[:1], str(tmp_path / "limited")
+    # A limit shorter than any round: the run stops after its first round (32 images of 4x4).
+    loop.train_and_evaluate(tiny_config(tiny_data_dir, max_train_seconds=1e-6), workdir, devices=one_device)
+    _, meta = final_state(workdir)
+    assert meta["nimg"] == 32 and meta["elapsed_sec"] > 0
+    stopped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Stopped by")]
+    assert stopped == [
+        f"Stopped by {loop.TIME_LIMIT} at 0.0 kimg; checkpoint 32 (0.0 kimg) is complete. "
+        "Run the same command again to resume (with a higher limit)."
+    ]
+    # The same limit again: its time is spent, so nothing more is trained or saved.
+    loop.train_and_evaluate(tiny_config(tiny_data_dir, max_train_seconds=1e-6), workdir, devices=one_device)
+    assert checkpoint.CheckpointStore(workdir).latest_step() == 32
+    loop.train_and_evaluate(tiny_config(tiny_data_dir), workdir, devices=one_device)
+    assert final_state(workdir)[1]["nimg"] == 768
+
+
 def test_a_different_model_in_an_existing_workdir_is_refused(tiny_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     loop.train_and_evaluate(tiny_config(tiny_data_dir, total_kimg=0.064), workdir, devices=jax.devices()[:1])

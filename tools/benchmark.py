@@ -103,8 +103,8 @@ _DTYPE = flags.DEFINE_list(
     "dtype",
     [],
     "Compute dtype, bf16 or f32 (default: the recipe's model.compute_dtype); "
-    "step mode takes a list (f32,bf16) and compares them. Parameters and Adam state stay "
-    "float32.",
+    "step mode takes a list (f32,bf16) and compares them; quality mode trains only these "
+    "(default there: both). Parameters and Adam state stay float32.",
 )
 _IMPLS = flags.DEFINE_list(
     "impls",
@@ -513,7 +513,9 @@ def run_quality_check() -> None:
             flush=True,
         )
 
-    result = quality.compare_dtypes(_config(), _RUNS_DIR.value, _integers(_SEEDS), report=report)
+    config = _config()
+    dtypes = tuple(_compute_dtypes(config)) if _DTYPE.value else ("float32", "bfloat16")
+    result = quality.compare_dtypes(config, _RUNS_DIR.value, _integers(_SEEDS), dtypes, report=report)
     for dtype, s in result["summary"].items():
         print(f"{dtype:>9}: mean {s['mean']:.2f}  std {s['std']:.2f}  range [{s['min']:.2f}, {s['max']:.2f}]")
     if "bf16_passes" in result:

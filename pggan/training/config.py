@@ -125,6 +125,11 @@ class ScheduleConfig:
         "final resolution and trains it for one stabilize phase within "
         "total_kimg (a whole short schedule: set only total_kimg)",
     )
+    max_train_seconds: float = setting(
+        0.0,
+        "stop after this many seconds of training (every resume counted, compiles included, start-up not; "
+        "0 = no limit): a run with a time budget ends with a checkpoint before total_kimg",
+    )
     minibatch_base: int = setting(16, "global minibatch at resolutions missing from `minibatch`")
     minibatch: dict = setting({}, "{resolution: global minibatch}")
     max_minibatch_per_device: dict = setting({}, "{resolution: images}: caps the minibatch at this many per device")
@@ -176,6 +181,10 @@ class ScheduleConfig:
         require(
             is_number_at_least(self.total_kimg, 0) and self.total_kimg > 0,
             f"config.schedule.total_kimg must be a positive number, got {self.total_kimg}",
+        )
+        require(
+            is_number_at_least(self.max_train_seconds, 0),
+            f"config.schedule.max_train_seconds must be a number >= 0 (0 = no limit), got {self.max_train_seconds!r}",
         )
         for name in ("minibatch_repeats", "d_repeats", "g_repeats", "minibatch_base"):
             require(

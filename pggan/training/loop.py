@@ -48,6 +48,8 @@ class TrainingError(UserError):
 
 # Room for the TensorBoard events and metrics.jsonl lines written between checkpoints.
 LOG_BYTES = 64 * 1024
+# What a stop by config.schedule.max_train_seconds is called in the log.
+TIME_LIMIT = "the time limit (config.schedule.max_train_seconds)"
 # A progress line at least this often, and at the end of every stage, whatever the tick length.
 MAX_SECONDS_BETWEEN_LINES = 60.0
 
@@ -247,10 +249,11 @@ class Trainer:
         if stop.requested:
             saved = self.last_saved_nimg
             logging.info(
-                "Stopped by %s at %.1f kimg; %s. Run the same command again to resume.",
+                "Stopped by %s at %.1f kimg; %s. Run the same command again to resume%s.",
                 stop.signal_name,
                 progress.nimg / 1000,
                 "no checkpoint yet" if saved is None else f"checkpoint {saved} ({saved / 1000:.1f} kimg) is complete",
+                " (with a higher limit)" if stop.signal_name == TIME_LIMIT else "",
             )
         else:
             logging.info(
@@ -315,6 +318,8 @@ class Trainer:
             run_start = time.time()
             line = _LineWindow(progress.nimg, self.metrics.seconds)
             elapsed_at_start = progress.elapsed_sec
+            if 0 < self.config.schedule.max_train_seconds <= elapsed_at_start:
+                stop.request(TIME_LIMIT)  # resumed with its time already spent: saves nothing new
             while progress.nimg < self.total_nimg and not stop.requested:
                 phase = self.current_phase = self.schedule.at(progress.nimg)
                 last = progress.phase
@@ -336,6 +341,9 @@ class Trainer:
                 if new_stage:  # the first round of a stage compiles its step: said, and left out of the speed
                     jax.block_until_ready(state)
                     self._compiled(phase, time.time() - round_start)
+                progress.elapsed_sec = elapsed_at_start + time.time() - run_start
+                if 0 < self.config.schedule.max_train_seconds <= progress.elapsed_sec:
+                    stop.request(TIME_LIMIT)
                 stop.after_round()
                 streak = self._watch_streak(streak, state)
                 sums = round_sums if sums is None else jax.tree.map(jnp.add, sums, round_sums)
@@ -351,7 +359,6 @@ class Trainer:
                 tick_due = progress.nimg >= progress.tick_start_nimg + phase.tick_kimg * 1000 or done or stop.requested
                 stage_ends = not done and self.schedule.at(progress.nimg).resolution != phase.resolution
                 if tick_due or stage_ends or time.time() - line.start_time >= MAX_SECONDS_BETWEEN_LINES:
-                    progress.elapsed_sec = elapsed_at_start + time.time() - run_start
                     images, seconds = line.speed(progress.nimg, self.metrics.seconds)
                     self.remaining.add_training(phase.resolution, images, seconds)
                     self._report(progress, phase, sums, images, seconds, tick_due)

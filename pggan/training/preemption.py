@@ -1,11 +1,11 @@
-"""Stopping a run cleanly on SIGTERM (preemption) or SIGINT (Ctrl-C), on one process or many.
+"""Stopping a run cleanly on SIGTERM (preemption), SIGINT (Ctrl-C) or its time limit, on one process or many.
 
-`StopRequest` turns the signals into a stop decision that the training loop reads after every round.
-In a multi-process run the signal may reach only some processes (Ctrl-C on one host, a preemption
-notice delivered host by host), yet all of them must stop after the same round, or the others would
-wait forever in the next round's collectives. So after each round every process contributes its
-flag to an all-process OR (`pggan.parallel.any_process`) that is read one round later: the host
-never waits for the devices, and every process stops after the same round.
+`StopRequest` turns the signals (and `request`, the loop's time limit) into a stop decision that the
+training loop reads after every round. In a multi-process run the signal may reach only some processes
+(Ctrl-C on one host, a preemption notice delivered host by host), yet all of them must stop after the
+same round, or the others would wait forever in the next round's collectives. So after each round every
+process contributes its flag to an all-process OR (`pggan.parallel.any_process`) that is read one round
+later: the host never waits for the devices, and every process stops after the same round.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pggan import parallel
 
 
 class StopRequest:
-    """Context manager: while active, SIGTERM and SIGINT request a stop instead of killing the process.
+    """Context manager: while active, SIGTERM and SIGINT request a stop instead of killing the process
+    (as does `request`).
 
     A second SIGINT raises KeyboardInterrupt at once (the last complete checkpoint stays valid).
     """
@@ -46,6 +47,11 @@ class StopRequest:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
         self.signal_name = signal.Signals(signum).name
         logging.warning("%s received: finishing the current round, then saving a checkpoint.", self.signal_name)
+
+    def request(self, reason: str) -> None:
+        """Requests a stop for `reason` (e.g. 'the time limit'), as a signal would."""
+        if self.signal_name is None:
+            self.signal_name = reason
 
     @property
     def requested(self) -> bool:
