@@ -3,11 +3,11 @@
     pggan-train --config=quickstart --workdir=runs/quickstart
 
 The 1,797 8x8 digits are upscaled to 32x32 RGB and prepared automatically on first use. Narrow
-networks and short phases train the four stages 4, 8, 16, 32 in 140 kimg: about 5 minutes on 2 CPU
-cores (4 min 44 s measured on a 2-core machine, compiles included; see BENCHMARKS.md) and give
-recognisable digits. Everything else (WGAN-GP, fade-in, minibatch stddev, Adam betas 0 / 0.99, Adam
-resets) is the official recipe. Where it differs from the paper, and why (measured by the final SWD
-of three seeds per candidate, BENCHMARKS.md "The quick start's recipe"):
+networks and short phases train the four stages 4, 8, 16, 32 in 140 kimg, 2.5 to 5 minutes on 2 CPU
+cores, compiles included (2 min 32 s and 5 min 5 s measured on the same 2-core machine on two days;
+BENCHMARKS.md), and give recognisable digits. Everything else (WGAN-GP, fade-in, minibatch stddev,
+Adam betas 0 / 0.99, Adam resets) is the official recipe. Where it differs from the paper, and why
+(measured by the final SWD of three seeds per candidate, BENCHMARKS.md "The quick start's recipe"):
 
 - learning rate 0.006 for both networks (paper 0.001): a run this short gains most from larger steps
   (final SWD x1e3 27.0 at 0.002, 18.1 at 0.006); 0.008 destabilised one seed of two at 32x32, 0.012
