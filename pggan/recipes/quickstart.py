@@ -7,7 +7,7 @@ networks and short phases train the four stages 4, 8, 16, 32 in 140 kimg, 2.5 to
 cores, compiles included (2 min 32 s and 5 min 5 s measured on the same 2-core machine on two days;
 BENCHMARKS.md), and give recognisable digits. Everything else (WGAN-GP, fade-in, minibatch stddev,
 Adam betas 0 / 0.99, Adam resets) is the official recipe. Where it differs from the paper, and why
-(measured by the final SWD of three seeds per candidate, BENCHMARKS.md "The quick start's recipe"):
+(final SWD, screened on seed 0, the finalists on three seeds: BENCHMARKS.md "The quick start's recipe"):
 
 - learning rate 0.006 for both networks (paper 0.001): a run this short gains most from larger steps
   (final SWD x1e3 27.0 at 0.002, 18.1 at 0.006); 0.008 destabilised one seed of two at 32x32, 0.012
