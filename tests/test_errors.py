@@ -32,3 +32,13 @@ def test_every_exception_class_derives_from_user_error():
     }
     assert len(defined) >= 20  # ConfigError, DataError and its kinds, CheckpointError, MetricError, ...
     assert [cls.__qualname__ for cls in defined if not issubclass(cls, UserError)] == list(INTERNAL)
+
+
+def test_help_requests_are_told_from_other_arguments():
+    """`run_program` turns absl's exit status 1 after help into 0 only when help was asked for."""
+    from pggan.cli.runner import asked_for_help
+
+    for arguments in (["--help"], ["-?"], ["--helpfull"], ["-helpshort"], ["--x=1", "--helpxml"], ["--help=true"]):
+        assert asked_for_help(arguments), arguments
+    for arguments in ([], ["--help=false"], ["--nohelp"], ["--", "--help"], ["--workdir=--help"], ["help"]):
+        assert not asked_for_help(arguments), arguments

@@ -142,9 +142,11 @@ def test_out_of_memory_is_answered_in_one_line_naming_the_settings(tiny_data_dir
 
 def test_launcher_help_and_one_line_errors(tmp_path):
     env = subprocess_env()
-    help_text = subprocess.run(
+    shown = subprocess.run(
         [sys.executable, "-m", "pggan.main", "--help"], capture_output=True, text=True, env=env, timeout=120
-    ).stdout
+    )
+    help_text = shown.stdout
+    assert shown.returncode == 0, shown.stderr
     assert "--config" in help_text and "--workdir" in help_text and "--multihost" in help_text
     bad = subprocess.run(
         [

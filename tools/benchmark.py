@@ -36,7 +36,7 @@ import time
 import flax
 import jax
 import jaxlib
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
 from pggan import dependencies
@@ -47,7 +47,7 @@ config_flags = dependencies.import_or_exit("ml_collections.config_flags", "readi
 from pggan import parallel  # noqa: E402
 from pggan.benchmarks import profile as op_profile  # noqa: E402
 from pggan.benchmarks import step as step_benchmark  # noqa: E402
-from pggan.cli.runner import UsageError, run_tool  # noqa: E402
+from pggan.cli.runner import UsageError, program_main, run_program  # noqa: E402
 from pggan.model import flops as model_flops  # noqa: E402
 from pggan.training import (  # noqa: E402
     compilation_cache,
@@ -537,8 +537,6 @@ def run_real_floor() -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     modes = (
         (_INPUT_ONLY, run_input_benchmark),
         (_INCEPTION, run_inception_benchmark),
@@ -553,8 +551,8 @@ def main(argv):
             raise UsageError(f"choose one mode, got --{' --'.join(name for name, _ in chosen)}")
         chosen[0][1]() if chosen else run_step_benchmark()
 
-    return run_tool(run)
+    return program_main(run)(argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_program(main, "__main__")

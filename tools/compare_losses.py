@@ -32,12 +32,12 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
 from pggan import checkpoint
-from pggan.cli.runner import UsageError, program_main
+from pggan.cli.runner import UsageError, program_main, run_program
 from pggan.data import config as data_config
 from pggan.data import diff_augment
 from pggan.metrics import MetricSuite
@@ -214,4 +214,4 @@ main = program_main(_run)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_program(main, "__main__")
