@@ -13,6 +13,7 @@ import sysconfig
 import numpy as np
 import pytest
 
+from pggan.cli import checkpoint_flags
 from pggan.sampling import media
 from tests.run_support import REPO, load_recipe, write_checkpoints
 
@@ -86,6 +87,15 @@ def test_every_script_is_installed_and_has_help(venv, tmp_path):
         assert "  --" in result.stdout, script
     found = _run(venv, "pggan-train", "--help", cwd=tmp_path)
     assert "--workdir" in found.stdout and "recipe" in found.stdout
+    # Each tool's help lists the shared checkpoint flags it takes, and only those.
+    taken = {"pggan-import": {"workdir"}, "pggan-export": {"workdir", "step", "resolution"}}
+    for script, names in taken.items():
+        shown = {
+            name
+            for name in checkpoint_flags.NAMES
+            if f"\n  --{name}:" in _run(venv, script, "--help", cwd=tmp_path).stdout
+        }
+        assert shown == names, script
 
 
 def test_recipes_by_name_and_the_installed_package_from_another_folder(venv, tmp_path):

@@ -96,6 +96,21 @@ def _npy(array) -> bytes:
     return buffer.getvalue()
 
 
+def test_export_command_line_mistakes_are_refused_in_one_line(run_dir, tmp_path, capsys):
+    out = f"--out={tmp_path}/g.pggan"
+    cases = (
+        ((f"--workdir={run_dir}", f"--out={tmp_path}/g.npz"), "error: --out must name the file to write, ending in"),
+        ((f"--workdir={run_dir}", out, "--network=raw"), "error: --network does not apply to pggan-export; drop it"),
+        ((f"--workdir={run_dir}", out, "--seed=3"), "error: --seed does not apply to pggan-export; drop it"),
+        ((f"--workdir={run_dir}", out, "--step=1000", "--resolution=8"), "error: --step and --resolution both"),
+        ((out,), "error: --workdir is required"),
+    )
+    for arguments, message in cases:
+        assert tool_support.run_main("export", *arguments) == 1, arguments
+        assert capsys.readouterr().err.startswith(message), arguments
+    assert not (tmp_path / "g.pggan").exists()
+
+
 def test_hostile_and_broken_archives_are_refused_in_one_line(exported, tmp_path):
     _, small = exported
     with zipfile.ZipFile(small) as archive:

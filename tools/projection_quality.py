@@ -34,7 +34,7 @@ _MS_SSIM_WEIGHT = flags.DEFINE_float(
 )
 _PIXEL_WEIGHT = flags.DEFINE_float("pixel_weight", projection.ProjectionConfig.pixel_weight, "Weight of pixels.")
 
-flags.adopt_module_key_flags(checkpoint_flags)
+_CHECKPOINT_FLAGS = checkpoint_flags.take(__name__, "workdir", "step", "resolution", "seed")
 
 
 def _folder_images(folder: str, resolution: int, channels: int) -> np.ndarray:
@@ -47,6 +47,7 @@ def _folder_images(folder: str, resolution: int, channels: int) -> np.ndarray:
 
 
 def run() -> None:
+    checkpoint_flags.refuse_others("tools/projection_quality.py", _CHECKPOINT_FLAGS)
     config = projection.ProjectionConfig(
         num_steps=_NUM_STEPS.value,
         restarts=_RESTARTS.value,

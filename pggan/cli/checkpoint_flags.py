@@ -62,6 +62,26 @@ BATCH_SIZE = flags.DEFINE_integer(
 )
 
 
+NAMES = ("workdir", "step", "resolution", "network", "seed", "batch_size")
+
+
+def take(module_name: str, *names: str) -> tuple[str, ...]:
+    """Declares that the tool defined in module `module_name` takes the flags `names` of this module: they show
+    in its --help. Returns `names`, for the tool's `refuse_others`."""
+    for name in names:
+        flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS[name])
+    return names
+
+
+def refuse_others(program: str, taken: tuple[str, ...], why: str = "") -> None:
+    """UsageError naming a flag of this module that was given although `program` does not take it (not in
+    `taken`), with the reason `why` if given."""
+    for name in NAMES:
+        if name not in taken and flags.FLAGS[name].present:
+            reason = f" ({why})" if why else ""
+            raise UsageError(f"--{name} does not apply to {program}{reason}; drop it")
+
+
 def workdir() -> str:
     """The --workdir flag; UsageError if it is missing."""
     if not WORKDIR.value:

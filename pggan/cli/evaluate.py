@@ -136,9 +136,7 @@ _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", "", "Cache of real statistics and converted weights. Default: $PGGAN_CACHE_DIR or ~/.cache/pggan."
 )
 
-flags.adopt_module_key_flags(
-    checkpoint_flags
-)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
+checkpoint_flags.take(__name__, *checkpoint_flags.NAMES)
 
 DEFAULT_BATCH_SIZE = 64
 

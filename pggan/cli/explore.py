@@ -18,7 +18,7 @@ import contextlib
 from absl import flags
 
 from pggan.cli import checkpoint_flags
-from pggan.cli.runner import UsageError, program_main, run_program
+from pggan.cli.runner import program_main, run_program
 from pggan.explore import page
 from pggan.explore.session import Session
 
@@ -30,14 +30,11 @@ _PORT = flags.DEFINE_integer(
     upper_bound=65535,
 )
 
-flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --batch_size in --help
-CHOSEN_ON_THE_PAGE = ("step", "resolution", "network", "seed")
+_CHECKPOINT_FLAGS = checkpoint_flags.take(__name__, "workdir", "batch_size")
 
 
 def run() -> None:
-    for name in CHOSEN_ON_THE_PAGE:
-        if flags.FLAGS[name].present:
-            raise UsageError(f"--{name} does not apply to pggan-explore: the page offers every choice; drop it")
+    checkpoint_flags.refuse_others("pggan-explore", _CHECKPOINT_FLAGS, why="the page offers every choice")
     workdir = checkpoint_flags.workdir()
     page.gradio()  # a missing extra and a busy port are said before the (slow) loading
     with contextlib.closing(page.listen(_PORT.value)) as listener:

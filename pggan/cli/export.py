@@ -32,17 +32,14 @@ _STABLEHLO = flags.DEFINE_bool(
     "(StableHLO) function of a symbolic batch size: servable without pggan's code.",
 )
 
-flags.adopt_module_key_flags(checkpoint_flags)
+_CHECKPOINT_FLAGS = checkpoint_flags.take(__name__, "workdir", "step", "resolution")
 
 
 def run() -> None:
     out = _OUT.value
     if not out or not out.endswith(portable.EXTENSION):
         raise UsageError(f"--out must name the file to write, ending in {portable.EXTENSION} (got {out!r})")
-    if flags.FLAGS["network"].present:
-        raise UsageError(
-            "--network does not apply: the export holds the EMA generator (and, with --training_networks, the raw one)"
-        )
+    checkpoint_flags.refuse_others("pggan-export", _CHECKPOINT_FLAGS)
     choice = checkpoint_flags.checkpoint_choice()
     items = network_sources.ITEMS if _TRAINING_NETWORKS.value else ("generator_ema",)
     loaded = network_sources.load(choice["workdir"], items, step=choice["step"], resolution=choice["resolution"])

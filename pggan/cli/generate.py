@@ -114,9 +114,7 @@ _ZOOM = flags.DEFINE_integer(
     lower_bound=0,
 )
 
-flags.adopt_module_key_flags(
-    checkpoint_flags
-)  # --workdir, --step, --resolution, --network, --seed, --batch_size in --help
+checkpoint_flags.take(__name__, *checkpoint_flags.NAMES)
 
 # The output flag of each mode, and the modes each optional flag applies to.
 MODE_FLAGS = {"grid": _GRID, "images": _NUM, "video": _VIDEO, "progress": _PROGRESS_VIDEO}

@@ -26,9 +26,11 @@ _KIMG = flags.DEFINE_float(
     "(default: from a network-snapshot-<kimg>.pkl file name, else 0).",
 )
 flags.mark_flags_as_required(["pkl"])
+_CHECKPOINT_FLAGS = checkpoint_flags.take(__name__, "workdir")
 
 
 def run() -> None:
+    checkpoint_flags.refuse_others("pggan-import", _CHECKPOINT_FLAGS)
     workdir = checkpoint_flags.workdir()  # a new pggan run directory (it must hold no checkpoints)
     with tqdm(total=2, unit="stage", leave=False) as bar:
         started: list[str] = []

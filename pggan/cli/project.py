@@ -62,7 +62,7 @@ _D_WEIGHT = flags.DEFINE_float(
 )
 _LABEL = flags.DEFINE_integer("label", None, "Conditional models: the class of the target.")
 
-flags.adopt_module_key_flags(checkpoint_flags)  # --workdir, --step, --resolution, --seed
+_CHECKPOINT_FLAGS = checkpoint_flags.take(__name__, "workdir", "step", "resolution", "seed")
 
 
 def _target(resolution: int, channels: int) -> np.ndarray:
@@ -76,6 +76,7 @@ def _target(resolution: int, channels: int) -> np.ndarray:
 
 
 def run() -> None:
+    checkpoint_flags.refuse_others("pggan-project", _CHECKPOINT_FLAGS)
     if not _OUTDIR.value:
         raise UsageError("--outdir is required: the folder for target.png, projected.png and latent.npy")
     if _VIDEO.value and os.path.splitext(_VIDEO.value)[1].lower() not in media.VIDEO_EXTENSIONS:
