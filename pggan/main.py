@@ -166,7 +166,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        return _fail(f"unexpected arguments {' '.join(argv[1:])}: every setting is a --flag")
     if not flags.FLAGS["verbosity"].present:
         logging.get_absl_handler().addFilter(_QuietLibraries())
         sys.unraisablehook = _without_closed_loop_noise(sys.unraisablehook)

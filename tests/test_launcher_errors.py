@@ -49,6 +49,7 @@ CASES = {
         ["--config.loss.gamma=1"],
         "--config.loss.gamma: the config has no field 'gamma' (did you mean 'r2_gamma'?)",
     ),
+    "positional_argument": (["extra"], "unexpected arguments extra: every setting is a --flag"),
     "missing_recipe_file": (["--config=configs/absent.py"], "--config: the recipe file cannot be loaded"),
     "unwritable_workdir": (["--workdir={tmp}/a_file/run"], "is not writable (Not a directory)"),
     # A model whose checkpoint needs more space than any disk has: the workdir's free space is too small.
