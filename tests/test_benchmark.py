@@ -145,6 +145,15 @@ def test_step_benchmark_runs_a_tiny_recipe_and_writes_json(tmp_path, monkeypatch
     assert result["projections"] == []  # 8 and 16 px not measured
 
 
+def test_generation_benchmark_times_the_generator_at_each_resolution(tmp_path, monkeypatch):
+    out = tmp_path / "generation.json"
+    _run_tool(monkeypatch, f"--config={REPO}/configs/tiny.py", "--generation", "--resolutions=4,16", f"--json={out}")
+    result = json.loads(out.read_text())
+    assert result["mode"] == "generation" and result["num_devices"] == 8
+    assert [(row["resolution"], row["batch_size"]) for row in result["results"]] == [(4, 64), (16, 64)]
+    assert all(row["img_per_s"] > 0 and row["compile_s"] > 0 for row in result["results"])
+
+
 def test_step_benchmark_profiles_a_round_per_op_kind(tmp_path, monkeypatch, capsys):
     _run_tool(
         monkeypatch,

@@ -1,4 +1,4 @@
-r"""Benchmarks: the training step, the input pipeline, the Inception, bf16 quality, the FLOP model.
+r"""Benchmarks: the training step, the input pipeline, the Inception, the generator, bf16 quality, the FLOP model.
 
 One mode per call (default: the training step). Results print as a table and go to --json.
 
@@ -11,9 +11,10 @@ One mode per call (default: the training step). Results print as a table and go 
       --impls=naive/naive,transposed/naive,subpixel/naive,naive/strided,transposed/strided,subpixel/strided
   # Where the time goes: XLA's time per op kind in one traced round (and the trace, for TensorBoard):
   python tools/benchmark.py --config=configs/quickstart.py --resolutions=32 --profile_dir=/tmp/pggan_profile
-  # Host input pipeline; Inception feature extraction; bf16-vs-f32 final SWD; FLOP-model projection:
+  # Host input pipeline; Inception feature extraction; sampling; bf16-vs-f32 final SWD; FLOP-model projection:
   python tools/benchmark.py --input_only --resolutions=32,256,1024
   python tools/benchmark.py --inception --resolutions=32,256 --batch=64
+  python tools/benchmark.py --generation --config=configs/celebahq_1024.py --resolutions=32,128
   python tools/benchmark.py --quality --config=configs/quickstart.py --seeds=0,1,2
   python tools/benchmark.py --real_floor --config=configs/quickstart.py --seeds=0,1,2  # its real-vs-real floor
   python tools/benchmark.py --flop_model --config=configs/celebahq_1024.py --peak_tflops=800 --utilisation=0.4
@@ -67,6 +68,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "Mode: measure the host input pipeline only.")
 _INCEPTION = flags.DEFINE_bool("inception", False, "Mode: measure Inception feature extraction (random weights).")
+_GENERATION = flags.DEFINE_bool(
+    "generation",
+    False,
+    "Mode: measure --config's generator as pggan-generate runs it (random weights, latents from and images "
+    "to the host) at --resolutions (default: the model's).",
+)
 _QUALITY = flags.DEFINE_bool(
     "quality",
     False,
@@ -96,7 +103,7 @@ _BATCH = flags.DEFINE_integer(
     0,
     "Global batch. 0: step mode uses the recipe's minibatch for the devices "
     "present; input mode the official 8-GPU minibatch (4:512, 8:256, 16:128, 32:64, 64 "
-    "and up: 32); Inception mode 64.",
+    "and up: 32); Inception mode 64; generation mode pggan-generate's 8 per device.",
     lower_bound=0,
 )
 _DTYPE = flags.DEFINE_list(
@@ -500,6 +507,28 @@ def run_inception_benchmark() -> None:
     _write_json("inception", {"results": results})
 
 
+# ----------------------------------------------------------------------------------- generation mode
+
+
+def run_generation_benchmark() -> None:
+    from pggan.benchmarks import generation as generation_benchmark
+    from pggan.sampling import generation
+
+    spec = TrainingConfig.parse(_config()).model
+    batch = _BATCH.value or generation.DEFAULT_BATCH_PER_DEVICE * jax.local_device_count()
+    print(
+        f"Generator (random weights, {spec.compute_dtype}, fmap_base {spec.fmap_base}, fmap_max {spec.fmap_max}) "
+        f"on {jax.local_device_count()} {jax.devices()[0].device_kind} device(s), batch {batch}"
+    )
+    print(f"{'resolution':>10} {'compile s':>10} {'img/s':>10}")
+    results = []
+    for resolution in _resolutions([spec.resolution]):
+        result = generation_benchmark.measure_generation(spec, resolution, batch)
+        results.append(result)
+        print(f"{resolution:>10} {result['compile_s']:>10.1f} {result['img_per_s']:>10.1f}", flush=True)
+    _write_json("generation", {"results": results})
+
+
 # -------------------------------------------------------------------------------------- quality mode
 
 
@@ -540,6 +569,7 @@ def main(argv):
     modes = (
         (_INPUT_ONLY, run_input_benchmark),
         (_INCEPTION, run_inception_benchmark),
+        (_GENERATION, run_generation_benchmark),
         (_QUALITY, run_quality_check),
         (_REAL_FLOOR, run_real_floor),
         (_FLOP_MODEL, run_flop_model),
