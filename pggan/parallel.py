@@ -21,6 +21,17 @@ from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
+# XLA:CPU hands convolutions and matrix products to YNNPACK fusions by default. XLA's own (Eigen) kernels ran
+# pggan's programs faster on the x86-64 CPU of BENCHMARKS.md: the training step 1.1-1.5x, the generator at
+# the official widths 1.3x, the Inception of FID/KID/IS 1.9x.
+_CPU_WITHOUT_YNNPACK = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compiler_options(platform: str, *, ynnpack: bool = False) -> dict[str, str | bool]:
+    """XLA compiler options (`jax.jit(compiler_options=...)`) of pggan's programs on devices of `platform`
+    ('cpu', 'gpu', 'tpu'): on CPUs, unless `ynnpack`, no YNNPACK fusions; none elsewhere."""
+    return dict(_CPU_WITHOUT_YNNPACK) if platform == "cpu" and not ynnpack else {}
+
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
     """A 1-D mesh named 'data' over all devices of all processes (or the given ones)."""

@@ -19,6 +19,7 @@ Targets are projected in one batch of N * restarts latents.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from pggan import parallel
 from pggan.errors import UserError
 from pggan.metrics import ms_ssim
 from pggan.model import networks
@@ -180,7 +182,9 @@ def project(
     def on_sphere(z):
         return z * jnp.sqrt(d) / jnp.linalg.norm(z, axis=1, keepdims=True) if spec.normalize_latents else z
 
-    @jax.jit
+    options = parallel.compiler_options(jax.default_backend())
+
+    @functools.partial(jax.jit, compiler_options=options)
     def step(z, opt_state, key, t, inputs):
         def loss(z):
             images, per_latent = images_and_distances(
@@ -192,7 +196,7 @@ def project(
         updates, opt_state = adam.update(grads, opt_state)
         return on_sphere(z - _learning_rate(config, t) * updates), opt_state, per_latent, images
 
-    final = jax.jit(lambda z, inputs: images_and_distances(z, inputs)[1])
+    final = jax.jit(lambda z, inputs: images_and_distances(z, inputs)[1], compiler_options=options)
 
     key = jax.random.key(config.seed)
     z = on_sphere(jnp.asarray(np.random.default_rng(config.seed).standard_normal((n * r, d)), jnp.float32))

@@ -188,14 +188,14 @@ def test_a_projection_latent_loads_and_moves_along_a_seed_direction(run_dir, exp
 
 def test_requests_run_what_was_compiled_at_start(served, tmp_path):
     session, _ = served
-    compiled = generation._generate._cache_size()
+    compiled = generation.generator_program("cpu")._cache_size()
     latest, early = View(session.states[-1].name), View(_state(session, 8).name, network="raw", truncation=0.5)
     np.save(tmp_path / "latent.npy", np.ones((1, LATENT_SIZE), np.float32))
     assert session.seed_image(early, 3).shape == (8, 8, 3)
     assert session.grid(latest, 0, MAX_GRID).shape == (8 * 16, 8 * 16, 3)
     assert session.interpolation(early, 1, 2, 16)[0].shape == (8, 16 * 8, 3)
     assert session.edited_latent(latest, str(tmp_path / "latent.npy"), 1, 2, -3).shape == (16, 16, 3)
-    assert generation._generate._cache_size() == compiled
+    assert generation.generator_program("cpu")._cache_size() == compiled
 
 
 def test_requests_sent_at_once_through_gradios_client_are_all_answered(served, run_dir):

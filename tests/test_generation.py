@@ -133,3 +133,21 @@ def test_bad_inputs_give_one_line_errors(generator):
         _generate(generator, np.zeros((2, 8), np.float32), mesh=wrong_axis)
     with pytest.raises(ValueError, match=r"power of two in \[4, 8\]"):
         generation.generate_images(generator, np.zeros((2, 8), np.float32), resolution=16, batch_size=8)
+
+
+def test_cpu_generation_and_feature_networks_run_on_xlas_own_kernels(generator):
+    """pggan's inference programs are compiled without YNNPACK fusions on CPUs (`parallel.compiler_options`),
+    where plain jax.jit (XLA's default) uses them for the same computation."""
+    from pggan.metrics import feature_extraction
+
+    graphdef, state = nnx.split(generator)
+    args = (graphdef, state, jax.numpy.zeros((8, generator.spec.latent_size)), None, jax.numpy.float32(1))
+    default = jax.jit(generation._run_generator, static_argnames=("graphdef", "resolution"))
+    ours = generation.generator_program("cpu")
+    for program, uses_ynnpack in ((default, True), (ours, False)):
+        hlo = program.lower(*args, resolution=RESOLUTION).compile().as_text()
+        assert ("ynn_fusion" in hlo) == uses_ynnpack and "convolution(" in hlo
+    conv = nnx.Conv(3, 16, (3, 3), rngs=nnx.Rngs(0))
+    network = feature_extraction._program(feature_extraction._network, "cpu")
+    hlo = network.lower(*nnx.split(conv), jax.numpy.zeros((4, 32, 32, 3))).compile().as_text()
+    assert "ynn_fusion" not in hlo and "convolution(" in hlo

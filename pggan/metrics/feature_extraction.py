@@ -23,7 +23,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from pggan.metrics.device_batches import as_rgb_uint8, replicated_sharding, shard_batch
+from pggan import parallel
+from pggan.metrics.device_batches import as_rgb_uint8, data_mesh, replicated_sharding, shard_batch
 from pggan.metrics.inception_weights import INCEPTION_WEIGHTS, inception_state
 from pggan.metrics.protocols import DEFAULT_PROTOCOL, VGG16_PROTOCOL, Protocol, inception_protocol
 from pggan.metrics.vgg16_weights import VGG16_WEIGHTS, vgg16_state
@@ -32,14 +33,18 @@ from pggan.metrics.weights_files import load_params
 Images = np.ndarray | Sequence[np.ndarray]
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _preprocess(protocol: Protocol, images: jax.Array) -> jax.Array:
     return protocol.preprocess(images)
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _network(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> dict[str, jax.Array]:
     return nnx.merge(graphdef, state)(x)
+
+
+@functools.cache
+def _program(function, platform: str):
+    """`function` jitted for devices of `platform` (its first argument static), shared by every extractor."""
+    return jax.jit(function, static_argnums=0, compiler_options=parallel.compiler_options(platform))
 
 
 class FeatureExtractor:
@@ -50,12 +55,14 @@ class FeatureExtractor:
         self._state = jax.device_put(state, replicated_sharding())
         self.protocol = protocol
         self._what = what
+        platform = data_mesh().devices.flat[0].platform
+        self._run_preprocess, self._run_network = _program(_preprocess, platform), _program(_network, platform)
 
     def _network_input(self, images: Images) -> tuple[jax.Array, int]:
         """Preprocessed float32 [M, S, S, 3] sharded over the devices, and the number of real rows."""
         if isinstance(images, np.ndarray) and images.ndim == 4:
             sharded, num_valid = shard_batch(as_rgb_uint8(images, self._what))
-            return _preprocess(self.protocol, sharded), num_valid
+            return self._run_preprocess(self.protocol, sharded), num_valid
         images = [as_rgb_uint8(np.asarray(image)[None], self._what)[0] for image in images]
         groups: dict[tuple, list[int]] = {}
         for i, image in enumerate(images):
@@ -63,7 +70,7 @@ class FeatureExtractor:
         parts, order = [], []
         for positions in groups.values():
             sharded, num_valid = shard_batch(np.stack([images[i] for i in positions]))
-            parts.append(np.asarray(_preprocess(self.protocol, sharded))[:num_valid])
+            parts.append(np.asarray(self._run_preprocess(self.protocol, sharded))[:num_valid])
             order += positions
         return shard_batch(np.concatenate(parts)[np.argsort(order)])
 
@@ -73,7 +80,7 @@ class FeatureExtractor:
         Returns the network's outputs as float32 host arrays [B, D] (see the subclasses).
         """
         x, num_valid = self._network_input(images)
-        outputs = _network(self._graphdef, self._state, x)
+        outputs = self._run_network(self._graphdef, self._state, x)
         return {name: np.asarray(value[:num_valid]) for name, value in outputs.items()}
 
 

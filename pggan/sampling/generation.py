@@ -33,9 +33,16 @@ class GenerationError(UserError):
     """Inputs that do not fit the generator (latent or label shapes, batch size)."""
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "resolution"))
-def _generate(graphdef, state, latents, labels, alpha, *, resolution):
+def _run_generator(graphdef, state, latents, labels, alpha, *, resolution):
     return nnx.merge(graphdef, state)(latents, labels, resolution=resolution, alpha=alpha)
+
+
+@functools.cache
+def generator_program(platform: str):
+    """G's call, jitted for devices of `platform` (one compile per graph, resolution and batch shape)."""
+    return jax.jit(
+        _run_generator, static_argnames=("graphdef", "resolution"), compiler_options=parallel.compiler_options(platform)
+    )
 
 
 def _check_inputs(generator: Generator, latents: np.ndarray, labels: np.ndarray | None) -> None:
@@ -95,6 +102,7 @@ def generate_image_batches(
 
 def _stream(generator, latents, labels, resolution, batch_size, alpha, mesh, progress) -> Iterator[np.ndarray]:
     replicated, split = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    generate = generator_program(mesh.devices.flat[0].platform)
     graphdef, state = nnx.split(generator)
     state = jax.device_put(state, replicated)
     alpha = jax.device_put(jnp.float32(alpha), replicated)
@@ -106,7 +114,7 @@ def _stream(generator, latents, labels, resolution, batch_size, alpha, mesh, pro
             z, y = _padded(latents, start, stop, batch_size), None
             if labels is not None:
                 y = jax.device_put(_padded(labels, start, stop, batch_size), split)
-            images = _generate(graphdef, state, jax.device_put(z, split), y, alpha, resolution=resolution)
+            images = generate(graphdef, state, jax.device_put(z, split), y, alpha, resolution=resolution)
             if pending is not None:
                 yield _to_host(*pending, bar)
             pending = images, stop - start

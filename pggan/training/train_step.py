@@ -187,11 +187,9 @@ class TrainStep:
         matmuls run on XLA's own (Eigen) kernels: on the 2-core x86-64 machine of BENCHMARKS.md the training
         step ran 1.4x faster at width 64 and 1.5x at width 512, with both cores busy instead of 1.4.
         """
-        options = {}
+        options = parallel.compiler_options(self.mesh.devices.flat[0].platform, ynnpack=self.config.cpu_ynnpack)
         if self.spec.compute_dtype == "bfloat16":
             options["xla_allow_excess_precision"] = False
-        if self.mesh.devices.flat[0].platform == "cpu" and not self.config.cpu_ynnpack:
-            options["xla_cpu_experimental_ynn_fusion_type"] = ""
         return options or None
 
     def _run_calls(
