@@ -192,7 +192,7 @@ def main(argv: list[str]) -> int:
             return 0
         if not _WORKDIR.value:
             raise UserError("--workdir is required: the directory of the run (checkpoints, samples, logs)")
-        plan = validation.plan_run(config, jax.devices())
+        plan = validation.plan_run(config, jax.devices(), os.path.abspath(os.path.expanduser(_WORKDIR.value)))
     except UserError as e:
         return _fail(str(e))
     from pggan.training import compilation_cache, loop

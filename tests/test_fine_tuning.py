@@ -1,6 +1,8 @@
 """config.init_from: a new run starts from a run's (or an export's, or an official pickle's) G, D and EMA G at
 their resolution, with its own counters; a different architecture is refused in one line."""
 
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -49,6 +51,23 @@ def test_a_fine_tuning_run_starts_from_the_networks_at_their_resolution(source, 
         # while randomly initialised networks differ by far more.
         assert moved < 0.05 < _max_difference(start[item], networks.parameters(fresh)), item
     assert _max_difference(state["generator"], start["generator"]) > 0  # it trained
+
+
+def test_a_fine_tuning_run_resumes_after_its_source_is_gone(source, tmp_path):
+    moved_source = str(tmp_path / "source")
+    shutil.copytree(source, moved_source)
+    config = tiny_config(str(tmp_path / "data"), total_kimg=0.032)
+    config.init_from = moved_source
+    workdir = str(tmp_path / "tuned")
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    shutil.rmtree(moved_source)
+    config.schedule.total_kimg = 0.064  # the same command, longer: it resumes from its own checkpoint
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    _, meta = final_state(workdir)
+    assert meta["nimg"] == 64 and meta["phase"]["resolution"] == 8  # still the source's 8x8 start
+    with pytest.raises(UserError) as error:  # a new run does need it
+        loop.train_and_evaluate(config, str(tmp_path / "new"), devices=jax.devices()[:1])
+    assert moved_source in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_different_architecture_or_an_export_without_d_is_refused_in_one_line(source, tmp_path):

@@ -608,8 +608,8 @@ def train_and_evaluate(
     Raises a `pggan.errors.UserError` (ConfigError, DataError, CheckpointError, TrainingError, ...) with a
     one-line message when the user has something to fix.
     """
-    plan = config if isinstance(config, RunPlan) else plan_run(config, devices)
     path = os.path.abspath(os.path.expanduser(workdir))
+    plan = config if isinstance(config, RunPlan) else plan_run(config, devices, path)
     existed, trainer = os.path.exists(path), None
     try:
         trainer = Trainer(plan, path)

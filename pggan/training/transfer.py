@@ -8,17 +8,20 @@ zero, but
   - G, D and the EMA generator start from their weights (`start_from`, when no checkpoint of the run
     exists yet; a resumed run continues from its own checkpoints). Adam moments and counters start at zero.
 The model settings must describe the same networks; any difference is refused in one line naming the
-config.model fields to change. The source is read again whenever the run starts or resumes.
+config.model fields to change. The source is read only until the run has a checkpoint: a resumed run takes
+its starting resolution from its own checkpoints, so the source may be moved or deleted by then.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import jax
 from absl import logging
 
-from pggan import network_sources
+from pggan import checkpoint, network_sources
 from pggan.errors import UserError
 from pggan.training.config import TrainingConfig
 
@@ -38,16 +41,32 @@ def _check_architecture(config: TrainingConfig, source: network_sources.Networks
         )
 
 
-def with_starting_resolution(config: TrainingConfig) -> TrainingConfig:
+def _resumed_starting_resolution(workdir: str) -> int | None:
+    """The schedule's starting resolution saved in the newest readable checkpoint of the run in `workdir`;
+    None when it has none (a new run, or every checkpoint damaged)."""
+    if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+        return None
+    with checkpoint.CheckpointReader(workdir) as reader:
+        for step in sorted(reader.manager.all_steps(), reverse=True):
+            try:
+                return int(json.loads(reader.meta(step)["config"])["schedule"]["initial_resolution"])
+            except checkpoint.CheckpointDamaged:
+                continue
+    return None
+
+
+def with_starting_resolution(config: TrainingConfig, workdir: str | None = None) -> TrainingConfig:
     """`config` with the schedule starting at the resolution of the init_from networks (unchanged without
-    init_from); TransferError when their model differs from config.model."""
+    init_from); TransferError when their model differs from config.model. When the run in `workdir` already
+    has a checkpoint, the resolution saved there is used and the source is not read."""
     if not config.init_from:
         return config
-    source = network_sources.load(config.init_from, ())
-    _check_architecture(config, source)
-    return dataclasses.replace(
-        config, schedule=dataclasses.replace(config.schedule, initial_resolution=source.resolution)
-    )
+    resolution = _resumed_starting_resolution(workdir) if workdir else None
+    if resolution is None:
+        source = network_sources.load(config.init_from, ())
+        _check_architecture(config, source)
+        resolution = source.resolution
+    return dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, initial_resolution=resolution))
 
 
 def start_from(config: TrainingConfig, state: dict) -> dict:

@@ -39,13 +39,16 @@ class RunPlan:
     mesh: jax.sharding.Mesh
 
 
-def plan_run(config: Mapping[str, Any] | TrainingConfig, devices: Sequence[jax.Device] | None = None) -> RunPlan:
-    """Parses `config` (a ConfigDict, unless already typed) and checks it for `devices` (default: all).
+def plan_run(
+    config: Mapping[str, Any] | TrainingConfig, devices: Sequence[jax.Device] | None = None, workdir: str | None = None
+) -> RunPlan:
+    """Parses `config` (a ConfigDict, unless already typed) and checks it for `devices` (default: all), for
+    the run in `workdir` (if given: a fine-tuning run that has checkpoints resumes without its source).
 
     Raises ConfigError (a one-line message naming the field) for any impossible setting.
     """
     typed = transfer.with_starting_resolution(
-        config if isinstance(config, TrainingConfig) else TrainingConfig.parse(config)
+        config if isinstance(config, TrainingConfig) else TrainingConfig.parse(config), workdir
     )
     mesh = parallel.make_mesh(devices)
     return RunPlan(typed, schedule_for_devices(typed, mesh.size), mesh)
