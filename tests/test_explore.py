@@ -11,6 +11,7 @@ naming the Debian packages (.ci/run installs them).
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import jax
@@ -282,3 +283,22 @@ def test_a_missing_chromium_is_named_with_the_packages_to_install(monkeypatch):
     monkeypatch.setattr(browser, "CHROMIUM", os.path.join(REPO, "no-such-chromium"))
     with pytest.raises(browser.BrowserError, match="apt-get install -y chromium chromium-driver"):
         browser.check_chromium()
+
+
+def test_served_pictures_and_videos_do_not_pile_up(served):
+    from gradio_client import Client
+
+    session = served[0]
+    quick = page.serve(page.build(session, cache_seconds=1), page.listen(0))  # Gradio's cache emptied each second
+    try:
+        client = Client(quick.url, verbose=False, analytics_enabled=False, download_files=False)
+        picture = client.predict(session.states[-1].name, "ema", 1.0, CYCLE, "7", api_name="/seed_image")[0]["path"]
+        assert os.path.isfile(picture)
+        deadline = time.monotonic() + 60
+        while os.path.exists(picture) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not os.path.exists(picture)
+    finally:
+        quick.close()
+    videos = [session.interpolation(View(session.states[-1].name), a, a + 1, 2)[1] for a in (1, 3, 5)]
+    assert not os.path.exists(videos[0]) and all(os.path.isfile(video) for video in videos[1:])

@@ -35,6 +35,9 @@ from pggan.explore.session import Session, View
 
 HOST = "127.0.0.1"
 PURPOSE = "pggan-explore (the web page of a trained generator)"
+# Gradio keeps every picture and video it serves in its cache (GRADIO_TEMP_DIR): a grid of 64 images at
+# 1024 px is one 8192x8192 picture.
+CACHE_SECONDS = 600
 # Small images are shown large with square pixels; the PNGs served keep the generator's resolution.
 CSS = """
 #image img, #grid img, #edited img, #strip img {
@@ -82,13 +85,16 @@ def _handler(
     return handle
 
 
-def build(session: Session):
-    """The page of a session: a gr.Blocks with its queue set (one request at a time)."""
+def build(session: Session, cache_seconds: int = CACHE_SECONDS):
+    """The page of a session: a gr.Blocks with its queue set (one request at a time), whose pictures and
+    videos are deleted from Gradio's cache every `cache_seconds` once older than that."""
     gr = gradio()
     names = [state.name for state in session.states]
     classes = [explore_session.CYCLE] + [str(k) for k in range(session.label_size)]
     final = session.spec.resolution
-    with gr.Blocks(title="pggan explorer", analytics_enabled=False) as page:
+    with gr.Blocks(
+        title="pggan explorer", analytics_enabled=False, delete_cache=(cache_seconds, cache_seconds)
+    ) as page:
         gr.Markdown(
             f"## pggan explorer\n`{session.path}`: {final}x{final}x{session.spec.num_channels} images, "
             f"latent size {session.spec.latent_size}"

@@ -17,6 +17,7 @@ What users type is text (seeds, counts) and is checked here: anything that canno
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import os
@@ -39,6 +40,7 @@ MAX_SEED = 2**32 - 1
 MAX_GRID = 64  # images in a grid
 MAX_STRIP = 16  # frames of an interpolation strip
 VIDEO_FRAMES, VIDEO_FPS = 48, 24.0  # the interpolation MP4: two seconds from one seed to the other
+KEPT_VIDEOS = 2  # the session's newest MP4s; the page serves its own copies from Gradio's cache
 EDIT_RANGE = 3.0  # strength of a projection edit: -EDIT_RANGE ... EDIT_RANGE times the direction
 CYCLE = "seed mod classes"  # the class choice of a conditional model that gives seed s class s mod label_size
 NETWORKS = tuple(checkpoint.NETWORK_ITEMS)  # ('ema', 'raw')
@@ -127,6 +129,7 @@ class Session:
         self.compile_seconds = time.perf_counter() - start
         self._video_dir = tempfile.mkdtemp(prefix="pggan-explore-")
         self._video_count = itertools.count()
+        self._videos: collections.deque[str] = collections.deque()
 
     def close(self) -> None:
         """Deletes the videos written for the page."""
@@ -217,6 +220,9 @@ class Session:
         zoom = media.video_zoom(generator.resolution, generator.resolution)
         side = generator.resolution * zoom
         media.write_video((media.fit_to_frame(frame, side, side) for frame in video), path, fps=VIDEO_FPS)
+        self._videos.append(path)
+        while len(self._videos) > KEPT_VIDEOS:
+            os.remove(self._videos.popleft())
         return np.concatenate(list(strip), axis=1), path
 
     def edited_latent(self, view: View, latent_file: str | None, seed_a, seed_b, strength) -> np.ndarray:
