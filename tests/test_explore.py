@@ -234,6 +234,7 @@ def test_classes_of_a_conditional_model_and_sources_of_one_state(tmp_path):
     )
     official = Session(str(pkl))
     assert [(state.name, state.step, state.alpha) for state in official.states] == [(f"{pkl.name}, 16x16", None, 0.5)]
+    assert official.refresh() == []  # one state, for good
     view = View(official.states[0].name, network="raw", truncation=0.7)
     np.testing.assert_array_equal(
         official.seed_image(view, 9), pggan.load_generator(str(pkl), network="raw").generate([9], truncation=0.7)[0]
@@ -244,6 +245,35 @@ def test_classes_of_a_conditional_model_and_sources_of_one_state(tmp_path):
     (tmp_path / "text.npy").write_text("not an array")
     with pytest.raises(ExploreError, match="text.npy is not a NumPy .npy file"):
         official.edited_latent(view, str(tmp_path / "text.npy"), 1, 2, 0.5)
+
+
+def test_reloading_the_page_lists_the_checkpoints_written_since_it_started(tmp_path):
+    config, workdir = load_recipe("tiny"), tmp_path / "growing"
+    write_checkpoints(workdir, config, [(1000, 8, 1.0)])
+    session = Session(str(workdir))
+    served = page.serve(page.build(session), page.listen(0))
+    try:
+        with browser.ExplorerPage(served.url) as opened:
+
+            def listed():
+                return [label.text.strip() for label in opened.driver.find_elements("css selector", "#state label")]
+
+            assert len(listed()) == 1
+            write_checkpoints(workdir, config, [(2000, 16, 1.0)])  # as a training run going on would
+            opened.driver.refresh()
+            deadline = time.monotonic() + 120
+            while len(listed()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert listed() == [state.name for state in session.states]
+            assert [state.resolution for state in session.states] == [8, 16]
+            checked = opened.driver.find_elements("css selector", "#state input:checked")
+            assert [box.get_attribute("value") for box in checked] == [session.states[-1].name]
+    finally:
+        served.close()
+        session.close()
+    np.testing.assert_array_equal(
+        session.seed_image(View(session.states[-1].name), 3), pggan.load_generator(str(workdir)).generate([3])[0]
+    )
 
 
 def test_the_program_serves_the_page_and_refuses_in_one_line(run_dir, monkeypatch, capsys):

@@ -99,7 +99,8 @@ def build(session: Session, cache_seconds: int = CACHE_SECONDS):
             f"## pggan explorer\n`{session.path}`: {final}x{final}x{session.spec.num_channels} images, "
             f"latent size {session.spec.latent_size}"
             + (f", {session.label_size} classes" if session.label_size else ", unconditional")
-            + f"; {len(names)} network state{'s' if len(names) > 1 else ''}."
+            + f"; {len(names)} network state{'s' if len(names) > 1 else ''}"
+            + (" (reload the page for checkpoints written since)." if session.states[-1].step is not None else ".")
         )
         with gr.Row():
             state = gr.Radio(names, value=names[-1], label="Checkpoint", elem_id="state", scale=3)
@@ -199,6 +200,17 @@ def build(session: Session, cache_seconds: int = CACHE_SECONDS):
             [edited],
             "edit_latent",
         )
+
+        def refreshed():
+            """The checkpoint list when the page is (re)loaded: a running training's new checkpoints join it."""
+            try:
+                session.refresh()
+            except UserError as error:  # e.g. a checkpoint deleted while it was read: the list stays
+                gr.Warning(str(error))
+            names = [state.name for state in session.states]
+            return gr.Radio(choices=names, value=names[-1])
+
+        page.load(refreshed, None, [state], api_name=False, concurrency_id="generator")
     page.queue(default_concurrency_limit=1)
     return page
 

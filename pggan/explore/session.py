@@ -135,6 +135,21 @@ class Session:
         """Deletes the videos written for the page."""
         shutil.rmtree(self._video_dir, ignore_errors=True)
 
+    def refresh(self) -> list[State]:
+        """Adds the checkpoints that the run wrote since the session started, their EMA generators loaded and
+        compiled (seconds for a new resolution), and returns them; [] for a source of one state. Checkpoints
+        the run has deleted since stay listed while their generators are in memory."""
+        if self.states[-1].step is None:
+            return []
+        with self.lock:
+            known = {state.step for state in self.states}
+            added = [state for state in self._list_states() if state.step not in known]
+            for state in added:
+                self.states.append(state)
+                self._by_name[state.name] = state
+                self._draw(View(state.name), [0])
+        return added
+
     def _list_states(self) -> list[State]:
         location = network_sources.checkpoint_location(self.path)
         if location and location[1] is None:
