@@ -44,6 +44,10 @@ class ExportError(UserError):
     """A file that is not a readable pggan export; the message says what is wrong."""
 
 
+class MissingNetworksError(ExportError):
+    """An intact export that lacks networks asked for (exported without --training_networks)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Exported:
     """The content of an export: the model, the stage it samples at, parameter trees per network name."""
@@ -207,7 +211,7 @@ def read(path: str, names: tuple[str, ...] = ("generator_ema",)) -> Exported:
                 f"{len(entries) - len(set(entries))} duplicated)",
             )
         if missing := [name for name in names if name not in exported]:
-            raise ExportError(
+            raise MissingNetworksError(
                 f"{path} holds no {' or '.join(missing)} (it has {', '.join(exported)}); export the "
                 "run again with --training_networks to include them"
             )

@@ -64,7 +64,11 @@ def test_bad_inputs_give_one_line(run_dir, tmp_path, capsys):
     assert tool_support.run_main("export", f"--workdir={run_dir}", f"--out={exported}") == 0
     media.save_png(np.zeros((16, 16, 3), np.uint8), tmp_path / "black.png")
     cases = [
-        ((f"--workdir={exported}",), "holds no discriminator"),
+        (
+            (f"--workdir={exported}",),
+            "holds no discriminator (it has generator_ema); export the run again with --training_networks to "
+            "include them, or project without D's features: --d_weight=0",
+        ),
         ((f"--workdir={run_dir}", "--label=1"), "unconditional"),
         ((f"--workdir={run_dir}", "--target=absent.png"), "--target must name an image file"),
         ((f"--workdir={run_dir}", "--pixel_weight=0", "--ms_ssim_weight=0", "--d_weight=0"), "not all 0"),

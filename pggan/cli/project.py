@@ -21,7 +21,7 @@ import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-from pggan import network_sources, projection
+from pggan import network_sources, portable, projection
 from pggan.cli import checkpoint_flags
 from pggan.cli.runner import UsageError, program_main, run_program
 from pggan.data import imaging
@@ -93,7 +93,10 @@ def run() -> None:
     )
     choice = checkpoint_flags.checkpoint_choice()
     items = ("generator_ema", "discriminator") if config.d_weight else ("generator_ema",)
-    loaded = network_sources.load(choice["workdir"], items, step=choice["step"], resolution=choice["resolution"])
+    try:
+        loaded = network_sources.load(choice["workdir"], items, step=choice["step"], resolution=choice["resolution"])
+    except portable.MissingNetworksError as error:
+        raise UsageError(f"{error}, or project without D's features: --d_weight=0") from None
     generator = TrainedGenerator(loaded.generator(), resolution=loaded.resolution, alpha=loaded.alpha, meta=loaded.meta)
     target = _target(loaded.resolution, loaded.spec.num_channels)
     labels = None if _LABEL.value is None else latent_space.one_hot_labels([_LABEL.value], loaded.spec.label_size)
