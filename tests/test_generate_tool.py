@@ -255,6 +255,7 @@ def test_progress_video_from_sample_grids_and_from_stage_checkpoints(run_dir, tm
         (["--video=w.avi"], r"unknown extension: use one of \.mp4, \.gif"),
         (["--grid=2x2", "--out=g.png", "--num=3"], "choose exactly one output: .* \\(got --grid, --num\\)"),
         ([], "choose exactly one output"),
+        (["--video=v.mp4", "--seeds=1,2"], r"--seeds\) \(a video through chosen seeds: --video with --keyframes\)"),
         (["--grid=2x2"], "--out is required"),
         (["--grid=2x2", "--out=g.png", "--keyframes=1,2"], "--keyframes does not apply to --grid"),
         (["--video=w.mp4", "--keyframes=1,2", "--smoothing_sec=2"], "--smoothing_sec is for random walks"),

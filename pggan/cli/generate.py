@@ -143,8 +143,10 @@ def _chosen_mode() -> str:
     given = [name for name in MODE_OF_FLAG if flags.FLAGS[name].value]
     if len(given) != 1:
         shown = ", ".join(f"--{name}" for name in given) or "none"
+        through_seeds = set(given) == {"video", "seeds"}
+        keyframes = " (a video through chosen seeds: --video with --keyframes)" if through_seeds else ""
         raise UsageError(
-            f"choose exactly one output: --grid, --num, --seeds, --video or --progress_video (got {shown})"
+            f"choose exactly one output: --grid, --num, --seeds, --video or --progress_video (got {shown}){keyframes}"
         )
     mode = MODE_OF_FLAG[given[0]]
     for name, modes_of_flag in FLAG_MODES.items():
