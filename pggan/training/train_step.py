@@ -183,8 +183,8 @@ class TrainStep:
         them unequal and drops most of the gradient. Measured on XLA:CPU: D's input-gradient norm 2.5x too
         small at 8x8 (tests/test_benchmark.py).
 
-        On CPUs, unless `StepConfig.cpu_ynnpack`, XLA's YNNPACK fusions are turned off, so convolutions and
-        matmuls run on XLA's own (Eigen) kernels: on the 2-core x86-64 machine of BENCHMARKS.md the training
+        On CPUs, unless `StepConfig.cpu_ynnpack`, XLA's YNNPACK fusions are turned off as for every pggan
+        program (`parallel.compiler_options`): on the 2-core x86-64 machine of BENCHMARKS.md the training
         step ran 1.4x faster at width 64 and 1.5x at width 512, with both cores busy instead of 1.4.
         """
         options = parallel.compiler_options(self.mesh.devices.flat[0].platform, ynnpack=self.config.cpu_ynnpack)
