@@ -18,6 +18,7 @@ What users type is text (seeds, counts) and is checked here: anything that canno
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -237,7 +238,8 @@ class Session:
         media.write_video((media.fit_to_frame(frame, side, side) for frame in video), path, fps=VIDEO_FPS)
         self._videos.append(path)
         while len(self._videos) > KEPT_VIDEOS:
-            os.remove(self._videos.popleft())
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._videos.popleft())
         return np.concatenate(list(strip), axis=1), path
 
     def edited_latent(self, view: View, latent_file: str | None, seed_a, seed_b, strength) -> np.ndarray:
