@@ -10,8 +10,8 @@ Adam betas 0 / 0.99, Adam resets) is the official recipe. Where it differs from 
 (final SWD, screened on seed 0, the finalists on three seeds: BENCHMARKS.md "The quick start's recipe"):
 
 - learning rate 0.006 for both networks (paper 0.001): a run this short gains most from larger steps
-  (final SWD x1e3 27.0 at 0.002, 18.1 at 0.006); 0.008 destabilised one seed of two at 32x32, 0.012
-  collapsed;
+  (final SWD x1e3 27.0 at 0.002 over three seeds, 18.7 at 0.006 over eight, none of which failed); 0.008
+  destabilised one seed of two at 32x32, 0.012 collapsed;
 - EMA half-life 1 kimg with a ramp-up (paper: 0.999 per step, about 11 kimg at minibatch 16): the grids
   show the current generator; 10 kimg and 0.5 kimg both scored worse;
 - minibatch 16 (32 was worse; 8 was better per image but 10 % slower), phases of 20 kimg (10 kimg
