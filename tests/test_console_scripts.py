@@ -80,22 +80,18 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 def test_every_script_is_installed_and_has_help(venv, tmp_path):
+    shown = {}
     for script in SCRIPTS:
         result = _run(venv, script, "--help", cwd=tmp_path)
         # --help prints the program's docstring and flags, then exits with status 0 (absl's own: 1).
         assert result.returncode == 0 and f"{script}:" in result.stdout, (script, result.stderr)
         assert "  --" in result.stdout, script
-    found = _run(venv, "pggan-train", "--help", cwd=tmp_path)
-    assert "--workdir" in found.stdout and "recipe" in found.stdout
+        shown[script] = result.stdout
+    assert "--workdir" in shown["pggan-train"] and "recipe" in shown["pggan-train"]
     # Each tool's help lists the shared checkpoint flags it takes, and only those.
     taken = {"pggan-import": {"workdir"}, "pggan-export": {"workdir", "step", "resolution"}}
     for script, names in taken.items():
-        shown = {
-            name
-            for name in checkpoint_flags.NAMES
-            if f"\n  --{name}:" in _run(venv, script, "--help", cwd=tmp_path).stdout
-        }
-        assert shown == names, script
+        assert {name for name in checkpoint_flags.NAMES if f"\n  --{name}:" in shown[script]} == names, script
 
 
 def test_recipes_by_name_and_the_installed_package_from_another_folder(venv, tmp_path):
