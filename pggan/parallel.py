@@ -13,6 +13,8 @@ form: results do not depend on the device count.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +33,13 @@ def compiler_options(platform: str, *, ynnpack: bool = False) -> dict[str, str |
     """XLA compiler options (`jax.jit(compiler_options=...)`) of pggan's programs on devices of `platform`
     ('cpu', 'gpu', 'tpu'): on CPUs, unless `ynnpack`, no YNNPACK fusions; none elsewhere."""
     return dict(_CPU_WITHOUT_YNNPACK) if platform == "cpu" and not ynnpack else {}
+
+
+@functools.cache
+def jit_for(platform: str, function, **jit_options):
+    """`jax.jit(function, **jit_options)` with the `compiler_options` of `platform`, made once per platform,
+    function and options, so that every caller shares its compiled programs."""
+    return jax.jit(function, compiler_options=compiler_options(platform), **jit_options)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from pggan import parallel
 from pggan.model import networks
 from pggan.sampling import generation, latent_space, media
 
@@ -148,6 +149,6 @@ def test_cpu_generation_and_feature_networks_run_on_xlas_own_kernels(generator):
         hlo = program.lower(*args, resolution=RESOLUTION).compile().as_text()
         assert ("ynn_fusion" in hlo) == uses_ynnpack and "convolution(" in hlo
     conv = nnx.Conv(3, 16, (3, 3), rngs=nnx.Rngs(0))
-    network = feature_extraction._program(feature_extraction._network, "cpu")
+    network = parallel.jit_for("cpu", feature_extraction._network, static_argnums=0)
     hlo = network.lower(*nnx.split(conv), jax.numpy.zeros((4, 32, 32, 3))).compile().as_text()
     assert "ynn_fusion" not in hlo and "convolution(" in hlo

@@ -15,7 +15,6 @@ default matmul precision.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Sequence
 
@@ -41,12 +40,6 @@ def _network(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> dict[str
     return nnx.merge(graphdef, state)(x)
 
 
-@functools.cache
-def _program(function, platform: str):
-    """`function` jitted for devices of `platform` (its first argument static), shared by every extractor."""
-    return jax.jit(function, static_argnums=0, compiler_options=parallel.compiler_options(platform))
-
-
 class FeatureExtractor:
     """A network (returning a dict of float32 [N, D] arrays) behind a preprocessing protocol."""
 
@@ -56,7 +49,8 @@ class FeatureExtractor:
         self.protocol = protocol
         self._what = what
         platform = data_mesh().devices.flat[0].platform
-        self._run_preprocess, self._run_network = _program(_preprocess, platform), _program(_network, platform)
+        self._run_preprocess = parallel.jit_for(platform, _preprocess, static_argnums=0)
+        self._run_network = parallel.jit_for(platform, _network, static_argnums=0)
 
     def _network_input(self, images: Images) -> tuple[jax.Array, int]:
         """Preprocessed float32 [M, S, S, 3] sharded over the devices, and the number of real rows."""

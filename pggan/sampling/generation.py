@@ -12,7 +12,6 @@ Sampling a checkpoint (`Sampler` with truncation and labels; `sample_grid`, `sav
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterator, Sequence
 
@@ -37,12 +36,9 @@ def _run_generator(graphdef, state, latents, labels, alpha, *, resolution):
     return nnx.merge(graphdef, state)(latents, labels, resolution=resolution, alpha=alpha)
 
 
-@functools.cache
 def generator_program(platform: str):
     """G's call, jitted for devices of `platform` (one compile per graph, resolution and batch shape)."""
-    return jax.jit(
-        _run_generator, static_argnames=("graphdef", "resolution"), compiler_options=parallel.compiler_options(platform)
-    )
+    return parallel.jit_for(platform, _run_generator, static_argnames=("graphdef", "resolution"))
 
 
 def _check_inputs(generator: Generator, latents: np.ndarray, labels: np.ndarray | None) -> None:
