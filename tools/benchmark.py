@@ -498,13 +498,18 @@ def run_inception_benchmark() -> None:
         f"FID Inception features (random weights, float32, HIGHEST precision) on {jax.device_count()} "
         f"{jax.devices()[0].device_kind} device(s), batch {batch}"
     )
+    _rates_per_resolution("inception", _resolutions([32, 256]), lambda r: inception.measure_inception(r, batch))
+
+
+def _rates_per_resolution(mode: str, resolutions: list[int], measure) -> None:
+    """Prints compile s and img/s of measure(resolution) (a dict with those keys) per resolution; the JSON."""
     print(f"{'resolution':>10} {'compile s':>10} {'img/s':>10}")
     results = []
-    for resolution in _resolutions([32, 256]):
-        result = inception.measure_inception(resolution, batch)
+    for resolution in resolutions:
+        result = measure(resolution)
         results.append(result)
         print(f"{resolution:>10} {result['compile_s']:>10.1f} {result['img_per_s']:>10.1f}", flush=True)
-    _write_json("inception", {"results": results})
+    _write_json(mode, {"results": results})
 
 
 # ----------------------------------------------------------------------------------- generation mode
@@ -520,13 +525,11 @@ def run_generation_benchmark() -> None:
         f"Generator (random weights, {spec.compute_dtype}, fmap_base {spec.fmap_base}, fmap_max {spec.fmap_max}) "
         f"on {jax.local_device_count()} {jax.devices()[0].device_kind} device(s), batch {batch}"
     )
-    print(f"{'resolution':>10} {'compile s':>10} {'img/s':>10}")
-    results = []
-    for resolution in _resolutions([spec.resolution]):
-        result = generation_benchmark.measure_generation(spec, resolution, batch)
-        results.append(result)
-        print(f"{resolution:>10} {result['compile_s']:>10.1f} {result['img_per_s']:>10.1f}", flush=True)
-    _write_json("generation", {"results": results})
+    _rates_per_resolution(
+        "generation",
+        _resolutions([spec.resolution]),
+        lambda r: generation_benchmark.measure_generation(spec, r, batch),
+    )
 
 
 # -------------------------------------------------------------------------------------- quality mode
