@@ -266,6 +266,7 @@ def test_reloading_the_page_lists_the_checkpoints_written_since_it_started(tmp_p
                 time.sleep(0.2)
             assert listed() == [state.name for state in session.states]
             assert [state.resolution for state in session.states] == [8, 16]
+            assert session.refresh() == []  # nothing new: nothing listed twice
             checked = opened.driver.find_elements("css selector", "#state input:checked")
             assert [box.get_attribute("value") for box in checked] == [session.states[-1].name]
     finally:

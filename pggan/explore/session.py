@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import jax
 import numpy as np
@@ -143,19 +143,23 @@ class Session:
         if self.states[-1].step is None:
             return []
         with self.lock:
-            known = {state.step for state in self.states}
-            added = [state for state in self._list_states() if state.step not in known]
+            added = self._list_states(known={state.step for state in self.states})
             for state in added:
                 self.states.append(state)
                 self._by_name[state.name] = state
                 self._draw(View(state.name), [0])
         return added
 
-    def _list_states(self) -> list[State]:
+    def _list_states(self, known: Collection[int] = ()) -> list[State]:
+        """The states of the source, oldest first; of a run, only the checkpoints not in `known` (steps), so
+        that a refresh verifies and reads only the new ones."""
         location = network_sources.checkpoint_location(self.path)
         if location and location[1] is None:
             with checkpoint.CheckpointReader(location[0]) as reader:
-                steps, finals = reader.intact(reader.steps()), set(reader.stage_final_steps())
+                new_steps = [step for step in reader.steps() if step not in known]
+                if not new_steps:
+                    return []
+                steps, finals = reader.intact(new_steps), set(reader.stage_final_steps())
                 metas = {step: reader.meta(step) for step in steps}
             return [
                 State(_state_name(s, m["resolution"], m["alpha"], s in finals), s, m["resolution"], m["alpha"])
