@@ -74,3 +74,5 @@ def test_tool_errors_are_one_line_and_nonzero(imported_run, tmp_path):
     assert refused.returncode != 0 and "refusing to load posix.system" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not marker.exists() and not (tmp_path / "run").exists()
+    stray = _run_tool(f"--pkl={imported_run['pkl']}", f"--workdir={tmp_path / 'run'}", "--step=5")
+    assert stray.returncode == 1 and stray.stderr.strip() == "error: --step does not apply to pggan-import; drop it"

@@ -70,6 +70,7 @@ def test_bad_inputs_give_one_line(run_dir, tmp_path, capsys):
             "include them, or project without D's features: --d_weight=0",
         ),
         ((f"--workdir={run_dir}", "--label=1"), "unconditional"),
+        ((f"--workdir={run_dir}", "--network=raw"), "--network does not apply to pggan-project; drop it"),
         ((f"--workdir={run_dir}", "--target=absent.png"), "--target must name an image file"),
         ((f"--workdir={run_dir}", "--pixel_weight=0", "--ms_ssim_weight=0", "--d_weight=0"), "not all 0"),
     ]
