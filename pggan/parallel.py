@@ -25,7 +25,7 @@ DATA_AXIS = "data"
 
 # XLA:CPU hands convolutions and matrix products to YNNPACK fusions by default. XLA's own (Eigen) kernels ran
 # pggan's programs faster on the x86-64 CPU of BENCHMARKS.md: the training step 1.1-1.5x, the generator at
-# the official widths 1.3x, the Inception of FID/KID/IS 1.9x.
+# the official widths 1.1-1.2x, the Inception of FID/KID/IS 2.3x.
 _CPU_WITHOUT_YNNPACK = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
